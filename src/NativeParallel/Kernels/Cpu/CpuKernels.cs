@@ -1,0 +1,364 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Kernels.Cpu;
+
+/// <summary>
+/// The CPU device's kernels: the production CPU path (vectorised with TensorPrimitives and Vector256,
+/// multi-threaded over rows), deliberately separate from <see cref="Reference.ReferenceKernels"/> so that checking
+/// one against the other is a real check. Every op works over f32 views (<see cref="F32View"/>).
+/// </summary>
+internal sealed unsafe class CpuKernels : IKernels
+{
+    public void Embedding(Tensor ids, Tensor table, Tensor output)
+    {
+        var (tokens, hidden, vocab) = OpShapes.Embedding(ids, table, output);
+        int elementSize = table.DType.SizeOf();
+        int* idp = (int*)ids.Pointer;
+        byte* src = (byte*)table.Pointer, dst = (byte*)output.Pointer;
+        long rowBytes = (long)hidden * elementSize;
+        CpuParallel.For(tokens, hidden, (start, end) =>
+        {
+            for (int t = start; t < end; t++)
+            {
+                var row = new Span<byte>(dst + t * rowBytes, checked((int)rowBytes));
+                int id = idp[t];
+                if ((uint)id < (uint)vocab) new ReadOnlySpan<byte>(src + id * rowBytes, row.Length).CopyTo(row);
+                else row.Clear();
+            }
+        });
+    }
+
+    public void RmsNorm(Tensor x, Tensor weight, Tensor y, float eps)
+    {
+        var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
+        using var xv = F32View.Input(x);
+        using var wv = F32View.Input(weight);
+        using var yv = F32View.Output(y);
+        float* xp = xv.Pointer, wp = wv.Pointer, yp = yv.Pointer;
+        CpuParallel.For(rows, 3L * d, (start, end) =>
+        {
+            var w = new ReadOnlySpan<float>(wp, d);
+            for (int r = start; r < end; r++)
+            {
+                var row = new ReadOnlySpan<float>(xp + (long)r * d, d);
+                var outRow = new Span<float>(yp + (long)r * d, d);
+                float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / d + eps);
+                TensorPrimitives.Multiply(row, inv, outRow);
+                TensorPrimitives.Multiply(outRow, w, outRow);
+            }
+        });
+    }
+
+    public void LayerNorm(Tensor x, Tensor weight, Tensor bias, Tensor y, float eps)
+    {
+        var (rows, d) = OpShapes.Norm("layernorm", x, weight, bias, y);
+        using var xv = F32View.Input(x);
+        using var wv = F32View.Input(weight);
+        using var bv = F32View.Input(bias);
+        using var yv = F32View.Output(y);
+        float* xp = xv.Pointer, wp = wv.Pointer, bp = bv.Pointer, yp = yv.Pointer;
+        CpuParallel.For(rows, 5L * d, (start, end) =>
+        {
+            var w = new ReadOnlySpan<float>(wp, d);
+            var b = new ReadOnlySpan<float>(bp, d);
+            for (int r = start; r < end; r++)
+            {
+                var row = new ReadOnlySpan<float>(xp + (long)r * d, d);
+                var outRow = new Span<float>(yp + (long)r * d, d);
+                float mean = TensorPrimitives.Sum(row) / d;
+                TensorPrimitives.Subtract(row, mean, outRow);
+                float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(outRow) / d + eps);
+                TensorPrimitives.Multiply(outRow, inv, outRow);
+                TensorPrimitives.FusedMultiplyAdd(outRow, w, b, outRow);
+            }
+        });
+    }
+
+    public void Rope(Tensor x, Tensor positions, float theta)
+    {
+        var (tokens, heads, d) = OpShapes.Rope(x, positions);
+        int half = d / 2;
+        var frequencies = new float[half];
+        for (int i = 0; i < half; i++) frequencies[i] = (float)Math.Pow(theta, -2.0 * i / d);
+        int* pos = (int*)positions.Pointer;
+        using var xv = F32View.InOut(x);
+        float* xp = xv.Pointer;
+        CpuParallel.For(tokens, 6L * heads * d, (start, end) =>
+        {
+            Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
+            for (int t = start; t < end; t++)
+            {
+                for (int i = 0; i < half; i++)
+                {
+                    // Angles in f64 then rounded: positions up to 10⁶ keep f32 sin/cos accurate this way.
+                    double angle = (double)pos[t] * frequencies[i];
+                    cos[i] = (float)Math.Cos(angle);
+                    sin[i] = (float)Math.Sin(angle);
+                }
+                for (int h = 0; h < heads; h++)
+                {
+                    float* row = xp + ((long)t * heads + h) * d;
+                    for (int i = 0; i < half; i++)
+                    {
+                        float x1 = row[i], x2 = row[i + half];
+                        row[i] = x1 * cos[i] - x2 * sin[i];
+                        row[i + half] = x2 * cos[i] + x1 * sin[i];
+                    }
+                }
+            }
+        });
+    }
+
+    public void Matmul(Tensor a, Tensor b, Tensor c)
+    {
+        var (m, n, k) = OpShapes.Matmul(a, b, c);
+        using var av = F32View.Input(a);
+        using var bv = F32View.Input(b);
+        using var cv = F32View.Output(c);
+        CpuGemm.MultiplyTransposed(av.Pointer, bv.Pointer, cv.Pointer, m, n, k);
+    }
+
+    public void AddBias(Tensor x, Tensor bias)
+    {
+        var (rows, n) = OpShapes.AddBias(x, bias);
+        using var xv = F32View.InOut(x);
+        using var bv = F32View.Input(bias);
+        float* xp = xv.Pointer, bp = bv.Pointer;
+        CpuParallel.For(rows, n, (start, end) =>
+        {
+            var b = new ReadOnlySpan<float>(bp, n);
+            for (int r = start; r < end; r++)
+            {
+                var row = new Span<float>(xp + (long)r * n, n);
+                TensorPrimitives.Add(row, b, row);
+            }
+        });
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor output) =>
+        Binary("add", a, b, output, static (x, y, o) => TensorPrimitives.Add(x, y, o));
+
+    public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", gate, up, output, static (g, u, o) =>
+    {
+        // silu(g)·u = g·sigmoid(g)·u, three vector passes over one chunk that stays in L1.
+        TensorPrimitives.Sigmoid(g, o);
+        TensorPrimitives.Multiply(o, g, o);
+        TensorPrimitives.Multiply(o, u, o);
+    });
+
+    public void Gelu(Tensor x, Tensor output)
+    {
+        long count = OpShapes.Elementwise("gelu", x, null, output);
+        using var xv = F32View.Input(x);
+        using var ov = F32View.Output(output);
+        float* xp = xv.Pointer, op = ov.Pointer;
+        Chunks(count, 12, (offset, length) =>
+        {
+            var src = new ReadOnlySpan<float>(xp + offset, length);
+            var dst = new Span<float>(op + offset, length);
+            const float c = 0.7978845608028654f; // √(2/π)
+            // inner = c·(x + 0.044715·x³), then 0.5·x·(1 + tanh(inner)).
+            TensorPrimitives.Multiply(src, src, dst);
+            TensorPrimitives.FusedMultiplyAdd(dst, 0.044715f, 1f, dst);
+            TensorPrimitives.Multiply(dst, src, dst);
+            TensorPrimitives.Multiply(dst, c, dst);
+            TensorPrimitives.Tanh(dst, dst);
+            TensorPrimitives.Add(dst, 1f, dst);
+            TensorPrimitives.Multiply(dst, src, dst);
+            TensorPrimitives.Multiply(dst, 0.5f, dst);
+        });
+    }
+
+    public void Softmax(Tensor x, Tensor y, float scale)
+    {
+        var (rows, n) = OpShapes.Softmax(x, y);
+        using var xv = F32View.Input(x);
+        using var yv = F32View.Output(y);
+        float* xp = xv.Pointer, yp = yv.Pointer;
+        CpuParallel.For(rows, 4L * n, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                var row = new ReadOnlySpan<float>(xp + (long)r * n, n);
+                var outRow = new Span<float>(yp + (long)r * n, n);
+                TensorPrimitives.Multiply(row, scale, outRow);
+                TensorPrimitives.SoftMax(outRow, outRow);
+            }
+        });
+    }
+
+    public void AttentionPrefill(Tensor q, Tensor k, Tensor v, Tensor output, int queryStart, float scale)
+    {
+        var s = OpShapes.AttentionPrefill(q, k, v, output, queryStart);
+        using var qv = F32View.Input(q);
+        using var kv = F32View.Input(k);
+        using var vv = F32View.Input(v);
+        using var ov = F32View.Output(output);
+        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer;
+        int group = s.Hq / s.Hkv;
+        CpuParallel.For(s.Batch * s.Tq * s.Hq, 4L * s.Tk * s.D, (start, end) =>
+        {
+            var scores = new float[s.Tk];
+            for (int index = start; index < end; index++)
+            {
+                int h = index % s.Hq, i = index / s.Hq % s.Tq, b = index / (s.Hq * s.Tq);
+                int visible = Math.Min(s.Tk, queryStart + i + 1);
+                long row = (((long)b * s.Tq + i) * s.Hq + h) * s.D;
+                long keyBase = (long)b * s.Tk * s.Hkv * s.D + (long)(h / group) * s.D;
+                AttendRow(qp + row, kp + keyBase, vp + keyBase, (long)s.Hkv * s.D, visible, s.D, scale, scores, op + row);
+            }
+        });
+    }
+
+    public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale)
+    {
+        var s = OpShapes.AttentionDecode(q, kCache, vCache, lengths, output);
+        var lens = lengths.ToInts();
+        using var qv = F32View.Input(q);
+        using var kv = F32View.Input(kCache);
+        using var vv = F32View.Input(vCache);
+        using var ov = F32View.Output(output);
+        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer;
+        int group = s.Hq / s.Hkv;
+        foreach (int len in lens)
+            OpShapes.Require(len >= 0 && len <= s.Tk, "attention_decode", $"lengths must be in 0..{s.Tk} (the cache capacity), got {len}");
+        CpuParallel.For(s.Batch * s.Hq, 4L * s.Tk * s.D, (start, end) =>
+        {
+            var scores = new float[s.Tk];
+            for (int index = start; index < end; index++)
+            {
+                int h = index % s.Hq, b = index / s.Hq;
+                long row = ((long)b * s.Hq + h) * s.D;
+                long keyBase = (long)b * s.Tk * s.Hkv * s.D + (long)(h / group) * s.D;
+                AttendRow(qp + row, kp + keyBase, vp + keyBase, (long)s.Hkv * s.D, lens[b], s.D, scale, scores, op + row);
+            }
+        });
+    }
+
+    private static void AttendRow(float* q, float* k, float* v, long keyStride, int visible, int d, float scale,
+        float[] scores, float* output)
+    {
+        var outRow = new Span<float>(output, d);
+        outRow.Clear();
+        if (visible <= 0) return;
+        var query = new ReadOnlySpan<float>(q, d);
+        var s = scores.AsSpan(0, visible);
+        for (int j = 0; j < visible; j++) s[j] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(k + j * keyStride, d)) * scale;
+        TensorPrimitives.SoftMax(s, s);
+        for (int j = 0; j < visible; j++)
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v + j * keyStride, d), s[j], outRow, outRow);
+    }
+
+    public void Argmax(Tensor x, Tensor indices)
+    {
+        var (rows, n) = OpShapes.Argmax(x, indices);
+        using var xv = F32View.Input(x);
+        float* xp = xv.Pointer;
+        int* ip = (int*)indices.Pointer;
+        // TensorPrimitives.IndexOfMax returns the first maximum, which is the lowest index on ties.
+        CpuParallel.For(rows, n, (start, end) =>
+        {
+            for (int r = start; r < end; r++) ip[r] = TensorPrimitives.IndexOfMax(new ReadOnlySpan<float>(xp + (long)r * n, n));
+        });
+    }
+
+    public void TopK(Tensor x, int k, Tensor values, Tensor indices)
+    {
+        var (rows, n) = OpShapes.TopK(x, k, values, indices);
+        using var xv = F32View.Input(x);
+        float* xp = xv.Pointer, vp = (float*)values.Pointer;
+        int* ip = (int*)indices.Pointer;
+        CpuParallel.For(rows, (long)n * 2, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                // Insertion into a sorted list of k: strictly greater wins, so the earlier index stays first on ties.
+                var bestValues = new Span<float>(vp + (long)r * k, k);
+                var bestIndices = new Span<int>(ip + (long)r * k, k);
+                int filled = 0;
+                float* row = xp + (long)r * n;
+                for (int j = 0; j < n; j++)
+                {
+                    float value = row[j];
+                    if (filled == k && !(value > bestValues[k - 1])) continue;
+                    int slot = filled < k ? filled++ : k - 1;
+                    while (slot > 0 && value > bestValues[slot - 1])
+                    {
+                        bestValues[slot] = bestValues[slot - 1];
+                        bestIndices[slot] = bestIndices[slot - 1];
+                        slot--;
+                    }
+                    bestValues[slot] = value;
+                    bestIndices[slot] = j;
+                }
+            }
+        });
+    }
+
+    public void Reduce(ReduceOp op, ReadOnlySpan<Tensor> inputs, Tensor output)
+    {
+        long count = OpShapes.Reduce(inputs, output);
+        var views = new F32View[inputs.Length];
+        try
+        {
+            for (int s = 0; s < inputs.Length; s++) views[s] = F32View.Input(inputs[s]);
+            using var ov = F32View.Output(output);
+            float*[] sources = new float*[inputs.Length];
+            for (int s = 0; s < sources.Length; s++) sources[s] = views[s].Pointer;
+            float* dst = ov.Pointer;
+            float inverseCount = 1f / inputs.Length;
+            Chunks(count, inputs.Length, (offset, length) =>
+            {
+                var acc = new Span<float>(dst + offset, length);
+                new ReadOnlySpan<float>(sources[0] + offset, length).CopyTo(acc);
+                for (int s = 1; s < sources.Length; s++)
+                {
+                    var x = new ReadOnlySpan<float>(sources[s] + offset, length);
+                    switch (op)
+                    {
+                        case ReduceOp.Sum or ReduceOp.Avg: TensorPrimitives.Add(acc, x, acc); break;
+                        case ReduceOp.Prod: TensorPrimitives.Multiply(acc, x, acc); break;
+                        case ReduceOp.Max: TensorPrimitives.Max(acc, x, acc); break;
+                        case ReduceOp.Min: TensorPrimitives.Min(acc, x, acc); break;
+                        default: throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduce op");
+                    }
+                }
+                if (op == ReduceOp.Avg) TensorPrimitives.Multiply(acc, inverseCount, acc);
+            });
+        }
+        finally
+        {
+            foreach (var view in views) view.Dispose();
+        }
+    }
+
+    private delegate void BinaryOp(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output);
+
+    private static void Binary(string name, Tensor a, Tensor b, Tensor output, BinaryOp body)
+    {
+        long count = OpShapes.Elementwise(name, a, b, output);
+        using var av = F32View.Input(a);
+        using var bv = F32View.Input(b);
+        using var ov = F32View.Output(output);
+        float* ap = av.Pointer, bp = bv.Pointer, op = ov.Pointer;
+        Chunks(count, 4, (offset, length) =>
+            body(new ReadOnlySpan<float>(ap + offset, length), new ReadOnlySpan<float>(bp + offset, length), new Span<float>(op + offset, length)));
+    }
+
+    /// <summary>Element-wise work in chunks of 16 K elements (L1-sized), spread across cores.</summary>
+    private static void Chunks(long count, long workPerElement, Action<long, int> body)
+    {
+        const int chunk = 16 * 1024;
+        int chunks = checked((int)((count + chunk - 1) / chunk));
+        CpuParallel.For(chunks, chunk * workPerElement, (start, end) =>
+        {
+            for (int c = start; c < end; c++)
+            {
+                long offset = (long)c * chunk;
+                body(offset, (int)Math.Min(chunk, count - offset));
+            }
+        });
+    }
+}
