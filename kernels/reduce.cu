@@ -24,7 +24,11 @@ __device__ void reduce(const ReduceArgs& a) {
     float inverse = 1.0f / a.inputs;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.count; i += (long long)gridDim.x * blockDim.x) {
         float acc = load_f<T>(a.src[0], i);
-        for (int s = 1; s < a.inputs; s++) acc = Op::apply(acc, load_f<T>(a.src[s], i));
+        // Constant indices keep src[] in the parameter bank; a variable index would copy it to local memory.
+#pragma unroll
+        for (int s = 1; s < NP_MAX_REDUCE_INPUTS; s++) {
+            if (s < a.inputs) acc = Op::apply(acc, load_f<T>(a.src[s], i));
+        }
         store_f<T>(a.dst, i, Average ? acc * inverse : acc);
     }
 }

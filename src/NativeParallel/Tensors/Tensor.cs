@@ -57,6 +57,7 @@ public sealed class Tensor : IDisposable
     {
         get
         {
+            if (Count == 0) return true;
             long expected = 1;
             for (int d = Rank - 1; d >= 0; d--)
             {

@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
 using NativeParallel.Tensors;
 
@@ -80,8 +80,9 @@ internal sealed unsafe class CpuKernels : IKernels
     {
         var (tokens, heads, d) = OpShapes.Rope(x, positions);
         int half = d / 2;
-        var frequencies = new float[half];
-        for (int i = 0; i < half; i++) frequencies[i] = (float)Math.Pow(theta, -2.0 * i / d);
+        // f64 frequencies: an f32-rounded frequency times position 4096 is already ~2e-4 rad off.
+        var frequencies = new double[half];
+        for (int i = 0; i < half; i++) frequencies[i] = Math.Pow(theta, -2.0 * i / d);
         int* pos = (int*)positions.Pointer;
         using var xv = F32View.InOut(x);
         float* xp = xv.Pointer;
@@ -92,8 +93,7 @@ internal sealed unsafe class CpuKernels : IKernels
             {
                 for (int i = 0; i < half; i++)
                 {
-                    // Angles in f64 then rounded: positions up to 10⁶ keep f32 sin/cos accurate this way.
-                    double angle = (double)pos[t] * frequencies[i];
+                    double angle = pos[t] * frequencies[i];
                     cos[i] = (float)Math.Cos(angle);
                     sin[i] = (float)Math.Sin(angle);
                 }
@@ -142,10 +142,12 @@ internal sealed unsafe class CpuKernels : IKernels
 
     public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", gate, up, output, static (g, u, o) =>
     {
-        // silu(g)·u = g·sigmoid(g)·u, three vector passes over one chunk that stays in L1.
-        TensorPrimitives.Sigmoid(g, o);
-        TensorPrimitives.Multiply(o, g, o);
-        TensorPrimitives.Multiply(o, u, o);
+        // silu(g)·u = g·sigmoid(g)·u in vector passes over one L1-sized chunk. The sigmoid goes to scratch,
+        // not to o, because o may alias g or u (in-place SwiGLU).
+        Span<float> sigmoid = stackalloc float[g.Length];
+        TensorPrimitives.Sigmoid(g, sigmoid);
+        TensorPrimitives.Multiply(sigmoid, g, sigmoid);
+        TensorPrimitives.Multiply(sigmoid, u, o);
     });
 
     public void Gelu(Tensor x, Tensor output)
@@ -159,15 +161,17 @@ internal sealed unsafe class CpuKernels : IKernels
             var src = new ReadOnlySpan<float>(xp + offset, length);
             var dst = new Span<float>(op + offset, length);
             const float c = 0.7978845608028654f; // √(2/π)
-            // inner = c·(x + 0.044715·x³), then 0.5·x·(1 + tanh(inner)).
-            TensorPrimitives.Multiply(src, src, dst);
-            TensorPrimitives.FusedMultiplyAdd(dst, 0.044715f, 1f, dst);
-            TensorPrimitives.Multiply(dst, src, dst);
-            TensorPrimitives.Multiply(dst, c, dst);
-            TensorPrimitives.Tanh(dst, dst);
-            TensorPrimitives.Add(dst, 1f, dst);
-            TensorPrimitives.Multiply(dst, src, dst);
-            TensorPrimitives.Multiply(dst, 0.5f, dst);
+            // inner = c·(x + 0.044715·x³), then 0.5·x·(1 + tanh(inner)); built in scratch since dst may alias src.
+            Span<float> t = stackalloc float[length];
+            TensorPrimitives.Multiply(src, src, t);
+            TensorPrimitives.Multiply(t, 0.044715f, t);
+            TensorPrimitives.Add(t, 1f, t);
+            TensorPrimitives.Multiply(t, src, t);
+            TensorPrimitives.Multiply(t, c, t);
+            TensorPrimitives.Tanh(t, t);
+            TensorPrimitives.Add(t, 1f, t);
+            TensorPrimitives.Multiply(t, src, t);
+            TensorPrimitives.Multiply(t, 0.5f, dst);
         });
     }
 
@@ -347,10 +351,10 @@ internal sealed unsafe class CpuKernels : IKernels
             body(new ReadOnlySpan<float>(ap + offset, length), new ReadOnlySpan<float>(bp + offset, length), new Span<float>(op + offset, length)));
     }
 
-    /// <summary>Element-wise work in chunks of 16 K elements (L1-sized), spread across cores.</summary>
+    /// <summary>Element-wise work in chunks of 4 K elements (16 KB, L1-sized; small enough for stack scratch), spread across cores.</summary>
     private static void Chunks(long count, long workPerElement, Action<long, int> body)
     {
-        const int chunk = 16 * 1024;
+        const int chunk = 4 * 1024;
         int chunks = checked((int)((count + chunk - 1) / chunk));
         CpuParallel.For(chunks, chunk * workPerElement, (start, end) =>
         {

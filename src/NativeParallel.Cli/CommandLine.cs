@@ -1,0 +1,64 @@
+namespace NativeParallel.Cli;
+
+/// <summary>A bad command line: printed with a pointer to --help, exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// The arguments after the command words: <c>--name value</c>, <c>--name=value</c>, <c>--flag</c>. Options are
+/// declared by the command as it reads them; anything left unread is an error, so typos never pass silently.
+/// </summary>
+public sealed class CommandLine
+{
+    private readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _read = new(StringComparer.Ordinal);
+
+    /// <summary>Parses <paramref name="args"/>; <paramref name="flags"/> are the options that take no value.</summary>
+    public CommandLine(IEnumerable<string> args, params string[] flags)
+    {
+        var list = args.ToList();
+        for (int i = 0; i < list.Count; i++)
+        {
+            string arg = list[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+                throw new UsageException($"unexpected argument '{arg}'");
+            string name = arg[2..];
+            int eq = name.IndexOf('=');
+            if (eq >= 0) _options[name[..eq]] = name[(eq + 1)..];
+            else if (flags.Contains(name)) _options[name] = null;
+            else if (i + 1 < list.Count) _options[name] = list[++i];
+            else throw new UsageException($"option --{name} needs a value");
+        }
+    }
+
+    /// <summary>True when --help was given.</summary>
+    public bool Help => Flag("help");
+
+    /// <summary>The value of --name, or <paramref name="fallback"/>.</summary>
+    public string? Option(string name, string? fallback = null)
+    {
+        _read.Add(name);
+        return _options.TryGetValue(name, out var value) ? value ?? throw new UsageException($"option --{name} needs a value") : fallback;
+    }
+
+    /// <summary>An integer option.</summary>
+    public long Int(string name, long fallback)
+    {
+        string? text = Option(name);
+        if (text is null) return fallback;
+        return long.TryParse(text, out long value) ? value : throw new UsageException($"option --{name} expects an integer, got '{text}'");
+    }
+
+    /// <summary>True when --name was given.</summary>
+    public bool Flag(string name)
+    {
+        _read.Add(name);
+        return _options.ContainsKey(name);
+    }
+
+    /// <summary>Fails on options nobody asked for.</summary>
+    public void RejectUnknown()
+    {
+        var unknown = _options.Keys.Where(k => !_read.Contains(k)).ToArray();
+        if (unknown.Length > 0) throw new UsageException($"unknown option{(unknown.Length > 1 ? "s" : "")}: {string.Join(", ", unknown.Select(u => "--" + u))}");
+    }
+}

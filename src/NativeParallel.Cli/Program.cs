@@ -1,0 +1,84 @@
+using NativeParallel.Cli;
+using NativeParallel.Cli.Commands;
+using NativeParallel.Interop;
+
+return Entry.Run(args);
+
+namespace NativeParallel.Cli
+{
+    /// <summary>The <c>nativeparallel</c> command: dispatch, usage text and error reporting.</summary>
+    public static class Entry
+    {
+        public const string Usage = """
+            nativeparallel: CUDA kernels and parallel runtime for .NET
+
+            Usage:
+              nativeparallel info [--json FILE]
+                  Devices, CUDA driver, NVRTC and cuBLAS (version and path), kernel cache folder, tunables.
+              nativeparallel kernels check [--device cpu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached] [--json FILE]
+                  Compiles every kernel in kernels/ with NVRTC for each arch and prints registers, spill bytes,
+                  shared memory and compile time per entry point (a compile error or any spill fails). With
+                  --device, also runs every kernel case on fresh random inputs against the CPU reference
+                  (outputs poisoned first; relative L2 error within bounds by dtype; NaN fails).
+              nativeparallel bench kernels [--device cuda|cpu] [--json FILE] [--markdown FILE]
+                  Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
+                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
+              nativeparallel run [--device auto|cpu|cuda] [--prompt-tokens N] [--new-tokens N] [--json FILE]
+                  The main job. For now: a small Llama-style decoder on one device (prefill, then greedy decode
+                  over a KV cache), checked against the CPU device, with what it did and how long it took.
+
+            Every command takes --help and exits non-zero on failure.
+
+            Environment (read in one place):
+            """;
+
+        public static int Run(string[] args)
+        {
+            try
+            {
+                if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+                {
+                    PrintUsage();
+                    return args.Length == 0 ? 2 : 0;
+                }
+                return args[0] switch
+                {
+                    "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
+                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached")),
+                    "bench" when args.Length > 1 && args[1] == "kernels" => BenchKernelsCommand.Run(new CommandLine(args[2..], "help")),
+                    "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
+                    _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
+                };
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"nativeparallel: {e.Message}. See 'nativeparallel --help'.");
+                return 2;
+            }
+            catch (NativeLibraryNotFoundException e)
+            {
+                Console.Error.WriteLine($"nativeparallel: {e.Message}");
+                return 1;
+            }
+            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException)
+            {
+                Console.Error.WriteLine($"nativeparallel: {e.GetType().Name}: {e.Message}");
+                return 1;
+            }
+        }
+
+        public static void PrintUsage()
+        {
+            Console.WriteLine(Usage);
+            foreach (var (name, meaning) in NativeParallel.Diagnostics.Tunables.All) Console.WriteLine($"  {name,-26} {meaning}");
+        }
+
+        /// <summary>Prints a command's usage when --help was given; returns true if so.</summary>
+        public static bool HelpRequested(CommandLine line)
+        {
+            if (!line.Help) return false;
+            PrintUsage();
+            return true;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+namespace NativeParallel.Diagnostics;
+
+/// <summary>
+/// Every NATIVEPARALLEL_* environment variable, read in this one place (NCCL's NCCL_PARAM idea), typed and
+/// documented. Values are read when first asked for.
+/// </summary>
+public static class Tunables
+{
+    /// <summary>The documented variables: name and meaning (printed by <c>nativeparallel --help</c> and <c>info</c>).</summary>
+    public static readonly IReadOnlyList<(string Name, string Meaning)> All =
+    [
+        ("NATIVEPARALLEL_DEBUG", "log level: WARN (default), INFO, TRACE"),
+        ("NATIVEPARALLEL_CACHE_DIR", "compiled-kernel cache folder (default $XDG_CACHE_HOME/nativeparallel/kernels or ~/.cache/nativeparallel/kernels); 'off' disables the cache"),
+        ("NATIVEPARALLEL_CUDA", "path (file or folder) of the CUDA driver library, libcuda.so.1 / nvcuda.dll"),
+        ("NATIVEPARALLEL_NVRTC", "path (file or folder) of NVRTC, libnvrtc.so.* / nvrtc64_*.dll"),
+        ("NATIVEPARALLEL_CUBLAS", "path (file or folder) of cuBLAS, libcublas.so.* / cublas64_*.dll"),
+        ("NATIVEPARALLEL_DEVICE", "default device for run and checks: cuda, cpu or auto (default auto: CUDA when present)"),
+        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, cuda, cublas): tests fail instead of skipping"),
+    ];
+
+    /// <summary>Raw value of a variable, or null when unset or empty.</summary>
+    public static string? Raw(string name)
+    {
+        string? value = Environment.GetEnvironmentVariable(name);
+        return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    }
+
+    /// <summary>NATIVEPARALLEL_DEBUG.</summary>
+    public static LogLevel Debug => Raw("NATIVEPARALLEL_DEBUG")?.ToUpperInvariant() switch
+    {
+        "INFO" => LogLevel.Info,
+        "TRACE" => LogLevel.Trace,
+        _ => LogLevel.Warn,
+    };
+
+    /// <summary>The kernel cache folder, or null when NATIVEPARALLEL_CACHE_DIR=off.</summary>
+    public static string? KernelCacheDir
+    {
+        get
+        {
+            string? configured = Raw("NATIVEPARALLEL_CACHE_DIR");
+            if (string.Equals(configured, "off", StringComparison.OrdinalIgnoreCase)) return null;
+            if (configured is not null) return Path.GetFullPath(configured);
+            string root = Raw("XDG_CACHE_HOME")
+                ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            return Path.Combine(root, "nativeparallel", "kernels");
+        }
+    }
+
+    /// <summary>NATIVEPARALLEL_DEVICE: cuda, cpu or auto.</summary>
+    public static string DefaultDevice => Raw("NATIVEPARALLEL_DEVICE")?.ToLowerInvariant() ?? "auto";
+
+    /// <summary>Capabilities listed in NATIVEPARALLEL_REQUIRE (lower case).</summary>
+    public static IReadOnlySet<string> Required =>
+        (Raw("NATIVEPARALLEL_REQUIRE") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => s.ToLowerInvariant()).ToHashSet();
+}
+
+/// <summary>Log levels of NATIVEPARALLEL_DEBUG.</summary>
+public enum LogLevel
+{
+    /// <summary>Warnings only.</summary>
+    Warn,
+    /// <summary>One line per notable action (kernel compiles, cache hits, devices opened).</summary>
+    Info,
+    /// <summary>Everything.</summary>
+    Trace,
+}
+
+/// <summary>Writes diagnostics to standard error, prefixed like NCCL's: <c>NativeParallel INFO ...</c>.</summary>
+public static class Log
+{
+    /// <summary>Logs at INFO.</summary>
+    public static void Info(string message)
+    {
+        if (Tunables.Debug >= LogLevel.Info) Console.Error.WriteLine($"NativeParallel INFO {message}");
+    }
+
+    /// <summary>Logs a warning (always shown).</summary>
+    public static void Warn(string message) => Console.Error.WriteLine($"NativeParallel WARN {message}");
+}

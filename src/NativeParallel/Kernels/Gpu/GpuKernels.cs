@@ -1,0 +1,162 @@
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Kernels.Gpu;
+
+/// <summary>
+/// The launchers of kernels/*.cu: for each op, check shapes (<see cref="OpShapes"/>), choose the entry point by
+/// dtype, compute the grid and pack the argument struct. Device-independent: any <see cref="IKernelLauncher"/>.
+/// </summary>
+public sealed class GpuKernels : IKernels
+{
+    private const uint RowBlock = 256;       // row kernels: one block of 256 threads per row
+    private const uint ElementBlock = 256;   // element-wise kernels
+    private const uint AttentionWarps = 4;   // ATT_WARPS in attention.cu
+    private const uint MatmulTile = 64;      // MM_BM = MM_BN in matmul.cu
+    private readonly IKernelLauncher _launcher;
+
+    /// <summary>Creates the launchers over <paramref name="launcher"/>.</summary>
+    public GpuKernels(IKernelLauncher launcher) => _launcher = launcher;
+
+    // Grid-stride kernels need no more blocks than fill the device a few times over.
+    private uint GridFor(long items, uint perBlock)
+    {
+        long blocks = (items + perBlock - 1) / perBlock;
+        return (uint)Math.Clamp(blocks, 1, Math.Max(1, _launcher.MultiprocessorCount) * 32L);
+    }
+
+    private uint RowGrid(int rows) => (uint)Math.Min(rows, Math.Max(1, _launcher.MultiprocessorCount) * 64L);
+
+    private static string Suffix(DType dtype) => dtype.Name();
+
+    public void Embedding(Tensor ids, Tensor table, Tensor output)
+    {
+        var (tokens, hidden, vocab) = OpShapes.Embedding(ids, table, output);
+        if (tokens == 0 || hidden == 0) return;
+        var args = new EmbeddingArgs { Ids = ids.Pointer, Table = table.Pointer, Out = output.Pointer, Tokens = tokens, Hidden = hidden, Vocab = vocab };
+        _launcher.Launch("embedding.cu", $"embedding_fwd_{Suffix(table.DType)}", new Dim3(RowGrid(tokens)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void RmsNorm(Tensor x, Tensor weight, Tensor y, float eps)
+    {
+        var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
+        if (rows == 0) return;
+        var args = new RmsNormArgs { X = x.Pointer, Weight = weight.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
+        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void LayerNorm(Tensor x, Tensor weight, Tensor bias, Tensor y, float eps)
+    {
+        var (rows, d) = OpShapes.Norm("layernorm", x, weight, bias, y);
+        if (rows == 0) return;
+        var args = new LayerNormArgs { X = x.Pointer, Weight = weight.Pointer, Bias = bias.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
+        _launcher.Launch("layernorm.cu", $"layernorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void Rope(Tensor x, Tensor positions, float theta)
+    {
+        var (tokens, heads, d) = OpShapes.Rope(x, positions);
+        long pairs = (long)tokens * heads * (d / 2);
+        if (pairs == 0) return;
+        var args = new RopeArgs { X = x.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
+        _launcher.Launch("rope.cu", $"rope_fwd_{Suffix(x.DType)}", new Dim3(GridFor(pairs, ElementBlock)), new Dim3(ElementBlock), 0, args);
+    }
+
+    public void Matmul(Tensor a, Tensor b, Tensor c)
+    {
+        var (m, n, k) = OpShapes.Matmul(a, b, c);
+        if (m == 0 || n == 0) return;
+        var args = new MatmulArgs { A = a.Pointer, B = b.Pointer, C = c.Pointer, M = m, N = n, K = k };
+        var grid = new Dim3((uint)((n + MatmulTile - 1) / MatmulTile), (uint)((m + MatmulTile - 1) / MatmulTile));
+        _launcher.Launch("matmul.cu", $"matmul_{Suffix(a.DType)}_{Suffix(c.DType)}", grid, new Dim3(256), 0, args);
+    }
+
+    public void AddBias(Tensor x, Tensor bias)
+    {
+        var (rows, n) = OpShapes.AddBias(x, bias);
+        long count = (long)rows * n;
+        if (count == 0) return;
+        var args = new BiasAddArgs { X = x.Pointer, Bias = bias.Pointer, Count = count, N = n };
+        _launcher.Launch("bias_add.cu", $"bias_add_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor output) => Binary("residual_add", "residual_add.cu", "residual_add", a, b, output);
+
+    public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", "swiglu.cu", "swiglu_fwd", gate, up, output);
+
+    private void Binary(string op, string file, string entry, Tensor a, Tensor b, Tensor output)
+    {
+        long count = OpShapes.Elementwise(op, a, b, output);
+        if (count == 0) return;
+        var args = new BinaryArgs { A = a.Pointer, B = b.Pointer, Out = output.Pointer, Count = count };
+        _launcher.Launch(file, $"{entry}_{Suffix(a.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+    }
+
+    public void Gelu(Tensor x, Tensor output)
+    {
+        long count = OpShapes.Elementwise("gelu", x, null, output);
+        if (count == 0) return;
+        var args = new UnaryArgs { X = x.Pointer, Out = output.Pointer, Count = count };
+        _launcher.Launch("gelu.cu", $"gelu_fwd_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+    }
+
+    public void Softmax(Tensor x, Tensor y, float scale)
+    {
+        var (rows, n) = OpShapes.Softmax(x, y);
+        if (rows == 0) return;
+        var args = new SoftmaxArgs { X = x.Pointer, Y = y.Pointer, Rows = rows, N = n, Scale = scale };
+        _launcher.Launch("softmax.cu", $"softmax_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void AttentionPrefill(Tensor q, Tensor k, Tensor v, Tensor output, int queryStart, float scale)
+    {
+        var s = OpShapes.AttentionPrefill(q, k, v, output, queryStart);
+        long rows = (long)s.Batch * s.Tq * s.Hq;
+        if (rows == 0) return;
+        var args = new AttentionPrefillArgs
+        {
+            Q = q.Pointer, K = k.Pointer, V = v.Pointer, Out = output.Pointer, Batch = s.Batch, Tq = s.Tq, Tk = s.Tk,
+            Hq = s.Hq, Hkv = s.Hkv, D = s.D, QueryStart = queryStart, Scale = scale,
+        };
+        _launcher.Launch("attention.cu", $"attention_prefill_{Suffix(q.DType)}", new Dim3(GridFor(rows, AttentionWarps)),
+            new Dim3(AttentionWarps * 32), 0, args);
+    }
+
+    public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale)
+    {
+        var s = OpShapes.AttentionDecode(q, kCache, vCache, lengths, output);
+        int heads = s.Batch * s.Hq;
+        if (heads == 0) return;
+        var args = new AttentionDecodeArgs
+        {
+            Q = q.Pointer, KCache = kCache.Pointer, VCache = vCache.Pointer, Lengths = lengths.Pointer, Out = output.Pointer,
+            Batch = s.Batch, Capacity = s.Tk, Hq = s.Hq, Hkv = s.Hkv, D = s.D, Scale = scale,
+        };
+        _launcher.Launch("attention.cu", $"attention_decode_{Suffix(q.DType)}", new Dim3(RowGrid(heads)), new Dim3(AttentionWarps * 32), 0, args);
+    }
+
+    public void Argmax(Tensor x, Tensor indices)
+    {
+        var (rows, n) = OpShapes.Argmax(x, indices);
+        if (rows == 0) return;
+        var args = new ArgmaxArgs { X = x.Pointer, Indices = indices.Pointer, Rows = rows, N = n };
+        _launcher.Launch("argmax.cu", $"argmax_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void TopK(Tensor x, int k, Tensor values, Tensor indices)
+    {
+        var (rows, n) = OpShapes.TopK(x, k, values, indices);
+        if (rows == 0) return;
+        var args = new TopKArgs { X = x.Pointer, Values = values.Pointer, Indices = indices.Pointer, Rows = rows, N = n, K = k };
+        _launcher.Launch("topk.cu", $"topk_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+    }
+
+    public void Reduce(ReduceOp op, ReadOnlySpan<Tensor> inputs, Tensor output)
+    {
+        long count = OpShapes.Reduce(inputs, output);
+        if (count == 0) return;
+        var args = new ReduceArgs { Dst = output.Pointer, Count = count, Inputs = inputs.Length };
+        for (int s = 0; s < inputs.Length; s++) args.Sources[s] = inputs[s].Pointer;
+        string opName = op.ToString().ToLowerInvariant();
+        _launcher.Launch("reduce.cu", $"reduce_{opName}_{Suffix(output.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+    }
+}

@@ -1,0 +1,48 @@
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Models;
+
+/// <summary>Shape of a Llama-style decoder (the Hugging Face LlamaConfig fields that matter here).</summary>
+public sealed record LlamaConfig
+{
+    /// <summary>Vocabulary size.</summary>
+    public int Vocab { get; init; } = 1000;
+    /// <summary>Model width.</summary>
+    public int Hidden { get; init; } = 256;
+    /// <summary>Decoder layers.</summary>
+    public int Layers { get; init; } = 2;
+    /// <summary>Query heads.</summary>
+    public int Heads { get; init; } = 8;
+    /// <summary>Key/value heads (grouped-query attention when fewer than <see cref="Heads"/>).</summary>
+    public int KvHeads { get; init; } = 2;
+    /// <summary>MLP width (gate, up).</summary>
+    public int Ffn { get; init; } = 688;
+    /// <summary>RoPE base.</summary>
+    public float RopeTheta { get; init; } = 10000f;
+    /// <summary>RMSNorm epsilon.</summary>
+    public float NormEps { get; init; } = 1e-5f;
+    /// <summary>Storage dtype of weights and activations (f32 or bf16).</summary>
+    public DType DType { get; init; } = DType.F32;
+    /// <summary>Longest sequence the KV cache holds.</summary>
+    public int MaxSequence { get; init; } = 256;
+
+    /// <summary>Per-head width.</summary>
+    public int HeadDim => Hidden / Heads;
+
+    /// <summary>The small default model of <c>nativeparallel run</c>.</summary>
+    public static LlamaConfig Small { get; } = new();
+
+    /// <summary>Throws when the shape is inconsistent.</summary>
+    public void Validate()
+    {
+        if (Hidden % Heads != 0) throw new ArgumentException($"hidden ({Hidden}) must be a multiple of heads ({Heads})");
+        if (Heads % KvHeads != 0) throw new ArgumentException($"heads ({Heads}) must be a multiple of kv heads ({KvHeads})");
+        if (HeadDim % 2 != 0) throw new ArgumentException($"head dimension ({HeadDim}) must be even for RoPE");
+        if (DType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"dtype must be f32 or bf16, got {DType.Name()}");
+    }
+
+    /// <summary>Parameter count.</summary>
+    public long Parameters =>
+        2L * Vocab * Hidden + Hidden +
+        Layers * (2L * Hidden + (long)Hidden * HeadDim * (2 * Heads + 2 * KvHeads) + 3L * Hidden * Ffn);
+}

@@ -1,0 +1,61 @@
+using NativeParallel.Kernels.Reference;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Models;
+
+/// <summary>
+/// The Llama forward pass built from <see cref="ReferenceKernels"/> on the host: no cache, no device, every
+/// intermediate rounded to the model dtype as a device stores it. The golden run that every device and every
+/// parallel layout is checked against.
+/// </summary>
+public static class LlamaReference
+{
+    /// <summary>Logits (tokens, vocab) for a whole sequence starting at position 0.</summary>
+    public static float[] Logits(LlamaWeights w, int[] ids)
+    {
+        var c = w.Config;
+        int t = ids.Length, h = c.Hidden, d = c.HeadDim, qd = c.Heads * d, kvd = c.KvHeads * d;
+        float[] F(double[] values) => Store(values, c.DType);
+        var positions = Enumerable.Range(0, t).ToArray();
+        float scale = 1f / MathF.Sqrt(d);
+        var x = F(ReferenceKernels.Embedding(ids, w.Embedding, c.Vocab, h));
+        foreach (var layer in w.Layers)
+        {
+            var normed = F(ReferenceKernels.RmsNorm(x, layer.InputNorm, t, h, c.NormEps));
+            var q = F(ReferenceKernels.Rope(F(ReferenceKernels.Matmul(normed, layer.Q, t, qd, h)), positions, t, c.Heads, d, c.RopeTheta));
+            var k = F(ReferenceKernels.Rope(F(ReferenceKernels.Matmul(normed, layer.K, t, kvd, h)), positions, t, c.KvHeads, d, c.RopeTheta));
+            var v = F(ReferenceKernels.Matmul(normed, layer.V, t, kvd, h));
+            var attention = F(ReferenceKernels.AttentionPrefill(q, k, v, 1, t, t, c.Heads, c.KvHeads, d, 0, scale));
+            x = F(ReferenceKernels.Add(x, F(ReferenceKernels.Matmul(attention, layer.O, t, h, qd))));
+            normed = F(ReferenceKernels.RmsNorm(x, layer.PostNorm, t, h, c.NormEps));
+            var gate = F(ReferenceKernels.Matmul(normed, layer.Gate, t, c.Ffn, h));
+            var up = F(ReferenceKernels.Matmul(normed, layer.Up, t, c.Ffn, h));
+            var mlp = F(ReferenceKernels.Matmul(F(ReferenceKernels.SwiGlu(gate, up)), layer.Down, t, h, c.Ffn));
+            x = F(ReferenceKernels.Add(x, mlp));
+        }
+        var final = F(ReferenceKernels.RmsNorm(x, w.FinalNorm, t, h, c.NormEps));
+        return F(ReferenceKernels.Matmul(final, w.LmHead, t, c.Vocab, h));
+    }
+
+    /// <summary>Greedy generation by recomputing the whole sequence per token (slow, obviously right).</summary>
+    public static int[] Generate(LlamaWeights w, int[] prompt, int newTokens)
+    {
+        var sequence = prompt.ToList();
+        var generated = new int[newTokens];
+        for (int i = 0; i < newTokens; i++)
+        {
+            var logits = Logits(w, sequence.ToArray());
+            int last = sequence.Count - 1;
+            generated[i] = ReferenceKernels.Argmax(logits.AsSpan(last * w.Config.Vocab, w.Config.Vocab).ToArray(), 1, w.Config.Vocab)[0];
+            sequence.Add(generated[i]);
+        }
+        return generated;
+    }
+
+    private static float[] Store(double[] values, DType dtype)
+    {
+        var result = new float[values.Length];
+        for (int i = 0; i < result.Length; i++) result[i] = FloatBits.RoundTo(dtype, (float)values[i]);
+        return result;
+    }
+}
