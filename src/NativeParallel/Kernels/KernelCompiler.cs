@@ -51,7 +51,11 @@ public static class KernelCompiler
         return options;
     }
 
-    /// <summary>Compiles <paramref name="file"/> for <paramref name="arch"/>, from the cache when possible.</summary>
+    /// <summary>
+    /// Compiles <paramref name="file"/> for <paramref name="arch"/>. With <paramref name="useCache"/> a binary already
+    /// in memory or on disk is reused; without it NVRTC always runs (kernels check times it). Either way a fresh
+    /// binary is stored in the disk cache.
+    /// </summary>
     /// <exception cref="NvrtcException">The source does not compile; carries the whole log, the file and the options.</exception>
     public static CompiledKernel Compile(string file, string arch, bool useCache = true)
     {
@@ -61,10 +65,16 @@ public static class KernelCompiler
         {
             if (useCache && s_memory.TryGetValue(key, out var known)) return known;
         }
-        string? cacheDir = useCache ? Tunables.KernelCacheDir : null;
-        var compiled = (cacheDir is null ? null : TryLoad(cacheDir, key, file, arch)) ?? Build(file, arch, options, cacheDir, key);
+        string? cacheDir = Tunables.KernelCacheDir;
+        var compiled = (useCache && cacheDir is not null ? TryLoad(cacheDir, key, file, arch) : null) ?? Build(file, arch, options, cacheDir, key);
         lock (s_gate) s_memory[key] = compiled;
         return compiled;
+    }
+
+    /// <summary>Forgets the binaries held in memory (the disk cache stays), as a new process would start.</summary>
+    internal static void ClearMemoryCache()
+    {
+        lock (s_gate) s_memory.Clear();
     }
 
     private static CompiledKernel Build(string file, string arch, string[] options, string? cacheDir, string key)

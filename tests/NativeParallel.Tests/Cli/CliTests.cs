@@ -1,0 +1,91 @@
+using NativeParallel.Cli;
+
+namespace NativeParallel.Tests.Cli;
+
+/// <summary>The command line, run in process with its output captured.</summary>
+[Collection(nameof(Kernels.EnvironmentCollection))]
+public sealed class CliTests
+{
+    private static (int Code, string Output) Run(params string[] args)
+    {
+        var previousOut = Console.Out;
+        var previousError = Console.Error;
+        var writer = new StringWriter();
+        Console.SetOut(writer);
+        Console.SetError(writer);
+        try
+        {
+            return (Entry.Run(args), writer.ToString());
+        }
+        finally
+        {
+            Console.SetOut(previousOut);
+            Console.SetError(previousError);
+        }
+    }
+
+    [Fact]
+    public void HelpListsEveryCommandAndTunable()
+    {
+        var (code, output) = Run("--help");
+        Assert.Equal(0, code);
+        foreach (string command in new[] { "info", "kernels check", "bench kernels", "run" }) Assert.Contains($"nativeparallel {command}", output);
+        Assert.Contains("NATIVEPARALLEL_CACHE_DIR", output);
+        Assert.Equal(0, Run("kernels", "check", "--help").Code);
+    }
+
+    [Fact]
+    public void BadCommandLinesExitWithUsageErrors()
+    {
+        var (code, output) = Run("kernels", "check", "--devcie", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown option: --devcie", output);
+        Assert.Equal(2, Run("frobnicate").Code);
+        Assert.Equal(2, Run("run", "--new-tokens").Code);
+        Assert.Equal(2, Run("run", "--new-tokens", "many").Code);
+    }
+
+    [Fact]
+    public void KernelsCheckCompilesEveryKernelForAmpereAndHopperWithoutSpills()
+    {
+        Hardware.RequireNvrtc();
+        string json = Path.Combine(Path.GetTempPath(), $"np-check-{Guid.NewGuid():N}.json");
+        try
+        {
+            var (code, output) = Run("kernels", "check", "--arch", "sm_80,sm_90", "--json", json);
+            Assert.True(code == 0, output);
+            Assert.Contains("every kernel built with 0 spill bytes", output);
+            Assert.Contains("matmul_bf16_bf16", output);
+            Assert.Contains("\"ok\": true", File.ReadAllText(json));
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    [Fact]
+    public void KernelsCheckOnCpuRunsAFilteredOpAgainstTheReference()
+    {
+        var (code, output) = Run("kernels", "check", "--device", "cpu", "--op", "softmax", "--cached");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"\d+ passed, 0 failed on cpu", output);
+    }
+
+    [Fact]
+    public void RunChecksTheModelAgainstTheReference()
+    {
+        var (code, output) = Run("run", "--device", "cpu", "--prompt-tokens", "8", "--new-tokens", "4");
+        Assert.True(code == 0, output);
+        Assert.Contains("greedy tokens vs host reference: 4/4 identical ok", output);
+    }
+
+    [Fact]
+    public void InfoDescribesTheMachine()
+    {
+        var (code, output) = Run("info");
+        Assert.Equal(0, code);
+        Assert.Contains("cpu", output);
+        Assert.Contains("nvrtc", output);
+    }
+}

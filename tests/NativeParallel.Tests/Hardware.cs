@@ -1,0 +1,37 @@
+using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
+using NativeParallel.Interop;
+
+namespace NativeParallel.Tests;
+
+/// <summary>
+/// What this machine has. A test that needs missing hardware skips with the reason, unless
+/// NATIVEPARALLEL_REQUIRE lists it (CI sets nvrtc), in which case it fails: a missing install never hides.
+/// </summary>
+internal static class Hardware
+{
+    public static void RequireNvrtc()
+    {
+        if (NativeLibraries.IsAvailable(NativeLibraryKind.Nvrtc)) return;
+        Missing("nvrtc", "NVRTC is not installed (Debian non-free libnvrtc11.2, or NATIVEPARALLEL_NVRTC)");
+    }
+
+    public static void RequireCuda()
+    {
+        string? reason = CudaDriver.UnavailableReason;
+        if (reason is null) return;
+        Missing("cuda", $"needs an NVIDIA GPU: {reason}");
+    }
+
+    private static void Missing(string capability, string reason)
+    {
+        if (Tunables.Required.Contains(capability))
+            Assert.Fail($"NATIVEPARALLEL_REQUIRE lists '{capability}' but it is missing: {reason}");
+        Assert.Skip(reason);
+    }
+
+    /// <summary>Fresh inputs every run; NATIVEPARALLEL_TEST_SEED reproduces one.</summary>
+    public static ulong Seed { get; } = ulong.TryParse(Environment.GetEnvironmentVariable("NATIVEPARALLEL_TEST_SEED"), out ulong s)
+        ? s
+        : (ulong)Environment.TickCount64;
+}

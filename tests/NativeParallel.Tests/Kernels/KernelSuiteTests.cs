@@ -1,0 +1,46 @@
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Check;
+
+namespace NativeParallel.Tests.Kernels;
+
+/// <summary>
+/// The kernel suite, written once and run on every device kind: each case of <see cref="KernelSuite"/> against
+/// the CPU reference (fresh random inputs, poisoned outputs, bounds by dtype).
+/// </summary>
+public abstract class KernelSuiteTests
+{
+    public static TheoryData<string> CaseIds => new(KernelSuite.Cases.Select(c => c.Id));
+
+    /// <summary>The device under test (skips when it is absent).</summary>
+    protected abstract IDevice OpenDevice();
+
+    [Theory]
+    [MemberData(nameof(CaseIds))]
+    public void MatchesReference(string caseId)
+    {
+        var device = OpenDevice();
+        var kernelCase = KernelSuite.Cases.Single(c => c.Id == caseId);
+        var result = kernelCase.Run(device, Hardware.Seed);
+        Assert.True(result.Passed,
+            $"{caseId} on {device.Name}: {result.Message} (rel err {result.RelativeError:E2}, bound {result.Bound:E0}); " +
+            $"reproduce with NATIVEPARALLEL_TEST_SEED={Hardware.Seed}");
+    }
+}
+
+/// <summary>The suite on the CPU device (the vectorised production path).</summary>
+public sealed class CpuKernelSuiteTests : KernelSuiteTests
+{
+    protected override IDevice OpenDevice() => CpuDevice.Instance;
+}
+
+/// <summary>The suite on the first GPU; skips on machines without one.</summary>
+public sealed class CudaKernelSuiteTests : KernelSuiteTests
+{
+    private static readonly Lazy<CudaDevice> s_device = new(() => CudaDevice.Open(0));
+
+    protected override IDevice OpenDevice()
+    {
+        Hardware.RequireCuda();
+        return s_device.Value;
+    }
+}

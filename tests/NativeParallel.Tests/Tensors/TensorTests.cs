@@ -1,0 +1,102 @@
+using NativeParallel.Devices;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Tests.Tensors;
+
+public sealed class TensorTests
+{
+    private static readonly IDevice Cpu = CpuDevice.Instance;
+
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F16)]
+    public void FloatsRoundTripThroughEveryFloatDtype(DType dtype)
+    {
+        float[] values = [0f, 1f, -2.5f, 0.099853516f, 65504f / 2, -1e-3f];
+        using var t = Tensor.FromFloats(Cpu, values, dtype, 2, 3);
+        var back = t.ToFloats();
+        for (int i = 0; i < values.Length; i++) Assert.Equal(FloatBits.RoundTo(dtype, values[i]), back[i]);
+        Assert.Equal(values.Length * dtype.SizeOf(), t.Bytes);
+    }
+
+    [Fact]
+    public void Bf16RoundsToNearestEvenAndKeepsNaN()
+    {
+        Assert.Equal(0x3F80, FloatBits.ToBF16(1f));
+        // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even mantissa (1.0).
+        Assert.Equal(0x3F80, FloatBits.ToBF16(1f + 1f / 256));
+        // 1 + 3·2^-8 is halfway between 1+2^-7 (odd) and 1+2^-6 (even): rounds up to even.
+        Assert.Equal(0x3F82, FloatBits.ToBF16(1f + 3f / 256));
+        Assert.True(float.IsNaN(FloatBits.FromBF16(FloatBits.ToBF16(float.NaN))));
+        Assert.Equal(float.PositiveInfinity, FloatBits.FromBF16(FloatBits.ToBF16(float.PositiveInfinity)));
+    }
+
+    [Fact]
+    public void ViewsShareStorageAndNarrowOffsets()
+    {
+        using var t = Tensor.FromFloats(Cpu, Enumerable.Range(0, 24).Select(i => (float)i).ToArray(), DType.F32, 2, 3, 4);
+        var rows = t.View(6, 4);
+        Assert.Equal(t.Pointer, rows.Pointer);
+        var middle = rows.Narrow(0, 2, 3);
+        Assert.True(middle.IsContiguous);
+        Assert.Equal(Enumerable.Range(8, 12).Select(i => (float)i), middle.ToFloats());
+        var column = rows.Narrow(1, 1, 2);
+        Assert.False(column.IsContiguous);
+        Assert.Throws<InvalidOperationException>(() => column.ToFloats());
+        var transposed = rows.Transpose(0, 1);
+        Assert.Equal([4, 6], transposed.Shape);
+        Assert.Equal(6, rows.View(-1, 4).Dim(0));
+        Assert.Throws<ArgumentException>(() => t.View(5, 5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rows.Narrow(0, 5, 2));
+    }
+
+    [Fact]
+    public void EmptyTensorsAreValid()
+    {
+        using var t = Tensor.Empty(Cpu, DType.BF16, 0, 7);
+        Assert.Equal(0, t.Count);
+        Assert.True(t.IsContiguous);
+        Assert.Empty(t.ToFloats());
+    }
+
+    [Fact]
+    public void SeededRandomIsReproducibleAndSliceable()
+    {
+        var whole = new float[1000];
+        SeededRandom.Uniform(42, whole);
+        var again = new float[1000];
+        SeededRandom.Uniform(42, again);
+        Assert.Equal(whole, again);
+        // A shard generated alone (offset) equals the same slice of the whole: ranks can build their part only.
+        var shard = new float[100];
+        SeededRandom.Uniform(42, shard, offset: 300);
+        Assert.Equal(whole.AsSpan(300, 100).ToArray(), shard);
+        var other = new float[1000];
+        SeededRandom.Uniform(43, other);
+        Assert.NotEqual(whole, other);
+        Assert.All(whole, v => Assert.InRange(v, -1f, 1f));
+        var normal = new float[20000];
+        SeededRandom.Normal(7, normal);
+        double mean = normal.Average(), std = Math.Sqrt(normal.Select(v => (v - mean) * (v - mean)).Average());
+        Assert.InRange(mean, -0.05, 0.05);
+        Assert.InRange(std, 0.95, 1.05);
+    }
+
+    [Fact]
+    public void SameSeedGivesIdenticalTensorsOnEveryDevice()
+    {
+        using var a = Tensor.Uniform(Cpu, DType.BF16, 9, -1f, 1f, 4, 5);
+        using var b = Tensor.Uniform(Cpu, DType.BF16, 9, -1f, 1f, 4, 5);
+        Assert.Equal(a.ToBytes(), b.ToBytes());
+    }
+
+    [Fact]
+    public void DtypeNamesParse()
+    {
+        foreach (var dtype in Enum.GetValues<DType>()) Assert.Equal(dtype, DTypes.Parse(dtype.Name()));
+        Assert.Equal(DType.BF16, DTypes.Parse("bfloat16"));
+        Assert.Equal(DType.F16, DTypes.Parse("half"));
+        Assert.Throws<ArgumentException>(() => DTypes.Parse("f8"));
+    }
+}
