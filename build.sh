@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# NativeParallel build entry point. Verbs:
+#   run [ARGS...]      the main job: `nativeparallel run` on the best device present (CPU when there is no GPU)
+#   test               build and run the whole test suite; ends with "N passed, N failed, N skipped"
+#   cli ARGS...        any CLI command, e.g. ./build.sh cli kernels check --arch sm_80,sm_90
+#   bench [ARGS...]    BenchmarkDotNet suites of the CPU paths (bench/), e.g. ./build.sh bench --filter '*Gemm*'
+#   publish [RID]      self-contained CLI for machines without .NET (default linux-x64) into out/nativeparallel-RID/
+#   setup              install what this machine lacks (NVRTC from Debian non-free when run as root on Debian)
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+CONFIG=${CONFIG:-Release}
+CLI_PROJECT=src/NativeParallel.Cli/NativeParallel.Cli.csproj
+TEST_PROJECT=tests/NativeParallel.Tests/NativeParallel.Tests.csproj
+
+need_dotnet() {
+  command -v dotnet >/dev/null 2>&1 || { echo "build.sh: the .NET 10 SDK is required (https://dot.net); 'dotnet' is not on PATH" >&2; exit 1; }
+}
+
+# NVRTC lets every kernel compile for real without a GPU. On Debian it is libnvrtc11.2 in the non-free
+# component; we add that component and install it when we are root. Elsewhere we say what is missing.
+setup() {
+  need_dotnet
+  if ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' || [ -n "${NATIVEPARALLEL_NVRTC:-}" ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && grep -qi debian /etc/os-release 2>/dev/null; then
+    echo "build.sh: installing NVRTC (libnvrtc11.2 from Debian non-free)"
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      sed -i -E '/^Components:/{/non-free( |$)/! s/$/ non-free/}' /etc/apt/sources.list.d/debian.sources
+    fi
+    if [ -f /etc/apt/sources.list ] && grep -qE '^deb .*debian' /etc/apt/sources.list; then
+      sed -i -E '/^deb .*debian/{/non-free( |$)/! s/$/ non-free/}' /etc/apt/sources.list
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnvrtc11.2 >/dev/null
+  else
+    echo "build.sh: NVRTC not found; kernels will not be compiled (install NVRTC or set NATIVEPARALLEL_NVRTC)" >&2
+  fi
+}
+
+build_cli() {
+  dotnet build "$CLI_PROJECT" -c "$CONFIG" -v q -nologo -clp:ErrorsOnly >&2
+}
+
+cli() {
+  build_cli
+  dotnet "src/NativeParallel.Cli/bin/$CONFIG/net10.0/NativeParallel.Cli.dll" "$@"
+}
+
+run_tests() {
+  local log rc summary
+  log=$(mktemp)
+  set +e
+  dotnet test --project "$TEST_PROJECT" -c "$CONFIG" --no-progress --output Detailed 2>&1 | tee "$log" \
+    | awk '/^ *(passed|skipped) /{skip=1; next} skip && /^  /{next} {skip=0; print}' | grep -vE '^ +from .*\.dll'
+  rc=${PIPESTATUS[0]}
+  set -e
+  # Skips must name missing hardware: list each distinct reason once.
+  awk '/^ *skipped /{getline reason; sub(/^ +/, "", reason); n[reason]++} END{for (r in n) printf "skipped %d: %s\n", n[r], r}' "$log"
+  summary=$(awk '/^ *total:/{t=$2} /^ *failed:/{f=$2} /^ *succeeded:/{p=$2} /^ *skipped:/{s=$2} END{if (t=="") exit 1; printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$log") \
+    || summary="0 passed, 1 failed (the test run did not finish; see the log above)"
+  rm -f "$log"
+  echo "$summary"
+  return "$rc"
+}
+
+verb=${1:-help}
+[ $# -gt 0 ] && shift
+case "$verb" in
+  setup) setup ;;
+  run) setup; cli run "$@" ;;
+  cli) cli "$@" ;;
+  test) setup; run_tests ;;
+  bench) need_dotnet; dotnet run --project bench/NativeParallel.Bench/NativeParallel.Bench.csproj -c Release -- "$@" ;;
+  publish)
+    need_dotnet
+    rid=${1:-linux-x64}
+    dotnet publish "$CLI_PROJECT" -c Release -r "$rid" --self-contained true -p:PublishSingleFile=false -o "out/nativeparallel-$rid" -v q -nologo
+    ln -sf NativeParallel.Cli "out/nativeparallel-$rid/nativeparallel"
+    echo "published out/nativeparallel-$rid/nativeparallel (self-contained, no .NET needed)"
+    ;;
+  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "build.sh: unknown verb '$verb'" >&2; sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
