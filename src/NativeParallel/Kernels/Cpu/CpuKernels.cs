@@ -161,17 +161,16 @@ internal sealed unsafe class CpuKernels : IKernels
             var src = new ReadOnlySpan<float>(xp + offset, length);
             var dst = new Span<float>(op + offset, length);
             const float c = 0.7978845608028654f; // √(2/π)
-            // inner = c·(x + 0.044715·x³), then 0.5·x·(1 + tanh(inner)); built in scratch since dst may alias src.
+            // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u) with u = c·(x + 0.044715·x³): the sigmoid form has no
+            // 1 + tanh cancellation for negative x. Built in scratch since dst may alias src.
             Span<float> t = stackalloc float[length];
             TensorPrimitives.Multiply(src, src, t);
             TensorPrimitives.Multiply(t, 0.044715f, t);
             TensorPrimitives.Add(t, 1f, t);
             TensorPrimitives.Multiply(t, src, t);
-            TensorPrimitives.Multiply(t, c, t);
-            TensorPrimitives.Tanh(t, t);
-            TensorPrimitives.Add(t, 1f, t);
-            TensorPrimitives.Multiply(t, src, t);
-            TensorPrimitives.Multiply(t, 0.5f, dst);
+            TensorPrimitives.Multiply(t, 2f * c, t);
+            TensorPrimitives.Sigmoid(t, t);
+            TensorPrimitives.Multiply(t, src, dst);
         });
     }
 
