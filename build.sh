@@ -73,8 +73,12 @@ case "$verb" in
   publish)
     need_dotnet
     rid=${1:-linux-x64}
-    dotnet publish "$CLI_PROJECT" -c Release -r "$rid" --self-contained true -p:PublishSingleFile=false -o "out/nativeparallel-$rid" -v q -nologo
-    ln -sf NativeParallel.Cli "out/nativeparallel-$rid/nativeparallel"
+    rm -rf "out/nativeparallel-$rid"
+    # One compressed self-contained file (~40 MB): small enough to carry to a GPU machine without .NET.
+    dotnet publish "$CLI_PROJECT" -c Release -r "$rid" --self-contained true -p:PublishSingleFile=true \
+      -p:EnableCompressionInSingleFile=true -p:IncludeNativeLibrariesForSelfExtract=true -p:DebugType=none \
+      -o "out/nativeparallel-$rid" -v q -nologo
+    mv "out/nativeparallel-$rid/NativeParallel.Cli" "out/nativeparallel-$rid/nativeparallel"
     echo "published out/nativeparallel-$rid/nativeparallel (self-contained, no .NET needed)"
     ;;
   help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;

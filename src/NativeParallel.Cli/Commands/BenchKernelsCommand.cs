@@ -37,7 +37,7 @@ internal static class BenchKernelsCommand
             sb.AppendLine("|---|---|---:|---:|---|---:|---|");
             foreach (var r in results)
                 sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Name} | {r.Shape} | {r.MedianMs:F3} | {r.Achieved:F1} {r.Unit} | {r.Baseline}{(r.BaselineValue is { } b ? $" ({b:F1} {r.Unit})" : "")} | {(r.Ratio is { } x ? $"{x:P0}" : "-")} | {r.Check} |"));
+                    $"| {r.Name} | {r.Shape} | {r.MedianMs:F3} | {r.Achieved:G3} {r.Unit} | {r.Baseline}{(r.BaselineValue is { } b ? $" ({b:G3} {r.Unit})" : "")} | {(r.Ratio is { } x ? $"{x:P0}" : "-")} | {r.Check} |"));
             File.WriteAllText(markdown, sb.ToString());
             Console.WriteLine($"wrote {markdown}");
         }
@@ -45,5 +45,5 @@ internal static class BenchKernelsCommand
     }
 
     private static string Row(KernelBenchmarkResult r) =>
-        $"{r.Name,-38} {r.Shape,-34} {r.MedianMs,10:F3} {$"{r.Achieved:F1} {r.Unit}",16} {r.Baseline,24} {(r.Ratio is { } x ? $"{x:P0}" : "-"),7}  {r.Check}";
+        $"{r.Name,-38} {r.Shape,-34} {r.MedianMs,10:F3} {$"{r.Achieved:G3} {r.Unit}",16} {r.Baseline,24} {(r.Ratio is { } x ? $"{x:P0}" : "-"),7}  {r.Check}";
 }
