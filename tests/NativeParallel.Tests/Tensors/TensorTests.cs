@@ -100,3 +100,27 @@ public sealed class TensorTests
         Assert.Throws<ArgumentException>(() => DTypes.Parse("f8"));
     }
 }
+
+/// <summary>The CPU device's vectorised bf16 conversions against the scalar definition, over every kind of bit pattern.</summary>
+public sealed unsafe class Bf16VectorTests
+{
+    [Fact]
+    public void VectorConversionsAreBitExactWithTheScalarOnes()
+    {
+        const int count = 100_003; // not a multiple of 16: the scalar tail runs too
+        var bits = new uint[count];
+        var random = new Random((int)(Hardware.Seed % int.MaxValue));
+        for (int i = 0; i < count; i++) bits[i] = (uint)random.NextInt64(0, 1L << 32);
+        // Halfway cases, NaNs, infinities, zeros and denormals.
+        uint[] special = [0x3F808000, 0x3F818000, 0x7F800000, 0xFF800000, 0x7FC00001, 0xFF800001, 0, 0x80000000, 0x00000001, 0x7F7FFFFF];
+        special.CopyTo(bits, 0);
+        var floats = Array.ConvertAll(bits, BitConverter.UInt32BitsToSingle);
+        var narrowed = new ushort[count];
+        fixed (ushort* p = narrowed) NativeParallel.Kernels.Cpu.Bf16Vector.Narrow(floats, p);
+        for (int i = 0; i < count; i++) Assert.Equal(FloatBits.ToBF16(floats[i]), narrowed[i]);
+        var widened = new float[count];
+        fixed (ushort* p = narrowed) NativeParallel.Kernels.Cpu.Bf16Vector.Widen(p, widened);
+        for (int i = 0; i < count; i++)
+            Assert.Equal(BitConverter.SingleToUInt32Bits(FloatBits.FromBF16(narrowed[i])), BitConverter.SingleToUInt32Bits(widened[i]));
+    }
+}

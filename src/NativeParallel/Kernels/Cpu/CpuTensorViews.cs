@@ -1,4 +1,6 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Kernels.Cpu;
@@ -24,7 +26,7 @@ internal readonly unsafe struct F32View : IDisposable
             return;
         }
         _writeBack = writeBack;
-        _scratch = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(Length, 1) * sizeof(float), 64);
+        _scratch = (float*)ScratchPool.Rent((long)Math.Max(Length, 1) * sizeof(float));
         Pointer = _scratch;
         if (read) Widen(tensor, Span);
     }
@@ -51,21 +53,100 @@ internal readonly unsafe struct F32View : IDisposable
     {
         if (_scratch is null) return;
         if (_writeBack) Narrow(Span, _tensor);
-        NativeMemory.AlignedFree(_scratch);
+        ScratchPool.Return(_scratch, (long)Math.Max(Length, 1) * sizeof(float));
     }
 
     private static void Widen(Tensor t, Span<float> dst)
     {
-        var src = new ReadOnlySpan<ushort>((void*)t.Pointer, dst.Length);
-        if (t.DType == DType.BF16) for (int i = 0; i < dst.Length; i++) dst[i] = FloatBits.FromBF16(src[i]);
-        else for (int i = 0; i < dst.Length; i++) dst[i] = FloatBits.FromF16(src[i]);
+        if (t.DType == DType.BF16) Bf16Vector.Widen((ushort*)t.Pointer, dst);
+        else TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((void*)t.Pointer, dst.Length), dst);
     }
 
     private static void Narrow(ReadOnlySpan<float> src, Tensor t)
     {
-        var dst = new Span<ushort>((void*)t.Pointer, src.Length);
-        if (t.DType == DType.BF16) for (int i = 0; i < src.Length; i++) dst[i] = FloatBits.ToBF16(src[i]);
-        else for (int i = 0; i < src.Length; i++) dst[i] = FloatBits.ToF16(src[i]);
+        if (t.DType == DType.BF16) Bf16Vector.Narrow(src, (ushort*)t.Pointer);
+        else TensorPrimitives.ConvertToHalf(src, new Span<Half>((void*)t.Pointer, src.Length));
+    }
+}
+
+/// <summary>bf16 ↔ f32 sixteen lanes at a time, bit-exact with <see cref="FloatBits"/> (round to nearest even, NaN kept).</summary>
+internal static unsafe class Bf16Vector
+{
+    public static void Widen(ushort* src, Span<float> dst)
+    {
+        int i = 0;
+        fixed (float* d = dst)
+        {
+            for (; i + 16 <= dst.Length; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
+                Vector256.ShiftLeft(lo, 16).AsSingle().Store(d + i);
+                Vector256.ShiftLeft(hi, 16).AsSingle().Store(d + i + 8);
+            }
+        }
+        for (; i < dst.Length; i++) dst[i] = FloatBits.FromBF16(src[i]);
+    }
+
+    public static void Narrow(ReadOnlySpan<float> src, ushort* dst)
+    {
+        int i = 0;
+        fixed (float* s = src)
+        {
+            for (; i + 16 <= src.Length; i += 16)
+            {
+                var lo = Round(Vector256.Load((uint*)s + i));
+                var hi = Round(Vector256.Load((uint*)s + i + 8));
+                Vector256.Narrow(lo, hi).Store(dst + i);
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = FloatBits.ToBF16(src[i]);
+    }
+
+    private static Vector256<uint> Round(Vector256<uint> bits)
+    {
+        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
+        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
+        var quietNaN = (bits >> 16) | Vector256.Create(0x0040u);
+        return Vector256.ConditionalSelect(isNaN, quietNaN, rounded);
+    }
+}
+
+/// <summary>
+/// Reused native scratch blocks for the f32 views: fresh multi-megabyte allocations cost a page fault per 4 KB on
+/// every call, which dominated bf16 kernels. Blocks are kept by exact size, up to <see cref="MaxCachedBytes"/>.
+/// </summary>
+internal static unsafe class ScratchPool
+{
+    private const long MaxCachedBytes = 512L << 20;
+    private static readonly Dictionary<long, Stack<nint>> s_free = new();
+    private static long s_cachedBytes;
+
+    public static void* Rent(long bytes)
+    {
+        lock (s_free)
+        {
+            if (s_free.TryGetValue(bytes, out var stack) && stack.Count > 0)
+            {
+                s_cachedBytes -= bytes;
+                return (void*)stack.Pop();
+            }
+        }
+        return NativeMemory.AlignedAlloc((nuint)bytes, 64);
+    }
+
+    public static void Return(void* block, long bytes)
+    {
+        lock (s_free)
+        {
+            if (s_cachedBytes + bytes <= MaxCachedBytes)
+            {
+                if (!s_free.TryGetValue(bytes, out var stack)) s_free[bytes] = stack = new Stack<nint>();
+                stack.Push((nint)block);
+                s_cachedBytes += bytes;
+                return;
+            }
+        }
+        NativeMemory.AlignedFree(block);
     }
 }
 
