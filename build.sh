@@ -37,7 +37,7 @@ setup() {
 }
 
 build_cli() {
-  dotnet build "$CLI_PROJECT" -c "$CONFIG" -v q -nologo -clp:ErrorsOnly >&2
+  dotnet build "$CLI_PROJECT" -c "$CONFIG" -v q -nologo "-clp:ErrorsOnly;NoSummary" >&2
 }
 
 cli() {

@@ -186,8 +186,11 @@ internal sealed unsafe class CpuKernels : IKernels
             {
                 var row = new ReadOnlySpan<float>(xp + (long)r * n, n);
                 var outRow = new Span<float>(yp + (long)r * n, n);
+                // One exp per element (TensorPrimitives.SoftMax computes it twice), all passes over an L2-resident row.
                 TensorPrimitives.Multiply(row, scale, outRow);
-                TensorPrimitives.SoftMax(outRow, outRow);
+                TensorPrimitives.Subtract(outRow, TensorPrimitives.Max(outRow), outRow);
+                TensorPrimitives.Exp(outRow, outRow);
+                TensorPrimitives.Multiply(outRow, 1f / TensorPrimitives.Sum(outRow), outRow);
             }
         });
     }
