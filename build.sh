@@ -37,7 +37,12 @@ setup() {
 }
 
 build_cli() {
-  dotnet build "$CLI_PROJECT" -c "$CONFIG" -v q -nologo "-clp:ErrorsOnly;NoSummary" >&2
+  local log
+  log=$(mktemp)
+  if ! dotnet build "$CLI_PROJECT" -c "$CONFIG" -v q -nologo > "$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
 }
 
 cli() {
