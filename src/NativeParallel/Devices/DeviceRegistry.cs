@@ -2,7 +2,7 @@ using NativeParallel.Diagnostics;
 
 namespace NativeParallel.Devices;
 
-/// <summary>Opens devices by name: <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c>, or <c>auto</c> (the best present: CUDA, else CPU).</summary>
+/// <summary>Opens devices by name: <c>cpu</c>, <c>emu</c> (the emulated GPU), <c>cuda</c>, <c>cuda:N</c>, or <c>auto</c> (the best present: CUDA, else CPU).</summary>
 public static class DeviceRegistry
 {
     /// <summary>Opens the device named <paramref name="name"/> (default: NATIVEPARALLEL_DEVICE, else auto).</summary>
@@ -22,7 +22,7 @@ public static class DeviceRegistry
             if (ordinal >= count) throw new ArgumentException($"device {name} requested but only {count} GPU(s) are present");
             return CudaDevice.Open(ordinal);
         }
-        if (name == "emu") throw new ArgumentException("the emulated device (emu) is not built yet; use cpu or cuda");
-        throw new ArgumentException($"unknown device '{name}': expected cpu, cuda, cuda:N or auto");
+        if (name == "emu") return new EmuDevice(sanitize: Tunables.Raw("NATIVEPARALLEL_EMU_SANITIZE") == "1");
+        throw new ArgumentException($"unknown device '{name}': expected cpu, emu, cuda, cuda:N or auto");
     }
 }

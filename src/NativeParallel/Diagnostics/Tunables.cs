@@ -14,8 +14,10 @@ public static class Tunables
         ("NATIVEPARALLEL_CUDA", "path (file or folder) of the CUDA driver library, libcuda.so.1 / nvcuda.dll"),
         ("NATIVEPARALLEL_NVRTC", "path (file or folder) of NVRTC, libnvrtc.so.* / nvrtc64_*.dll"),
         ("NATIVEPARALLEL_CUBLAS", "path (file or folder) of cuBLAS, libcublas.so.* / cublas64_*.dll"),
+        ("NATIVEPARALLEL_KERNELS_DIR", "a kernels/ folder whose .cu/.cuh files replace the embedded ones (edit and check a kernel without rebuilding)"),
+        ("NATIVEPARALLEL_CXX", "host C++ compiler of the emulated device (default g++, then clang++)"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and checks: cuda, cpu or auto (default auto: CUDA when present)"),
-        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, cuda, cublas): tests fail instead of skipping"),
+        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, cuda): tests fail instead of skipping"),
     ];
 
     /// <summary>Raw value of a variable, or null when unset or empty.</summary>
@@ -46,6 +48,21 @@ public static class Tunables
             return Path.Combine(root, "nativeparallel", "kernels");
         }
     }
+
+    /// <summary>NATIVEPARALLEL_KERNELS_DIR as a full path, or null.</summary>
+    public static string? KernelsDir
+    {
+        get
+        {
+            string? dir = Raw("NATIVEPARALLEL_KERNELS_DIR");
+            if (dir is null) return null;
+            dir = Path.GetFullPath(dir);
+            return Directory.Exists(dir) ? dir : throw new DirectoryNotFoundException($"NATIVEPARALLEL_KERNELS_DIR={dir} does not exist");
+        }
+    }
+
+    /// <summary>NATIVEPARALLEL_CXX, or null for the default search.</summary>
+    public static string? HostCompiler => Raw("NATIVEPARALLEL_CXX");
 
     /// <summary>NATIVEPARALLEL_DEVICE: cuda, cpu or auto.</summary>
     public static string DefaultDevice => Raw("NATIVEPARALLEL_DEVICE")?.ToLowerInvariant() ?? "auto";
