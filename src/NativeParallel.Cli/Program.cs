@@ -15,11 +15,15 @@ namespace NativeParallel.Cli
             Usage:
               nativeparallel info [--json FILE]
                   Devices, CUDA driver, NVRTC and cuBLAS (version and path), kernel cache folder, tunables.
-              nativeparallel kernels check [--device cpu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached] [--json FILE]
+              nativeparallel kernels check [--device cpu|emu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached]
+                                           [--schedules K] [--sanitize] [--kernels DIR] [--json FILE]
                   Compiles every kernel in kernels/ with NVRTC for each arch and prints registers, spill bytes,
                   shared memory and compile time per entry point (a compile error or any spill fails). With
                   --device, also runs every kernel case on fresh random inputs against the CPU reference
                   (outputs poisoned first; relative L2 error within bounds by dtype; NaN fails).
+                  emu only: --schedules K runs each case under K fiber interleavings (forward, reverse, seeded
+                  shuffles; a different output is a race); --sanitize builds the kernels with AddressSanitizer and
+                  UndefinedBehaviorSanitizer. --kernels DIR takes kernel sources from DIR instead of the library.
               nativeparallel bench kernels [--device cuda|cpu] [--json FILE] [--markdown FILE]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
@@ -44,7 +48,7 @@ namespace NativeParallel.Cli
                 return args[0] switch
                 {
                     "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
-                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached")),
+                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize")),
                     "bench" when args.Length > 1 && args[1] == "kernels" => BenchKernelsCommand.Run(new CommandLine(args[2..], "help")),
                     "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),

@@ -16,6 +16,12 @@ internal static class Hardware
         Missing("nvrtc", "NVRTC is not installed (Debian non-free libnvrtc11.2, or NATIVEPARALLEL_NVRTC)");
     }
 
+    public static void RequireEmu()
+    {
+        if (EmuCompiler.UnavailableReason is not { } reason) return;
+        Missing("emu", $"the emulated device needs a host C++ compiler: {reason}");
+    }
+
     public static void RequireCuda()
     {
         string? reason = CudaDriver.UnavailableReason;

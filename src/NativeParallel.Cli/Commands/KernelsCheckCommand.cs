@@ -19,8 +19,19 @@ internal static class KernelsCheckCommand
         string? opFilter = line.Option("op");
         ulong seed = (ulong)line.Int("seed", (long)(Stopwatch.GetTimestamp() & 0x7FFF_FFFF));
         bool cached = line.Flag("cached");
+        int schedules = (int)line.Int("schedules", 1);
+        bool sanitize = line.Flag("sanitize");
+        string? kernelsDir = line.Option("kernels");
         string? json = line.Option("json");
         line.RejectUnknown();
+        if (schedules < 1) throw new UsageException("--schedules must be at least 1");
+        if ((schedules > 1 || sanitize) && deviceName != "emu") throw new UsageException("--schedules and --sanitize need --device emu");
+        if (kernelsDir is not null)
+        {
+            if (!Directory.Exists(kernelsDir)) throw new UsageException($"--kernels {kernelsDir}: no such folder");
+            Environment.SetEnvironmentVariable("NATIVEPARALLEL_KERNELS_DIR", Path.GetFullPath(kernelsDir));
+        }
+        if (sanitize && !SanitizerHost.IsActive) return SanitizerHost.Reexecute();
 
         bool compileOk = true;
         var compileRows = new List<object>();
@@ -49,12 +60,13 @@ internal static class KernelsCheckCommand
             using var device = DeviceRegistry.Open(deviceName);
             deviceDescription = $"{device.Name}: {device.Description}";
             Console.WriteLine();
-            Console.WriteLine($"running kernel cases on {deviceDescription}, seed {seed} (reproduce with --seed {seed})");
+            Console.WriteLine($"running kernel cases on {deviceDescription}, seed {seed} (reproduce with --seed {seed})" +
+                              (schedules > 1 ? $", {schedules} fiber schedules per case" : ""));
             Console.WriteLine($"{"op",-18} {"dtype",-5} {"shape",-58} {"rel err",10} {"bound",8}  result");
             foreach (var kernelCase in KernelSuite.Cases)
             {
                 if (opFilter is not null && kernelCase.Op != opFilter) continue;
-                var result = kernelCase.Run(device, seed);
+                var result = ScheduledCheck.Run(kernelCase, device, seed, schedules);
                 if (result.Passed) passed++;
                 else failed++;
                 Console.WriteLine($"{kernelCase.Op,-18} {kernelCase.DType.Name(),-5} {kernelCase.Shape,-58} {result.RelativeError,10:E2} {result.Bound,8:E0}  " +

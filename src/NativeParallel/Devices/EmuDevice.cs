@@ -43,6 +43,9 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     public bool Sanitize { get; }
 
     /// <inheritdoc/>
+    protected override bool ExactAllocations => Sanitize;
+
+    /// <inheritdoc/>
     public override DeviceKind Kind => DeviceKind.Emu;
 
     /// <inheritdoc/>

@@ -27,12 +27,20 @@ public abstract unsafe class HostMemoryDevice : IDevice
     /// <inheritdoc/>
     public IDeviceStream DefaultStream => _stream;
 
+    /// <summary>
+    /// Exact-size allocations (malloc, 16-byte aligned) instead of 64-byte aligned ones, whose size is rounded up:
+    /// AddressSanitizer then sees the first byte past a buffer as out of bounds.
+    /// </summary>
+    protected virtual bool ExactAllocations => false;
+
     /// <inheritdoc/>
     public DeviceBuffer Allocate(long bytes)
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "allocation size must be non-negative");
         // One byte for empty buffers keeps every pointer valid and distinct.
-        void* memory = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
+        nuint size = (nuint)Math.Max(bytes, 1);
+        if (ExactAllocations) return new DeviceBuffer(this, (ulong)NativeMemory.Alloc(size), bytes, static p => NativeMemory.Free((void*)p));
+        void* memory = NativeMemory.AlignedAlloc(size, 64);
         return new DeviceBuffer(this, (ulong)memory, bytes, static p => NativeMemory.AlignedFree((void*)p));
     }
 

@@ -73,6 +73,17 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void KernelsCheckRunsTheCudaSourceOnTheEmulatedDeviceUnderThreeSchedules()
+    {
+        Hardware.RequireEmu();
+        var (code, output) = Run("kernels", "check", "--device", "emu", "--schedules", "3", "--op", "attention_decode", "--cached");
+        Assert.True(code == 0, output);
+        Assert.Contains("3 fiber schedules per case", output);
+        Assert.Matches(@"\d+ passed, 0 failed on emu", output);
+        Assert.Equal(2, Run("kernels", "check", "--device", "cpu", "--schedules", "3").Code);
+    }
+
+    [Fact]
     public void RunChecksTheModelAgainstTheReference()
     {
         var (code, output) = Run("run", "--device", "cpu", "--prompt-tokens", "8", "--new-tokens", "4");

@@ -14,13 +14,16 @@ public abstract class KernelSuiteTests
     /// <summary>The device under test (skips when it is absent).</summary>
     protected abstract IDevice OpenDevice();
 
+    /// <summary>Fiber schedules per case (the emulated device runs several to expose races).</summary>
+    protected virtual int Schedules => 1;
+
     [Theory]
     [MemberData(nameof(CaseIds))]
     public void MatchesReference(string caseId)
     {
         var device = OpenDevice();
         var kernelCase = KernelSuite.Cases.Single(c => c.Id == caseId);
-        var result = kernelCase.Run(device, Hardware.Seed);
+        var result = ScheduledCheck.Run(kernelCase, device, Hardware.Seed, Schedules);
         Assert.True(result.Passed,
             $"{caseId} on {device.Name}: {result.Message} (rel err {result.RelativeError:E2}, bound {result.Bound:E0}); " +
             $"reproduce with NATIVEPARALLEL_TEST_SEED={Hardware.Seed}");
@@ -31,6 +34,20 @@ public abstract class KernelSuiteTests
 public sealed class CpuKernelSuiteTests : KernelSuiteTests
 {
     protected override IDevice OpenDevice() => CpuDevice.Instance;
+}
+
+/// <summary>The suite on the emulated device: the kernels/*.cu source itself, under three fiber schedules.</summary>
+public sealed class EmuKernelSuiteTests : KernelSuiteTests
+{
+    private static readonly Lazy<EmuDevice> s_device = new(() => new EmuDevice());
+
+    protected override int Schedules => 3;
+
+    protected override IDevice OpenDevice()
+    {
+        Hardware.RequireEmu();
+        return s_device.Value;
+    }
 }
 
 /// <summary>The suite on the first GPU; skips on machines without one.</summary>

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using NativeParallel.Kernels;
+
+namespace NativeParallel.Tests.Emu;
+
+/// <summary>
+/// The emulated device catches what it is for: each test plants one bug in a copy of kernels/, runs
+/// <c>nativeparallel kernels check --device emu --kernels COPY</c> in a child process, and expects the failure
+/// named. The unmodified kernels pass the same checks in the emu kernel suite.
+/// </summary>
+public sealed class PlantedBugTests
+{
+    [Fact]
+    public void MissingSyncthreadsIsCaughtByTheFiberSchedules()
+    {
+        // matmul's second barrier keeps the next tile's loads from overwriting values other threads still read.
+        var (code, output) = CheckPlanted("matmul.cu",
+            "        __syncthreads();  // the next tile overwrites what this one read", "", "matmul", "--schedules", "3");
+        Assert.True(code == 1, output);
+        Assert.Contains("race in matmul: the output differs between fiber schedules", output);
+    }
+
+    [Fact]
+    public void ABarrierNotEveryThreadReachesIsReportedAsADeadlock()
+    {
+        // Half of warp 0 waits at the block barrier while the other half waits for it at a warp barrier; the other
+        // warps pass their warp barrier and wait at the next block barrier.
+        var (code, output) = CheckPlanted("softmax.cu",
+            "    __shared__ float scratch[32];\n", "    __shared__ float scratch[32];\n    if (threadIdx.x < 16) __syncthreads(); else __syncwarp();\n",
+            "softmax");
+        Assert.True(code == 1, output);
+        Assert.Contains("deadlock in kernel softmax_fwd_f32, block (0, 0, 0): threads 0-15, 32-255 wait in __syncthreads; threads 16-31 wait in __syncwarp", output);
+    }
+
+    [Fact]
+    public void AnOutOfBoundsIndexIsCaughtByTheSanitizer()
+    {
+        // One element past the end: the grid-stride loop runs to i == count.
+        var (code, output) = CheckPlanted("gelu.cu", "i < a.count; i +=", "i <= a.count; i +=", "gelu", "--sanitize");
+        Assert.True(code == 1, output);
+        Assert.Contains("AddressSanitizer: heap-buffer-overflow", output);
+        Assert.Contains("gelu", output);
+    }
+
+    [Fact]
+    public void TheWholeSuitePassesUnderTheSanitizers()
+    {
+        // Once per CI run: every kernel case, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+        Hardware.RequireEmu();
+        var (code, output) = RunCli(["kernels", "check", "--device", "emu", "--sanitize", "--arch", "sm_80", "--cached"]);
+        Assert.True(code == 0, output);
+        Assert.Matches(@"\d+ passed, 0 failed on emu", output);
+        Assert.DoesNotContain("AddressSanitizer", output);
+    }
+
+    private static (int Code, string Output) CheckPlanted(string file, string find, string replace, string op, params string[] extra)
+    {
+        Hardware.RequireEmu();
+        string dir = Path.Combine(Path.GetTempPath(), $"np-planted-{Guid.NewGuid():N}");
+        try
+        {
+            foreach (var (name, text) in KernelSources.All())
+            {
+                string path = Path.Combine(dir, name);
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                File.WriteAllText(path, text);
+            }
+            string target = Path.Combine(dir, file);
+            string original = File.ReadAllText(target);
+            Assert.True(original.Contains(find), $"the text to plant the bug at is no longer in kernels/{file}: update this test");
+            File.WriteAllText(target, original.Replace(find, replace));
+            return RunCli(["kernels", "check", "--device", "emu", "--op", op, "--kernels", dir, "--arch", "sm_80", .. extra]);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static (int Code, string Output) RunCli(string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"));
+        foreach (string a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var error = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"nativeparallel {string.Join(' ', args)} did not finish in 5 minutes");
+        }
+        return (process.ExitCode, output + error.Result);
+    }
+}
