@@ -1,10 +1,15 @@
 // Matmul: c = a · bᵀ with f32 accumulation (the nn.Linear layout: b is the (out, in) weight).
-//   a: (m, k); b: (n, k); c: (m, n). Entry points matmul_<in>_<out>: in = dtype of a and b, out = dtype of c.
-// Grid: (ceil(n / 64), ceil(m / 64)), block 256 threads; each thread owns a 4 × 4 patch of the 64 × 64 tile.
-// v1: shared-memory tiling, BK = 16, k-major tiles so the inner loop reads one broadcast a-value and
-//     conflict-free b-values; outputs strided by 16 so a warp's stores are contiguous. Default.
-//     (Next on the ladder: an mma.sync tensor-core path behind kernels/common/ wrappers.)
+//   a: (m, k); b: (n, k); c: (m, n). Entry points name the dtype of a and b, then of c.
+// Grid: (ceil(n / 64), ceil(m / 64)); v1 blocks of 256 threads (a 4 x 4 patch each), v2 blocks of 128 (4 warps).
+// v1 matmul_<in>_<out>: shared-memory tiling, BK = 16, k-major tiles so the inner loop reads one broadcast
+//     a-value and conflict-free b-values; outputs strided by 16 so a warp's stores are contiguous. Default for
+//     f32 inputs.
+// v2 matmul_tc_bf16_<out>: tensor cores. 64 x 64 tile per block of 4 warps, each warp a 32 x 32 quarter made of
+//     2 x 4 mma.sync m16n8k16 (bf16 in, f32 accumulate); tiles of BK = 32 staged in shared memory with rows padded
+//     by 8 elements (16 bytes) so ldmatrix's eight row reads hit different banks. Default for bf16 inputs.
+//     (Next: cp.async double buffering, then wgmma + TMA on sm_90a.)
 #include "common/dtypes.cuh"
+#include "common/mma.cuh"
 
 #define MM_BM 64
 #define MM_BN 64
@@ -73,5 +78,82 @@ __device__ void matmul(const MatmulArgs& p) {
 
 extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_f32_f32(MatmulArgs p) { matmul<float, float>(p); }
 extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_f32_bf16(MatmulArgs p) { matmul<float, bf16>(p); }
-extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bf16_f32(MatmulArgs p) { matmul<bf16, float>(p); }
-extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bf16_bf16(MatmulArgs p) { matmul<bf16, bf16>(p); }
+
+#define TC_BM 64
+#define TC_BN 64
+#define TC_BK 32
+#define TC_PAD 8
+#define TC_THREADS 128
+
+// Stages rows [row0, row0 + 64) x k [k0, k0 + 32) of a bf16 (rows, k) matrix into shared memory, zero-filling
+// outside the matrix. 128 threads x 2 rows x 8 consecutive k; one 16-byte load when the run is whole and aligned.
+__device__ __forceinline__ void tc_stage(unsigned short (*tile)[TC_BK + TC_PAD], const unsigned short* src, int rows,
+                                         int k, int row0, int k0) {
+    const int tid = threadIdx.x, seg = (tid % 4) * 8;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int r = tid / 4 + 32 * i, gr = row0 + r, gk = k0 + seg;
+        const unsigned short* p = src + (long long)gr * k + gk;
+        if (gr < rows && gk + 8 <= k && ((reinterpret_cast<unsigned long long>(p) & 15) == 0)) {
+            *reinterpret_cast<uint4*>(&tile[r][seg]) = *reinterpret_cast<const uint4*>(p);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) tile[r][seg + e] = (gr < rows && gk + e < k) ? p[e] : (unsigned short)0;
+        }
+    }
+}
+
+template <typename TOut>
+__device__ void matmul_tc(const MatmulArgs& p) {
+    __shared__ __align__(16) unsigned short tile_a[TC_BM][TC_BK + TC_PAD];
+    __shared__ __align__(16) unsigned short tile_b[TC_BN][TC_BK + TC_PAD];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int wm = warp / 2, wn = warp % 2;  // this warp's 32 x 32 quarter of the tile
+    const int row0 = blockIdx.y * TC_BM, col0 = blockIdx.x * TC_BN;
+    const unsigned short* a = static_cast<const unsigned short*>(p.a);
+    const unsigned short* b = static_cast<const unsigned short*>(p.b);
+
+    FragC acc[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j].r[e] = 0.0f;
+
+    for (int k0 = 0; k0 < p.k; k0 += TC_BK) {
+        tc_stage(tile_a, a, p.m, p.k, row0, k0);
+        tc_stage(tile_b, b, p.n, p.k, col0, k0);
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TC_BK; kk += 16) {
+            FragA fa[2];
+            FragB fb[4];
+#pragma unroll
+            for (int i = 0; i < 2; i++) load_a_fragment(fa[i], &tile_a[wm * 32 + i * 16][kk], TC_BK + TC_PAD);
+#pragma unroll
+            for (int j = 0; j < 4; j++) load_b_fragment(fb[j], &tile_b[wn * 32 + j * 8][kk], TC_BK + TC_PAD);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], fa[i], fb[j]);
+        }
+        __syncthreads();  // the next tile overwrites what this one read
+    }
+
+    // Each accumulator fragment: rows g and g + 8, columns 2t and 2t + 1 of its 16 x 8 piece.
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = row0 + wm * 32 + i * 16 + g + 8 * (e / 2);
+                int c = col0 + wn * 32 + j * 8 + 2 * t + (e % 2);
+                if (r < p.m && c < p.n) store_f<TOut>(p.c, (long long)r * p.n + c, acc[i][j].r[e]);
+            }
+}
+
+extern "C" __global__ void __launch_bounds__(TC_THREADS) matmul_tc_bf16_f32(MatmulArgs p) { matmul_tc<float>(p); }
+extern "C" __global__ void __launch_bounds__(TC_THREADS) matmul_tc_bf16_bf16(MatmulArgs p) { matmul_tc<bf16>(p); }

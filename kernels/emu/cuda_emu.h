@@ -23,6 +23,12 @@ struct dim3 {
     unsigned x, y, z;
 };
 typedef dim3 uint3;
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
 
 namespace np_emu {
 
@@ -46,6 +52,7 @@ struct Fiber {
 
 struct Warp {
     uint64_t slots[2][32];
+    alignas(16) unsigned char wide[2][32][64];  // per-lane payloads of warp_gather (fragments, row addresses)
     unsigned released = 0;  // lanes let through the last barrier of this warp (stable until they all meet again)
 };
 
@@ -114,6 +121,23 @@ inline T exchange(unsigned mask, T value, int source_lane, const char* what) {
     return out;
 }
 
+// Every lane publishes a value of up to 64 bytes and receives all 32 (lanes outside the warp or the mask
+// leave their entries zeroed). The warp-wide instructions (mma.sync, ldmatrix) are built on it.
+template <typename T>
+inline void warp_gather(unsigned mask, const T& mine, T (&all)[32], const char* what) {
+    static_assert(sizeof(T) <= 64, "warp_gather payloads are at most 64 bytes per lane");
+    Fiber& f = self();
+    Warp& w = f.block->warps[f.warp];
+    unsigned parity = f.shuffle_parity;
+    f.shuffle_parity ^= 1u;
+    std::memcpy(w.wide[parity][f.lane], &mine, sizeof(T));
+    warp_barrier(mask, what);
+    for (int l = 0; l < 32; l++) {
+        if ((w.released >> l) & 1u) std::memcpy(&all[l], w.wide[parity][l], sizeof(T));
+        else std::memset(static_cast<void*>(&all[l]), 0, sizeof(T));
+    }
+}
+
 }  // namespace np_emu
 
 #define threadIdx (np_emu::current->tid)
@@ -131,6 +155,7 @@ inline T exchange(unsigned mask, T value, int source_lane, const char* what) {
 #define __launch_bounds__(...)
 #define __shared__ static thread_local
 #define __constant__ static
+#define __align__(n) __attribute__((aligned(n)))
 
 inline void __syncthreads() { np_emu::block_barrier(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { np_emu::warp_barrier(mask, "__syncwarp"); }

@@ -15,7 +15,8 @@ namespace NativeParallel.Devices;
 /// </summary>
 public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
 {
-    private readonly ConcurrentDictionary<string, Module> _modules = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Module>> _modules = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _reportedBuildFailures = new(StringComparer.Ordinal);
 
     // np_emu_launch(entry, args, kernel name, grid xyz, block xyz, schedule, workers, error, error bytes)
     private sealed class Module(EmuCompiler.Library library, nint handle, nint launch)
@@ -64,7 +65,7 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     /// <inheritdoc/>
     public void Launch<TArgs>(string file, string function, Dim3 grid, Dim3 block, uint sharedBytes, in TArgs args) where TArgs : unmanaged
     {
-        var module = _modules.GetOrAdd(file, Load);
+        var module = GetModule(file);
         nint entry = module.Entries.GetOrAdd(function, name =>
             NativeLibrary.TryGetExport(module.Handle, "np_emu_entry_" + name, out nint address)
                 ? address
@@ -80,6 +81,20 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
         if (rc != 0)
             throw new KernelLaunchException($"emu: {function} (kernels/{file}), grid {grid} block {block}, schedule {Schedule}: " +
                 Marshal.PtrToStringUTF8((nint)error), null);
+    }
+
+    // A file that fails to build fails once with the compiler's output; later launches say so in one line.
+    private Module GetModule(string file)
+    {
+        var lazy = _modules.GetOrAdd(file, f => new Lazy<Module>(() => Load(f)));
+        try
+        {
+            return lazy.Value;
+        }
+        catch (InvalidOperationException) when (!_reportedBuildFailures.TryAdd(file, true))
+        {
+            throw new KernelLaunchException($"emu: kernels/{file} did not build for the emulated device (the compiler output was reported with the first failure)", null);
+        }
     }
 
     private Module Load(string file)

@@ -43,6 +43,17 @@ public sealed class PlantedBugTests
     }
 
     [Fact]
+    public void AWrongTensorCoreFragmentIndexIsCaughtByTheReference()
+    {
+        // Swapping ldmatrix's second and third matrices feeds the mma rows 8-15 where it wants columns 8-15.
+        var (code, output) = CheckPlanted("common/mma.cuh", "(lane % 8 + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16)",
+            "(lane % 8 + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2)", "matmul");
+        Assert.True(code == 1, output);
+        Assert.Matches(@"matmul +bf16 +m=33 n=31 k=65 out=bf16 .* FAIL .*relative error", output);
+        Assert.Matches(@"matmul +f32 +m=33 n=31 k=65 out=f32 .* ok", output); // the SIMT path does not use fragments
+    }
+
+    [Fact]
     public void TheWholeSuitePassesUnderTheSanitizers()
     {
         // Once per CI run: every kernel case, built with AddressSanitizer and UndefinedBehaviorSanitizer.

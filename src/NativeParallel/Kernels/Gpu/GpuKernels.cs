@@ -11,7 +11,7 @@ public sealed class GpuKernels : IKernels
     private const uint RowBlock = 256;       // row kernels: one block of 256 threads per row
     private const uint ElementBlock = 256;   // element-wise kernels
     private const uint AttentionWarps = 4;   // ATT_WARPS in attention.cu
-    private const uint MatmulTile = 64;      // MM_BM = MM_BN in matmul.cu
+    private const uint MatmulTile = 64;      // MM_BM = MM_BN = TC_BM = TC_BN in matmul.cu
     private readonly IKernelLauncher _launcher;
 
     /// <summary>Creates the launchers over <paramref name="launcher"/>.</summary>
@@ -67,7 +67,11 @@ public sealed class GpuKernels : IKernels
         if (m == 0 || n == 0) return;
         var args = new MatmulArgs { A = a.Pointer, B = b.Pointer, C = c.Pointer, M = m, N = n, K = k };
         var grid = new Dim3((uint)((n + MatmulTile - 1) / MatmulTile), (uint)((m + MatmulTile - 1) / MatmulTile));
-        _launcher.Launch("matmul.cu", $"matmul_{Suffix(a.DType)}_{Suffix(c.DType)}", grid, new Dim3(256), 0, args);
+        // bf16 operands go to the tensor cores (v2, 4 warps per tile); f32 operands to the SIMT tiles (v1).
+        if (a.DType == DType.BF16)
+            _launcher.Launch("matmul.cu", $"matmul_tc_bf16_{Suffix(c.DType)}", grid, new Dim3(128), 0, args);
+        else
+            _launcher.Launch("matmul.cu", $"matmul_f32_{Suffix(c.DType)}", grid, new Dim3(256), 0, args);
     }
 
     public void AddBias(Tensor x, Tensor bias)
