@@ -108,7 +108,8 @@ public static class KernelBenchmarks
                 double flops = 2.0 * m * m * m;
                 double ms = timer.Median(() => k.Matmul(a, b, c));
                 double tflops = flops / (ms * 1e9);
-                string name = $"matmul {dtype.Name()} (tiled, no tensor cores)";
+                string name = device.Kind == DeviceKind.Cpu ? $"matmul {dtype.Name()} (blocked, Vector256)"
+                    : dtype == DType.BF16 ? "matmul bf16 (mma.sync tensor cores)" : "matmul f32 (SIMT tiles)";
                 if (cublas is null)
                 {
                     Add(new(name, $"{m}^3", ms, tflops, "TFLOP/s", gpu ? cublasNote : "none on cpu", null, ""));

@@ -55,7 +55,7 @@ public sealed class CliTests
             var (code, output) = Run("kernels", "check", "--arch", "sm_80,sm_90", "--json", json);
             Assert.True(code == 0, output);
             Assert.Contains("every kernel built with 0 spill bytes", output);
-            Assert.Contains("matmul_bf16_bf16", output);
+            Assert.Contains("matmul_tc_bf16_bf16", output);
             Assert.Contains("\"ok\": true", File.ReadAllText(json));
         }
         finally
