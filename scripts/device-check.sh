@@ -33,11 +33,11 @@ step() {  # step NAME TIMEOUT_S ARGS...: runs one CLI command, keeps its output 
 
 { date -u; uname -a; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; } > "$OUT/machine.txt" 2>&1
 : > "$OUT/steps.txt"
-step info 30 info --json "$OUT/info.json"
-step kernels-check 150 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$OUT/kernels-check.json"
-step kernels-check-warm 60 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
-step bench-kernels 120 bench kernels --device "$DEVICE" --json "$OUT/bench-kernels.json" --markdown "$OUT/bench-kernels.md"
-step run 60 run --device "$DEVICE" --json "$OUT/run.json"
+step info 20 info --json "$OUT/info.json"
+step kernels-check 120 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$OUT/kernels-check.json"
+step kernels-check-warm 30 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
+step bench-kernels 90 bench kernels --device "$DEVICE" --json "$OUT/bench-kernels.json" --markdown "$OUT/bench-kernels.md"
+step run 40 run --device "$DEVICE" --json "$OUT/run.json"
 
 {
   echo "# Device check ($DEVICE)"

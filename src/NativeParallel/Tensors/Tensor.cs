@@ -98,6 +98,15 @@ public sealed class Tensor : IDisposable
         return t;
     }
 
+    /// <summary>Uploads 64-bit integers as an i64 tensor.</summary>
+    public static Tensor FromLongs(IDevice device, ReadOnlySpan<long> values, params int[] shape)
+    {
+        CheckCount(values.Length, shape);
+        var t = Empty(device, DType.I64, shape);
+        t.CopyFromHost(MemoryMarshal.AsBytes(values));
+        return t;
+    }
+
     /// <summary>A tensor of uniform values in [lo, hi) from a counter-based stream: identical on every device.</summary>
     public static Tensor Uniform(IDevice device, DType dtype, ulong seed, float lo, float hi, params int[] shape)
     {
@@ -139,6 +148,13 @@ public sealed class Tensor : IDisposable
     {
         if (DType != DType.I32) throw new InvalidOperationException($"ToInts needs an i32 tensor, this is {this}");
         return MemoryMarshal.Cast<byte, int>(ToBytes()).ToArray();
+    }
+
+    /// <summary>Reads a contiguous i64 tensor.</summary>
+    public long[] ToLongs()
+    {
+        if (DType != DType.I64) throw new InvalidOperationException($"ToLongs needs an i64 tensor, this is {this}");
+        return MemoryMarshal.Cast<byte, long>(ToBytes()).ToArray();
     }
 
     /// <summary>Sets every byte to <paramref name="value"/>; 0xFF makes every float element NaN (used to poison outputs).</summary>

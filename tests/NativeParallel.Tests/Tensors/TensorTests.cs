@@ -52,6 +52,17 @@ public sealed class TensorTests
     }
 
     [Fact]
+    public void IntegerTensorsRoundTrip()
+    {
+        using var ints = Tensor.FromInts(Cpu, [1, -2, int.MaxValue], 3);
+        Assert.Equal([1, -2, int.MaxValue], ints.ToInts());
+        using var longs = Tensor.FromLongs(Cpu, [1L << 40, -3, long.MinValue], 3);
+        Assert.Equal([1L << 40, -3, long.MinValue], longs.ToLongs());
+        Assert.Equal(24, longs.Bytes);
+        Assert.Throws<InvalidOperationException>(() => ints.ToLongs());
+    }
+
+    [Fact]
     public void EmptyTensorsAreValid()
     {
         using var t = Tensor.Empty(Cpu, DType.BF16, 0, 7);
