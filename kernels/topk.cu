@@ -33,6 +33,9 @@ __device__ void topk(const TopKArgs& a) {
                 if (remaining && np_ranks_before(v, j, best_v, best_i)) { best_v = v; best_i = j; }
             }
             block_argmax(best_v, best_i, scratch_v, scratch_i);
+            // A row with fewer than k comparable values (NaN) has no winner left: report index 0 as argmax does,
+            // never an index outside the row.
+            if (best_i == 0x7fffffff) best_i = 0;
             if (threadIdx.x == 0) {
                 a.values[(long long)r * a.k + round] = best_v;
                 a.indices[(long long)r * a.k + round] = best_i;

@@ -36,6 +36,9 @@ public sealed unsafe class CublasHandle : IDisposable
         int m = a.Dim(0), k = a.Dim(1), n = b.Dim(0);
         if (b.Dim(1) != k || c.Dim(0) != m || c.Dim(1) != n || b.DType != a.DType)
             throw new ArgumentException($"cublas matmul: a (m, k), b (n, k), c (m, n) expected, got {a}, {b}, {c}");
+        // With COMPUTE_32F, cuBLAS takes f32 operands only with an f32 result.
+        if (a.DType == DType.F32 && c.DType != DType.F32)
+            throw new ArgumentException($"cublas matmul: f32 operands need an f32 result for cublasGemmEx, got {c}");
         float alpha = 1f, beta = 0f;
         _device.MakeCurrent();
         CublasException.Check(Cublas.cublasGemmEx(_handle, cublasOperation.T, cublasOperation.N, n, m, k, &alpha,

@@ -17,7 +17,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     private readonly CUdevice _device;
     private readonly CUcontext _context;
     private readonly CudaStream _defaultStream;
-    private readonly ConcurrentDictionary<string, CUmodule> _modules = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<CUmodule>> _modules = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string File, string Function), CUfunction> _functions = new();
     private bool _disposed;
 
@@ -187,7 +187,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     /// <summary>The function <paramref name="function"/> of kernel file <paramref name="file"/>, compiling and loading the module on first use.</summary>
     public CUfunction GetFunction(string file, string function) => _functions.GetOrAdd((file, function), key =>
     {
-        var module = _modules.GetOrAdd(key.File, LoadModule);
+        // Lazy: two threads asking for a new file compile and load it once.
+        var module = _modules.GetOrAdd(key.File, f => new Lazy<CUmodule>(() => LoadModule(f))).Value;
         MakeCurrent();
         var result = Cuda.cuModuleGetFunction(out CUfunction f, module, key.Function);
         if (result != CUresult.CUDA_SUCCESS)
@@ -229,7 +230,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         if (_disposed) return;
         MakeCurrent();
         Cuda.cuCtxSynchronize();
-        foreach (var module in _modules.Values) Cuda.cuModuleUnload(module);
+        foreach (var module in _modules.Values.Where(m => m.IsValueCreated)) Cuda.cuModuleUnload(module.Value);
         _defaultStream.Dispose();
         _disposed = true;
         Cuda.cuDevicePrimaryCtxRelease_v2(_device);

@@ -88,6 +88,8 @@ internal static class OpShapes
         int m = a.Dim(0), k = a.Dim(1), n = b.Dim(0);
         Require(b.Dim(1) == k, op, $"b must be (n, {k}), got {b}");
         Require(c.Dim(0) == m && c.Dim(1) == n, op, $"c must be ({m}, {n}), got {c}");
+        // Row tiles go on grid.y, which CUDA caps at 65535 blocks of 64 rows.
+        Require(m <= 65535 * 64, op, $"m = {m} exceeds {65535 * 64} rows; split the batch");
         return (m, n, k);
     }
 

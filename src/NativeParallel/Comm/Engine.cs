@@ -1,0 +1,131 @@
+using System.Buffers;
+using System.Diagnostics;
+using NativeParallel.Comm.Transports;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Comm;
+
+/// <summary>
+/// Moves bytes for one rank: simultaneous send and receive on two links, optionally reducing what arrives into
+/// an accumulator as it arrives. Every wait checks the deadline, the group's abort flag and the peers' health,
+/// and turns each into a <see cref="CollectiveException"/> that names the collective, sequence, group and peer.
+/// </summary>
+internal sealed class Engine(ITransport transport, int rank, int size, string group, TimeSpan timeout)
+{
+    private byte[] _scratch = [];
+
+    public int Rank => rank;
+    public int Size => size;
+    public ITransport Transport => transport;
+
+    /// <summary>The collective in flight (for error messages).</summary>
+    public (Collective Kind, long Sequence) Current { get; set; }
+
+    /// <summary>Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from <paramref name="receivePeer"/> (−1: none).</summary>
+    public void SendReceive(int sendPeer, ReadOnlySpan<byte> send, int receivePeer, Span<byte> receive)
+    {
+        var sendLink = sendPeer >= 0 && send.Length > 0 ? transport.Link(sendPeer) : null;
+        var receiveLink = receivePeer >= 0 && receive.Length > 0 ? transport.Link(receivePeer) : null;
+        int sent = 0, received = 0, idle = 0;
+        long started = Stopwatch.GetTimestamp();
+        while ((sendLink is not null && sent < send.Length) || (receiveLink is not null && received < receive.Length))
+        {
+            int moved = 0;
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (receiveLink is not null && received < receive.Length) moved += Progress(ref received, receiveLink.TryReceive(receive[received..]));
+            if (moved > 0) idle = 0;
+            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, receive.Length);
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving as many bytes as
+    /// <paramref name="accumulator"/> holds from <paramref name="receivePeer"/> and reducing them into it, element
+    /// by element as they arrive (the reduction overlaps the transfer).
+    /// </summary>
+    public void SendReceiveReduce(int sendPeer, ReadOnlySpan<byte> send, int receivePeer, Span<byte> accumulator, DType dtype, ReduceOp op)
+    {
+        int elementSize = dtype.SizeOf();
+        if (_scratch.Length < accumulator.Length) _scratch = new byte[Math.Max(accumulator.Length, 2 * _scratch.Length)];
+        var scratch = _scratch.AsSpan(0, accumulator.Length);
+        var sendLink = sendPeer >= 0 && send.Length > 0 ? transport.Link(sendPeer) : null;
+        var receiveLink = accumulator.Length > 0 ? transport.Link(receivePeer) : null;
+        int sent = 0, received = 0, reduced = 0, idle = 0;
+        long started = Stopwatch.GetTimestamp();
+        while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
+        {
+            int moved = 0;
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (receiveLink is not null && received < accumulator.Length)
+            {
+                moved += Progress(ref received, receiveLink.TryReceive(scratch[received..]));
+                int ready = received / elementSize * elementSize;
+                if (ready > reduced)
+                {
+                    HostReduce.Apply(op, dtype, accumulator[reduced..ready], scratch[reduced..ready]);
+                    reduced = ready;
+                }
+            }
+            if (moved > 0) idle = 0;
+            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, accumulator.Length);
+        }
+    }
+
+    /// <summary>
+    /// Receives <paramref name="buffer"/> from <paramref name="receivePeer"/> (unless −1: the bytes are already
+    /// here) while forwarding every byte that has arrived to <paramref name="sendPeer"/> (unless −1).
+    /// </summary>
+    public void Relay(int receivePeer, int sendPeer, Span<byte> buffer)
+    {
+        var receiveLink = receivePeer >= 0 && buffer.Length > 0 ? transport.Link(receivePeer) : null;
+        var sendLink = sendPeer >= 0 && buffer.Length > 0 ? transport.Link(sendPeer) : null;
+        int received = receiveLink is null ? buffer.Length : 0, sent = 0, idle = 0;
+        long started = Stopwatch.GetTimestamp();
+        while (received < buffer.Length || (sendLink is not null && sent < buffer.Length))
+        {
+            int moved = 0;
+            if (receiveLink is not null && received < buffer.Length) moved += Progress(ref received, receiveLink.TryReceive(buffer[received..]));
+            if (sendLink is not null && sent < received) moved += Progress(ref sent, sendLink.TrySend(buffer[sent..received]));
+            if (moved > 0) idle = 0;
+            else Wait(ref idle, started, sendLink, sent, buffer.Length, receiveLink, received, buffer.Length);
+        }
+    }
+
+    private static int Progress(ref int done, int moved)
+    {
+        done += moved;
+        return moved;
+    }
+
+    private void Wait(ref int idle, long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
+    {
+        transport.Idle(idle++);
+        if ((idle & 255) != 0) return;
+        if (transport.AbortReason() is { } reason) throw Fail($"the group was aborted: {reason}", null, abortOthers: false);
+        foreach (var link in new[] { sendLink, receiveLink })
+            if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
+        if (Stopwatch.GetElapsedTime(started) > timeout)
+        {
+            var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
+            string progress = $"sent {sent} of {sendTotal} bytes to rank {sendLink?.Peer.ToString() ?? "-"}, " +
+                              $"received {received} of {receiveTotal} bytes from rank {receiveLink?.Peer.ToString() ?? "-"}";
+            throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); raise NATIVEPARALLEL_TIMEOUT_S if the peers are just slow",
+                waitingOn?.Peer, abortOthers: true);
+        }
+    }
+
+    /// <summary>Builds the error for this rank and, for failures the others cannot see, aborts the group so they stop too.</summary>
+    public CollectiveException Fail(string what, int? peer, bool abortOthers)
+    {
+        var (kind, sequence) = Current;
+        string message = $"{kind.Name()} #{sequence} in group '{group}' failed on rank {rank} of {size}: {what}";
+        if (abortOthers) transport.Abort($"rank {rank}: {what} (during {kind.Name()} #{sequence})");
+        return new CollectiveException(message, kind, sequence, group, rank, peer);
+    }
+
+    /// <summary>Rents scratch memory for algorithms that stage whole blocks.</summary>
+    public static byte[] Rent(int bytes) => ArrayPool<byte>.Shared.Rent(Math.Max(bytes, 1));
+
+    public static void Return(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
+}

@@ -1,0 +1,323 @@
+using System.Runtime.InteropServices;
+using NativeParallel.Comm.Algorithms;
+using NativeParallel.Comm.Transports;
+using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Comm;
+
+/// <summary>
+/// A group of ranks that run collectives together: all_reduce, all_gather, reduce_scatter, broadcast, reduce,
+/// all_to_all, send/recv and barrier, on host-memory tensors of f32, bf16, f16, i32 or i64, in place or out of
+/// place, synchronously or as ordered async operations. Every rank must call the same collectives in the same
+/// order; the group checks that (kind, dtype, size, op, root) agree at each sequence number and fails every rank
+/// that can see a disagreement, a dead peer or the timeout, never hanging.
+/// </summary>
+public sealed class ProcessGroup : IDisposable
+{
+    private readonly Engine _engine;
+    private readonly ITransport _transport;
+    private readonly object _orderGate = new();
+    private Task _tail = Task.CompletedTask;
+    private long _sequence;
+
+    internal ProcessGroup(ITransport transport, int rank, int size, string name, TimeSpan timeout)
+    {
+        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} of {size}");
+        _transport = transport;
+        Rank = rank;
+        Size = size;
+        Name = name;
+        Timeout = timeout;
+        _engine = new Engine(transport, rank, size, name, timeout);
+    }
+
+    /// <summary>This rank's index, 0..Size−1.</summary>
+    public int Rank { get; }
+
+    /// <summary>Number of ranks.</summary>
+    public int Size { get; }
+
+    /// <summary>The group's name (in errors and logs).</summary>
+    public string Name { get; }
+
+    /// <summary>How long one collective may wait on its peers.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>The transport's name: threads, shm or tcp.</summary>
+    public string TransportName => _transport.Name;
+
+    /// <summary>Collectives issued so far (the next one's sequence number).</summary>
+    public long Sequence => Interlocked.Read(ref _sequence);
+
+    /// <summary>
+    /// Creates <paramref name="size"/> ranks as threads of this process, linked by in-memory rings: for tests and
+    /// single-process hosts. Each returned group is used from its own thread.
+    /// </summary>
+    public static ProcessGroup[] CreateThreadGroup(int size, string name = "threads", TimeSpan? timeout = null, long ringBytes = 1 << 20)
+    {
+        var shared = new ThreadTransport.Shared(size, ringBytes);
+        var limit = timeout ?? CommTunables.Timeout;
+        return Enumerable.Range(0, size).Select(r => new ProcessGroup(new ThreadTransport(shared, r), r, size, name, limit)).ToArray();
+    }
+
+    // ---- all_reduce ------------------------------------------------------------------------------------------
+
+    /// <summary>In-place all-reduce: every rank ends with op over all ranks' <paramref name="tensor"/>.</summary>
+    public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduce(tensor, tensor, op);
+
+    /// <summary>Out-of-place all-reduce (<paramref name="output"/> may be <paramref name="input"/>).</summary>
+    public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    {
+        Same(Collective.AllReduce, input, output);
+        Run(Collective.AllReduce, input.DType, op, input.Count, -1, () =>
+        {
+            var buffer = Bytes(output);
+            if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
+            Ring.AllReduce(_engine, buffer, input.Count, input.DType, op);
+        });
+    }
+
+    /// <summary>All-reduce as an ordered async operation; the task completes when this rank's part is done.</summary>
+    public Task AllReduceAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => AllReduce(input, output, op));
+
+    // ---- all_gather, reduce_scatter --------------------------------------------------------------------------
+
+    /// <summary><paramref name="output"/> (Size × input.Count elements) receives every rank's input, in rank order.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        Blocks(Collective.AllGather, input, output, output.Count == input.Count * Size, "output must hold Size × input elements");
+        Run(Collective.AllGather, input.DType, ReduceOp.Sum, input.Count, -1, () =>
+        {
+            var buffer = Bytes(output);
+            var chunks = new Chunks(output.Count, Size, input.DType.SizeOf());
+            Bytes(input).CopyTo(chunks.Of(buffer, Rank));
+            Ring.AllGather(_engine, buffer, chunks);
+        });
+    }
+
+    /// <summary>All-gather as an ordered async operation.</summary>
+    public Task AllGatherAsync(Tensor input, Tensor output) => Async(() => AllGather(input, output));
+
+    /// <summary>Block r of op over all ranks' <paramref name="input"/> (Size × output.Count elements) lands in rank r's <paramref name="output"/>.</summary>
+    public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    {
+        Blocks(Collective.ReduceScatter, input, output, input.Count == output.Count * Size, "input must hold Size × output elements");
+        Run(Collective.ReduceScatter, input.DType, op, output.Count, -1, () =>
+        {
+            var chunks = new Chunks(input.Count, Size, input.DType.SizeOf());
+            byte[] staging = Engine.Rent((int)input.Bytes);
+            try
+            {
+                var buffer = staging.AsSpan(0, (int)input.Bytes);
+                Bytes(input).CopyTo(buffer);
+                Ring.ReduceScatter(_engine, buffer, chunks, input.DType, op);
+                var mine = chunks.Of(buffer, Rank);
+                HostReduce.Finish(op, input.DType, mine, Size);
+                mine.CopyTo(Bytes(output));
+            }
+            finally
+            {
+                Engine.Return(staging);
+            }
+        });
+    }
+
+    // ---- broadcast, reduce -----------------------------------------------------------------------------------
+
+    /// <summary>Every rank's <paramref name="tensor"/> becomes the root's.</summary>
+    public void Broadcast(Tensor tensor, int root)
+    {
+        CheckRoot(root);
+        Same(Collective.Broadcast, tensor, tensor);
+        Run(Collective.Broadcast, tensor.DType, ReduceOp.Sum, tensor.Count, root, () => Ring.Broadcast(_engine, Bytes(tensor), root));
+    }
+
+    /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
+    public void Reduce(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum)
+    {
+        CheckRoot(root);
+        Same(Collective.Reduce, input, output);
+        Run(Collective.Reduce, input.DType, op, input.Count, root, () =>
+        {
+            byte[] staging = Engine.Rent((int)input.Bytes);
+            try
+            {
+                var buffer = staging.AsSpan(0, (int)input.Bytes);
+                Bytes(input).CopyTo(buffer);
+                Ring.Reduce(_engine, buffer, input.Count, input.DType, op, root);
+                if (Rank == root) buffer.CopyTo(Bytes(output));
+            }
+            finally
+            {
+                Engine.Return(staging);
+            }
+        });
+    }
+
+    // ---- all_to_all ------------------------------------------------------------------------------------------
+
+    /// <summary>Equal splits: block p of <paramref name="input"/> goes to rank p, block p of <paramref name="output"/> comes from rank p.</summary>
+    public void AllToAll(Tensor input, Tensor output)
+    {
+        Blocks(Collective.AllToAll, input, output, input.Count == output.Count && input.Count % Size == 0,
+            "input and output must hold the same number of elements, a multiple of Size");
+        long block = input.Count / Size;
+        var counts = Enumerable.Repeat(block, Size).ToArray();
+        AllToAll(input, counts, output, counts);
+    }
+
+    /// <summary>Variable splits (in elements): sendCounts[p] elements to rank p, receiveCounts[p] from rank p, packed in rank order.</summary>
+    public void AllToAll(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts)
+    {
+        Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
+            sendCounts.Sum() <= input.Count && receiveCounts.Sum() <= output.Count && sendCounts.All(c => c >= 0) && receiveCounts.All(c => c >= 0),
+            "sendCounts and receiveCounts need one non-negative count per rank, within the tensors");
+        int es = input.DType.SizeOf();
+        // Sizes differ per rank legitimately, so only kind and dtype are checked (count −1).
+        Run(Collective.AllToAll, input.DType, ReduceOp.Sum, -1, -1, () =>
+        {
+            long[] Offsets(long[] counts)
+            {
+                var offsets = new long[counts.Length];
+                for (int p = 1; p < counts.Length; p++) offsets[p] = offsets[p - 1] + counts[p - 1] * es;
+                return offsets;
+            }
+            Pairwise.AllToAll(_engine, Bytes(input), Offsets(sendCounts), sendCounts.Select(c => c * es).ToArray(),
+                Bytes(output), Offsets(receiveCounts), receiveCounts.Select(c => c * es).ToArray());
+        });
+    }
+
+    // ---- send / recv, barrier --------------------------------------------------------------------------------
+
+    /// <summary>Sends <paramref name="tensor"/> to <paramref name="peer"/>; the peer's matching Recv must use the same tag and size.</summary>
+    public void Send(Tensor tensor, int peer, int tag = 0)
+    {
+        CheckPeer(peer);
+        var header = new MessageHeader(Magic, tag, (int)tensor.DType, tensor.Bytes);
+        RunPointToPoint(Collective.Send, peer, () =>
+        {
+            _engine.SendReceive(peer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), -1, default);
+            _engine.SendReceive(peer, Bytes(tensor), -1, default);
+        });
+    }
+
+    /// <summary>Receives into <paramref name="tensor"/> from <paramref name="peer"/>, checking tag, dtype and size against the sender's.</summary>
+    public void Recv(Tensor tensor, int peer, int tag = 0)
+    {
+        CheckPeer(peer);
+        RunPointToPoint(Collective.Recv, peer, () =>
+        {
+            MessageHeader header = default;
+            _engine.SendReceive(-1, default, peer, MemoryMarshal.AsBytes(new Span<MessageHeader>(ref header)));
+            if (header.Magic != Magic || header.Tag != tag || header.DType != (int)tensor.DType || header.Bytes != tensor.Bytes)
+                throw _engine.Fail($"rank {peer} sent tag {header.Tag}, {(DType)header.DType} × {header.Bytes} bytes; this rank expected " +
+                                   $"tag {tag}, {tensor.DType.Name()} × {tensor.Bytes} bytes", peer, abortOthers: true);
+            _engine.SendReceive(-1, default, peer, Bytes(tensor));
+        });
+    }
+
+    /// <summary>Returns once every rank has called it.</summary>
+    public void Barrier()
+    {
+        int token = 1;
+        Run(Collective.Barrier, DType.I32, ReduceOp.Sum, 1, -1, () =>
+            Ring.AllReduce(_engine, MemoryMarshal.AsBytes(new Span<int>(ref token)), 1, DType.I32, ReduceOp.Sum));
+    }
+
+    /// <summary>Releases the transport (other ranks' pending collectives with this rank fail once it is gone).</summary>
+    public void Dispose()
+    {
+        try { _tail.Wait(); } catch (AggregateException) { }
+        _transport.Dispose();
+    }
+
+    // ---- machinery -------------------------------------------------------------------------------------------
+
+    private const int Magic = 0x4E50_4331; // "NPC1"
+
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly record struct MessageHeader(int Magic, int Tag, int DType, long Bytes);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root);
+
+    private Task Async(Action operation)
+    {
+        lock (_orderGate)
+        {
+            var previous = _tail;
+            _tail = Task.Factory.StartNew(() =>
+            {
+                previous.GetAwaiter().GetResult();
+                operation();
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            return _tail;
+        }
+    }
+
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, Action body)
+    {
+        long sequence = Interlocked.Increment(ref _sequence) - 1;
+        _engine.Current = (kind, sequence);
+        Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
+                 $"root {root} algo ring transport {_transport.Name}");
+        if (Size > 1) Handshake(new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root));
+        body();
+    }
+
+    private void RunPointToPoint(Collective kind, int peer, Action body)
+    {
+        long sequence = Interlocked.Increment(ref _sequence) - 1;
+        _engine.Current = (kind, sequence);
+        body();
+    }
+
+    // Each rank sends its descriptor right and checks the one from its left: any disagreement in the ring is
+    // seen by some rank, which aborts the group so the others fail too.
+    private void Handshake(Descriptor mine)
+    {
+        int right = (Rank + 1) % Size, left = (Rank + Size - 1) % Size;
+        Descriptor theirs = default;
+        _engine.SendReceive(right, MemoryMarshal.AsBytes(new ReadOnlySpan<Descriptor>(in mine)), left,
+            MemoryMarshal.AsBytes(new Span<Descriptor>(ref theirs)));
+        bool countsAgree = mine.Count < 0 || theirs.Count < 0 || mine.Count == theirs.Count;
+        if (theirs.Magic == Magic && theirs.Kind == mine.Kind && theirs.DType == mine.DType && theirs.Op == mine.Op &&
+            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root) return;
+        throw _engine.Fail($"ranks disagree: rank {left} called {Describe(theirs)}, this rank called {Describe(mine)}", left, abortOthers: true);
+    }
+
+    private static string Describe(Descriptor d) => d.Magic != Magic
+        ? "something that is not a collective (corrupt or out-of-order data)"
+        : $"{((Collective)d.Kind).Name()} #{d.Sequence} ({((DType)d.DType).Name()} x {(d.Count < 0 ? "variable" : d.Count.ToString())}, " +
+          $"op {((ReduceOp)d.Op).ToString().ToLowerInvariant()}{(d.Root >= 0 ? $", root {d.Root}" : "")})";
+
+    private static unsafe Span<byte> Bytes(Tensor t)
+    {
+        if (t.Device is not HostMemoryDevice)
+            throw new NotSupportedException($"collectives take host-memory tensors (cpu, emu); {t} is on {t.Device.Name}: copy it to a CPU tensor (the CUDA IPC transport is not built yet)");
+        t.RequireContiguous("a collective");
+        return new Span<byte>((void*)t.Pointer, checked((int)t.Bytes));
+    }
+
+    private static void Same(Collective kind, Tensor input, Tensor output) => Blocks(kind, input, output,
+        input.Count == output.Count, "input and output must hold the same number of elements");
+
+    private static void Blocks(Collective kind, Tensor input, Tensor output, bool shapesAgree, string rule)
+    {
+        if (input.DType != output.DType) throw new ArgumentException($"{kind.Name()}: input {input} and output {output} have different dtypes");
+        if (!shapesAgree) throw new ArgumentException($"{kind.Name()}: {rule}; got input {input}, output {output}");
+    }
+
+    private void CheckRoot(int root)
+    {
+        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"root {root} is not a rank of a group of {Size}");
+    }
+
+    private void CheckPeer(int peer)
+    {
+        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"peer {peer} is not another rank of a group of {Size}");
+    }
+}

@@ -1,0 +1,40 @@
+namespace NativeParallel.Comm.Transports;
+
+/// <summary>
+/// A bidirectional byte stream between this rank and one peer, used without blocking: each call moves what it
+/// can and returns how many bytes it moved, so one thread can drive a send and a receive at once (the ring
+/// steps do), and a collective never waits on one direction while the other is full.
+/// </summary>
+public interface ILink : IDisposable
+{
+    /// <summary>The peer's rank in the group.</summary>
+    int Peer { get; }
+
+    /// <summary>Copies up to data.Length bytes towards the peer; returns how many were taken (0 when the path is full).</summary>
+    int TrySend(ReadOnlySpan<byte> data);
+
+    /// <summary>Copies up to destination.Length bytes that have arrived from the peer; returns how many (0 when none).</summary>
+    int TryReceive(Span<byte> destination);
+
+    /// <summary>Null while the peer looks alive; otherwise why it does not (process gone, connection closed).</summary>
+    string? PeerFailure();
+}
+
+/// <summary>All links of one rank, one per peer, and the group-wide abort signal.</summary>
+public interface ITransport : IDisposable
+{
+    /// <summary>transport name for logs and the bench header: shm, tcp, threads.</summary>
+    string Name { get; }
+
+    /// <summary>The link to <paramref name="peer"/>.</summary>
+    ILink Link(int peer);
+
+    /// <summary>Tells every rank to stop waiting (this rank failed); <paramref name="reason"/> reaches their errors.</summary>
+    void Abort(string reason);
+
+    /// <summary>Null unless some rank aborted; then its reason.</summary>
+    string? AbortReason();
+
+    /// <summary>Blocks briefly until a link may have progressed (the idle step of a wait loop).</summary>
+    void Idle(int spins);
+}

@@ -1,0 +1,140 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace NativeParallel.Comm.Transports;
+
+/// <summary>
+/// The shared-memory layout of a group: one segment per rank holding a control block (abort flag and reason,
+/// owner pid) and one inbound <see cref="SpscRing"/> per peer. Rank p sends to r by writing the ring for p in r's
+/// segment; r reads its own segment. Thread ranks share one process allocation; process ranks map files in
+/// /dev/shm (<see cref="ShmTransport"/>). Either way the hot path is memory only.
+/// </summary>
+internal static unsafe class RingMesh
+{
+    public const int ControlBytes = 4096;
+    private const int AbortFlagOffset = 0;
+    private const int PidOffset = 8;
+    private const int ReasonOffset = 64;
+    private const int ReasonBytes = ControlBytes - ReasonOffset;
+
+    /// <summary>Bytes of one rank's segment.</summary>
+    public static long SegmentBytes(int size, long ringCapacity) => ControlBytes + size * SpscRing.Footprint(ringCapacity);
+
+    /// <summary>Fills a fresh segment: owner pid, cleared abort flag, empty rings.</summary>
+    public static void Initialize(byte* segment, int size, long ringCapacity, int pid)
+    {
+        new Span<byte>(segment, ControlBytes).Clear();
+        *(int*)(segment + PidOffset) = pid;
+        for (int p = 0; p < size; p++) _ = Ring(segment, p, ringCapacity, initialize: true);
+    }
+
+    /// <summary>The ring in <paramref name="segment"/> that carries bytes from rank <paramref name="sender"/>.</summary>
+    public static SpscRing Ring(byte* segment, int sender, long ringCapacity, bool initialize = false) =>
+        new(segment + ControlBytes + sender * SpscRing.Footprint(ringCapacity), ringCapacity, initialize);
+
+    public static int Pid(byte* segment) => Volatile.Read(ref *(int*)(segment + PidOffset));
+
+    public static void SetAbort(byte* segment, string reason)
+    {
+        var bytes = Encoding.UTF8.GetBytes(reason);
+        int n = Math.Min(bytes.Length, ReasonBytes - 1);
+        // Only the first abort writes its reason: later ones (echoes of it) must not overwrite the cause.
+        if (Interlocked.CompareExchange(ref *(int*)(segment + AbortFlagOffset), 2, 0) != 0) return;
+        bytes.AsSpan(0, n).CopyTo(new Span<byte>(segment + ReasonOffset, ReasonBytes));
+        segment[ReasonOffset + n] = 0;
+        Volatile.Write(ref *(int*)(segment + AbortFlagOffset), 1);
+    }
+
+    public static string? AbortReason(byte* segment)
+    {
+        int flag = Volatile.Read(ref *(int*)(segment + AbortFlagOffset));
+        if (flag == 0) return null;
+        if (flag == 2) return "a rank aborted the group";
+        return Marshal.PtrToStringUTF8((nint)(segment + ReasonOffset)) ?? "a rank aborted the group";
+    }
+}
+
+/// <summary>A link over two rings of a <see cref="RingMesh"/>: out in the peer's segment, in in ours.</summary>
+internal sealed class RingLink(int peer, SpscRing outbound, SpscRing inbound, Func<string?> peerFailure) : ILink
+{
+    public int Peer { get; } = peer;
+    public int TrySend(ReadOnlySpan<byte> data) => outbound.TryWrite(data);
+    public int TryReceive(Span<byte> destination) => inbound.TryRead(destination);
+    public string? PeerFailure() => peerFailure();
+    public void Dispose() { }
+}
+
+/// <summary>Thread ranks in one process: one native allocation holds every rank's segment.</summary>
+public sealed unsafe class ThreadTransport : ITransport
+{
+    private readonly Shared _shared;
+    private readonly int _rank;
+    private readonly RingLink?[] _links;
+
+    /// <summary>Memory shared by the thread ranks of one group; freed when the last rank disposes.</summary>
+    internal sealed class Shared(int size, long ringCapacity)
+    {
+        public readonly int Size = size;
+        public readonly long RingCapacity = ringCapacity;
+        public readonly byte* Memory = Allocate(size, ringCapacity);
+        public int Alive = size;
+
+        private static byte* Allocate(int size, long capacity)
+        {
+            long segment = RingMesh.SegmentBytes(size, capacity);
+            var memory = (byte*)NativeMemory.AlignedAlloc((nuint)(segment * size), 4096);
+            for (int r = 0; r < size; r++) RingMesh.Initialize(memory + r * segment, size, capacity, Environment.ProcessId);
+            return memory;
+        }
+
+        public byte* Segment(int rank) => Memory + rank * RingMesh.SegmentBytes(Size, RingCapacity);
+    }
+
+    internal ThreadTransport(Shared shared, int rank)
+    {
+        _shared = shared;
+        _rank = rank;
+        _links = new RingLink?[shared.Size];
+        for (int p = 0; p < shared.Size; p++)
+        {
+            if (p == rank) continue;
+            _links[p] = new RingLink(p, RingMesh.Ring(shared.Segment(p), rank, shared.RingCapacity),
+                RingMesh.Ring(shared.Segment(rank), p, shared.RingCapacity), static () => null);
+        }
+    }
+
+    /// <inheritdoc/>
+    public string Name => "threads";
+
+    /// <inheritdoc/>
+    public ILink Link(int peer) => _links[peer] ?? throw new ArgumentException($"rank {_rank} has no link to itself");
+
+    /// <inheritdoc/>
+    public void Abort(string reason)
+    {
+        for (int r = 0; r < _shared.Size; r++) RingMesh.SetAbort(_shared.Segment(r), reason);
+    }
+
+    /// <inheritdoc/>
+    public string? AbortReason() => RingMesh.AbortReason(_shared.Segment(_rank));
+
+    /// <inheritdoc/>
+    public void Idle(int spins) => Backoff.Idle(spins);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (Interlocked.Decrement(ref _shared.Alive) == 0) NativeMemory.AlignedFree(_shared.Memory);
+    }
+}
+
+/// <summary>The wait step of every polling loop: spin briefly (latency), then yield, then sleep (fairness on few cores).</summary>
+internal static class Backoff
+{
+    public static void Idle(int spins)
+    {
+        if (spins < 64) Thread.SpinWait(20);
+        else if (spins < 2048) Thread.Yield();
+        else Thread.Sleep(spins < 16384 ? 0 : 1);
+    }
+}

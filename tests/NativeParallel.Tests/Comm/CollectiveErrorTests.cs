@@ -1,0 +1,107 @@
+using NativeParallel.Comm;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Tests.Comm;
+
+/// <summary>Disagreeing ranks and missing ranks fail every surviving rank with a message, never a hang.</summary>
+public sealed class CollectiveErrorTests
+{
+    [Fact]
+    public void RanksThatDisagreeAllFailNamingTheCollectiveAndThePeer()
+    {
+        var groups = ProcessGroup.CreateThreadGroup(3, name: "tp", timeout: TimeSpan.FromSeconds(20));
+        var errors = Capture(groups, g =>
+        {
+            using var t = ExactInputs.Make(DType.F32, 100, i => i);
+            g.AllReduce(t); // #0 agrees
+            if (g.Rank == 1)
+            {
+                using var bigger = ExactInputs.Make(DType.F32, 200, i => i);
+                g.AllReduce(bigger, ReduceOp.Max);
+            }
+            else g.AllReduce(t, ReduceOp.Sum);
+        });
+        Assert.All(errors, e => Assert.NotNull(e));
+        var seen = errors.OfType<CollectiveException>().ToArray();
+        Assert.Equal(3, seen.Length);
+        Assert.All(seen, e =>
+        {
+            Assert.Equal(Collective.AllReduce, e.Collective);
+            Assert.Equal(1, e.Sequence);
+            Assert.Equal("tp", e.Group);
+            Assert.Contains("all_reduce #1 in group 'tp'", e.Message);
+        });
+        // The rank that saw the disagreement names both calls.
+        Assert.Contains(seen, e => e.Message.Contains("ranks disagree") && e.Message.Contains("f32 x 200, op max") && e.Message.Contains("f32 x 100, op sum"));
+    }
+
+    [Fact]
+    public void ARankThatNeverArrivesTimesOutTheOthers()
+    {
+        var groups = ProcessGroup.CreateThreadGroup(3, name: "dp", timeout: TimeSpan.FromSeconds(2));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var errors = Capture(groups, g =>
+        {
+            if (g.Rank == 2) return; // never calls the collective
+            using var t = ExactInputs.Make(DType.I32, 10, i => i);
+            g.AllReduce(t);
+        });
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed}");
+        Assert.Null(errors[2]);
+        var timedOut = errors.OfType<CollectiveException>().ToArray();
+        Assert.Equal(2, timedOut.Length);
+        Assert.Contains(timedOut, e => e.Message.Contains("timed out after 2 s") && e.Message.Contains("NATIVEPARALLEL_TIMEOUT_S"));
+        Assert.All(timedOut, e => Assert.Equal("dp", e.Group));
+    }
+
+    [Fact]
+    public void MismatchedSendAndRecvFailWithBothSides()
+    {
+        var groups = ProcessGroup.CreateThreadGroup(2, timeout: TimeSpan.FromSeconds(10));
+        var errors = Capture(groups, g =>
+        {
+            if (g.Rank == 0)
+            {
+                using var t = ExactInputs.Make(DType.F32, 8, i => i);
+                g.Send(t, 1, tag: 7);
+            }
+            else
+            {
+                using var t = ExactInputs.Make(DType.F32, 8, _ => 0);
+                g.Recv(t, 0, tag: 8);
+            }
+        });
+        var e = Assert.IsType<CollectiveException>(errors[1]);
+        Assert.Contains("rank 0 sent tag 7", e.Message);
+        Assert.Contains("expected tag 8", e.Message);
+    }
+
+    [Fact]
+    public void BadArgumentsAreRejectedBeforeAnyTraffic()
+    {
+        var groups = ProcessGroup.CreateThreadGroup(2);
+        using var small = ExactInputs.Make(DType.F32, 3, i => i);
+        using var other = ExactInputs.Make(DType.I32, 3, i => i);
+        Assert.Contains("different dtypes", Assert.Throws<ArgumentException>(() => groups[0].AllReduce(small, other)).Message);
+        Assert.Contains("Size × input", Assert.Throws<ArgumentException>(() => groups[0].AllGather(small, small)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => groups[0].Broadcast(small, root: 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => groups[0].Send(small, peer: 0));
+        Assert.Equal(0, groups[0].Sequence);
+        foreach (var g in groups) g.Dispose();
+    }
+
+    private static Exception?[] Capture(ProcessGroup[] groups, Action<ProcessGroup> body)
+    {
+        var errors = new Exception?[groups.Length];
+        var threads = groups.Select((g, r) => new Thread(() =>
+        {
+            try { body(g); }
+            catch (Exception e) { errors[r] = e; }
+        })).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromMinutes(1)), "a rank hung");
+        foreach (var g in groups) g.Dispose();
+        return errors;
+    }
+}
