@@ -4,7 +4,7 @@ namespace NativeParallel.Cli;
 public sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
-/// The arguments after the command words: <c>--name value</c>, <c>--name=value</c>, <c>--flag</c>. Options are
+/// The arguments after the command words: <c>--name value</c>, <c>--name=value</c>, <c>--flag</c>, <c>-x value</c>. Options are
 /// declared by the command as it reads them; anything left unread is an error, so typos never pass silently.
 /// </summary>
 public sealed class CommandLine
@@ -19,6 +19,8 @@ public sealed class CommandLine
         for (int i = 0; i < list.Count; i++)
         {
             string arg = list[i];
+            // One-letter flags may take one dash, as nccl-tests and launchers spell them (-n 2, -b 8).
+            if (arg.Length == 2 && arg[0] == '-' && char.IsLetter(arg[1])) arg = "-" + arg;
             if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
                 throw new UsageException($"unexpected argument '{arg}'");
             string name = arg[2..];

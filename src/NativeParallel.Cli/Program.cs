@@ -27,6 +27,15 @@ namespace NativeParallel.Cli
               nativeparallel bench kernels [--device cuda|cpu] [--json FILE] [--markdown FILE]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
+              nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
+                                               [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d float|bfloat16|half|int32|int64]
+                                               [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads] [--json FILE]
+                  nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
+                  out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
+                  process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
+              nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
+                  Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
+                  LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.
               nativeparallel run [--device auto|cpu|cuda] [--prompt-tokens N] [--new-tokens N] [--json FILE]
                   The main job. For now: a small Llama-style decoder on one device (prefill, then greedy decode
                   over a KV cache), checked against the CPU device, with what it did and how long it took.
@@ -50,6 +59,8 @@ namespace NativeParallel.Cli
                     "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
                     "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize")),
                     "bench" when args.Length > 1 && args[1] == "kernels" => BenchKernelsCommand.Run(new CommandLine(args[2..], "help")),
+                    "bench" when args.Length > 1 && args[1] == "collectives" => BenchCollectivesCommand.Run(args[2..]),
+                    "launch" => LaunchCommand.Run(args[1..]),
                     "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
                 };
@@ -64,7 +75,7 @@ namespace NativeParallel.Cli
                 Console.Error.WriteLine($"nativeparallel: {e.Message}");
                 return 1;
             }
-            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException)
+            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException or TimeoutException or System.Net.Sockets.SocketException or NativeParallel.Comm.CollectiveException)
             {
                 Console.Error.WriteLine($"nativeparallel: {e.GetType().Name}: {e.Message}");
                 return 1;

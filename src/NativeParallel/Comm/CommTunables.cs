@@ -10,4 +10,25 @@ public static class CommTunables
         double.TryParse(Tunables.Raw("NATIVEPARALLEL_TIMEOUT_S"), System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0
             ? TimeSpan.FromSeconds(s)
             : TimeSpan.FromSeconds(300);
+
+    /// <summary>
+    /// NATIVEPARALLEL_FAULT=exit:RANK:SEQUENCE: that rank's process exits abruptly (code 17) as it starts collective
+    /// SEQUENCE, so tests and users can watch the others fail cleanly on a dead peer. Null when unset.
+    /// </summary>
+    public static (int Rank, long Sequence)? Fault
+    {
+        get
+        {
+            var parts = Tunables.Raw("NATIVEPARALLEL_FAULT")?.Split(':');
+            if (parts is not ["exit", var rank, var sequence]) return null;
+            return int.TryParse(rank, out int r) && long.TryParse(sequence, out long s) ? (r, s)
+                : throw new ArgumentException($"NATIVEPARALLEL_FAULT={string.Join(':', parts)}: expected exit:RANK:SEQUENCE");
+        }
+    }
+
+    /// <summary>NATIVEPARALLEL_TRANSPORT: shm or tcp, or null to choose by topology.</summary>
+    public static string? Transport => Tunables.Raw("NATIVEPARALLEL_TRANSPORT");
+
+    /// <summary>NATIVEPARALLEL_SHM_BUFFER: bytes of each shared-memory ring (default 4 MiB).</summary>
+    public static long ShmRingBytes => long.TryParse(Tunables.Raw("NATIVEPARALLEL_SHM_BUFFER"), out long b) && b >= 4096 ? b : 4L << 20;
 }

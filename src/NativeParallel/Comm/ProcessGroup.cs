@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using NativeParallel.Comm.Algorithms;
+using NativeParallel.Comm.Rendezvous;
 using NativeParallel.Comm.Transports;
 using NativeParallel.Devices;
 using NativeParallel.Diagnostics;
@@ -22,6 +23,8 @@ public sealed class ProcessGroup : IDisposable
     private readonly object _orderGate = new();
     private Task _tail = Task.CompletedTask;
     private long _sequence;
+    private TcpStore? _store;
+    private readonly (int Rank, long Sequence)? _faultAt = CommTunables.Fault;
 
     internal ProcessGroup(ITransport transport, int rank, int size, string name, TimeSpan timeout)
     {
@@ -61,6 +64,43 @@ public sealed class ProcessGroup : IDisposable
         var shared = new ThreadTransport.Shared(size, ringBytes);
         var limit = timeout ?? CommTunables.Timeout;
         return Enumerable.Range(0, size).Select(r => new ProcessGroup(new ThreadTransport(shared, r), r, size, name, limit)).ToArray();
+    }
+
+    /// <summary>
+    /// Joins the job this process was launched into (torchrun, mpirun, Slurm or <c>nativeparallel launch</c>
+    /// environment): rank 0 hosts the rendezvous store at MASTER_ADDR:MASTER_PORT, ranks exchange their hosts and
+    /// addresses, and connect over shared memory when they all share a host, else TCP (NATIVEPARALLEL_TRANSPORT
+    /// or <paramref name="transport"/> overrides: shm, tcp). A process that no launcher started is a group of one.
+    /// </summary>
+    public static ProcessGroup FromEnvironment(string name = "world", string? transport = null)
+    {
+        var env = LaunchEnvironment.Detect();
+        var timeout = CommTunables.Timeout;
+        if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
+        var store = TcpStore.Connect(env.MasterAddress, env.MasterPort, host: env.Rank == 0, timeout);
+        try
+        {
+            if (env.Rank == 0) store.Set("job", Guid.NewGuid().ToString("N")[..12]);
+            string job = store.Get("job", timeout);
+            store.Set($"{job}/host/{env.Rank}", Environment.MachineName);
+            bool oneHost = Enumerable.Range(0, env.WorldSize).All(r => store.Get($"{job}/host/{r}", timeout) == Environment.MachineName);
+            string chosen = (transport ?? CommTunables.Transport ?? (oneHost ? "shm" : "tcp")).ToLowerInvariant();
+            string prefix = $"nativeparallel-{job}-{name}";
+            ITransport links = chosen switch
+            {
+                "shm" when !oneHost => throw new InvalidOperationException($"NATIVEPARALLEL_TRANSPORT=shm but the ranks of '{name}' span several hosts; use tcp"),
+                "shm" => ShmTransport.Create(store, prefix, env.Rank, env.WorldSize, CommTunables.ShmRingBytes, timeout),
+                "tcp" => TcpTransport.Create(store, prefix, env.Rank, env.WorldSize, timeout),
+                _ => throw new ArgumentException($"unknown transport '{chosen}': expected shm or tcp"),
+            };
+            Log.Info($"{name}: rank {env.Rank} of {env.WorldSize} ({env.Launcher}) connected over {chosen}");
+            return new ProcessGroup(links, env.Rank, env.WorldSize, name, timeout) { _store = store };
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
 
     // ---- all_reduce ------------------------------------------------------------------------------------------
@@ -133,6 +173,18 @@ public sealed class ProcessGroup : IDisposable
         CheckRoot(root);
         Same(Collective.Broadcast, tensor, tensor);
         Run(Collective.Broadcast, tensor.DType, ReduceOp.Sum, tensor.Count, root, () => Ring.Broadcast(_engine, Bytes(tensor), root));
+    }
+
+    /// <summary>Out-of-place broadcast: every rank's <paramref name="output"/> becomes the root's <paramref name="input"/>.</summary>
+    public void Broadcast(Tensor input, Tensor output, int root)
+    {
+        CheckRoot(root);
+        Same(Collective.Broadcast, input, output);
+        Run(Collective.Broadcast, output.DType, ReduceOp.Sum, output.Count, root, () =>
+        {
+            if (Rank == root && !ReferenceEquals(input, output)) Bytes(input).CopyTo(Bytes(output));
+            Ring.Broadcast(_engine, Bytes(output), root);
+        });
     }
 
     /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
@@ -212,10 +264,27 @@ public sealed class ProcessGroup : IDisposable
         {
             MessageHeader header = default;
             _engine.SendReceive(-1, default, peer, MemoryMarshal.AsBytes(new Span<MessageHeader>(ref header)));
-            if (header.Magic != Magic || header.Tag != tag || header.DType != (int)tensor.DType || header.Bytes != tensor.Bytes)
-                throw _engine.Fail($"rank {peer} sent tag {header.Tag}, {(DType)header.DType} × {header.Bytes} bytes; this rank expected " +
-                                   $"tag {tag}, {tensor.DType.Name()} × {tensor.Bytes} bytes", peer, abortOthers: true);
+            CheckHeader(header, peer, tag, tensor);
             _engine.SendReceive(-1, default, peer, Bytes(tensor));
+        });
+    }
+
+    /// <summary>
+    /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
+    /// <paramref name="receivePeer"/>, at once (a ring shift or a pipeline hop in both directions never deadlocks).
+    /// </summary>
+    public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0)
+    {
+        CheckPeer(sendPeer);
+        CheckPeer(receivePeer);
+        var header = new MessageHeader(Magic, tag, (int)send.DType, send.Bytes);
+        RunPointToPoint(Collective.Send, sendPeer, () =>
+        {
+            MessageHeader incoming = default;
+            _engine.SendReceive(sendPeer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), receivePeer,
+                MemoryMarshal.AsBytes(new Span<MessageHeader>(ref incoming)));
+            CheckHeader(incoming, receivePeer, tag, receive);
+            _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
         });
     }
 
@@ -231,7 +300,14 @@ public sealed class ProcessGroup : IDisposable
     public void Dispose()
     {
         try { _tail.Wait(); } catch (AggregateException) { }
+        if (_store is not null)
+        {
+            // Rank 0 hosts the store: it must outlive every rank's last use of it. A short wait: dead peers never come.
+            try { _store.Barrier($"{Name}/shutdown", Size, TimeSpan.FromSeconds(10)); }
+            catch (Exception e) when (e is TimeoutException or IOException) { }
+        }
         _transport.Dispose();
+        _store?.Dispose();
     }
 
     // ---- machinery -------------------------------------------------------------------------------------------
@@ -243,6 +319,13 @@ public sealed class ProcessGroup : IDisposable
 
     [StructLayout(LayoutKind.Sequential)]
     private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root);
+
+    private void CheckHeader(MessageHeader header, int peer, int tag, Tensor tensor)
+    {
+        if (header.Magic == Magic && header.Tag == tag && header.DType == (int)tensor.DType && header.Bytes == tensor.Bytes) return;
+        throw _engine.Fail($"rank {peer} sent tag {header.Tag}, {((DType)header.DType).Name()} x {header.Bytes} bytes; this rank expected " +
+                           $"tag {tag}, {tensor.DType.Name()} x {tensor.Bytes} bytes", peer, abortOthers: true);
+    }
 
     private Task Async(Action operation)
     {
@@ -262,6 +345,11 @@ public sealed class ProcessGroup : IDisposable
     {
         long sequence = Interlocked.Increment(ref _sequence) - 1;
         _engine.Current = (kind, sequence);
+        if (_store is not null && _faultAt is { } fault && fault.Rank == Rank && fault.Sequence == sequence)
+        {
+            Console.Error.WriteLine($"NATIVEPARALLEL_FAULT: rank {Rank} exits at {kind.Name()} #{sequence}");
+            Environment.Exit(17);
+        }
         Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
                  $"root {root} algo ring transport {_transport.Name}");
         if (Size > 1) Handshake(new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root));

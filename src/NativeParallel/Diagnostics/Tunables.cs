@@ -16,6 +16,11 @@ public static class Tunables
         ("NATIVEPARALLEL_CUBLAS", "path (file or folder) of cuBLAS, libcublas.so.* / cublas64_*.dll"),
         ("NATIVEPARALLEL_KERNELS_DIR", "a kernels/ folder whose .cu/.cuh files replace the embedded ones (edit and check a kernel without rebuilding)"),
         ("NATIVEPARALLEL_CXX", "host C++ compiler of the emulated device (default g++, then clang++)"),
+        ("NATIVEPARALLEL_TRANSPORT", "collectives between processes: shm (one host) or tcp; default shm when every rank shares a host"),
+        ("NATIVEPARALLEL_TIMEOUT_S", "seconds a collective waits on its peers before failing every rank (default 300)"),
+        ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
+        ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
+        ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and checks: cuda, cpu or auto (default auto: CUDA when present)"),
         ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, cuda): tests fail instead of skipping"),
     ];

@@ -1,39 +1,16 @@
+using NativeParallel.Comm;
 using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Tests.Comm;
 
-/// <summary>
-/// Collective inputs whose results are exact in every dtype and any reduction order (small integers; products of
-/// ones and twos; avg inputs that are multiples of the rank count), with their expected results.
-/// </summary>
+/// <summary>Test helpers over <see cref="ExactPattern"/>: exact inputs as tensors, results back as integers, rank threads.</summary>
 internal static class ExactInputs
 {
-    public static long Value(ReduceOp op, int rank, int ranks, long i) => op switch
-    {
-        ReduceOp.Prod => (rank + i) % 3 == 0 ? 2 : 1,
-        ReduceOp.Avg => ranks * ((rank + i) % 4),
-        ReduceOp.Max or ReduceOp.Min => (rank * 7 + i * 3) % 11 - 5,
-        _ => (rank + 2 * i) % 7 - 2,
-    };
+    public static long Value(ReduceOp op, int rank, int ranks, long i) => ExactPattern.Value(op, rank, ranks, i);
 
-    public static long Reduced(ReduceOp op, int ranks, long i)
-    {
-        long acc = Value(op, 0, ranks, i);
-        for (int r = 1; r < ranks; r++)
-        {
-            long v = Value(op, r, ranks, i);
-            acc = op switch
-            {
-                ReduceOp.Sum or ReduceOp.Avg => acc + v,
-                ReduceOp.Prod => acc * v,
-                ReduceOp.Max => Math.Max(acc, v),
-                _ => Math.Min(acc, v),
-            };
-        }
-        return op == ReduceOp.Avg ? acc / ranks : acc;
-    }
+    public static long Reduced(ReduceOp op, int ranks, long i) => ExactPattern.Reduced(op, ranks, i);
 
     public static Tensor Make(DType dtype, long count, Func<long, long> value)
     {

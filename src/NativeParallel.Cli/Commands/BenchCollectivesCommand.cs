@@ -1,0 +1,111 @@
+using System.Globalization;
+using NativeParallel.Comm;
+using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Cli.Commands;
+
+/// <summary>
+/// <c>nativeparallel bench collectives</c>: nccl-tests' flags and table. Run inside a launched job (launch,
+/// torchrun, mpirun) every process is a rank and rank 0 prints; run alone with --ranks N it starts N local
+/// ranks itself (processes, or threads with --transport threads).
+/// </summary>
+internal static class BenchCollectivesCommand
+{
+    private static readonly string[] Ops = ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce", "all_to_all", "sendrecv"];
+
+    public static int Run(string[] args)
+    {
+        var line = new CommandLine(args, "help");
+        if (Entry.HelpRequested(line)) return 0;
+        string op = line.Option("op", "all_reduce")!;
+        long minBytes = ParseSize(line.Option("b", "8")!), maxBytes = ParseSize(line.Option("e", "64M")!);
+        double factor = double.Parse(line.Option("f", "2")!, CultureInfo.InvariantCulture);
+        int iterations = (int)line.Int("n", 20), warmup = (int)line.Int("w", 5);
+        bool check = line.Int("c", 1) != 0;
+        var dtype = DTypes.Parse(line.Option("d", "float")!);
+        var redop = Enum.TryParse<ReduceOp>(line.Option("o", "sum"), ignoreCase: true, out var parsed) ? parsed
+            : throw new UsageException("-o must be sum, prod, max, min or avg");
+        int root = (int)line.Int("r", 0);
+        int ranks = (int)line.Int("ranks", 1);
+        string? transport = line.Option("transport");
+        string device = line.Option("device", "cpu")!;
+        string? json = line.Option("json");
+        line.RejectUnknown();
+        if (!Ops.Contains(op)) throw new UsageException($"--op must be one of {string.Join(", ", Ops)}");
+        if (minBytes < 0 || maxBytes < minBytes || factor < 1 || iterations < 1 || warmup < 0) throw new UsageException("need 0 <= -b <= -e, -f >= 1, -n >= 1, -w >= 0");
+        if (device != "cpu") throw new UsageException("--device: collectives run on host memory (cpu) today; the CUDA IPC transport is not built yet");
+        if (transport is not null and not ("shm" or "tcp" or "threads")) throw new UsageException("--transport must be shm, tcp or threads");
+        var options = new CollectiveBenchmark.Options(op, minBytes, maxBytes, factor, iterations, warmup, check, dtype, redop, root);
+
+        if (LaunchEnvironment.Detect() is not null)
+        {
+            using var group = ProcessGroup.FromEnvironment("bench", transport == "threads" ? null : transport);
+            return Bench(group, options, json, print: group.Rank == 0);
+        }
+        if (ranks > 1 && transport != "threads")
+        {
+            // Start the ranks as processes of this same command; rank 0's lines are the report.
+            string self = Environment.ProcessPath!;
+            var command = new List<string> { self };
+            if (Path.GetFileNameWithoutExtension(self) == "dotnet") command.Add(typeof(Entry).Assembly.Location);
+            command.AddRange(["bench", "collectives"]);
+            command.AddRange(args.Where((a, i) => a != "--ranks" && (i == 0 || args[i - 1] != "--ranks")));
+            var environment = transport is null ? null : new Dictionary<string, string> { ["NATIVEPARALLEL_TRANSPORT"] = transport };
+            var gate = new object();
+            return LocalLauncher.Run(ranks, command, environment, (rank, text, error) =>
+            {
+                if (rank == 0 || error) lock (gate) (error ? Console.Error : Console.Out).WriteLine(rank == 0 ? text : $"[rank {rank}] {text}");
+            });
+        }
+        var groups = ProcessGroup.CreateThreadGroup(Math.Max(ranks, 1), "bench");
+        var codes = new int[groups.Length];
+        var threads = groups.Select((g, r) => new Thread(() => codes[r] = Bench(g, options, r == 0 ? json : null, print: r == 0))).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        foreach (var g in groups) g.Dispose();
+        return codes.Max();
+    }
+
+    private static int Bench(ProcessGroup group, CollectiveBenchmark.Options o, string? json, bool print)
+    {
+        if (print)
+        {
+            Console.WriteLine($"# nativeparallel bench collectives: {o.Op}, {group.Size} ranks over {group.TransportName}, minBytes {o.MinBytes} maxBytes {o.MaxBytes} " +
+                              $"step: {o.Factor}(factor) warmup iters: {o.Warmup} iters: {o.Iterations} validation: {(o.Check ? 1 : 0)}");
+            Console.WriteLine("#");
+            Console.WriteLine("#                                                              out-of-place                       in-place          ");
+            Console.WriteLine("#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong");
+            Console.WriteLine("#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)       ");
+        }
+        var rows = CollectiveBenchmark.Run(group, o, row =>
+        {
+            if (!print) return;
+            string inPlace = row.InPlaceUs is { } us
+                ? string.Create(CultureInfo.InvariantCulture, $"{us,9:F2} {row.InPlaceAlgBw,7:F2} {row.InPlaceBusBw,7:F2} {row.InPlaceWrong,6}")
+                : $"{"N/A",9} {"N/A",7} {"N/A",7} {"N/A",6}";
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{row.Bytes,12} {row.Count,13} {row.Type,9} {row.RedOp,7} {row.Root,7} {row.OutOfPlaceUs,9:F2} {row.OutOfPlaceAlgBw,7:F2} {row.OutOfPlaceBusBw,7:F2} {row.OutOfPlaceWrong,6} {inPlace}"));
+        });
+        long wrong = rows.Sum(r => r.OutOfPlaceWrong + (r.InPlaceWrong ?? 0));
+        var busbws = rows.SelectMany(r => r.InPlaceBusBw is { } b ? new[] { r.OutOfPlaceBusBw, b } : new[] { r.OutOfPlaceBusBw }).ToArray();
+        if (print)
+        {
+            Console.WriteLine($"# Out of bounds values : {wrong} {(wrong == 0 ? "OK" : "FAILED")}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# Avg bus bandwidth    : {(busbws.Length > 0 ? busbws.Average() : 0):F5}"));
+            Console.WriteLine("#");
+            JsonReport.Write(json, new { op = o.Op, ranks = group.Size, transport = group.TransportName, dtype = o.DType.Name(), rows, wrong });
+        }
+        return wrong == 0 ? 0 : 1;
+    }
+
+    /// <summary>Bytes from "8", "64K", "16M", "1G".</summary>
+    public static long ParseSize(string text)
+    {
+        text = text.Trim();
+        long unit = char.ToUpperInvariant(text[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, _ => 1 };
+        string digits = unit == 1 ? text : text[..^1];
+        return long.TryParse(digits, out long n) && n >= 0 ? n * unit : throw new UsageException($"bad size '{text}': expected e.g. 8, 64K, 16M, 1G");
+    }
+}

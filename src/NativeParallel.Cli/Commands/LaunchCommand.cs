@@ -1,0 +1,26 @@
+using NativeParallel.Comm.Rendezvous;
+
+namespace NativeParallel.Cli.Commands;
+
+/// <summary><c>nativeparallel launch -n N [--transport shm|tcp] -- COMMAND ARGS...</c>: N local ranks, output prefixed by rank.</summary>
+internal static class LaunchCommand
+{
+    public static int Run(string[] args)
+    {
+        int separator = Array.IndexOf(args, "--");
+        var options = new CommandLine(separator >= 0 ? args[..separator] : args, "help");
+        if (Entry.HelpRequested(options)) return 0;
+        int ranks = (int)options.Int("n", 0);
+        string? transport = options.Option("transport");
+        options.RejectUnknown();
+        if (separator < 0 || separator == args.Length - 1) throw new UsageException("launch needs a command after --, e.g. launch -n 2 -- nativeparallel bench collectives");
+        if (ranks < 1) throw new UsageException("launch needs -n N with N >= 1");
+        var environment = new Dictionary<string, string>();
+        if (transport is not null) environment["NATIVEPARALLEL_TRANSPORT"] = transport;
+        var gate = new object();
+        return LocalLauncher.Run(ranks, args[(separator + 1)..], environment, (rank, line, error) =>
+        {
+            lock (gate) (error ? Console.Error : Console.Out).WriteLine($"[rank {rank}] {line}");
+        });
+    }
+}

@@ -1,0 +1,232 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace NativeParallel.Comm.Rendezvous;
+
+/// <summary>
+/// The rendezvous key-value store: rank 0 hosts it on MASTER_PORT, every rank is a client. Keys are set once
+/// (addresses, segment names, readiness); Get waits until a key exists; Add counts (barriers). Wire format per
+/// request: op (1 byte), key (u16 length + UTF-8), value (i32 length + bytes), wait in ms (i32); reply: status
+/// (1 byte: 0 ok, 1 timed out), value (i32 length + bytes).
+/// </summary>
+public sealed class TcpStore : IDisposable
+{
+    private const byte OpSet = 1, OpGet = 2, OpAdd = 3;
+    private readonly TcpClient _client;
+    private readonly NetworkStream _stream;
+    private readonly Server? _server;
+    private readonly object _gate = new();
+
+    private TcpStore(TcpClient client, Server? server)
+    {
+        _client = client;
+        _stream = client.GetStream();
+        _server = server;
+    }
+
+    /// <summary>The local address of this rank's connection to the store: an interface the master can reach.</summary>
+    public IPAddress LocalAddress
+    {
+        get
+        {
+            var address = ((IPEndPoint)_client.Client.LocalEndPoint!).Address;
+            return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        }
+    }
+
+    /// <summary>Rank 0 hosts (binds <paramref name="port"/> on all interfaces); every rank connects, retrying until <paramref name="timeout"/>.</summary>
+    public static TcpStore Connect(string address, int port, bool host, TimeSpan timeout)
+    {
+        Server? server = host ? new Server(port) : null;
+        var deadline = DateTime.UtcNow + timeout;
+        Exception? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            var client = new TcpClient { NoDelay = true };
+            try
+            {
+                client.Connect(address, port);
+                return new TcpStore(client, server);
+            }
+            catch (SocketException e)
+            {
+                last = e;
+                client.Dispose();
+                Thread.Sleep(50);
+            }
+        }
+        server?.Dispose();
+        throw new TimeoutException($"could not reach the rendezvous store at {address}:{port} within {timeout.TotalSeconds:F0} s " +
+                                   $"({last?.Message}); is rank 0 running, and are MASTER_ADDR/MASTER_PORT the same on every rank?");
+    }
+
+    /// <summary>Sets <paramref name="key"/>.</summary>
+    public void Set(string key, string value) => Call(OpSet, key, Encoding.UTF8.GetBytes(value), 0);
+
+    /// <summary>Waits until <paramref name="key"/> exists and returns it.</summary>
+    public string Get(string key, TimeSpan timeout)
+    {
+        var (ok, value) = Call(OpGet, key, [], (int)Math.Min(int.MaxValue, timeout.TotalMilliseconds));
+        if (!ok) throw new TimeoutException($"rendezvous: key '{key}' did not appear within {timeout.TotalSeconds:F0} s; a rank may have failed to start");
+        return Encoding.UTF8.GetString(value);
+    }
+
+    /// <summary>Adds <paramref name="delta"/> to a counter and returns the new value.</summary>
+    public long Add(string key, long delta)
+    {
+        var buffer = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(buffer, delta);
+        return BinaryPrimitives.ReadInt64LittleEndian(Call(OpAdd, key, buffer, 0).Value);
+    }
+
+    /// <summary>Returns when <paramref name="size"/> ranks have reached the barrier named <paramref name="name"/>.</summary>
+    public void Barrier(string name, int size, TimeSpan timeout)
+    {
+        if (Add($"barrier/{name}", 1) == size) Set($"barrier/{name}/done", "1");
+        Get($"barrier/{name}/done", timeout);
+    }
+
+    private (bool Ok, byte[] Value) Call(byte op, string key, byte[] value, int waitMs)
+    {
+        byte[] keyBytes = Encoding.UTF8.GetBytes(key);
+        var request = new byte[1 + 2 + keyBytes.Length + 4 + value.Length + 4];
+        request[0] = op;
+        BinaryPrimitives.WriteUInt16LittleEndian(request.AsSpan(1), (ushort)keyBytes.Length);
+        keyBytes.CopyTo(request, 3);
+        BinaryPrimitives.WriteInt32LittleEndian(request.AsSpan(3 + keyBytes.Length), value.Length);
+        value.CopyTo(request, 7 + keyBytes.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(request.AsSpan(7 + keyBytes.Length + value.Length), waitMs);
+        lock (_gate)
+        {
+            try
+            {
+                _stream.Write(request);
+                var head = new byte[5];
+                _stream.ReadExactly(head);
+                var reply = new byte[BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(1))];
+                _stream.ReadExactly(reply);
+                return (head[0] == 0, reply);
+            }
+            catch (Exception e) when (e is IOException or SocketException or EndOfStreamException)
+            {
+                throw new IOException($"rendezvous store connection lost ({e.Message}): rank 0, which hosts it, may have exited", e);
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _client.Dispose();
+        _server?.Dispose();
+    }
+
+    /// <summary>The store itself, in rank 0: one thread per client connection, waits on a monitor.</summary>
+    private sealed class Server : IDisposable
+    {
+        private readonly TcpListener _listener;
+        private readonly Dictionary<string, byte[]> _values = new(StringComparer.Ordinal);
+        private readonly List<TcpClient> _clients = [];
+        private volatile bool _stopped;
+
+        public Server(int port)
+        {
+            _listener = new TcpListener(IPAddress.Any, port);
+            try
+            {
+                _listener.Start(backlog: 1024);
+            }
+            catch (SocketException e)
+            {
+                throw new IOException($"rank 0 cannot host the rendezvous store on port {port} ({e.Message}); set MASTER_PORT to a free port", e);
+            }
+            new Thread(AcceptLoop) { IsBackground = true, Name = "nativeparallel store" }.Start();
+        }
+
+        private void AcceptLoop()
+        {
+            while (!_stopped)
+            {
+                TcpClient client;
+                try { client = _listener.AcceptTcpClient(); }
+                catch (Exception) when (_stopped) { return; }
+                catch (SocketException) { continue; }
+                client.NoDelay = true;
+                lock (_clients) _clients.Add(client);
+                new Thread(() => Serve(client)) { IsBackground = true, Name = "nativeparallel store client" }.Start();
+            }
+        }
+
+        private void Serve(TcpClient client)
+        {
+            try
+            {
+                using var stream = client.GetStream();
+                var head = new byte[3];
+                while (!_stopped)
+                {
+                    stream.ReadExactly(head);
+                    var key = new byte[BinaryPrimitives.ReadUInt16LittleEndian(head.AsSpan(1))];
+                    stream.ReadExactly(key);
+                    var length = new byte[4];
+                    stream.ReadExactly(length);
+                    var value = new byte[BinaryPrimitives.ReadInt32LittleEndian(length)];
+                    stream.ReadExactly(value);
+                    stream.ReadExactly(length);
+                    int waitMs = BinaryPrimitives.ReadInt32LittleEndian(length);
+                    var (ok, reply) = Handle(head[0], Encoding.UTF8.GetString(key), value, waitMs);
+                    var output = new byte[5 + reply.Length];
+                    output[0] = ok ? (byte)0 : (byte)1;
+                    BinaryPrimitives.WriteInt32LittleEndian(output.AsSpan(1), reply.Length);
+                    reply.CopyTo(output, 5);
+                    stream.Write(output);
+                }
+            }
+            catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
+            {
+                // The client went away (it finished or died); its keys stay for the others.
+            }
+        }
+
+        private (bool, byte[]) Handle(byte op, string key, byte[] value, int waitMs)
+        {
+            lock (_values)
+            {
+                switch (op)
+                {
+                    case OpSet:
+                        _values[key] = value;
+                        Monitor.PulseAll(_values);
+                        return (true, []);
+                    case OpAdd:
+                        long current = _values.TryGetValue(key, out var old) ? BinaryPrimitives.ReadInt64LittleEndian(old) : 0;
+                        current += BinaryPrimitives.ReadInt64LittleEndian(value);
+                        var stored = new byte[8];
+                        BinaryPrimitives.WriteInt64LittleEndian(stored, current);
+                        _values[key] = stored;
+                        Monitor.PulseAll(_values);
+                        return (true, stored);
+                    default:
+                        var deadline = DateTime.UtcNow.AddMilliseconds(waitMs);
+                        while (!_values.ContainsKey(key))
+                        {
+                            var left = deadline - DateTime.UtcNow;
+                            if (left <= TimeSpan.Zero || _stopped) return (false, []);
+                            Monitor.Wait(_values, left);
+                        }
+                        return (true, _values[key]);
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            _stopped = true;
+            _listener.Stop();
+            lock (_clients) foreach (var c in _clients) c.Dispose();
+            lock (_values) Monitor.PulseAll(_values);
+        }
+    }
+}

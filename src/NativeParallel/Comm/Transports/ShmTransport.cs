@@ -1,0 +1,102 @@
+using System.IO.MemoryMappedFiles;
+using NativeParallel.Comm.Rendezvous;
+
+namespace NativeParallel.Comm.Transports;
+
+/// <summary>
+/// Ranks that are processes on one host: each rank maps a file in /dev/shm holding its control block and its
+/// inbound rings (<see cref="RingMesh"/>), and maps every peer's. Files are unlinked as soon as every rank has
+/// mapped them, so nothing is left behind whatever happens later. A peer's death is seen through its pid.
+/// </summary>
+public sealed unsafe class ShmTransport : ITransport
+{
+    private readonly int _rank;
+    private readonly int _size;
+    private readonly long _ringBytes;
+    private readonly MemoryMappedFile[] _files;
+    private readonly MemoryMappedViewAccessor[] _views;
+    private readonly byte*[] _segments;
+    private readonly RingLink?[] _links;
+
+    private ShmTransport(int rank, int size, long ringBytes)
+    {
+        _rank = rank;
+        _size = size;
+        _ringBytes = ringBytes;
+        _files = new MemoryMappedFile[size];
+        _views = new MemoryMappedViewAccessor[size];
+        _segments = new byte*[size];
+        _links = new RingLink?[size];
+    }
+
+    /// <summary>Creates this rank's segment, waits for every rank's, maps them and links to every peer.</summary>
+    public static ShmTransport Create(TcpStore store, string prefix, int rank, int size, long ringBytes, TimeSpan timeout)
+    {
+        string folder = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+        string Path_(int r) => Path.Combine(folder, $"{prefix}-r{r}");
+        var t = new ShmTransport(rank, size, ringBytes);
+        long bytes = RingMesh.SegmentBytes(size, ringBytes);
+        try
+        {
+            t.Map(rank, MemoryMappedFile.CreateFromFile(Path_(rank), FileMode.CreateNew, null, bytes, MemoryMappedFileAccess.ReadWrite));
+            RingMesh.Initialize(t._segments[rank], size, ringBytes, Environment.ProcessId);
+            store.Barrier($"{prefix}/created", size, timeout);
+            for (int p = 0; p < size; p++)
+                if (p != rank) t.Map(p, MemoryMappedFile.CreateFromFile(Path_(p), FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite));
+            store.Barrier($"{prefix}/mapped", size, timeout);
+        }
+        finally
+        {
+            // Every rank has it mapped (or setup failed): the name is no longer needed.
+            try { File.Delete(Path_(rank)); } catch (IOException) { }
+        }
+        for (int p = 0; p < size; p++)
+        {
+            if (p == rank) continue;
+            byte* peerSegment = t._segments[p];
+            int pid = RingMesh.Pid(peerSegment);
+            t._links[p] = new RingLink(p, RingMesh.Ring(peerSegment, rank, ringBytes), RingMesh.Ring(t._segments[rank], p, ringBytes),
+                () => ProcessLiveness.Failure(pid));
+        }
+        return t;
+    }
+
+    private void Map(int rank, MemoryMappedFile file)
+    {
+        _files[rank] = file;
+        _views[rank] = file.CreateViewAccessor();
+        byte* pointer = null;
+        _views[rank].SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        _segments[rank] = pointer + _views[rank].PointerOffset;
+    }
+
+    /// <inheritdoc/>
+    public string Name => "shm";
+
+    /// <inheritdoc/>
+    public ILink Link(int peer) => _links[peer] ?? throw new ArgumentException($"rank {_rank} has no link to itself");
+
+    /// <inheritdoc/>
+    public void Abort(string reason)
+    {
+        for (int r = 0; r < _size; r++) if (_segments[r] != null) RingMesh.SetAbort(_segments[r], reason);
+    }
+
+    /// <inheritdoc/>
+    public string? AbortReason() => RingMesh.AbortReason(_segments[_rank]);
+
+    /// <inheritdoc/>
+    public void Idle(int spins) => Backoff.Idle(spins);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        for (int r = 0; r < _size; r++)
+        {
+            if (_views[r] is null) continue;
+            _views[r].SafeMemoryMappedViewHandle.ReleasePointer();
+            _views[r].Dispose();
+            _files[r].Dispose();
+        }
+    }
+}

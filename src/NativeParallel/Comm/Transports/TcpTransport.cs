@@ -1,0 +1,142 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Diagnostics;
+
+namespace NativeParallel.Comm.Transports;
+
+/// <summary>
+/// Ranks across hosts: a full mesh of TCP connections (rank j connects to every lower rank i and says who it
+/// is), non-blocking sockets driven by the same send/receive loop as the shared-memory rings. Addresses travel
+/// through the store; NATIVEPARALLEL_SOCKET_IFNAME picks the interface (default: the one that reaches the
+/// store). A closed or reset connection is a peer failure; an abort closes every connection so peers stop too.
+/// </summary>
+public sealed class TcpTransport : ITransport
+{
+    private readonly int _rank;
+    private readonly TcpStore _store;
+    private readonly string _prefix;
+    private readonly SocketLink?[] _links;
+    private volatile string? _abort;
+
+    private TcpTransport(int rank, int size, TcpStore store, string prefix)
+    {
+        _rank = rank;
+        _store = store;
+        _prefix = prefix;
+        _links = new SocketLink?[size];
+    }
+
+    /// <summary>Listens, publishes the address, connects the mesh.</summary>
+    public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout)
+    {
+        var t = new TcpTransport(rank, size, store, prefix);
+        IPAddress address = InterfaceAddress() ?? store.LocalAddress;
+        using var listener = new TcpListener(address, 0);
+        listener.Start(backlog: Math.Max(size, 16));
+        store.Set($"{prefix}/addr/{rank}", $"{address}|{((IPEndPoint)listener.LocalEndpoint).Port}");
+        for (int p = 0; p < rank; p++)
+        {
+            var parts = store.Get($"{prefix}/addr/{p}", timeout).Split('|');
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            socket.Connect(IPAddress.Parse(parts[0]), int.Parse(parts[1]));
+            socket.Send(BitConverter.GetBytes(rank));
+            t._links[p] = new SocketLink(p, socket);
+        }
+        var deadline = DateTime.UtcNow + timeout;
+        for (int accepted = 0; accepted < size - 1 - rank; accepted++)
+        {
+            var wait = listener.AcceptSocketAsync();
+            if (!wait.Wait(deadline - DateTime.UtcNow))
+                throw new TimeoutException($"tcp: rank {rank} waited {timeout.TotalSeconds:F0} s for connections from higher ranks; got {accepted} of {size - 1 - rank}");
+            var socket = wait.Result;
+            socket.NoDelay = true;
+            var who = new byte[4];
+            int got = 0;
+            while (got < 4) got += socket.Receive(who, got, 4 - got, SocketFlags.None);
+            int peer = BitConverter.ToInt32(who);
+            t._links[peer] = new SocketLink(peer, socket);
+        }
+        foreach (var link in t._links) link?.MakeNonBlocking();
+        return t;
+    }
+
+    private static IPAddress? InterfaceAddress()
+    {
+        string? name = Tunables.Raw("NATIVEPARALLEL_SOCKET_IFNAME");
+        if (name is null) return null;
+        var nic = NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == name)
+                  ?? throw new InvalidOperationException($"NATIVEPARALLEL_SOCKET_IFNAME={name}: no such interface; have " +
+                                                         string.Join(", ", NetworkInterface.GetAllNetworkInterfaces().Select(n => n.Name)));
+        return nic.GetIPProperties().UnicastAddresses.Select(a => a.Address).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
+               ?? throw new InvalidOperationException($"NATIVEPARALLEL_SOCKET_IFNAME={name} has no IPv4 address");
+    }
+
+    /// <inheritdoc/>
+    public string Name => "tcp";
+
+    /// <inheritdoc/>
+    public ILink Link(int peer) => _links[peer] ?? throw new ArgumentException($"rank {_rank} has no link to itself");
+
+    /// <inheritdoc/>
+    public void Abort(string reason)
+    {
+        if (_abort is not null) return;
+        _abort = reason;
+        try { _store.Set($"{_prefix}/abort", reason); } catch (IOException) { }
+        foreach (var link in _links) link?.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public string? AbortReason() => _abort;
+
+    /// <inheritdoc/>
+    public void Idle(int spins) => Backoff.Idle(spins);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var link in _links) link?.Dispose();
+    }
+
+    private sealed class SocketLink(int peer, Socket socket) : ILink
+    {
+        private volatile string? _failure;
+
+        public int Peer { get; } = peer;
+
+        public void MakeNonBlocking() => socket.Blocking = false;
+
+        public int TrySend(ReadOnlySpan<byte> data)
+        {
+            if (_failure is not null) return 0;
+            int n = socket.Send(data, SocketFlags.None, out var error);
+            if (error is SocketError.Success) return n;
+            if (error is not (SocketError.WouldBlock or SocketError.Interrupted)) _failure = $"connection to rank {Peer} failed: {error}";
+            return 0;
+        }
+
+        public int TryReceive(Span<byte> destination)
+        {
+            if (_failure is not null) return 0;
+            int n = socket.Receive(destination, SocketFlags.None, out var error);
+            if (error is SocketError.Success)
+            {
+                if (n == 0 && destination.Length > 0) _failure = $"rank {Peer} closed the connection (it exited or aborted)";
+                return n;
+            }
+            if (error is not (SocketError.WouldBlock or SocketError.Interrupted)) _failure = $"connection from rank {Peer} failed: {error}";
+            return 0;
+        }
+
+        public string? PeerFailure() => _failure;
+
+        public void Dispose()
+        {
+            _failure ??= "the connection was closed by this rank";
+            try { socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+            socket.Dispose();
+        }
+    }
+}
