@@ -24,6 +24,10 @@ public sealed class ProcessGroup : IDisposable
     private Task _tail = Task.CompletedTask;
     private long _sequence;
     private TcpStore? _store;
+    private bool _ownsStore;
+    private string? _storePrefix;
+    private ThreadTransport.Shared? _threadShared;
+    private int _splits;
     private readonly (int Rank, long Sequence)? _faultAt = CommTunables.Fault;
 
     internal ProcessGroup(ITransport transport, int rank, int size, string name, TimeSpan timeout)
@@ -63,7 +67,7 @@ public sealed class ProcessGroup : IDisposable
     {
         var shared = new ThreadTransport.Shared(size, ringBytes);
         var limit = timeout ?? CommTunables.Timeout;
-        return Enumerable.Range(0, size).Select(r => new ProcessGroup(new ThreadTransport(shared, r), r, size, name, limit)).ToArray();
+        return Enumerable.Range(0, size).Select(r => new ProcessGroup(new ThreadTransport(shared, r), r, size, name, limit) { _threadShared = shared }).ToArray();
     }
 
     /// <summary>
@@ -94,13 +98,48 @@ public sealed class ProcessGroup : IDisposable
                 _ => throw new ArgumentException($"unknown transport '{chosen}': expected shm or tcp"),
             };
             Log.Info($"{name}: rank {env.Rank} of {env.WorldSize} ({env.Launcher}) connected over {chosen}");
-            return new ProcessGroup(links, env.Rank, env.WorldSize, name, timeout) { _store = store };
+            return new ProcessGroup(links, env.Rank, env.WorldSize, name, timeout) { _store = store, _ownsStore = true, _storePrefix = prefix };
         }
         catch
         {
             store.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Splits the group, MPI_Comm_split style: every rank calls it; ranks with the same <paramref name="color"/> form a
+    /// new group, ranked by (<paramref name="key"/>, parent rank), with its own links over the same transport. The
+    /// new group is named <paramref name="name"/> (default: parent name, a dot, the color).
+    /// </summary>
+    public ProcessGroup Split(int color, int key, string? name = null)
+    {
+        if (color < 0) throw new ArgumentOutOfRangeException(nameof(color), "colors are non-negative");
+        int split = _splits++;
+        var cpu = CpuDevice.Instance;
+        using var mine = Tensor.FromLongs(cpu, [color, key], 2);
+        using var all = Tensor.Empty(cpu, DType.I64, 2 * Size);
+        AllGather(mine, all);
+        var pairs = all.ToLongs();
+        var members = Enumerable.Range(0, Size).Where(r => pairs[2 * r] == color).OrderBy(r => pairs[2 * r + 1]).ThenBy(r => r).ToArray();
+        int rank = Array.IndexOf(members, Rank), size = members.Length;
+        string child = name ?? $"{Name}.{color}";
+        ITransport transport;
+        if (_threadShared is not null)
+        {
+            var shared = ThreadTransport.Shared.ForSplit(_threadShared, $"{split}/{color}", size);
+            transport = new ThreadTransport(shared, rank);
+        }
+        else if (_store is not null)
+        {
+            string prefix = $"{_storePrefix}-s{split}c{color}";
+            transport = _transport.Name == "tcp"
+                ? TcpTransport.Create(_store, prefix, rank, size, Timeout)
+                : ShmTransport.Create(_store, prefix, rank, size, CommTunables.ShmRingBytes, Timeout);
+        }
+        else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
+        Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
+        return new ProcessGroup(transport, rank, size, child, Timeout) { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}" };
     }
 
     // ---- all_reduce ------------------------------------------------------------------------------------------
@@ -300,14 +339,14 @@ public sealed class ProcessGroup : IDisposable
     public void Dispose()
     {
         try { _tail.Wait(); } catch (AggregateException) { }
-        if (_store is not null)
+        if (_store is not null && _ownsStore)
         {
             // Rank 0 hosts the store: it must outlive every rank's last use of it. A short wait: dead peers never come.
             try { _store.Barrier($"{Name}/shutdown", Size, TimeSpan.FromSeconds(10)); }
             catch (Exception e) when (e is TimeoutException or IOException) { }
         }
         _transport.Dispose();
-        _store?.Dispose();
+        if (_ownsStore) _store?.Dispose();
     }
 
     // ---- machinery -------------------------------------------------------------------------------------------

@@ -88,6 +88,12 @@ public sealed unsafe class ThreadTransport : ITransport
         }
 
         public byte* Segment(int rank) => Memory + rank * RingMesh.SegmentBytes(Size, RingCapacity);
+
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Shared>> _splits = new();
+
+        /// <summary>The memory of one sub-group of a split: the first member to ask allocates it, the others share it.</summary>
+        public static Shared ForSplit(Shared parent, string key, int size) =>
+            parent._splits.GetOrAdd(key, _ => new Lazy<Shared>(() => new Shared(size, parent.RingCapacity))).Value;
     }
 
     internal ThreadTransport(Shared shared, int rank)
