@@ -26,6 +26,18 @@ public static class CommTunables
         }
     }
 
+    /// <summary>NATIVEPARALLEL_ALGO: ring or oneshot forces the all-reduce algorithm; unset picks by size.</summary>
+    public static string Algorithm => Tunables.Raw("NATIVEPARALLEL_ALGO")?.ToLowerInvariant() switch
+    {
+        null => "auto",
+        "ring" => "ring",
+        "oneshot" => "oneshot",
+        var other => throw new ArgumentException($"NATIVEPARALLEL_ALGO={other}: expected ring or oneshot"),
+    };
+
+    /// <summary>NATIVEPARALLEL_ONESHOT_BYTES: all-reduces up to this size go one-shot (default 64 KiB).</summary>
+    public static long OneShotBytes => long.TryParse(Tunables.Raw("NATIVEPARALLEL_ONESHOT_BYTES"), out long b) && b >= 0 ? b : 64 << 10;
+
     /// <summary>NATIVEPARALLEL_TRANSPORT: shm or tcp, or null to choose by topology.</summary>
     public static string? Transport => Tunables.Raw("NATIVEPARALLEL_TRANSPORT");
 

@@ -92,6 +92,48 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         }
     }
 
+    /// <summary>
+    /// Sends <paramref name="send"/> to every peer while receiving <paramref name="slotBytes"/> from each into its
+    /// slot of <paramref name="slots"/> (slot p at p × slotBytes; this rank's slot is left alone): one hop for all.
+    /// </summary>
+    public void ExchangeAll(ReadOnlySpan<byte> send, Span<byte> slots, int slotBytes)
+    {
+        var sent = new int[size];
+        var received = new int[size];
+        int pending = 2 * (size - 1), idle = 0;
+        long started = Stopwatch.GetTimestamp();
+        while (pending > 0)
+        {
+            int moved = 0;
+            for (int step = 1; step < size; step++)
+            {
+                // Start with the right neighbour, as a ring would, so ranks do not all hit one peer first.
+                int p = (rank + step) % size;
+                var link = transport.Link(p);
+                if (sent[p] < send.Length)
+                {
+                    int n = link.TrySend(send[sent[p]..]);
+                    moved += n;
+                    sent[p] += n;
+                    if (sent[p] == send.Length) pending--;
+                }
+                if (received[p] < slotBytes)
+                {
+                    int n = link.TryReceive(slots.Slice(p * slotBytes + received[p], slotBytes - received[p]));
+                    moved += n;
+                    received[p] += n;
+                    if (received[p] == slotBytes) pending--;
+                }
+            }
+            if (moved > 0) idle = 0;
+            else
+            {
+                int laggard = Enumerable.Range(0, size).FirstOrDefault(p => p != rank && received[p] < slotBytes, (rank + 1) % size);
+                Wait(ref idle, started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
+            }
+        }
+    }
+
     private static int Progress(ref int done, int moved)
     {
         done += moved;

@@ -151,11 +151,19 @@ public sealed class ProcessGroup : IDisposable
     public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
         Same(Collective.AllReduce, input, output);
-        Run(Collective.AllReduce, input.DType, op, input.Count, -1, () =>
+        bool oneShot = Size > 1 && CommTunables.Algorithm switch
+        {
+            "ring" => false,
+            "oneshot" => true,
+            _ => input.Bytes <= CommTunables.OneShotBytes,
+        };
+        Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: !oneShot, algorithm: oneShot ? "oneshot" : "ring", body: descriptor =>
         {
             var buffer = Bytes(output);
             if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
-            Ring.AllReduce(_engine, buffer, input.Count, input.DType, op);
+            // One-shot messages carry their own descriptor: the agreement check costs no extra hop.
+            if (oneShot) OneShot.AllReduce(_engine, descriptor, (theirs, peer) => Disagreement(theirs, descriptor, peer), buffer, input.DType, op);
+            else Ring.AllReduce(_engine, buffer, input.Count, input.DType, op);
         });
     }
 
@@ -380,7 +388,10 @@ public sealed class ProcessGroup : IDisposable
         }
     }
 
-    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, Action body)
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, Action body) =>
+        Run(kind, dtype, op, count, root, handshake: true, algorithm: "ring", body: _ => body());
+
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body)
     {
         long sequence = Interlocked.Increment(ref _sequence) - 1;
         _engine.Current = (kind, sequence);
@@ -390,9 +401,10 @@ public sealed class ProcessGroup : IDisposable
             Environment.Exit(17);
         }
         Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
-                 $"root {root} algo ring transport {_transport.Name}");
-        if (Size > 1) Handshake(new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root));
-        body();
+                 $"root {root} algo {algorithm} transport {_transport.Name}");
+        var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root);
+        if (Size > 1 && handshake) Handshake(descriptor);
+        body(descriptor);
     }
 
     private void RunPointToPoint(Collective kind, int peer, Action body)
@@ -410,10 +422,15 @@ public sealed class ProcessGroup : IDisposable
         Descriptor theirs = default;
         _engine.SendReceive(right, MemoryMarshal.AsBytes(new ReadOnlySpan<Descriptor>(in mine)), left,
             MemoryMarshal.AsBytes(new Span<Descriptor>(ref theirs)));
+        if (Disagreement(theirs, mine, left) is { } why) throw _engine.Fail(why, left, abortOthers: true);
+    }
+
+    private static string? Disagreement(Descriptor theirs, Descriptor mine, int peer)
+    {
         bool countsAgree = mine.Count < 0 || theirs.Count < 0 || mine.Count == theirs.Count;
         if (theirs.Magic == Magic && theirs.Kind == mine.Kind && theirs.DType == mine.DType && theirs.Op == mine.Op &&
-            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root) return;
-        throw _engine.Fail($"ranks disagree: rank {left} called {Describe(theirs)}, this rank called {Describe(mine)}", left, abortOthers: true);
+            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root) return null;
+        return $"ranks disagree: rank {peer} called {Describe(theirs)}, this rank called {Describe(mine)}";
     }
 
     private static string Describe(Descriptor d) => d.Magic != Magic
