@@ -46,6 +46,11 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     /// </summary>
     public void SendReceiveReduce(int sendPeer, ReadOnlySpan<byte> send, int receivePeer, Span<byte> accumulator, DType dtype, ReduceOp op)
     {
+        if (accumulator.Length > 0 && transport.Link(receivePeer) is IReducingLink direct)
+        {
+            SendReceiveReduceInPlace(sendPeer, send, receivePeer, direct, accumulator, dtype, op);
+            return;
+        }
         int elementSize = dtype.SizeOf();
         if (_scratch.Length < accumulator.Length) _scratch = new byte[Math.Max(accumulator.Length, 2 * _scratch.Length)];
         var scratch = _scratch.AsSpan(0, accumulator.Length);
@@ -69,6 +74,26 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             }
             if (moved > 0) idle = 0;
             else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, accumulator.Length);
+        }
+    }
+
+    // The shared-memory path of SendReceiveReduce: reduce straight out of the peer's ring.
+    private void SendReceiveReduceInPlace(int sendPeer, ReadOnlySpan<byte> send, int receivePeer, IReducingLink inbound,
+        Span<byte> accumulator, DType dtype, ReduceOp op)
+    {
+        int elementSize = dtype.SizeOf();
+        var sendLink = sendPeer >= 0 && send.Length > 0 ? transport.Link(sendPeer) : null;
+        var receiveLink = transport.Link(receivePeer);
+        SpscRing.ReduceInto reduce = (acc, incoming) => HostReduce.Apply(op, dtype, acc, incoming);
+        int sent = 0, reduced = 0, idle = 0;
+        long started = Stopwatch.GetTimestamp();
+        while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
+        {
+            int moved = 0;
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (reduced < accumulator.Length) moved += Progress(ref reduced, inbound.TryReceiveReduce(accumulator[reduced..], elementSize, reduce));
+            if (moved > 0) idle = 0;
+            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, reduced, accumulator.Length);
         }
     }
 

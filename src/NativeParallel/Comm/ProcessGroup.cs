@@ -29,6 +29,8 @@ public sealed class ProcessGroup : IDisposable
     private ThreadTransport.Shared? _threadShared;
     private int _splits;
     private readonly (int Rank, long Sequence)? _faultAt = CommTunables.Fault;
+    private readonly string _algorithm = CommTunables.Algorithm;
+    private readonly long _oneShotBytes = CommTunables.OneShotBytes;
 
     internal ProcessGroup(ITransport transport, int rank, int size, string name, TimeSpan timeout)
     {
@@ -151,19 +153,22 @@ public sealed class ProcessGroup : IDisposable
     public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
         Same(Collective.AllReduce, input, output);
-        bool oneShot = Size > 1 && CommTunables.Algorithm switch
+        bool oneShot = Size > 1 && _algorithm switch
         {
             "ring" => false,
             "oneshot" => true,
-            _ => input.Bytes <= CommTunables.OneShotBytes,
+            _ => input.Bytes <= _oneShotBytes,
         };
         Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: !oneShot, algorithm: oneShot ? "oneshot" : "ring", body: descriptor =>
         {
             var buffer = Bytes(output);
-            if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
             // One-shot messages carry their own descriptor: the agreement check costs no extra hop.
-            if (oneShot) OneShot.AllReduce(_engine, descriptor, (theirs, peer) => Disagreement(theirs, descriptor, peer), buffer, input.DType, op);
-            else Ring.AllReduce(_engine, buffer, input.Count, input.DType, op);
+            if (oneShot)
+            {
+                if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
+                OneShot.AllReduce(_engine, descriptor, (theirs, peer) => Disagreement(theirs, descriptor, peer), buffer, input.DType, op);
+            }
+            else Ring.AllReduce(_engine, Bytes(input), buffer, input.Count, input.DType, op);
         });
     }
 
@@ -340,7 +345,10 @@ public sealed class ProcessGroup : IDisposable
     {
         int token = 1;
         Run(Collective.Barrier, DType.I32, ReduceOp.Sum, 1, -1, () =>
-            Ring.AllReduce(_engine, MemoryMarshal.AsBytes(new Span<int>(ref token)), 1, DType.I32, ReduceOp.Sum));
+        {
+            var bytes = MemoryMarshal.AsBytes(new Span<int>(ref token));
+            Ring.AllReduce(_engine, bytes, bytes, 1, DType.I32, ReduceOp.Sum);
+        });
     }
 
     /// <summary>Releases the transport (other ranks' pending collectives with this rank fail once it is gone).</summary>
@@ -400,8 +408,9 @@ public sealed class ProcessGroup : IDisposable
             Console.Error.WriteLine($"NATIVEPARALLEL_FAULT: rank {Rank} exits at {kind.Name()} #{sequence}");
             Environment.Exit(17);
         }
-        Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
-                 $"root {root} algo {algorithm} transport {_transport.Name}");
+        if (Log.InfoEnabled)
+            Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
+                     $"root {root} algo {algorithm} transport {_transport.Name}");
         var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root);
         if (Size > 1 && handshake) Handshake(descriptor);
         body(descriptor);

@@ -94,10 +94,16 @@ public enum LogLevel
 /// <summary>Writes diagnostics to standard error, prefixed like NCCL's: <c>NativeParallel INFO ...</c>.</summary>
 public static class Log
 {
+    // Read once: hot paths (every collective) ask whether to log, and must not pay for it when not.
+    private static readonly LogLevel s_level = Tunables.Debug;
+
+    /// <summary>True when INFO messages are written; test it before building an expensive message.</summary>
+    public static bool InfoEnabled => s_level >= LogLevel.Info;
+
     /// <summary>Logs at INFO.</summary>
     public static void Info(string message)
     {
-        if (Tunables.Debug >= LogLevel.Info) Console.Error.WriteLine($"NativeParallel INFO {message}");
+        if (InfoEnabled) Console.Error.WriteLine($"NativeParallel INFO {message}");
     }
 
     /// <summary>Logs a warning (always shown).</summary>

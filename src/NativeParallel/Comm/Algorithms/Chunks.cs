@@ -10,5 +10,8 @@ internal readonly record struct Chunks(long Count, int Parts, int ElementSize)
     public Span<byte> Of(Span<byte> buffer, int chunk) =>
         buffer.Slice(checked((int)(Start(chunk) * ElementSize)), checked((int)(Length(chunk) * ElementSize)));
 
+    public ReadOnlySpan<byte> Of(ReadOnlySpan<byte> buffer, int chunk) =>
+        buffer.Slice(checked((int)(Start(chunk) * ElementSize)), checked((int)(Length(chunk) * ElementSize)));
+
     public static int Mod(int value, int n) => ((value % n) + n) % n;
 }

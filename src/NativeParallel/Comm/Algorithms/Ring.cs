@@ -14,15 +14,29 @@ internal static class Ring
     /// Reduce-scatter in place. Step s: send chunk (r−1−s) to the right, receive chunk (r−2−s) from the left and
     /// reduce it into ours. After n−1 steps chunk r has passed through every rank: rank r holds it fully reduced.
     /// </summary>
-    public static void ReduceScatter(Engine e, Span<byte> buffer, Chunks chunks, DType dtype, ReduceOp op)
+    /// <remarks>
+    /// Out of place (<paramref name="source"/> is not <paramref name="buffer"/>), step 0 sends straight from the
+    /// source and each chunk is copied from it just before its one reduction: every chunk but r−1 is received
+    /// exactly once, and chunk r−1 is only ever sent, so no pass copies the whole input.
+    /// </remarks>
+    public static void ReduceScatter(Engine e, ReadOnlySpan<byte> source, Span<byte> buffer, Chunks chunks, DType dtype, ReduceOp op)
     {
         int n = e.Size, r = e.Rank, right = (r + 1) % n, left = Chunks.Mod(r - 1, n);
+        bool outOfPlace = !source.Overlaps(buffer);
+        if (n == 1 && outOfPlace) source.CopyTo(buffer);
         for (int s = 0; s < n - 1; s++)
         {
             int sendChunk = Chunks.Mod(r - 1 - s, n), receiveChunk = Chunks.Mod(r - 2 - s, n);
-            e.SendReceiveReduce(right, chunks.Of(buffer, sendChunk), left, chunks.Of(buffer, receiveChunk), dtype, op);
+            var accumulator = chunks.Of(buffer, receiveChunk);
+            if (outOfPlace) chunks.Of(source, receiveChunk).CopyTo(accumulator);
+            ReadOnlySpan<byte> outgoing = s == 0 ? chunks.Of(source, sendChunk) : chunks.Of((ReadOnlySpan<byte>)buffer, sendChunk);
+            e.SendReceiveReduce(right, outgoing, left, accumulator, dtype, op);
         }
     }
+
+    /// <summary>In-place reduce-scatter.</summary>
+    public static void ReduceScatter(Engine e, Span<byte> buffer, Chunks chunks, DType dtype, ReduceOp op) =>
+        ReduceScatter(e, buffer, buffer, chunks, dtype, op);
 
     /// <summary>
     /// All-gather in place: rank r starts with chunk r. Step s: send chunk (r−s) to the right, receive chunk
@@ -38,11 +52,11 @@ internal static class Ring
         }
     }
 
-    /// <summary>All-reduce in place: reduce-scatter, finish the owned chunk (avg divides), all-gather.</summary>
-    public static void AllReduce(Engine e, Span<byte> buffer, long count, DType dtype, ReduceOp op)
+    /// <summary>All-reduce of <paramref name="source"/> into <paramref name="buffer"/> (the same span in place): reduce-scatter, finish the owned chunk (avg divides), all-gather.</summary>
+    public static void AllReduce(Engine e, ReadOnlySpan<byte> source, Span<byte> buffer, long count, DType dtype, ReduceOp op)
     {
         var chunks = new Chunks(count, e.Size, dtype.SizeOf());
-        ReduceScatter(e, buffer, chunks, dtype, op);
+        ReduceScatter(e, source, buffer, chunks, dtype, op);
         HostReduce.Finish(op, dtype, chunks.Of(buffer, e.Rank), e.Size);
         AllGather(e, buffer, chunks);
     }

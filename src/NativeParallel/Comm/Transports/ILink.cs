@@ -20,6 +20,15 @@ public interface ILink : IDisposable
     string? PeerFailure();
 }
 
+/// <summary>
+/// A link whose received bytes can be reduced where they land (shared memory), saving the copy into scratch.
+/// Only whole elements are consumed.
+/// </summary>
+internal interface IReducingLink
+{
+    int TryReceiveReduce(Span<byte> accumulator, int elementSize, SpscRing.ReduceInto reduce);
+}
+
 /// <summary>All links of one rank, one per peer, and the group-wide abort signal.</summary>
 public interface ITransport : IDisposable
 {

@@ -55,9 +55,11 @@ internal static unsafe class RingMesh
 }
 
 /// <summary>A link over two rings of a <see cref="RingMesh"/>: out in the peer's segment, in in ours.</summary>
-internal sealed class RingLink(int peer, SpscRing outbound, SpscRing inbound, Func<string?> peerFailure) : ILink
+internal sealed class RingLink(int peer, SpscRing outbound, SpscRing inbound, Func<string?> peerFailure) : ILink, IReducingLink
 {
     public int Peer { get; } = peer;
+    public int TryReceiveReduce(Span<byte> accumulator, int elementSize, SpscRing.ReduceInto reduce) =>
+        inbound.TryReadReduce(accumulator, elementSize, reduce);
     public int TrySend(ReadOnlySpan<byte> data) => outbound.TryWrite(data);
     public int TryReceive(Span<byte> destination) => inbound.TryRead(destination);
     public string? PeerFailure() => peerFailure();

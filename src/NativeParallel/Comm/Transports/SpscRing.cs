@@ -50,6 +50,39 @@ internal sealed unsafe class SpscRing
         return n;
     }
 
+    /// <summary>
+    /// Consumes whole elements that have arrived, up to accumulator.Length bytes, handing each contiguous run to
+    /// <paramref name="reduce"/> straight from the ring (no copy out). Returns the bytes consumed.
+    /// </summary>
+    public int TryReadReduce(Span<byte> accumulator, int elementSize, ReduceInto reduce)
+    {
+        long read = Volatile.Read(ref *_read);
+        long write = Volatile.Read(ref *_write);
+        long available = Math.Min(write - read, accumulator.Length);
+        available -= available % elementSize;
+        if (available <= 0) return 0;
+        long offset = read % _capacity;
+        int run = (int)Math.Min(available, _capacity - offset);
+        run -= run % elementSize;
+        if (run > 0)
+        {
+            reduce(accumulator[..run], new ReadOnlySpan<byte>(_data + offset, run));
+            Volatile.Write(ref *_read, read + run);
+            return run;
+        }
+        // One element straddles the end of the ring: gather its bytes from both ends.
+        Span<byte> element = stackalloc byte[elementSize];
+        int tail = (int)(_capacity - offset);
+        new ReadOnlySpan<byte>(_data + offset, tail).CopyTo(element);
+        new ReadOnlySpan<byte>(_data, elementSize - tail).CopyTo(element[tail..]);
+        reduce(accumulator[..elementSize], element);
+        Volatile.Write(ref *_read, read + elementSize);
+        return elementSize;
+    }
+
+    /// <summary>acc = acc op incoming over raw bytes.</summary>
+    public delegate void ReduceInto(Span<byte> accumulator, ReadOnlySpan<byte> incoming);
+
     public int TryRead(Span<byte> destination)
     {
         long read = Volatile.Read(ref *_read);
