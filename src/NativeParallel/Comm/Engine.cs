@@ -32,7 +32,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         while ((sendLink is not null && sent < send.Length) || (receiveLink is not null && received < receive.Length))
         {
             int moved = 0;
-            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, Counted(sendLink.TrySend(send[sent..])));
             if (receiveLink is not null && received < receive.Length) moved += Progress(ref received, receiveLink.TryReceive(receive[received..]));
             if (moved > 0) idle = 0;
             else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, receive.Length);
@@ -61,7 +61,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
         {
             int moved = 0;
-            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, Counted(sendLink.TrySend(send[sent..])));
             if (receiveLink is not null && received < accumulator.Length)
             {
                 moved += Progress(ref received, receiveLink.TryReceive(scratch[received..]));
@@ -90,7 +90,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
         {
             int moved = 0;
-            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, sendLink.TrySend(send[sent..]));
+            if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, Counted(sendLink.TrySend(send[sent..])));
             if (reduced < accumulator.Length) moved += Progress(ref reduced, inbound.TryReceiveReduce(accumulator[reduced..], elementSize, reduce));
             if (moved > 0) idle = 0;
             else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, reduced, accumulator.Length);
@@ -111,7 +111,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         {
             int moved = 0;
             if (receiveLink is not null && received < buffer.Length) moved += Progress(ref received, receiveLink.TryReceive(buffer[received..]));
-            if (sendLink is not null && sent < received) moved += Progress(ref sent, sendLink.TrySend(buffer[sent..received]));
+            if (sendLink is not null && sent < received) moved += Progress(ref sent, Counted(sendLink.TrySend(buffer[sent..received])));
             if (moved > 0) idle = 0;
             else Wait(ref idle, started, sendLink, sent, buffer.Length, receiveLink, received, buffer.Length);
         }
@@ -137,7 +137,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                 var link = transport.Link(p);
                 if (sent[p] < send.Length)
                 {
-                    int n = link.TrySend(send[sent[p]..]);
+                    int n = Counted(link.TrySend(send[sent[p]..]));
                     moved += n;
                     sent[p] += n;
                     if (sent[p] == send.Length) pending--;
@@ -157,6 +157,15 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                 Wait(ref idle, started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
             }
         }
+    }
+
+    /// <summary>Bytes this rank has put on its links (payload, headers and descriptors).</summary>
+    public long BytesSent { get; private set; }
+
+    private int Counted(int sent)
+    {
+        BytesSent += sent;
+        return sent;
     }
 
     private static int Progress(ref int done, int moved)

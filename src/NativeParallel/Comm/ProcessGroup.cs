@@ -23,6 +23,7 @@ public sealed class ProcessGroup : IDisposable
     private readonly object _orderGate = new();
     private Task _tail = Task.CompletedTask;
     private long _sequence;
+    private long _messages;
     private TcpStore? _store;
     private bool _ownsStore;
     private string? _storePrefix;
@@ -58,7 +59,10 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>The transport's name: threads, shm or tcp.</summary>
     public string TransportName => _transport.Name;
 
-    /// <summary>Collectives issued so far (the next one's sequence number).</summary>
+    /// <summary>Bytes this rank has sent to its peers so far (what the communication columns of a run report).</summary>
+    public long BytesSent => _engine.BytesSent;
+
+    /// <summary>Collectives issued so far (the next one's sequence number); send and recv are counted apart.</summary>
     public long Sequence => Interlocked.Read(ref _sequence);
 
     /// <summary>
@@ -416,9 +420,11 @@ public sealed class ProcessGroup : IDisposable
         body(descriptor);
     }
 
+    // Point-to-point operations are numbered apart from collectives: each rank of a pipeline sends and receives
+    // a different number of messages, but all ranks must agree on the collectives' sequence numbers.
     private void RunPointToPoint(Collective kind, int peer, Action body)
     {
-        long sequence = Interlocked.Increment(ref _sequence) - 1;
+        long sequence = Interlocked.Increment(ref _messages) - 1;
         _engine.Current = (kind, sequence);
         body();
     }

@@ -167,7 +167,7 @@ internal static class CpuParallel
             return;
         }
         int chunk = (count + tasks - 1) / tasks;
-        Parallel.For(0, tasks, t =>
+        System.Threading.Tasks.Parallel.For(0, tasks, t =>
         {
             int start = t * chunk, end = Math.Min(count, start + chunk);
             if (start < end) body(start, end);

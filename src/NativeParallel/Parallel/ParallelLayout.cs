@@ -1,0 +1,89 @@
+using NativeParallel.Comm;
+using NativeParallel.Models;
+
+namespace NativeParallel.Parallel;
+
+/// <summary>
+/// What one rank holds and does in a parallel run: its tensor-parallel shard (heads, MLP columns, vocabulary
+/// slice), its pipeline stage (a range of layers), and whether it holds a token slice of the prompt (sequence
+/// parallelism). Built from the rank's groups; the same type serves every strategy and their compositions.
+/// </summary>
+public sealed class ParallelLayout
+{
+    /// <summary>The groups this rank runs in; size-1 groups mean "not split on this axis".</summary>
+    public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, int[]? stageLayers = null)
+    {
+        Config = config;
+        Tp = tp;
+        Pp = pp;
+        Sp = sp;
+        int t = tp.Size, i = tp.Rank;
+        Require(config.Heads % t == 0, $"query heads ({config.Heads}) must divide by tp ({t})");
+        Require(config.Ffn % t == 0, $"ffn ({config.Ffn}) must divide by tp ({t})");
+        Require(config.Vocab % t == 0, $"vocab ({config.Vocab}) must divide by tp ({t})");
+        QueryHeads = config.Heads / t;
+        int group = config.Heads / config.KvHeads;
+        if (config.KvHeads % t == 0)
+        {
+            KvHeads = config.KvHeads / t;
+            FirstKvHead = i * KvHeads;
+        }
+        else
+        {
+            // More TP ranks than kv heads: each rank keeps (replicates) the one kv head its query heads read.
+            Require(t % config.KvHeads == 0 && group % QueryHeads == 0,
+                $"tp ({t}) must divide kv heads ({config.KvHeads}) or be a multiple of it with whole query groups per rank");
+            KvHeads = 1;
+            FirstKvHead = i * QueryHeads / group;
+        }
+        FirstQueryHead = i * QueryHeads;
+        FfnShard = config.Ffn / t;
+        VocabShard = config.Vocab / t;
+        FirstVocab = i * VocabShard;
+        var layers = stageLayers ?? EvenStages(config.Layers, pp.Size);
+        Require(layers.Length == pp.Size && layers.Sum() == config.Layers && layers.All(l => l >= 1),
+            $"stage layers [{string.Join(", ", layers)}] must give each of {pp.Size} stages at least one of the {config.Layers} layers");
+        FirstLayer = layers.Take(pp.Rank).Sum();
+        LayerCount = layers[pp.Rank];
+    }
+
+    /// <summary>The model shape.</summary>
+    public LlamaConfig Config { get; }
+    /// <summary>Tensor-parallel group (heads, MLP and vocabulary split across it).</summary>
+    public ProcessGroup Tp { get; }
+    /// <summary>Pipeline group (one stage per rank, in order).</summary>
+    public ProcessGroup Pp { get; }
+    /// <summary>Sequence-parallel group (prefill tokens split across it).</summary>
+    public ProcessGroup Sp { get; }
+    /// <summary>Query heads on this rank.</summary>
+    public int QueryHeads { get; }
+    /// <summary>First global query head on this rank.</summary>
+    public int FirstQueryHead { get; }
+    /// <summary>KV heads on this rank.</summary>
+    public int KvHeads { get; }
+    /// <summary>First global kv head on this rank.</summary>
+    public int FirstKvHead { get; }
+    /// <summary>MLP width on this rank.</summary>
+    public int FfnShard { get; }
+    /// <summary>Vocabulary rows on this rank (embedding and LM head).</summary>
+    public int VocabShard { get; }
+    /// <summary>First vocabulary row on this rank.</summary>
+    public int FirstVocab { get; }
+    /// <summary>First layer of this rank's stage.</summary>
+    public int FirstLayer { get; }
+    /// <summary>Layers in this rank's stage.</summary>
+    public int LayerCount { get; }
+    /// <summary>True on the first pipeline stage (it embeds tokens).</summary>
+    public bool FirstStage => Pp.Rank == 0;
+    /// <summary>True on the last pipeline stage (it produces logits).</summary>
+    public bool LastStage => Pp.Rank == Pp.Size - 1;
+
+    /// <summary>Layers per stage as evenly as possible, earlier stages taking the remainder.</summary>
+    public static int[] EvenStages(int layers, int stages) =>
+        Enumerable.Range(0, stages).Select(s => layers / stages + (s < layers % stages ? 1 : 0)).ToArray();
+
+    private static void Require(bool ok, string message)
+    {
+        if (!ok) throw new ArgumentException($"parallel layout: {message}");
+    }
+}

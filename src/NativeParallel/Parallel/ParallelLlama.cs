@@ -1,0 +1,201 @@
+using NativeParallel.Comm;
+using NativeParallel.Devices;
+using NativeParallel.Kernels;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Parallel;
+
+/// <summary>
+/// One rank of a parallel Llama decoder. Tensor parallelism: q/k/v and gate/up column-parallel (split by heads
+/// and MLP width), o and down row-parallel with one all-reduce each, a vocabulary-parallel embedding (all-reduce)
+/// and LM head (all-gather). Pipeline parallelism: this rank runs its stage's layers, receiving hidden states from
+/// the previous stage and sending them to the next. Sequence parallelism: during prefill this rank holds a
+/// contiguous slice of the prompt; norms and the MLP stay local, attention all-gathers K and V and masks at global
+/// positions; decode (one token) runs on every rank of the group, as the seed explains. Requests keep separate KV
+/// caches, so several can be in flight (micro-batches through the pipeline, replicas under data parallelism).
+/// </summary>
+public sealed class ParallelLlama : IDisposable
+{
+    private readonly IDevice _device;
+    private readonly ParallelLayout _p;
+    private readonly LlamaConfig _c;
+    private readonly Tensor? _embedding, _finalNorm, _lmHead;
+    private readonly LayerTensors[] _layers;
+    private readonly Dictionary<int, (Tensor K, Tensor V)[]> _caches = new();
+    private readonly Dictionary<int, int> _lengths = new();
+
+    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor Gate, Tensor Up, Tensor Down);
+
+    /// <summary>Uploads this rank's shard of <paramref name="weights"/> to <paramref name="device"/>.</summary>
+    public ParallelLlama(IDevice device, LlamaWeights weights, ParallelLayout layout)
+    {
+        _device = device;
+        _p = layout;
+        _c = weights.Config;
+        var dt = _c.DType;
+        int h = _c.Hidden, d = _c.HeadDim;
+        Tensor Up(float[] values, params int[] shape) => Tensor.FromFloats(device, values, dt, shape);
+        if (layout.FirstStage) _embedding = Up(ShardedWeights.Rows(weights.Embedding, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h);
+        if (layout.LastStage)
+        {
+            _finalNorm = Up(weights.FinalNorm, h);
+            _lmHead = Up(ShardedWeights.Rows(weights.LmHead, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h);
+        }
+        _layers = Enumerable.Range(layout.FirstLayer, layout.LayerCount).Select(i =>
+        {
+            var l = ShardedWeights.Layer(weights.Layers[i], layout);
+            int qd = layout.QueryHeads * d, kvd = layout.KvHeads * d;
+            return new LayerTensors(Up(l.InputNorm, h), Up(l.Q, qd, h), Up(l.K, kvd, h), Up(l.V, kvd, h), Up(l.O, h, qd), Up(l.PostNorm, h),
+                Up(l.Gate, layout.FfnShard, h), Up(l.Up, layout.FfnShard, h), Up(l.Down, h, layout.FfnShard));
+        }).ToArray();
+    }
+
+    /// <summary>Bytes of weights on this rank.</summary>
+    public long WeightBytes =>
+        new[] { _embedding, _finalNorm, _lmHead }.Sum(t => t?.Bytes ?? 0) +
+        _layers.Sum(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }.Sum(t => t.Bytes));
+
+    /// <summary>Bytes of KV cache on this rank (all requests).</summary>
+    public long KvCacheBytes => _caches.Values.Sum(layers => layers.Sum(c => c.K.Bytes + c.V.Bytes));
+
+    /// <summary>
+    /// Runs <paramref name="ids"/> (the request's new tokens, all of them, on every rank) at the request's next
+    /// positions. Returns logits (tokens, vocab) on the last stage (every TP and SP rank holds them all), null on
+    /// other stages. Every rank of the layout must call it for the same request and tokens, in the same order.
+    /// </summary>
+    public float[]? Forward(int request, int[] ids)
+    {
+        int start = _lengths.GetValueOrDefault(request), total = ids.Length;
+        if (start + total > _c.MaxSequence) throw new InvalidOperationException($"request {request}: {start + total} tokens exceed the KV cache ({_c.MaxSequence})");
+        // Token split: only prefill (several tokens) is divided; a single decode token runs on every SP rank.
+        bool split = _p.Sp.Size > 1 && total > 1;
+        if (split && total % _p.Sp.Size != 0)
+            throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by sp ({_p.Sp.Size}); pad the prompt");
+        int local = split ? total / _p.Sp.Size : total, offset = split ? _p.Sp.Rank * local : 0;
+        var k = _device.Kernels;
+        var dt = _c.DType;
+        int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
+        var caches = Cache(request);
+
+        using var x = Tensor.Empty(_device, dt, local, h);
+        if (_p.FirstStage)
+        {
+            // Vocabulary-parallel lookup: ids outside this rank's rows give zero rows; the all-reduce fills them in.
+            var mine = ids.Skip(offset).Take(local).Select(id => id - _p.FirstVocab).ToArray();
+            using var localIds = Tensor.FromInts(_device, mine, local);
+            k.Embedding(localIds, _embedding!, x);
+            if (_p.Tp.Size > 1) _p.Tp.AllReduce(x);
+        }
+        else _p.Pp.Recv(x, _p.Pp.Rank - 1, tag: request);
+
+        using var positions = Tensor.FromInts(_device, Enumerable.Range(start + offset, local).ToArray(), local);
+        using var lengths = Tensor.FromInts(_device, [start + total], 1);
+        using var normed = Tensor.Empty(_device, dt, local, h);
+        using var q = Tensor.Empty(_device, dt, local, qd);
+        using var kNew = Tensor.Empty(_device, dt, local, kvd);
+        using var vNew = Tensor.Empty(_device, dt, local, kvd);
+        using var attention = Tensor.Empty(_device, dt, local, qd);
+        using var projected = Tensor.Empty(_device, dt, local, h);
+        using var gate = Tensor.Empty(_device, dt, local, _p.FfnShard);
+        using var up = Tensor.Empty(_device, dt, local, _p.FfnShard);
+        float scale = 1f / MathF.Sqrt(d);
+        for (int li = 0; li < _layers.Length; li++)
+        {
+            var layer = _layers[li];
+            var (kCache, vCache) = caches[li];
+            k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
+            k.Matmul(normed, layer.Q, q);
+            k.Matmul(normed, layer.K, kNew);
+            k.Matmul(normed, layer.V, vNew);
+            k.Rope(q.View(local, _p.QueryHeads, d), positions, _c.RopeTheta);
+            k.Rope(kNew.View(local, _p.KvHeads, d), positions, _c.RopeTheta);
+            var kRows = kCache.Narrow(1, start, total).View(total, kvd);
+            var vRows = vCache.Narrow(1, start, total).View(total, kvd);
+            if (split)
+            {
+                // Every rank needs every token's keys and values: gather the slices straight into the cache.
+                _p.Sp.AllGather(kNew, kRows);
+                _p.Sp.AllGather(vNew, vRows);
+            }
+            else
+            {
+                kNew.CopyTo(kRows);
+                vNew.CopyTo(vRows);
+            }
+            if (local == 1 && start > 0)
+                k.AttentionDecode(q.View(1, _p.QueryHeads, d), kCache, vCache, lengths, attention.View(1, _p.QueryHeads, d), scale);
+            else
+                k.AttentionPrefill(q.View(1, local, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
+                    attention.View(1, local, _p.QueryHeads, d), start + offset, scale);
+            k.Matmul(attention, layer.O, projected);
+            if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel o_proj: partial sums over heads
+            k.Add(x, projected, x);
+            k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
+            k.Matmul(normed, layer.Gate, gate);
+            k.Matmul(normed, layer.Up, up);
+            k.SwiGlu(gate, up, gate);
+            k.Matmul(gate, layer.Down, projected);
+            if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel down_proj
+            k.Add(x, projected, x);
+        }
+        _lengths[request] = start + total;
+        if (!_p.LastStage)
+        {
+            _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
+            return null;
+        }
+        k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
+        using var logits = Tensor.Empty(_device, dt, local, _p.VocabShard);
+        k.Matmul(normed, _lmHead!, logits);
+        var full = GatherVocabulary(logits, local);
+        if (!split) return full;
+        // Prefill slices back into prompt order: rank blocks are token blocks.
+        using var mineFull = Tensor.FromFloats(_device, full, DType.F32, full.Length);
+        using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
+        _p.Sp.AllGather(mineFull, everything);
+        return everything.ToFloats();
+    }
+
+    /// <summary>Drops a finished request's cache.</summary>
+    public void Release(int request)
+    {
+        if (_caches.Remove(request, out var layers)) foreach (var (kc, vc) in layers) { kc.Dispose(); vc.Dispose(); }
+        _lengths.Remove(request);
+    }
+
+    // LM head: each TP rank has logits for its vocabulary rows; gather them (rank-major) and interleave per token.
+    private float[] GatherVocabulary(Tensor logits, int tokens)
+    {
+        if (_p.Tp.Size == 1) return logits.ToFloats();
+        using var gathered = Tensor.Empty(_device, logits.DType, (int)logits.Count * _p.Tp.Size);
+        _p.Tp.AllGather(logits, gathered);
+        var blocks = gathered.ToFloats();
+        int v = _p.VocabShard, vocab = _c.Vocab;
+        var full = new float[tokens * vocab];
+        for (int r = 0; r < _p.Tp.Size; r++)
+            for (int t = 0; t < tokens; t++)
+                blocks.AsSpan((r * tokens + t) * v, v).CopyTo(full.AsSpan(t * vocab + r * v));
+        return full;
+    }
+
+    private (Tensor K, Tensor V)[] Cache(int request)
+    {
+        if (_caches.TryGetValue(request, out var existing)) return existing;
+        var created = _layers.Select(_ => (
+            Tensor.Empty(_device, _c.DType, 1, _c.MaxSequence, _p.KvHeads, _c.HeadDim),
+            Tensor.Empty(_device, _c.DType, 1, _c.MaxSequence, _p.KvHeads, _c.HeadDim))).ToArray();
+        _caches[request] = created;
+        return created;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var r in _caches.Keys.ToArray()) Release(r);
+        _embedding?.Dispose();
+        _finalNorm?.Dispose();
+        _lmHead?.Dispose();
+        foreach (var l in _layers) foreach (var t in new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }) t.Dispose();
+    }
+}

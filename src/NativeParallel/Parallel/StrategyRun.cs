@@ -1,0 +1,211 @@
+using System.Diagnostics;
+using NativeParallel.Comm;
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Check;
+using NativeParallel.Models;
+
+namespace NativeParallel.Parallel;
+
+/// <summary>A layout: tensor × pipeline × sequence × data parallel degrees (world = their product).</summary>
+public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1)
+{
+    /// <summary>Ranks the layout needs.</summary>
+    public int Ranks => Tp * Pp * Sp * Dp;
+
+    /// <summary>e.g. tp=2,pp=2 (single for one rank).</summary>
+    public string Name
+    {
+        get
+        {
+            var parts = new List<string>();
+            if (Tp > 1) parts.Add($"tp={Tp}");
+            if (Pp > 1) parts.Add($"pp={Pp}");
+            if (Sp > 1) parts.Add($"sp={Sp}");
+            if (Dp > 1) parts.Add($"dp={Dp}");
+            return parts.Count == 0 ? "single" : string.Join(",", parts);
+        }
+    }
+
+    /// <summary>Parses "tp=2,pp=2" (missing axes are 1).</summary>
+    public static Strategy Parse(string text)
+    {
+        var s = new Strategy();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=');
+            if (kv.Length != 2 || !int.TryParse(kv[1], out int n) || n < 1) throw new ArgumentException($"bad strategy part '{part}': expected e.g. tp=2");
+            s = kv[0].ToLowerInvariant() switch
+            {
+                "tp" => s with { Tp = n },
+                "pp" => s with { Pp = n },
+                "sp" => s with { Sp = n },
+                "dp" => s with { Dp = n },
+                _ => throw new ArgumentException($"unknown axis '{kv[0]}': expected tp, pp, sp or dp"),
+            };
+        }
+        return s;
+    }
+}
+
+/// <summary>What one strategy did, measured, and how it compares with the single-device run.</summary>
+public sealed record StrategyResult(Strategy Strategy, long WeightBytesPerRank, long KvBytesPerRank, double BytesSentPerToken,
+    double PrefillMs, double DecodeMsPerToken, double TokensPerSecond, double MaxLogitsError, bool TokensIdentical, bool RanksIdentical,
+    int[][] Tokens);
+
+/// <summary>
+/// Runs the model under a <see cref="Strategy"/> with ranks as threads of this process, on the CPU device:
+/// prefill of every request, then greedy decode, and compares logits and tokens with the single-device run.
+/// </summary>
+public static class StrategyRun
+{
+    /// <summary>The single-device run every strategy is checked against: prefill logits and greedy tokens per prompt.</summary>
+    public static (float[][] Logits, int[][] Tokens, double PrefillMs, double DecodeMsPerToken) Single(IDevice device, LlamaWeights weights, int[][] prompts, int newTokens)
+    {
+        var logits = new float[prompts.Length][];
+        var tokens = new int[prompts.Length][];
+        double prefill = 0, decode = 0;
+        using var model = new LlamaModel(device, weights);
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            model.Reset();
+            var clock = Stopwatch.StartNew();
+            using (var l = model.Forward(prompts[p]))
+            {
+                logits[p] = l.ToFloats();
+                tokens[p] = new int[newTokens];
+                tokens[p][0] = model.NextToken(l);
+            }
+            prefill += clock.Elapsed.TotalMilliseconds;
+            clock.Restart();
+            for (int i = 1; i < newTokens; i++)
+            {
+                using var l = model.Forward([tokens[p][i - 1]]);
+                tokens[p][i] = model.NextToken(l);
+            }
+            decode += clock.Elapsed.TotalMilliseconds;
+        }
+        return (logits, tokens, prefill, newTokens > 1 ? decode / (prompts.Length * (newTokens - 1)) : 0);
+    }
+
+    /// <summary>Runs <paramref name="strategy"/> on thread ranks and checks it against <paramref name="reference"/>.</summary>
+    public static StrategyResult Run(LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
+        (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null)
+    {
+        var c = weights.Config;
+        int n = strategy.Ranks;
+        var world = ProcessGroup.CreateThreadGroup(n, "world", timeout ?? TimeSpan.FromMinutes(2));
+        var logits = new float[n][][];
+        var tokens = new int[n][][];
+        var weightBytes = new long[n];
+        var kvBytes = new long[n];
+        var sent = new long[n];
+        var prefillMs = new double[n];
+        var decodeMs = new double[n];
+        var failures = new Exception?[n];
+        var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
+        {
+            try
+            {
+                RunRank(world[r], weights, strategy, prompts, newTokens, out logits[r], out tokens[r], out weightBytes[r], out kvBytes[r],
+                    out sent[r], out prefillMs[r], out decodeMs[r]);
+            }
+            catch (Exception e)
+            {
+                failures[r] = e;
+            }
+        }) { Name = $"rank {r}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        foreach (var g in world) g.Dispose();
+        if (failures.FirstOrDefault(f => f is not null) is { } failure)
+            throw new InvalidOperationException($"strategy {strategy.Name} failed: {failure.Message}", failure);
+
+        // Compare every rank that produced logits (the last stage of each replica) with the single-device run.
+        double maxError = 0;
+        bool tokensOk = true, ranksOk = true;
+        var finalTokens = new int[prompts.Length][];
+        var firstBits = new float[prompts.Length][];
+        for (int r = 0; r < n; r++)
+            for (int p = 0; p < prompts.Length; p++)
+            {
+                if (logits[r][p] is not { } l) continue;
+                maxError = Math.Max(maxError, ErrorBounds.RelativeError(l, Array.ConvertAll(reference.Logits[p], v => (double)v)));
+                tokensOk &= tokens[r][p].SequenceEqual(reference.Tokens[p]);
+                finalTokens[p] = tokens[r][p];
+                if (firstBits[p] is null) firstBits[p] = l;
+                else ranksOk &= firstBits[p].AsSpan().SequenceEqual(l);
+            }
+        int generated = prompts.Length * newTokens, processed = prompts.Sum(p => p.Length) + prompts.Length * (newTokens - 1);
+        double seconds = (prefillMs.Max() + decodeMs.Max()) / 1000;
+        return new StrategyResult(strategy, weightBytes.Max(), kvBytes.Max(), (double)sent.Sum() / processed, prefillMs.Max(),
+            newTokens > 1 ? decodeMs.Max() / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Dp)) : 0,
+            generated / seconds, maxError, tokensOk, ranksOk, finalTokens);
+    }
+
+    private static void RunRank(ProcessGroup world, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
+        out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs)
+    {
+        int r = world.Rank;
+        // Coordinates, tensor parallelism innermost: rank = ((pp·dp + dp_i)·sp + sp_i)·tp + tp_i.
+        int tpI = r % s.Tp, spI = r / s.Tp % s.Sp, dpI = r / (s.Tp * s.Sp) % s.Dp, ppI = r / (s.Tp * s.Sp * s.Dp);
+        using var tp = world.Split(r / s.Tp, tpI, "tp");
+        using var sp = world.Split((ppI * s.Dp + dpI) * s.Tp + tpI, spI, "sp");
+        using var pp = world.Split((dpI * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
+        var layout = new ParallelLayout(weights.Config, tp, pp, sp);
+        using var model = new ParallelLlama(CpuDevice.Instance, weights, layout);
+        weightBytes = model.WeightBytes;
+        // Data parallelism: this replica serves every dp-th request.
+        var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Dp == dpI).ToArray();
+        logits = new float[prompts.Length][];
+        tokens = new int[prompts.Length][];
+        long sentBefore = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent;
+        world.Barrier();
+        var clock = Stopwatch.StartNew();
+        // Prefill every request; pipeline stages overlap because each stage moves on to the next request at once.
+        foreach (int p in mine)
+        {
+            var l = model.Forward(p, prompts[p]);
+            if (l is not null) logits[p] = l;
+        }
+        var next = new Dictionary<int, int>();
+        foreach (int p in mine)
+        {
+            tokens[p] = new int[newTokens];
+            next[p] = NextToken(logits[p], weights.Config.Vocab, layout, pp);
+            tokens[p][0] = next[p];
+        }
+        prefillMs = clock.Elapsed.TotalMilliseconds;
+        clock.Restart();
+        for (int i = 1; i < newTokens; i++)
+        {
+            // All requests' step first (a stage hands one on and takes the next), then their tokens.
+            var step = mine.ToDictionary(p => p, p => model.Forward(p, [next[p]]));
+            foreach (int p in mine)
+            {
+                next[p] = NextToken(step[p], weights.Config.Vocab, layout, pp);
+                tokens[p][i] = next[p];
+            }
+        }
+        decodeMs = clock.Elapsed.TotalMilliseconds;
+        kvBytes = model.KvCacheBytes;
+        sent = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent - sentBefore;
+        if (!layout.LastStage) logits = new float[prompts.Length][];
+        world.Barrier();
+    }
+
+    // The last stage picks the greedy token (lowest index on ties) and tells the other stages.
+    private static int NextToken(float[]? logits, int vocab, ParallelLayout layout, ProcessGroup pp)
+    {
+        int token = 0;
+        if (logits is not null)
+        {
+            int row = logits.Length / vocab - 1;
+            var last = logits.AsSpan(row * vocab, vocab);
+            for (int j = 1; j < vocab; j++) if (last[j] > last[token]) token = j;
+        }
+        if (pp.Size == 1) return token;
+        using var t = Tensors.Tensor.FromInts(CpuDevice.Instance, [token], 1);
+        pp.Broadcast(t, pp.Size - 1);
+        return t.ToInts()[0];
+    }
+}
