@@ -2,6 +2,7 @@ using System.Diagnostics;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Models;
+using NativeParallel.Parallel;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Cli.Commands;
@@ -20,6 +21,7 @@ internal static class RunCommand
         int newTokens = (int)line.Int("new-tokens", 16);
         var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
         ulong seed = (ulong)line.Int("seed", 1234);
+        string strategies = line.Option("strategy", "all")!;
         string? json = line.Option("json");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
@@ -29,7 +31,7 @@ internal static class RunCommand
         Console.WriteLine($"model   Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
                           $"ffn {config.Ffn}, vocab {config.Vocab}, {dtype.Name()}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
-        Console.WriteLine("layout  1 rank (single device; the parallel strategies build on this run as their reference)");
+        Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
 
         var weights = new LlamaWeights(config, seed);
         var prompt = new int[promptTokens];
@@ -78,8 +80,18 @@ internal static class RunCommand
         Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical {(matching == newTokens ? "ok" : tokensOk ? "(bf16: near ties may differ)" : "FAIL")}");
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
+        var table = StrategyTable(weights, config, strategies, seed);
+        bool strategiesOk = table.All(r => r.MaxLogitsError <= (dtype == DType.F32 ? 1e-4 : 3e-2) && (r.TokensIdentical || dtype != DType.F32) && r.RanksIdentical);
+
         JsonReport.Write(json, new
         {
+            strategies = table.Select(r => new
+            {
+                strategy = r.Strategy.Name, ranks = r.Strategy.Ranks, weight_bytes_per_rank = r.WeightBytesPerRank, kv_bytes_per_rank = r.KvBytesPerRank,
+                bytes_sent_per_token = r.BytesSentPerToken, predicted_bytes_per_token = Predictions.BytesPerToken(config, r.Strategy, PromptTokens, NewTokens),
+                prefill_ms = r.PrefillMs, decode_ms_per_token = r.DecodeMsPerToken, tokens_per_second = r.TokensPerSecond,
+                logits_relative_error = r.MaxLogitsError, tokens_identical = r.TokensIdentical, ranks_identical = r.RanksIdentical,
+            }),
             device = device.Name,
             device_description = device.Description,
             dtype = dtype.Name(),
@@ -94,8 +106,48 @@ internal static class RunCommand
             logits_bound = bound,
             tokens = generated,
             reference_tokens = referenceTokens,
-            ok = logitsOk && tokensOk,
+            ok = logitsOk && tokensOk && strategiesOk,
         });
-        return logitsOk && tokensOk ? 0 : 1;
+        return logitsOk && tokensOk && strategiesOk ? 0 : 1;
     }
+
+    private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
+
+    /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
+    private static List<StrategyResult> StrategyTable(LlamaWeights weights, LlamaConfig config, string which, ulong seed)
+    {
+        var layouts = which == "all"
+            ? new[] { "single", "dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2" }.Select(n => n == "single" ? new Strategy() : Strategy.Parse(n)).ToList()
+            : which.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Strategy.Parse).Prepend(new Strategy()).DistinctBy(s => s.Name).ToList();
+        var prompts = Enumerable.Range(0, Requests).Select(p =>
+        {
+            var ids = new int[PromptTokens];
+            SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
+            return ids;
+        }).ToArray();
+        var cpu = CpuDevice.Instance;
+        var single = StrategyRun.Single(cpu, weights, prompts, NewTokens);
+        Console.WriteLine();
+        Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads on {cpu.Name}; " +
+                          "each checked against the single-device run (logits, greedy tokens, agreement between ranks)");
+        Console.WriteLine($"{"strategy",-11} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
+        var results = new List<StrategyResult>();
+        foreach (var layout in layouts)
+        {
+            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens));
+            results.Add(r);
+            double predicted = Predictions.BytesPerToken(config, layout, PromptTokens, NewTokens);
+            string check = r.MaxLogitsError <= 1e-4 && r.TokensIdentical && r.RanksIdentical ? $"ok (rel err {r.MaxLogitsError:E1})"
+                : $"FAIL (rel err {r.MaxLogitsError:E1}, tokens {(r.TokensIdentical ? "same" : "differ")}, ranks {(r.RanksIdentical ? "agree" : "disagree")})";
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{layout.Name,-11} {layout.Ranks,5} {Mib(r.WeightBytesPerRank),12} {Mib(r.KvBytesPerRank),9} {r.BytesSentPerToken,13:F0} {predicted,10:F0} " +
+                $"{r.PrefillMs,10:F1} {r.DecodeMsPerToken,13:F2} {r.TokensPerSecond,9:F0} {Predictions.Bubble(layout.Pp, Requests / layout.Dp),7:P0}  {check}"));
+        }
+        Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
+        Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers); small all-reduces");
+        Console.WriteLine("go one-shot (every rank to every rank), which sends more than the ring for tp > 2. bubble: (p-1)/(m+p-1).");
+        return results;
+    }
+
+    private static string Mib(long bytes) => $"{bytes / 1048576.0:F2} MiB";
 }
