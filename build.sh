@@ -21,7 +21,7 @@ need_dotnet() {
 # component; we add that component and install it when we are root. Elsewhere we say what is missing.
 setup() {
   need_dotnet
-  if ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' || [ -n "${NATIVEPARALLEL_NVRTC:-}" ]; then return 0; fi
+  if ldconfig -p 2>/dev/null | grep 'libnvrtc\.so' >/dev/null || [ -n "${NATIVEPARALLEL_NVRTC:-}" ]; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && grep -qi debian /etc/os-release 2>/dev/null; then
     echo "build.sh: installing NVRTC (libnvrtc11.2 from Debian non-free)"
     if [ -f /etc/apt/sources.list.d/debian.sources ]; then

@@ -27,6 +27,7 @@ internal static class RunCommand
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
 
         var config = LlamaConfig.Small with { DType = dtype, MaxSequence = promptTokens + newTokens };
+        if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) return RunAsRank(config, strategies, seed, json);
         using var device = DeviceRegistry.Open(deviceName);
         Console.WriteLine($"model   Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
                           $"ffn {config.Ffn}, vocab {config.Vocab}, {dtype.Name()}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
@@ -113,18 +114,49 @@ internal static class RunCommand
 
     private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
 
+    /// <summary>
+    /// Inside a launched job (launch, torchrun, mpirun): this process is one rank of one strategy whose rank count
+    /// is the job's size. Every rank checks the outcome against its own single-device run; rank 0 prints the row.
+    /// </summary>
+    private static int RunAsRank(LlamaConfig config, string strategyText, ulong seed, string? json)
+    {
+        if (strategyText == "all" || strategyText.Contains(';')) throw new UsageException("inside a launched job, run takes one --strategy, e.g. --strategy tp=2,pp=2");
+        var strategy = Strategy.Parse(strategyText);
+        using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("run");
+        var weights = new LlamaWeights(config with { MaxSequence = PromptTokens + NewTokens }, seed);
+        var prompts = Prompts(config, seed);
+        var single = StrategyRun.Single(CpuDevice.Instance, weights, prompts, NewTokens);
+        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, NewTokens, (single.Logits, single.Tokens));
+        bool ok = r.MaxLogitsError <= (config.DType == DType.F32 ? 1e-4 : 3e-2) && (r.TokensIdentical || config.DType != DType.F32) && r.RanksIdentical;
+        if (world.Rank == 0)
+        {
+            Console.WriteLine($"strategy {strategy.Name} on {world.Size} processes over {world.TransportName}: weights/rank {Mib(r.WeightBytesPerRank)}, " +
+                              $"KV/rank {Mib(r.KvBytesPerRank)}, {r.BytesSentPerToken:F0} B/token sent (predicted {Predictions.BytesPerToken(config, strategy, PromptTokens, NewTokens):F0}), " +
+                              $"prefill {r.PrefillMs:F1} ms, decode {r.DecodeMsPerToken:F2} ms/token, {r.TokensPerSecond:F0} tokens/s");
+            Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, greedy tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
+                              $"ranks {(r.RanksIdentical ? "bitwise identical" : "DISAGREE")}: {(ok ? "ok" : "FAIL")}");
+            JsonReport.Write(json, new { strategy = strategy.Name, ranks = world.Size, transport = world.TransportName, result = r, ok });
+        }
+        return ok ? 0 : 1;
+    }
+
+    private static int[][] Prompts(LlamaConfig config, ulong seed) => Enumerable.Range(0, Requests).Select(p =>
+    {
+        var ids = new int[PromptTokens];
+        SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
+        return ids;
+    }).ToArray();
+
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
     private static List<StrategyResult> StrategyTable(LlamaWeights weights, LlamaConfig config, string which, ulong seed)
     {
+        // The same seeded weights, with a KV cache sized for the table's requests.
+        config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
+        if (weights.Config.MaxSequence < config.MaxSequence) weights = new LlamaWeights(config, seed);
         var layouts = which == "all"
             ? new[] { "single", "dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2" }.Select(n => n == "single" ? new Strategy() : Strategy.Parse(n)).ToList()
             : which.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Strategy.Parse).Prepend(new Strategy()).DistinctBy(s => s.Name).ToList();
-        var prompts = Enumerable.Range(0, Requests).Select(p =>
-        {
-            var ids = new int[PromptTokens];
-            SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
-            return ids;
-        }).ToArray();
+        var prompts = Prompts(config, seed);
         var cpu = CpuDevice.Instance;
         var single = StrategyRun.Single(cpu, weights, prompts, NewTokens);
         Console.WriteLine();

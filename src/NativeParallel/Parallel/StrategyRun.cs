@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using NativeParallel.Comm;
 using NativeParallel.Devices;
+using NativeParallel.Kernels;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Models;
 
@@ -91,55 +92,85 @@ public static class StrategyRun
     public static StrategyResult Run(LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
         (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null)
     {
-        var c = weights.Config;
         int n = strategy.Ranks;
         var world = ProcessGroup.CreateThreadGroup(n, "world", timeout ?? TimeSpan.FromMinutes(2));
-        var logits = new float[n][][];
-        var tokens = new int[n][][];
-        var weightBytes = new long[n];
-        var kvBytes = new long[n];
-        var sent = new long[n];
-        var prefillMs = new double[n];
-        var decodeMs = new double[n];
+        var results = new StrategyResult?[n];
         var failures = new Exception?[n];
         var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
         {
-            try
-            {
-                RunRank(world[r], weights, strategy, prompts, newTokens, out logits[r], out tokens[r], out weightBytes[r], out kvBytes[r],
-                    out sent[r], out prefillMs[r], out decodeMs[r]);
-            }
-            catch (Exception e)
-            {
-                failures[r] = e;
-            }
+            try { results[r] = RunOnGroup(world[r], weights, strategy, prompts, newTokens, reference); }
+            catch (Exception e) { failures[r] = e; }
         }) { Name = $"rank {r}" }).ToArray();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         foreach (var g in world) g.Dispose();
         if (failures.FirstOrDefault(f => f is not null) is { } failure)
             throw new InvalidOperationException($"strategy {strategy.Name} failed: {failure.Message}", failure);
+        return results[0]!;
+    }
 
-        // Compare every rank that produced logits (the last stage of each replica) with the single-device run.
+    /// <summary>
+    /// This rank's part of a strategy run over <paramref name="world"/> (threads or processes; its size must be
+    /// the strategy's rank count). Every rank gathers every rank's logits and tokens and returns the same result,
+    /// checked against <paramref name="reference"/>.
+    /// </summary>
+    public static StrategyResult RunOnGroup(ProcessGroup world, LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
+        (float[][] Logits, int[][] Tokens) reference)
+    {
+        if (world.Size != strategy.Ranks)
+            throw new ArgumentException($"strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {world.Size}");
+        int vocab = weights.Config.Vocab;
+        RunRank(world, weights, strategy, prompts, newTokens, out var logits, out var tokens, out long weightBytes, out long kvBytes,
+            out long sent, out double prefillMs, out double decodeMs);
+
+        // Everyone's outputs to everyone: per prompt a flag, the logits (prompt x vocab) and the tokens.
+        int perPrompt = 1 + prompts.Max(p => p.Length) * vocab + newTokens, n = world.Size;
+        var packed = new float[prompts.Length * perPrompt];
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            if (logits[p] is not { } l) continue;
+            int at = p * perPrompt;
+            packed[at] = 1;
+            l.CopyTo(packed, at + 1);
+            for (int i = 0; i < newTokens; i++) packed[at + 1 + prompts[p].Length * vocab + i] = tokens[p][i];
+        }
+        var cpu = CpuDevice.Instance;
+        using var mine = Tensors.Tensor.FromFloats(cpu, packed, Tensors.DType.F32, packed.Length);
+        using var all = Tensors.Tensor.Empty(cpu, Tensors.DType.F32, packed.Length * n);
+        world.AllGather(mine, all);
+        var everything = all.ToFloats();
+        long Max(long v) => Reduce(world, v, ReduceOp.Max);
+
         double maxError = 0;
         bool tokensOk = true, ranksOk = true;
         var finalTokens = new int[prompts.Length][];
-        var firstBits = new float[prompts.Length][];
+        var firstLogits = new float[prompts.Length][];
         for (int r = 0; r < n; r++)
             for (int p = 0; p < prompts.Length; p++)
             {
-                if (logits[r][p] is not { } l) continue;
+                int at = (r * prompts.Length + p) * perPrompt;
+                if (everything[at] != 1) continue;
+                var l = everything.AsSpan(at + 1, prompts[p].Length * vocab).ToArray();
+                var t = everything.AsSpan(at + 1 + prompts[p].Length * vocab, newTokens).ToArray().Select(v => (int)v).ToArray();
                 maxError = Math.Max(maxError, ErrorBounds.RelativeError(l, Array.ConvertAll(reference.Logits[p], v => (double)v)));
-                tokensOk &= tokens[r][p].SequenceEqual(reference.Tokens[p]);
-                finalTokens[p] = tokens[r][p];
-                if (firstBits[p] is null) firstBits[p] = l;
-                else ranksOk &= firstBits[p].AsSpan().SequenceEqual(l);
+                tokensOk &= t.SequenceEqual(reference.Tokens[p]);
+                finalTokens[p] = t;
+                if (firstLogits[p] is null) firstLogits[p] = l;
+                else ranksOk &= firstLogits[p].AsSpan().SequenceEqual(l);
             }
+        long totalSent = Reduce(world, sent, ReduceOp.Sum);
+        double prefill = Max((long)(prefillMs * 1000)) / 1000.0, decode = Max((long)(decodeMs * 1000)) / 1000.0;
         int generated = prompts.Length * newTokens, processed = prompts.Sum(p => p.Length) + prompts.Length * (newTokens - 1);
-        double seconds = (prefillMs.Max() + decodeMs.Max()) / 1000;
-        return new StrategyResult(strategy, weightBytes.Max(), kvBytes.Max(), (double)sent.Sum() / processed, prefillMs.Max(),
-            newTokens > 1 ? decodeMs.Max() / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Dp)) : 0,
-            generated / seconds, maxError, tokensOk, ranksOk, finalTokens);
+        return new StrategyResult(strategy, Max(weightBytes), Max(kvBytes), (double)totalSent / processed, prefill,
+            newTokens > 1 ? decode / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Dp)) : 0,
+            generated / ((prefill + decode) / 1000), maxError, tokensOk, ranksOk, finalTokens);
+    }
+
+    private static long Reduce(ProcessGroup world, long value, ReduceOp op)
+    {
+        using var t = Tensors.Tensor.FromLongs(CpuDevice.Instance, [value], 1);
+        world.AllReduce(t, op);
+        return t.ToLongs()[0];
     }
 
     private static void RunRank(ProcessGroup world, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
