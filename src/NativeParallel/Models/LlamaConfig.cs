@@ -23,6 +23,16 @@ public sealed record LlamaConfig
     public float NormEps { get; init; } = 1e-5f;
     /// <summary>Storage dtype of weights and activations (f32 or bf16).</summary>
     public DType DType { get; init; } = DType.F32;
+    /// <summary>Mixture-of-experts FFN (Mixtral style) with this many experts; 0 for a dense SwiGLU MLP.</summary>
+    public int Experts { get; init; }
+    /// <summary>Experts each token is routed to (top-k of the router).</summary>
+    public int ExpertsPerToken { get; init; } = 2;
+    /// <summary>
+    /// Expert parallelism: each expert takes at most ceil(factor × routed tokens / experts) tokens per layer
+    /// call; the rest are dropped (counted). 0 means no limit.
+    /// </summary>
+    public double CapacityFactor { get; init; }
+
     /// <summary>Longest sequence the KV cache holds.</summary>
     public int MaxSequence { get; init; } = 256;
 
@@ -39,10 +49,13 @@ public sealed record LlamaConfig
         if (Heads % KvHeads != 0) throw new ArgumentException($"heads ({Heads}) must be a multiple of kv heads ({KvHeads})");
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dimension ({HeadDim}) must be even for RoPE");
         if (DType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"dtype must be f32 or bf16, got {DType.Name()}");
+        if (Experts < 0 || (Experts > 0 && (ExpertsPerToken < 1 || ExpertsPerToken > Experts)))
+            throw new ArgumentException($"experts per token ({ExpertsPerToken}) must be in 1..experts ({Experts})");
     }
 
     /// <summary>Parameter count.</summary>
     public long Parameters =>
         2L * Vocab * Hidden + Hidden +
-        Layers * (2L * Hidden + (long)Hidden * HeadDim * (2 * Heads + 2 * KvHeads) + 3L * Hidden * Ffn);
+        Layers * (2L * Hidden + (long)Hidden * HeadDim * (2 * Heads + 2 * KvHeads) +
+                  (Experts == 0 ? 3L * Hidden * Ffn : Experts * (3L * Hidden * Ffn + Hidden)));
 }

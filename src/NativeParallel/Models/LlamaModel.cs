@@ -15,12 +15,13 @@ public sealed class LlamaModel : IDisposable
     private readonly LayerTensors[] _layers;
     private int _length;
 
-    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor Gate,
-        Tensor Up, Tensor Down, Tensor KCache, Tensor VCache) : IDisposable
+    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor? Gate,
+        Tensor? Up, Tensor? Down, Tensor KCache, Tensor VCache, MoeExperts? Moe) : IDisposable
     {
         public void Dispose()
         {
-            foreach (var t in new[] { InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down, KCache, VCache }) t.Dispose();
+            foreach (var t in new[] { InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down, KCache, VCache }) t?.Dispose();
+            Moe?.Dispose();
         }
     }
 
@@ -35,10 +36,12 @@ public sealed class LlamaModel : IDisposable
         _embedding = Up(weights.Embedding, _c.Vocab, h);
         _finalNorm = Up(weights.FinalNorm, h);
         _lmHead = Up(weights.LmHead, _c.Vocab, h);
+        bool moe = _c.Experts > 0;
         _layers = weights.Layers.Select(l => new LayerTensors(
             Up(l.InputNorm, h), Up(l.Q, qd, h), Up(l.K, kvd, h), Up(l.V, kvd, h), Up(l.O, h, qd), Up(l.PostNorm, h),
-            Up(l.Gate, _c.Ffn, h), Up(l.Up, _c.Ffn, h), Up(l.Down, h, _c.Ffn),
-            Tensor.Empty(device, dt, 1, _c.MaxSequence, _c.KvHeads, d), Tensor.Empty(device, dt, 1, _c.MaxSequence, _c.KvHeads, d))).ToArray();
+            moe ? null : Up(l.Gate, _c.Ffn, h), moe ? null : Up(l.Up, _c.Ffn, h), moe ? null : Up(l.Down, h, _c.Ffn),
+            Tensor.Empty(device, dt, 1, _c.MaxSequence, _c.KvHeads, d), Tensor.Empty(device, dt, 1, _c.MaxSequence, _c.KvHeads, d),
+            moe ? new MoeExperts(device, _c, l, Enumerable.Range(0, _c.Experts)) : null)).ToArray();
     }
 
     /// <summary>Tokens in the KV cache.</summary>
@@ -99,10 +102,16 @@ public sealed class LlamaModel : IDisposable
             k.Matmul(attention, layer.O, projected);
             k.Add(x, projected, x);
             k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
-            k.Matmul(normed, layer.Gate, gate);
-            k.Matmul(normed, layer.Up, up);
+            if (layer.Moe is { } moe)
+            {
+                using var mixed = Tensor.FromFloats(_device, moe.Forward(normed), dt, t, h);
+                k.Add(x, mixed, x);
+                continue;
+            }
+            k.Matmul(normed, layer.Gate!, gate);
+            k.Matmul(normed, layer.Up!, up);
             k.SwiGlu(gate, up, gate);
-            k.Matmul(gate, layer.Down, projected);
+            k.Matmul(gate, layer.Down!, projected);
             k.Add(x, projected, x);
         }
         k.RmsNorm(x, _finalNorm, normed, _c.NormEps);

@@ -28,6 +28,11 @@ public static class LlamaReference
             var attention = F(ReferenceKernels.AttentionPrefill(q, k, v, 1, t, t, c.Heads, c.KvHeads, d, 0, scale));
             x = F(ReferenceKernels.Add(x, F(ReferenceKernels.Matmul(attention, layer.O, t, h, qd))));
             normed = F(ReferenceKernels.RmsNorm(x, layer.PostNorm, t, h, c.NormEps));
+            if (c.Experts > 0)
+            {
+                x = F(ReferenceKernels.Add(x, Moe(layer, normed, c, t, F)));
+                continue;
+            }
             var gate = F(ReferenceKernels.Matmul(normed, layer.Gate, t, c.Ffn, h));
             var up = F(ReferenceKernels.Matmul(normed, layer.Up, t, c.Ffn, h));
             var mlp = F(ReferenceKernels.Matmul(F(ReferenceKernels.SwiGlu(gate, up)), layer.Down, t, h, c.Ffn));
@@ -35,6 +40,27 @@ public static class LlamaReference
         }
         var final = F(ReferenceKernels.RmsNorm(x, w.FinalNorm, t, h, c.NormEps));
         return F(ReferenceKernels.Matmul(final, w.LmHead, t, c.Vocab, h));
+    }
+
+    // Mixtral's MoE FFN, expert by expert over the tokens routed to it, combined in each token's top-k order.
+    private static float[] Moe(LlamaWeights.Layer layer, float[] normed, LlamaConfig c, int t, Func<double[], float[]> F)
+    {
+        int h = c.Hidden;
+        var routes = MoeRouting.Select(F(ReferenceKernels.Matmul(normed, layer.Router, t, c.Experts, h)), c.Experts, c.ExpertsPerToken);
+        var output = new double[t * h];
+        for (int token = 0; token < t; token++)
+        {
+            var row = normed.AsSpan(token * h, h).ToArray();
+            for (int j = 0; j < routes[token].Experts.Length; j++)
+            {
+                var expert = layer.Experts[routes[token].Experts[j]];
+                var gate = F(ReferenceKernels.Matmul(row, expert.Gate, 1, c.Ffn, h));
+                var up = F(ReferenceKernels.Matmul(row, expert.Up, 1, c.Ffn, h));
+                var y = F(ReferenceKernels.Matmul(F(ReferenceKernels.SwiGlu(gate, up)), expert.Down, 1, h, c.Ffn));
+                for (int i = 0; i < h; i++) output[token * h + i] += routes[token].Weights[j] * (double)y[i];
+            }
+        }
+        return Array.ConvertAll(output, v => (float)v);
     }
 
     /// <summary>Greedy generation by recomputing the whole sequence per token (slow, obviously right).</summary>

@@ -10,7 +10,16 @@ namespace NativeParallel.Models;
 public sealed class LlamaWeights
 {
     /// <summary>One decoder layer's weights; matrices are (out, in) as nn.Linear stores them.</summary>
-    public sealed record Layer(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O, float[] PostNorm, float[] Gate, float[] Up, float[] Down);
+    public sealed record Layer(float[] InputNorm, float[] Q, float[] K, float[] V, float[] O, float[] PostNorm, float[] Gate, float[] Up, float[] Down)
+    {
+        /// <summary>MoE layers: block_sparse_moe.gate.weight (experts, hidden); empty for dense layers.</summary>
+        public float[] Router { get; init; } = [];
+        /// <summary>MoE layers: experts.{e}.w1 (ffn, hidden), w3 (ffn, hidden), w2 (hidden, ffn) per expert.</summary>
+        public Expert[] Experts { get; init; } = [];
+    }
+
+    /// <summary>One expert's SwiGLU MLP.</summary>
+    public sealed record Expert(float[] Gate, float[] Up, float[] Down);
 
     /// <summary>Builds the weights for <paramref name="config"/> from <paramref name="seed"/>.</summary>
     public LlamaWeights(LlamaConfig config, ulong seed)
@@ -24,8 +33,20 @@ public sealed class LlamaWeights
         Embedding = Normal(seed, stream++, (long)config.Vocab * h, 1f, config.DType);
         Layers = new Layer[config.Layers];
         for (int l = 0; l < config.Layers; l++)
-            Layers[l] = new Layer(Norm(h), Matrix(qd, h), Matrix(kvd, h), Matrix(kvd, h), Matrix(h, qd), Norm(h),
-                Matrix(config.Ffn, h), Matrix(config.Ffn, h), Matrix(h, config.Ffn));
+        {
+            if (config.Experts == 0)
+            {
+                Layers[l] = new Layer(Norm(h), Matrix(qd, h), Matrix(kvd, h), Matrix(kvd, h), Matrix(h, qd), Norm(h),
+                    Matrix(config.Ffn, h), Matrix(config.Ffn, h), Matrix(h, config.Ffn));
+                continue;
+            }
+            var attention = (Norm(h), Matrix(qd, h), Matrix(kvd, h), Matrix(kvd, h), Matrix(h, qd), Norm(h));
+            Layers[l] = new Layer(attention.Item1, attention.Item2, attention.Item3, attention.Item4, attention.Item5, attention.Item6, [], [], [])
+            {
+                Router = Matrix(config.Experts, h),
+                Experts = Enumerable.Range(0, config.Experts).Select(_ => new Expert(Matrix(config.Ffn, h), Matrix(config.Ffn, h), Matrix(h, config.Ffn))).ToArray(),
+            };
+        }
         FinalNorm = Norm(h);
         LmHead = Matrix(config.Vocab, h);
     }

@@ -11,12 +11,16 @@ namespace NativeParallel.Parallel;
 public sealed class ParallelLayout
 {
     /// <summary>The groups this rank runs in; size-1 groups mean "not split on this axis".</summary>
-    public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, int[]? stageLayers = null)
+    public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, ProcessGroup ep, int[]? stageLayers = null)
     {
         Config = config;
         Tp = tp;
         Pp = pp;
         Sp = sp;
+        Ep = ep;
+        Require(ep.Size == 1 || config.Experts % ep.Size == 0, $"experts ({config.Experts}) must divide by ep ({ep.Size}), and the model must have experts");
+        ExpertsPerRank = config.Experts == 0 ? 0 : config.Experts / ep.Size;
+        FirstExpert = ep.Rank * ExpertsPerRank;
         int t = tp.Size, i = tp.Rank;
         Require(config.Heads % t == 0, $"query heads ({config.Heads}) must divide by tp ({t})");
         Require(config.Ffn % t == 0, $"ffn ({config.Ffn}) must divide by tp ({t})");
@@ -55,6 +59,12 @@ public sealed class ParallelLayout
     public ProcessGroup Pp { get; }
     /// <summary>Sequence-parallel group (prefill tokens split across it).</summary>
     public ProcessGroup Sp { get; }
+    /// <summary>Expert-parallel group (MoE experts split across it; its ranks serve different requests).</summary>
+    public ProcessGroup Ep { get; }
+    /// <summary>Experts on this rank.</summary>
+    public int ExpertsPerRank { get; }
+    /// <summary>First expert on this rank.</summary>
+    public int FirstExpert { get; }
     /// <summary>Query heads on this rank.</summary>
     public int QueryHeads { get; }
     /// <summary>First global query head on this rank.</summary>

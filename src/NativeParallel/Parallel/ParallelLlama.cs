@@ -25,7 +25,10 @@ public sealed class ParallelLlama : IDisposable
     private readonly Dictionary<int, (Tensor K, Tensor V)[]> _caches = new();
     private readonly Dictionary<int, int> _lengths = new();
 
-    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor Gate, Tensor Up, Tensor Down);
+    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor? Gate, Tensor? Up, Tensor? Down, MoeExperts? Moe)
+    {
+        public IEnumerable<Tensor> Tensors() => new[] { InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down }.OfType<Tensor>();
+    }
 
     /// <summary>Uploads this rank's shard of <paramref name="weights"/> to <paramref name="device"/>.</summary>
     public ParallelLlama(IDevice device, LlamaWeights weights, ParallelLayout layout)
@@ -46,15 +49,20 @@ public sealed class ParallelLlama : IDisposable
         {
             var l = ShardedWeights.Layer(weights.Layers[i], layout);
             int qd = layout.QueryHeads * d, kvd = layout.KvHeads * d;
+            bool moe = _c.Experts > 0;
             return new LayerTensors(Up(l.InputNorm, h), Up(l.Q, qd, h), Up(l.K, kvd, h), Up(l.V, kvd, h), Up(l.O, h, qd), Up(l.PostNorm, h),
-                Up(l.Gate, layout.FfnShard, h), Up(l.Up, layout.FfnShard, h), Up(l.Down, h, layout.FfnShard));
+                moe ? null : Up(l.Gate, layout.FfnShard, h), moe ? null : Up(l.Up, layout.FfnShard, h), moe ? null : Up(l.Down, h, layout.FfnShard),
+                moe ? new MoeExperts(device, _c, l, Enumerable.Range(layout.FirstExpert, layout.ExpertsPerRank)) : null);
         }).ToArray();
     }
 
     /// <summary>Bytes of weights on this rank.</summary>
     public long WeightBytes =>
         new[] { _embedding, _finalNorm, _lmHead }.Sum(t => t?.Bytes ?? 0) +
-        _layers.Sum(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }.Sum(t => t.Bytes));
+        _layers.Sum(l => l.Tensors().Sum(t => t.Bytes) + (l.Moe?.WeightBytes ?? 0));
+
+    /// <summary>MoE routings this rank's experts dropped for lack of capacity (expert parallelism).</summary>
+    public long DroppedTokens { get; private set; }
 
     /// <summary>Bytes of KV cache on this rank (all requests).</summary>
     public long KvCacheBytes => _caches.Values.Sum(layers => layers.Sum(c => c.K.Bytes + c.V.Bytes));
@@ -132,10 +140,18 @@ public sealed class ParallelLlama : IDisposable
             if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel o_proj: partial sums over heads
             k.Add(x, projected, x);
             k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
-            k.Matmul(normed, layer.Gate, gate);
-            k.Matmul(normed, layer.Up, up);
+            if (layer.Moe is { } moe)
+            {
+                // Every TP rank holds the same hidden state, so each runs the MoE FFN whole (experts not TP-split).
+                var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
+                using var mixedTensor = Tensor.FromFloats(_device, mixed, dt, local, h);
+                k.Add(x, mixedTensor, x);
+                continue;
+            }
+            k.Matmul(normed, layer.Gate!, gate);
+            k.Matmul(normed, layer.Up!, up);
             k.SwiGlu(gate, up, gate);
-            k.Matmul(gate, layer.Down, projected);
+            k.Matmul(gate, layer.Down!, projected);
             if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel down_proj
             k.Add(x, projected, x);
         }
@@ -155,6 +171,72 @@ public sealed class ParallelLlama : IDisposable
         using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
         _p.Sp.AllGather(mineFull, everything);
         return everything.ToFloats();
+    }
+
+    /// <summary>
+    /// The MoE FFN with experts spread over the EP group: route locally; all-to-all each (token, slot) row to the
+    /// rank owning its expert (rows carry the expert id); each expert takes at most its capacity, in arrival order
+    /// (the rest are dropped, counted, and contribute nothing); all-to-all the results back in the same order;
+    /// combine each token's outputs in top-k order, as the single-device model does.
+    /// </summary>
+    private float[] ExpertParallel(MoeExperts moe, Tensor normed)
+    {
+        var ep = _p.Ep;
+        int n = ep.Size, h = _c.Hidden, per = _p.ExpertsPerRank;
+        var cpu = CpuDevice.Instance;
+        var routes = moe.Route(normed);
+        var x = normed.ToFloats();
+        var outgoing = Enumerable.Range(0, n).Select(_ => new List<(int Token, int Slot)>()).ToArray();
+        for (int t = 0; t < routes.Length; t++)
+            for (int j = 0; j < routes[t].Experts.Length; j++) outgoing[routes[t].Experts[j] / per].Add((t, j));
+
+        // Dispatch: row counts first, then the rows themselves ([expert, hidden...]).
+        long[] sendRows = outgoing.Select(o => (long)o.Count).ToArray();
+        using var sendCountTensor = Tensor.FromLongs(cpu, sendRows, n);
+        using var receiveCountTensor = Tensor.Empty(cpu, DType.I64, n);
+        ep.AllToAll(sendCountTensor, receiveCountTensor);
+        long[] receiveRows = receiveCountTensor.ToLongs();
+        var payload = new float[sendRows.Sum() * (h + 1)];
+        int at = 0;
+        foreach (var (token, slot) in outgoing.SelectMany(o => o))
+        {
+            payload[at++] = routes[token].Experts[slot];
+            x.AsSpan(token * h, h).CopyTo(payload.AsSpan(at));
+            at += h;
+        }
+        using var sent = Tensor.FromFloats(cpu, payload, DType.F32, payload.Length);
+        using var arrived = Tensor.Empty(cpu, DType.F32, (int)(receiveRows.Sum() * (h + 1)));
+        ep.AllToAll(sent, sendRows.Select(r => r * (h + 1)).ToArray(), arrived, receiveRows.Select(r => r * (h + 1)).ToArray());
+        var rows = arrived.ToFloats();
+        int received = (int)receiveRows.Sum();
+
+        // Capacity per expert: a share of all routed rows in the group this call.
+        using var routedTensor = Tensor.FromLongs(cpu, [sendRows.Sum()], 1);
+        ep.AllReduce(routedTensor);
+        long routed = routedTensor.ToLongs()[0];
+        long capacity = _c.CapacityFactor > 0 ? (long)Math.Ceiling(_c.CapacityFactor * routed / _c.Experts) : long.MaxValue;
+        var results = new float[received * h];
+        for (int e = _p.FirstExpert; e < _p.FirstExpert + per; e++)
+        {
+            var mine = Enumerable.Range(0, received).Where(i => (int)rows[i * (h + 1)] == e).ToArray();
+            var kept = mine.Take((int)Math.Min(mine.Length, capacity)).ToArray();
+            DroppedTokens += mine.Length - kept.Length;
+            if (kept.Length == 0) continue;
+            var input = new float[kept.Length * h];
+            for (int i = 0; i < kept.Length; i++) rows.AsSpan(kept[i] * (h + 1) + 1, h).CopyTo(input.AsSpan(i * h));
+            var y = moe.RunExpert(e, input);
+            for (int i = 0; i < kept.Length; i++) y.AsSpan(i * h, h).CopyTo(results.AsSpan(kept[i] * h));
+        }
+
+        // Combine: results return in the order their rows were sent. Dropped rows come back as zeros.
+        using var back = Tensor.FromFloats(cpu, results, DType.F32, results.Length);
+        using var returned = Tensor.Empty(cpu, DType.F32, (int)sendRows.Sum() * h);
+        ep.AllToAll(back, receiveRows.Select(r => r * h).ToArray(), returned, sendRows.Select(r => r * h).ToArray());
+        var values = returned.ToFloats();
+        var outputs = routes.Select(r => new float[r.Experts.Length][]).ToArray();
+        int row = 0;
+        foreach (var (token, slot) in outgoing.SelectMany(o => o)) outputs[token][slot] = values.AsSpan(row++ * h, h).ToArray();
+        return MoeExperts.Combine(routes, outputs, h);
     }
 
     /// <summary>Drops a finished request's cache.</summary>
@@ -196,6 +278,10 @@ public sealed class ParallelLlama : IDisposable
         _embedding?.Dispose();
         _finalNorm?.Dispose();
         _lmHead?.Dispose();
-        foreach (var l in _layers) foreach (var t in new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }) t.Dispose();
+        foreach (var l in _layers)
+        {
+            foreach (var t in l.Tensors()) t.Dispose();
+            l.Moe?.Dispose();
+        }
     }
 }

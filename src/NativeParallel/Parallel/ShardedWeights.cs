@@ -29,6 +29,9 @@ internal static class ShardedWeights
         int q0 = p.FirstQueryHead * d, q1 = q0 + p.QueryHeads * d;
         int kv0 = p.FirstKvHead * d, kv1 = kv0 + p.KvHeads * d;
         int f0 = p.Tp.Rank * p.FfnShard, f1 = f0 + p.FfnShard;
+        if (c.Experts > 0)
+            return new LlamaWeights.Layer(l.InputNorm, Rows(l.Q, h, q0, q1), Rows(l.K, h, kv0, kv1), Rows(l.V, h, kv0, kv1),
+                Columns(l.O, h, c.Heads * d, q0, q1), l.PostNorm, [], [], []) { Router = l.Router, Experts = l.Experts };
         return new LlamaWeights.Layer(l.InputNorm, Rows(l.Q, h, q0, q1), Rows(l.K, h, kv0, kv1), Rows(l.V, h, kv0, kv1),
             Columns(l.O, h, c.Heads * d, q0, q1), l.PostNorm, Rows(l.Gate, h, f0, f1), Rows(l.Up, h, f0, f1),
             Columns(l.Down, h, c.Ffn, f0, f1));

@@ -8,10 +8,13 @@ using NativeParallel.Models;
 namespace NativeParallel.Parallel;
 
 /// <summary>A layout: tensor × pipeline × sequence × data parallel degrees (world = their product).</summary>
-public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1)
+public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, int Ep = 1)
 {
     /// <summary>Ranks the layout needs.</summary>
-    public int Ranks => Tp * Pp * Sp * Dp;
+    public int Ranks => Tp * Pp * Sp * Dp * Ep;
+
+    /// <summary>Replicas serving different requests: data-parallel ones, and the ranks of an expert-parallel group.</summary>
+    public int Replicas => Dp * Ep;
 
     /// <summary>e.g. tp=2,pp=2 (single for one rank).</summary>
     public string Name
@@ -23,6 +26,7 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1)
             if (Pp > 1) parts.Add($"pp={Pp}");
             if (Sp > 1) parts.Add($"sp={Sp}");
             if (Dp > 1) parts.Add($"dp={Dp}");
+            if (Ep > 1) parts.Add($"ep={Ep}");
             return parts.Count == 0 ? "single" : string.Join(",", parts);
         }
     }
@@ -41,7 +45,8 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1)
                 "pp" => s with { Pp = n },
                 "sp" => s with { Sp = n },
                 "dp" => s with { Dp = n },
-                _ => throw new ArgumentException($"unknown axis '{kv[0]}': expected tp, pp, sp or dp"),
+                "ep" => s with { Ep = n },
+                _ => throw new ArgumentException($"unknown axis '{kv[0]}': expected tp, pp, sp, dp or ep"),
             };
         }
         return s;
@@ -51,7 +56,11 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1)
 /// <summary>What one strategy did, measured, and how it compares with the single-device run.</summary>
 public sealed record StrategyResult(Strategy Strategy, long WeightBytesPerRank, long KvBytesPerRank, double BytesSentPerToken,
     double PrefillMs, double DecodeMsPerToken, double TokensPerSecond, double MaxLogitsError, bool TokensIdentical, bool RanksIdentical,
-    int[][] Tokens);
+    int[][] Tokens)
+{
+    /// <summary>MoE routings dropped for lack of expert capacity, over all ranks.</summary>
+    public long DroppedTokens { get; init; }
+}
 
 /// <summary>
 /// Runs the model under a <see cref="Strategy"/> with ranks as threads of this process, on the CPU device:
@@ -120,8 +129,10 @@ public static class StrategyRun
         if (world.Size != strategy.Ranks)
             throw new ArgumentException($"strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {world.Size}");
         int vocab = weights.Config.Vocab;
+        if (prompts.Length % strategy.Replicas != 0)
+            throw new ArgumentException($"{prompts.Length} requests must divide among {strategy.Replicas} replicas (dp x ep) so every expert-parallel rank steps together");
         RunRank(world, weights, strategy, prompts, newTokens, out var logits, out var tokens, out long weightBytes, out long kvBytes,
-            out long sent, out double prefillMs, out double decodeMs);
+            out long sent, out double prefillMs, out double decodeMs, out long dropped);
 
         // Everyone's outputs to everyone: per prompt a flag, the logits (prompt x vocab) and the tokens.
         int perPrompt = 1 + prompts.Max(p => p.Length) * vocab + newTokens, n = world.Size;
@@ -162,8 +173,9 @@ public static class StrategyRun
         double prefill = Max((long)(prefillMs * 1000)) / 1000.0, decode = Max((long)(decodeMs * 1000)) / 1000.0;
         int generated = prompts.Length * newTokens, processed = prompts.Sum(p => p.Length) + prompts.Length * (newTokens - 1);
         return new StrategyResult(strategy, Max(weightBytes), Max(kvBytes), (double)totalSent / processed, prefill,
-            newTokens > 1 ? decode / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Dp)) : 0,
-            generated / ((prefill + decode) / 1000), maxError, tokensOk, ranksOk, finalTokens);
+            newTokens > 1 ? decode / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Replicas)) : 0,
+            generated / ((prefill + decode) / 1000), maxError, tokensOk, ranksOk, finalTokens)
+        { DroppedTokens = Reduce(world, dropped, ReduceOp.Sum) };
     }
 
     private static long Reduce(ProcessGroup world, long value, ReduceOp op)
@@ -174,22 +186,25 @@ public static class StrategyRun
     }
 
     private static void RunRank(ProcessGroup world, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
-        out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs)
+        out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
+        out long dropped)
     {
         int r = world.Rank;
-        // Coordinates, tensor parallelism innermost: rank = ((pp·dp + dp_i)·sp + sp_i)·tp + tp_i.
-        int tpI = r % s.Tp, spI = r / s.Tp % s.Sp, dpI = r / (s.Tp * s.Sp) % s.Dp, ppI = r / (s.Tp * s.Sp * s.Dp);
+        // Coordinates, tensor parallelism innermost: rank = (((pp·dp + dp_i)·ep + ep_i)·sp + sp_i)·tp + tp_i.
+        int tpI = r % s.Tp, spI = r / s.Tp % s.Sp, epI = r / (s.Tp * s.Sp) % s.Ep, dpI = r / (s.Tp * s.Sp * s.Ep) % s.Dp;
+        int ppI = r / (s.Tp * s.Sp * s.Ep * s.Dp), replica = dpI * s.Ep + epI;
         using var tp = world.Split(r / s.Tp, tpI, "tp");
-        using var sp = world.Split((ppI * s.Dp + dpI) * s.Tp + tpI, spI, "sp");
-        using var pp = world.Split((dpI * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
-        var layout = new ParallelLayout(weights.Config, tp, pp, sp);
+        using var sp = world.Split(((ppI * s.Dp + dpI) * s.Ep + epI) * s.Tp + tpI, spI, "sp");
+        using var ep = world.Split(((ppI * s.Dp + dpI) * s.Sp + spI) * s.Tp + tpI, epI, "ep");
+        using var pp = world.Split(((dpI * s.Ep + epI) * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
+        var layout = new ParallelLayout(weights.Config, tp, pp, sp, ep);
         using var model = new ParallelLlama(CpuDevice.Instance, weights, layout);
         weightBytes = model.WeightBytes;
-        // Data parallelism: this replica serves every dp-th request.
-        var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Dp == dpI).ToArray();
+        // Data (and expert) parallelism: this replica serves every (dp·ep)-th request.
+        var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Replicas == replica).ToArray();
         logits = new float[prompts.Length][];
         tokens = new int[prompts.Length][];
-        long sentBefore = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent;
+        long sentBefore = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent + ep.BytesSent;
         world.Barrier();
         var clock = Stopwatch.StartNew();
         // Prefill every request; pipeline stages overlap because each stage moves on to the next request at once.
@@ -219,7 +234,8 @@ public static class StrategyRun
         }
         decodeMs = clock.Elapsed.TotalMilliseconds;
         kvBytes = model.KvCacheBytes;
-        sent = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent - sentBefore;
+        sent = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent + ep.BytesSent - sentBefore;
+        dropped = model.DroppedTokens;
         if (!layout.LastStage) logits = new float[prompts.Length][];
         world.Barrier();
     }
