@@ -153,32 +153,47 @@ internal static class RunCommand
         // The same seeded weights, with a KV cache sized for the table's requests.
         config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
         if (weights.Config.MaxSequence < config.MaxSequence) weights = new LlamaWeights(config, seed);
-        var layouts = which == "all"
-            ? new[] { "single", "dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2" }.Select(n => n == "single" ? new Strategy() : Strategy.Parse(n)).ToList()
-            : which.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Strategy.Parse).Prepend(new Strategy()).DistinctBy(s => s.Name).ToList();
+        var chosen = which == "all"
+            ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
+            : which.Split(';', StringSplitOptions.RemoveEmptyEntries).ToList();
+        var layouts = chosen.Select(Strategy.Parse).ToList();
         var prompts = Prompts(config, seed);
-        var cpu = CpuDevice.Instance;
-        var single = StrategyRun.Single(cpu, weights, prompts, NewTokens);
         Console.WriteLine();
-        Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads on {cpu.Name}; " +
-                          "each checked against the single-device run (logits, greedy tokens, agreement between ranks)");
-        Console.WriteLine($"{"strategy",-11} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
+        Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads on {CpuDevice.Instance.Name}; " +
+                          "each checked against the single-device run of its model (logits, greedy tokens, agreement between ranks)");
+        Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
         var results = new List<StrategyResult>();
+        // Dense strategies on the dense model; expert parallelism on its mixture-of-experts twin (4 experts, top-2).
+        var dense = layouts.Where(l => l.Ep == 1).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
+        var experts = layouts.Where(l => l.Ep > 1).ToList();
+        results.AddRange(Rows(weights, dense, prompts, ""));
+        if (experts.Count > 0)
+        {
+            var moeConfig = config with { Experts = 4, ExpertsPerToken = 2, Ffn = config.Ffn / 2 };
+            results.AddRange(Rows(new LlamaWeights(moeConfig, seed), experts.Prepend(new Strategy()).ToList(), prompts, " (moe)"));
+        }
+        Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
+        Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
+        Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
+        Console.WriteLine("bubble: (p-1)/(m+p-1). (moe): a 4-expert top-2 mixture-of-experts twin of the model, for expert parallelism.");
+        return results;
+    }
+
+    private static IEnumerable<StrategyResult> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label)
+    {
+        var single = StrategyRun.Single(CpuDevice.Instance, weights, prompts, NewTokens);
         foreach (var layout in layouts)
         {
             var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens));
-            results.Add(r);
-            double predicted = Predictions.BytesPerToken(config, layout, PromptTokens, NewTokens);
+            double predicted = Predictions.BytesPerToken(weights.Config, layout, PromptTokens, NewTokens);
             string check = r.MaxLogitsError <= 1e-4 && r.TokensIdentical && r.RanksIdentical ? $"ok (rel err {r.MaxLogitsError:E1})"
                 : $"FAIL (rel err {r.MaxLogitsError:E1}, tokens {(r.TokensIdentical ? "same" : "differ")}, ranks {(r.RanksIdentical ? "agree" : "disagree")})";
+            if (r.DroppedTokens > 0) check += $", {r.DroppedTokens} routings dropped";
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{layout.Name,-11} {layout.Ranks,5} {Mib(r.WeightBytesPerRank),12} {Mib(r.KvBytesPerRank),9} {r.BytesSentPerToken,13:F0} {predicted,10:F0} " +
-                $"{r.PrefillMs,10:F1} {r.DecodeMsPerToken,13:F2} {r.TokensPerSecond,9:F0} {Predictions.Bubble(layout.Pp, Requests / layout.Dp),7:P0}  {check}"));
+                $"{layout.Name + label,-16} {layout.Ranks,5} {Mib(r.WeightBytesPerRank),12} {Mib(r.KvBytesPerRank),9} {r.BytesSentPerToken,13:F0} {predicted,10:F0} " +
+                $"{r.PrefillMs,10:F1} {r.DecodeMsPerToken,13:F2} {r.TokensPerSecond,9:F0} {Predictions.Bubble(layout.Pp, Requests / layout.Replicas),7:P0}  {check}"));
+            yield return r;
         }
-        Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
-        Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers); small all-reduces");
-        Console.WriteLine("go one-shot (every rank to every rank), which sends more than the ring for tp > 2. bubble: (p-1)/(m+p-1).");
-        return results;
     }
 
     private static string Mib(long bytes) => $"{bytes / 1048576.0:F2} MiB";
