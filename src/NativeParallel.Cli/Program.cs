@@ -36,13 +36,14 @@ namespace NativeParallel.Cli
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.
-              nativeparallel run [--device auto|cpu|cuda] [--dtype f32|bf16] [--prompt-tokens N] [--new-tokens N] [--seed N]
+              nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt-tokens N] [--new-tokens N] [--seed N]
                                  [--strategy all|"tp=2,pp=2;sp=2"] [--json FILE]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
                   cache) checked against the host reference; then every parallel strategy (dp, pp, tp, sp and
                   compositions) on local ranks, each checked against the single-device run, in the seed's table:
                   memory per rank, bytes communicated per token (measured and predicted), prefill latency, decode
-                  latency per token, throughput, pipeline bubble.
+                  latency per token, throughput, pipeline bubble. --model DIR loads a Hugging Face Llama or Mixtral
+                  folder (config.json + *.safetensors) instead of the seeded small model.
 
             Every command takes --help and exits non-zero on failure.
 

@@ -22,19 +22,23 @@ internal static class RunCommand
         var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
         ulong seed = (ulong)line.Int("seed", 1234);
         string strategies = line.Option("strategy", "all")!;
+        string? modelFolder = line.Option("model");
         string? json = line.Option("json");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
 
-        var config = LlamaConfig.Small with { DType = dtype, MaxSequence = promptTokens + newTokens };
+        int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
+        var loaded = modelFolder is null ? null : HuggingFaceCheckpoint.Load(modelFolder, capacity);
+        var config = loaded?.Config ?? LlamaConfig.Small with { DType = dtype, MaxSequence = capacity };
+        dtype = config.DType;
         if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) return RunAsRank(config, strategies, seed, json);
         using var device = DeviceRegistry.Open(deviceName);
-        Console.WriteLine($"model   Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
+        Console.WriteLine($"model   {(modelFolder is null ? "" : modelFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
                           $"ffn {config.Ffn}, vocab {config.Vocab}, {dtype.Name()}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
         Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
 
-        var weights = new LlamaWeights(config, seed);
+        var weights = loaded ?? new LlamaWeights(config, seed);
         var prompt = new int[promptTokens];
         SeededRandom.Integers(seed + 1, prompt, config.Vocab);
 
@@ -152,7 +156,7 @@ internal static class RunCommand
     {
         // The same seeded weights, with a KV cache sized for the table's requests.
         config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
-        if (weights.Config.MaxSequence < config.MaxSequence) weights = new LlamaWeights(config, seed);
+        if (weights.Config.MaxSequence < config.MaxSequence) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
         var chosen = which == "all"
             ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
             : which.Split(';', StringSplitOptions.RemoveEmptyEntries).ToList();

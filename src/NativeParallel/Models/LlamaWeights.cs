@@ -51,6 +51,17 @@ public sealed class LlamaWeights
         LmHead = Matrix(config.Vocab, h);
     }
 
+    /// <summary>Weights read from elsewhere (a checkpoint): the arrays as given, already in the config's dtype.</summary>
+    public LlamaWeights(LlamaConfig config, float[] embedding, Layer[] layers, float[] finalNorm, float[] lmHead)
+    {
+        config.Validate();
+        Config = config;
+        Embedding = embedding;
+        Layers = layers;
+        FinalNorm = finalNorm;
+        LmHead = lmHead;
+    }
+
     /// <summary>The shape.</summary>
     public LlamaConfig Config { get; }
     /// <summary>model.embed_tokens.weight (vocab, hidden).</summary>

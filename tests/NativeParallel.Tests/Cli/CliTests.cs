@@ -92,6 +92,26 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void RunLoadsAHuggingFaceFolder()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"np-run-model-{Guid.NewGuid():N}");
+        try
+        {
+            var config = new NativeParallel.Models.LlamaConfig { Vocab = 64, Hidden = 64, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 96 };
+            NativeParallel.Models.HuggingFaceCheckpoint.Save(new NativeParallel.Models.LlamaWeights(config, 5), folder);
+            var (code, output) = Run("run", "--model", folder, "--device", "cpu", "--prompt-tokens", "8", "--new-tokens", "3", "--strategy", "tp=2;pp=2");
+            Assert.True(code == 0, output);
+            Assert.Contains($"{folder}: Llama-style decoder: 2 layers, hidden 64", output);
+            Assert.Matches(@"tp=2 +2 .* ok \(rel err", output);
+            Assert.Matches(@"pp=2 +2 .* ok \(rel err", output);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public void InfoDescribesTheMachine()
     {
         var (code, output) = Run("info");
