@@ -158,7 +158,7 @@ internal static class RunCommand
         config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
         if (weights.Config.MaxSequence < config.MaxSequence) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
         var chosen = which == "all"
-            ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
+            ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp+sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
             : which.Split(';', StringSplitOptions.RemoveEmptyEntries).ToList();
         var layouts = chosen.Select(Strategy.Parse).ToList();
         var prompts = Prompts(config, seed);

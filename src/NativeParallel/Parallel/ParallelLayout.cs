@@ -11,9 +11,12 @@ namespace NativeParallel.Parallel;
 public sealed class ParallelLayout
 {
     /// <summary>The groups this rank runs in; size-1 groups mean "not split on this axis".</summary>
-    public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, ProcessGroup ep, int[]? stageLayers = null)
+    public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, ProcessGroup ep, int[]? stageLayers = null,
+        bool megatronSequenceParallel = false)
     {
         Config = config;
+        MegatronSequenceParallel = megatronSequenceParallel && tp.Size > 1;
+        Require(!MegatronSequenceParallel || sp.Size == 1, "Megatron sequence parallelism splits tokens over the TP group; it does not combine with a separate sp axis");
         Tp = tp;
         Pp = pp;
         Sp = sp;
@@ -59,6 +62,13 @@ public sealed class ParallelLayout
     public ProcessGroup Pp { get; }
     /// <summary>Sequence-parallel group (prefill tokens split across it).</summary>
     public ProcessGroup Sp { get; }
+    /// <summary>
+    /// Megatron's sequence parallelism: the TP group also splits prefill tokens. The residual stream, norms and
+    /// elementwise work hold T/t tokens; an all-gather (tokens) comes before each column-parallel layer and a
+    /// reduce-scatter (tokens) replaces each row-parallel all-reduce, so communication stays TP's.
+    /// </summary>
+    public bool MegatronSequenceParallel { get; }
+
     /// <summary>Expert-parallel group (MoE experts split across it; its ranks serve different requests).</summary>
     public ProcessGroup Ep { get; }
     /// <summary>Experts on this rank.</summary>

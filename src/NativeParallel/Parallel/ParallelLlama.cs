@@ -80,6 +80,11 @@ public sealed class ParallelLlama : IDisposable
         bool split = _p.Sp.Size > 1 && total > 1;
         if (split && total % _p.Sp.Size != 0)
             throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by sp ({_p.Sp.Size}); pad the prompt");
+        // Megatron SP: the residual stream holds this TP rank's token slice; layers see every token.
+        bool megatron = _p.MegatronSequenceParallel && total > 1;
+        if (megatron && total % _p.Tp.Size != 0)
+            throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by tp ({_p.Tp.Size}); pad the prompt");
+        if (megatron) return ForwardMegatron(request, ids, start);
         int local = split ? total / _p.Sp.Size : total, offset = split ? _p.Sp.Rank * local : 0;
         var k = _device.Kernels;
         var dt = _c.DType;
@@ -171,6 +176,88 @@ public sealed class ParallelLlama : IDisposable
         using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
         _p.Sp.AllGather(mineFull, everything);
         return everything.ToFloats();
+    }
+
+    // Megatron's TP + SP for a prefill: x holds tokens [offset, offset + local) of this TP rank. Before each
+    // column-parallel layer the normed slices are all-gathered (every token, this rank's heads or MLP columns);
+    // after each row-parallel layer the partial sums are reduce-scattered back to token slices.
+    private float[]? ForwardMegatron(int request, int[] ids, int start)
+    {
+        var tp = _p.Tp;
+        int total = ids.Length, local = total / tp.Size, offset = tp.Rank * local;
+        var k = _device.Kernels;
+        var dt = _c.DType;
+        int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
+        var caches = Cache(request);
+        using var x = Tensor.Empty(_device, dt, local, h);
+        if (_p.FirstStage)
+        {
+            var shifted = ids.Select(id => id - _p.FirstVocab).ToArray();
+            using var allIds = Tensor.FromInts(_device, shifted, total);
+            using var partial = Tensor.Empty(_device, dt, total, h);
+            k.Embedding(allIds, _embedding!, partial);
+            tp.ReduceScatter(partial, x); // vocabulary-parallel lookup, summed and split by tokens at once
+        }
+        else _p.Pp.Recv(x, _p.Pp.Rank - 1, tag: request);
+
+        using var positions = Tensor.FromInts(_device, Enumerable.Range(start, total).ToArray(), total);
+        using var normed = Tensor.Empty(_device, dt, local, h);
+        using var gathered = Tensor.Empty(_device, dt, total, h);
+        using var q = Tensor.Empty(_device, dt, total, qd);
+        using var kNew = Tensor.Empty(_device, dt, total, kvd);
+        using var vNew = Tensor.Empty(_device, dt, total, kvd);
+        using var attention = Tensor.Empty(_device, dt, total, qd);
+        using var partialOut = Tensor.Empty(_device, dt, total, h);
+        using var projected = Tensor.Empty(_device, dt, local, h);
+        using var gate = Tensor.Empty(_device, dt, total, _p.FfnShard);
+        using var up = Tensor.Empty(_device, dt, total, _p.FfnShard);
+        float scale = 1f / MathF.Sqrt(d);
+        for (int li = 0; li < _layers.Length; li++)
+        {
+            var layer = _layers[li];
+            var (kCache, vCache) = caches[li];
+            k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
+            tp.AllGather(normed, gathered);
+            k.Matmul(gathered, layer.Q, q);
+            k.Matmul(gathered, layer.K, kNew);
+            k.Matmul(gathered, layer.V, vNew);
+            k.Rope(q.View(total, _p.QueryHeads, d), positions, _c.RopeTheta);
+            k.Rope(kNew.View(total, _p.KvHeads, d), positions, _c.RopeTheta);
+            kNew.CopyTo(kCache.Narrow(1, start, total).View(total, kvd));
+            vNew.CopyTo(vCache.Narrow(1, start, total).View(total, kvd));
+            k.AttentionPrefill(q.View(1, total, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
+                attention.View(1, total, _p.QueryHeads, d), start, scale);
+            k.Matmul(attention, layer.O, partialOut);
+            tp.ReduceScatter(partialOut, projected);
+            k.Add(x, projected, x);
+            k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
+            tp.AllGather(normed, gathered);
+            if (layer.Moe is { } moe)
+            {
+                // The MoE FFN is not TP-split: each rank runs it on its own token slice.
+                var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
+                using var mixedTensor = Tensor.FromFloats(_device, mixed, dt, local, h);
+                k.Add(x, mixedTensor, x);
+                continue;
+            }
+            k.Matmul(gathered, layer.Gate!, gate);
+            k.Matmul(gathered, layer.Up!, up);
+            k.SwiGlu(gate, up, gate);
+            k.Matmul(gate, layer.Down!, partialOut);
+            tp.ReduceScatter(partialOut, projected);
+            k.Add(x, projected, x);
+        }
+        _lengths[request] = start + total;
+        if (!_p.LastStage)
+        {
+            _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
+            return null;
+        }
+        k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
+        tp.AllGather(normed, gathered);
+        using var logits = Tensor.Empty(_device, dt, total, _p.VocabShard);
+        k.Matmul(gathered, _lmHead!, logits);
+        return GatherVocabulary(logits, total);
     }
 
     /// <summary>

@@ -8,7 +8,7 @@ using NativeParallel.Models;
 namespace NativeParallel.Parallel;
 
 /// <summary>A layout: tensor × pipeline × sequence × data parallel degrees (world = their product).</summary>
-public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, int Ep = 1)
+public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, int Ep = 1, bool MegatronSp = false)
 {
     /// <summary>Ranks the layout needs.</summary>
     public int Ranks => Tp * Pp * Sp * Dp * Ep;
@@ -22,7 +22,7 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, in
         get
         {
             var parts = new List<string>();
-            if (Tp > 1) parts.Add($"tp={Tp}");
+            if (Tp > 1) parts.Add(MegatronSp ? $"tp+sp={Tp}" : $"tp={Tp}");
             if (Pp > 1) parts.Add($"pp={Pp}");
             if (Sp > 1) parts.Add($"sp={Sp}");
             if (Dp > 1) parts.Add($"dp={Dp}");
@@ -42,11 +42,12 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, in
             s = kv[0].ToLowerInvariant() switch
             {
                 "tp" => s with { Tp = n },
+                "tp+sp" => s with { Tp = n, MegatronSp = true },
                 "pp" => s with { Pp = n },
                 "sp" => s with { Sp = n },
                 "dp" => s with { Dp = n },
                 "ep" => s with { Ep = n },
-                _ => throw new ArgumentException($"unknown axis '{kv[0]}': expected tp, pp, sp, dp or ep"),
+                _ => throw new ArgumentException($"unknown axis '{kv[0]}': expected tp, tp+sp (Megatron's TP with sequence parallelism), pp, sp, dp or ep"),
             };
         }
         return s;
@@ -197,7 +198,7 @@ public static class StrategyRun
         using var sp = world.Split(((ppI * s.Dp + dpI) * s.Ep + epI) * s.Tp + tpI, spI, "sp");
         using var ep = world.Split(((ppI * s.Dp + dpI) * s.Sp + spI) * s.Tp + tpI, epI, "ep");
         using var pp = world.Split(((dpI * s.Ep + epI) * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
-        var layout = new ParallelLayout(weights.Config, tp, pp, sp, ep);
+        var layout = new ParallelLayout(weights.Config, tp, pp, sp, ep, megatronSequenceParallel: s.MegatronSp);
         using var model = new ParallelLlama(CpuDevice.Instance, weights, layout);
         weightBytes = model.WeightBytes;
         // Data (and expert) parallelism: this replica serves every (dp·ep)-th request.

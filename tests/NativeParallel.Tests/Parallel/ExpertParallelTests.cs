@@ -42,6 +42,7 @@ public sealed class ExpertParallelTests
     [InlineData("tp=2,ep=2")]
     [InlineData("pp=2,ep=2")]
     [InlineData("tp=2")]
+    [InlineData("tp+sp=2,ep=2")]
     public void ExpertParallelRunsMatchTheSingleDeviceRun(string layout)
     {
         var (weights, prompts, reference) = s_setup.Value;

@@ -12,10 +12,12 @@ public sealed class ProcessStrategyTests
     [InlineData("dp=2", "shm")]
     [InlineData("tp=2,pp=2", "shm")]
     [InlineData("tp=2,sp=2", "shm")]
+    [InlineData("tp+sp=2", "shm")]
+    [InlineData("ep=2", "shm")]
     [InlineData("tp=2", "tcp")]
     public void MatchesTheSingleDeviceRunAcrossProcesses(string strategy, string transport)
     {
-        int ranks = strategy.Split(',').Select(p => int.Parse(p.Split('=')[1])).Aggregate(1, (a, b) => a * b);
+        int ranks = NativeParallel.Parallel.Strategy.Parse(strategy).Ranks;
         string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in new[] { cli, "launch", "-n", ranks.ToString(), "--transport", transport, "--", "dotnet", cli, "run", "--strategy", strategy })

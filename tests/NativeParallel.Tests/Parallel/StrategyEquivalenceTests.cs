@@ -39,6 +39,9 @@ public sealed class StrategyEquivalenceTests
     [InlineData("tp=2,dp=2")]
     [InlineData("tp=2,sp=2")]
     [InlineData("pp=2,dp=2")]
+    [InlineData("tp+sp=2")]
+    [InlineData("tp+sp=4")]
+    [InlineData("tp+sp=2,pp=2")]
     public void MatchesTheSingleDeviceRun(string layout)
     {
         var (weights, prompts, reference) = s_setup.Value;
