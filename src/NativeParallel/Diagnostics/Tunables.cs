@@ -22,6 +22,7 @@ public static class Tunables
         ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
         ("NATIVEPARALLEL_ALGO", "all_reduce algorithm: ring or oneshot (default: oneshot up to NATIVEPARALLEL_ONESHOT_BYTES, else ring)"),
         ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 16384)"),
+        ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
         ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and checks: cuda, cpu or auto (default auto: CUDA when present)"),
         ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, cuda): tests fail instead of skipping"),

@@ -105,3 +105,38 @@ public sealed class CollectiveErrorTests
         return errors;
     }
 }
+
+/// <summary>Reduction orders are fixed: inexact float sums come out bitwise the same on every rank and every run.</summary>
+public sealed class DeterminismTests
+{
+    [Theory]
+    [InlineData(3, 100)]        // one-shot
+    [InlineData(3, 200_000)]    // ring
+    [InlineData(4, 33_333)]
+    public void AllReduceIsBitwiseIdenticalAcrossRanksAndRuns(int ranks, int count)
+    {
+        float[][] Once()
+        {
+            var groups = ProcessGroup.CreateThreadGroup(ranks, timeout: TimeSpan.FromSeconds(30));
+            var results = new float[ranks][];
+            ExactInputs.OnThreads(groups, g =>
+            {
+                // Random values: their sums round differently in different orders.
+                var values = new float[count];
+                NativeParallel.Tensors.SeededRandom.Uniform((ulong)(77 + g.Rank), values, -1000f, 1000f);
+                using var t = NativeParallel.Tensors.Tensor.FromFloats(NativeParallel.Devices.CpuDevice.Instance, values, DType.F32, count);
+                g.AllReduce(t, ReduceOp.Sum);
+                results[g.Rank] = t.ToFloats();
+            });
+            foreach (var g in groups) g.Dispose();
+            return results;
+        }
+        var first = Once();
+        var second = Once();
+        for (int r = 0; r < ranks; r++)
+        {
+            Assert.True(first[0].AsSpan().SequenceEqual(first[r]), $"rank {r} differs from rank 0");
+            Assert.True(first[r].AsSpan().SequenceEqual(second[r]), $"rank {r} differs between runs");
+        }
+    }
+}
