@@ -85,7 +85,7 @@ internal static class RunCommand
         Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical {(matching == newTokens ? "ok" : tokensOk ? "(bf16: near ties may differ)" : "FAIL")}");
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
-        var table = StrategyTable(weights, config, strategies, seed);
+        var table = StrategyTable(weights, config, strategies, seed, device);
         bool strategiesOk = table.All(r => r.MaxLogitsError <= (dtype == DType.F32 ? 1e-4 : 3e-2) && (r.TokensIdentical || dtype != DType.F32) && r.RanksIdentical);
 
         JsonReport.Write(json, new
@@ -152,7 +152,7 @@ internal static class RunCommand
     }).ToArray();
 
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
-    private static List<StrategyResult> StrategyTable(LlamaWeights weights, LlamaConfig config, string which, ulong seed)
+    private static List<StrategyResult> StrategyTable(LlamaWeights weights, LlamaConfig config, string which, ulong seed, IDevice device)
     {
         // The same seeded weights, with a KV cache sized for the table's requests.
         config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
@@ -163,18 +163,19 @@ internal static class RunCommand
         var layouts = chosen.Select(Strategy.Parse).ToList();
         var prompts = Prompts(config, seed);
         Console.WriteLine();
-        Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads on {CpuDevice.Instance.Name}; " +
+        Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads sharing {device.Name}" +
+                          (device is HostMemoryDevice ? "; " : " (collectives staged through host memory); ") +
                           "each checked against the single-device run of its model (logits, greedy tokens, agreement between ranks)");
         Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
         var results = new List<StrategyResult>();
         // Dense strategies on the dense model; expert parallelism on its mixture-of-experts twin (4 experts, top-2).
         var dense = layouts.Where(l => l.Ep == 1).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
         var experts = layouts.Where(l => l.Ep > 1).ToList();
-        results.AddRange(Rows(weights, dense, prompts, ""));
+        results.AddRange(Rows(weights, dense, prompts, "", device));
         if (experts.Count > 0)
         {
             var moeConfig = config with { Experts = 4, ExpertsPerToken = 2, Ffn = config.Ffn / 2 };
-            results.AddRange(Rows(new LlamaWeights(moeConfig, seed), experts.Prepend(new Strategy()).ToList(), prompts, " (moe)"));
+            results.AddRange(Rows(new LlamaWeights(moeConfig, seed), experts.Prepend(new Strategy()).ToList(), prompts, " (moe)", device));
         }
         Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
@@ -183,12 +184,12 @@ internal static class RunCommand
         return results;
     }
 
-    private static IEnumerable<StrategyResult> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label)
+    private static IEnumerable<StrategyResult> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device)
     {
-        var single = StrategyRun.Single(CpuDevice.Instance, weights, prompts, NewTokens);
+        var single = StrategyRun.Single(device, weights, prompts, NewTokens);
         foreach (var layout in layouts)
         {
-            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens));
+            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device);
             double predicted = Predictions.BytesPerToken(weights.Config, layout, PromptTokens, NewTokens);
             string check = r.MaxLogitsError <= 1e-4 && r.TokensIdentical && r.RanksIdentical ? $"ok (rel err {r.MaxLogitsError:E1})"
                 : $"FAIL (rel err {r.MaxLogitsError:E1}, tokens {(r.TokensIdentical ? "same" : "differ")}, ranks {(r.RanksIdentical ? "agree" : "disagree")})";

@@ -156,6 +156,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Out-of-place all-reduce (<paramref name="output"/> may be <paramref name="input"/>).</summary>
     public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
+        if (Staged([input], [output], (i, o) => AllReduce(i[0], o[0], op))) return;
         Same(Collective.AllReduce, input, output);
         bool oneShot = Size > 1 && _algorithm switch
         {
@@ -184,6 +185,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary><paramref name="output"/> (Size × input.Count elements) receives every rank's input, in rank order.</summary>
     public void AllGather(Tensor input, Tensor output)
     {
+        if (Staged([input], [output], (i, o) => AllGather(i[0], o[0]))) return;
         Blocks(Collective.AllGather, input, output, output.Count == input.Count * Size, "output must hold Size × input elements");
         Run(Collective.AllGather, input.DType, ReduceOp.Sum, input.Count, -1, () =>
         {
@@ -200,6 +202,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Block r of op over all ranks' <paramref name="input"/> (Size × output.Count elements) lands in rank r's <paramref name="output"/>.</summary>
     public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
+        if (Staged([input], [output], (i, o) => ReduceScatter(i[0], o[0], op))) return;
         Blocks(Collective.ReduceScatter, input, output, input.Count == output.Count * Size, "input must hold Size × output elements");
         Run(Collective.ReduceScatter, input.DType, op, output.Count, -1, () =>
         {
@@ -226,6 +229,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Every rank's <paramref name="tensor"/> becomes the root's.</summary>
     public void Broadcast(Tensor tensor, int root)
     {
+        if (Staged([tensor], [tensor], (i, o) => Broadcast(o[0], root))) return;
         CheckRoot(root);
         Same(Collective.Broadcast, tensor, tensor);
         Run(Collective.Broadcast, tensor.DType, ReduceOp.Sum, tensor.Count, root, () => Ring.Broadcast(_engine, Bytes(tensor), root));
@@ -234,6 +238,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Out-of-place broadcast: every rank's <paramref name="output"/> becomes the root's <paramref name="input"/>.</summary>
     public void Broadcast(Tensor input, Tensor output, int root)
     {
+        if (Staged([input], [output], (i, o) => Broadcast(i[0], o[0], root))) return;
         CheckRoot(root);
         Same(Collective.Broadcast, input, output);
         Run(Collective.Broadcast, output.DType, ReduceOp.Sum, output.Count, root, () =>
@@ -246,6 +251,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
     public void Reduce(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum)
     {
+        if (Staged([input], [output], (i, o) => Reduce(i[0], o[0], root, op))) return;
         CheckRoot(root);
         Same(Collective.Reduce, input, output);
         Run(Collective.Reduce, input.DType, op, input.Count, root, () =>
@@ -280,6 +286,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Variable splits (in elements): sendCounts[p] elements to rank p, receiveCounts[p] from rank p, packed in rank order.</summary>
     public void AllToAll(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts)
     {
+        if (Staged([input], [output], (i, o) => AllToAll(i[0], sendCounts, o[0], receiveCounts))) return;
         Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
             sendCounts.Sum() <= input.Count && receiveCounts.Sum() <= output.Count && sendCounts.All(c => c >= 0) && receiveCounts.All(c => c >= 0),
             "sendCounts and receiveCounts need one non-negative count per rank, within the tensors");
@@ -303,6 +310,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Sends <paramref name="tensor"/> to <paramref name="peer"/>; the peer's matching Recv must use the same tag and size.</summary>
     public void Send(Tensor tensor, int peer, int tag = 0)
     {
+        if (Staged([tensor], [], (i, o) => Send(i[0], peer, tag))) return;
         CheckPeer(peer);
         var header = new MessageHeader(Magic, tag, (int)tensor.DType, tensor.Bytes);
         RunPointToPoint(Collective.Send, peer, () =>
@@ -315,6 +323,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Receives into <paramref name="tensor"/> from <paramref name="peer"/>, checking tag, dtype and size against the sender's.</summary>
     public void Recv(Tensor tensor, int peer, int tag = 0)
     {
+        if (Staged([], [tensor], (i, o) => Recv(o[0], peer, tag))) return;
         CheckPeer(peer);
         RunPointToPoint(Collective.Recv, peer, () =>
         {
@@ -331,6 +340,7 @@ public sealed class ProcessGroup : IDisposable
     /// </summary>
     public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0)
     {
+        if (Staged([send], [receive], (i, o) => SendRecv(i[0], sendPeer, o[0], receivePeer, tag))) return;
         CheckPeer(sendPeer);
         CheckPeer(receivePeer);
         var header = new MessageHeader(Magic, tag, (int)send.DType, send.Bytes);
@@ -370,6 +380,48 @@ public sealed class ProcessGroup : IDisposable
     }
 
     // ---- machinery -------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Collectives move host memory. Tensors on another device (a GPU) are staged: inputs copied to host tensors,
+    /// the collective run on those, outputs copied back. Correct on any device; the CUDA IPC transport will make
+    /// GPU tensors travel directly instead.
+    /// </summary>
+    private bool Staged(Tensor[] inputs, Tensor[] outputs, Action<Tensor[], Tensor[]> run)
+    {
+        if (inputs.Concat(outputs).All(t => t.Device is HostMemoryDevice)) return false;
+        var map = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        Tensor Host(Tensor t)
+        {
+            if (map.TryGetValue(t, out var h)) return h;
+            h = t.Device is HostMemoryDevice ? t : Tensor.Empty(CpuDevice.Instance, t.DType, t.Shape);
+            map[t] = h;
+            return h;
+        }
+        try
+        {
+            var hostInputs = inputs.Select(t =>
+            {
+                var h = Host(t);
+                if (!ReferenceEquals(h, t)) h.CopyFromHost(t.ToBytes());
+                return h;
+            }).ToArray();
+            var hostOutputs = outputs.Select(t =>
+            {
+                var h = Host(t);
+                // Outputs some ranks leave alone (reduce off the root) must come back unchanged.
+                if (!ReferenceEquals(h, t) && !inputs.Contains(t, ReferenceEqualityComparer.Instance)) h.CopyFromHost(t.ToBytes());
+                return h;
+            }).ToArray();
+            run(hostInputs, hostOutputs);
+            foreach (var t in outputs)
+                if (!ReferenceEquals(map[t], t) && t.Bytes > 0) t.Device.CopyHostToDevice(map[t].ToBytes(), t.Pointer);
+        }
+        finally
+        {
+            foreach (var (device, host) in map) if (!ReferenceEquals(device, host)) host.Dispose();
+        }
+        return true;
+    }
 
     private const int Magic = 0x4E50_4331; // "NPC1"
 
@@ -456,7 +508,7 @@ public sealed class ProcessGroup : IDisposable
     private static unsafe Span<byte> Bytes(Tensor t)
     {
         if (t.Device is not HostMemoryDevice)
-            throw new NotSupportedException($"collectives take host-memory tensors (cpu, emu); {t} is on {t.Device.Name}: copy it to a CPU tensor (the CUDA IPC transport is not built yet)");
+            throw new InvalidOperationException($"internal: {t} on {t.Device.Name} reached a collective without staging");
         t.RequireContiguous("a collective");
         return new Span<byte>((void*)t.Pointer, checked((int)t.Bytes));
     }

@@ -64,7 +64,8 @@ public sealed record StrategyResult(Strategy Strategy, long WeightBytesPerRank, 
 }
 
 /// <summary>
-/// Runs the model under a <see cref="Strategy"/> with ranks as threads of this process, on the CPU device:
+/// Runs the model under a <see cref="Strategy"/> with ranks as threads of this process (or of a launched job), on
+/// one device (the CPU by default; ranks may share a GPU, their collectives staged through host memory):
 /// prefill of every request, then greedy decode, and compares logits and tokens with the single-device run.
 /// </summary>
 public static class StrategyRun
@@ -100,7 +101,7 @@ public static class StrategyRun
 
     /// <summary>Runs <paramref name="strategy"/> on thread ranks and checks it against <paramref name="reference"/>.</summary>
     public static StrategyResult Run(LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
-        (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null)
+        (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null, IDevice? device = null)
     {
         int n = strategy.Ranks;
         var world = ProcessGroup.CreateThreadGroup(n, "world", timeout ?? TimeSpan.FromMinutes(2));
@@ -108,7 +109,7 @@ public static class StrategyRun
         var failures = new Exception?[n];
         var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
         {
-            try { results[r] = RunOnGroup(world[r], weights, strategy, prompts, newTokens, reference); }
+            try { results[r] = RunOnGroup(world[r], weights, strategy, prompts, newTokens, reference, device); }
             catch (Exception e) { failures[r] = e; }
         }) { Name = $"rank {r}" }).ToArray();
         foreach (var t in threads) t.Start();
@@ -125,14 +126,14 @@ public static class StrategyRun
     /// checked against <paramref name="reference"/>.
     /// </summary>
     public static StrategyResult RunOnGroup(ProcessGroup world, LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
-        (float[][] Logits, int[][] Tokens) reference)
+        (float[][] Logits, int[][] Tokens) reference, IDevice? device = null)
     {
         if (world.Size != strategy.Ranks)
             throw new ArgumentException($"strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {world.Size}");
         int vocab = weights.Config.Vocab;
         if (prompts.Length % strategy.Replicas != 0)
             throw new ArgumentException($"{prompts.Length} requests must divide among {strategy.Replicas} replicas (dp x ep) so every expert-parallel rank steps together");
-        RunRank(world, weights, strategy, prompts, newTokens, out var logits, out var tokens, out long weightBytes, out long kvBytes,
+        RunRank(world, device ?? CpuDevice.Instance, weights, strategy, prompts, newTokens, out var logits, out var tokens, out long weightBytes, out long kvBytes,
             out long sent, out double prefillMs, out double decodeMs, out long dropped);
 
         // Everyone's outputs to everyone: per prompt a flag, the logits (prompt x vocab) and the tokens.
@@ -186,7 +187,7 @@ public static class StrategyRun
         return t.ToLongs()[0];
     }
 
-    private static void RunRank(ProcessGroup world, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
+    private static void RunRank(ProcessGroup world, IDevice device, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
         out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
         out long dropped)
     {
@@ -199,7 +200,7 @@ public static class StrategyRun
         using var ep = world.Split(((ppI * s.Dp + dpI) * s.Sp + spI) * s.Tp + tpI, epI, "ep");
         using var pp = world.Split(((dpI * s.Ep + epI) * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
         var layout = new ParallelLayout(weights.Config, tp, pp, sp, ep, megatronSequenceParallel: s.MegatronSp);
-        using var model = new ParallelLlama(CpuDevice.Instance, weights, layout);
+        using var model = new ParallelLlama(device, weights, layout);
         weightBytes = model.WeightBytes;
         // Data (and expert) parallelism: this replica serves every (dp·ep)-th request.
         var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Replicas == replica).ToArray();
