@@ -24,7 +24,7 @@ namespace NativeParallel.Cli
                   emu only: --schedules K runs each case under K fiber interleavings (forward, reverse, seeded
                   shuffles; a different output is a race); --sanitize builds the kernels with AddressSanitizer and
                   UndefinedBehaviorSanitizer. --kernels DIR takes kernel sources from DIR instead of the library.
-              nativeparallel bench kernels [--device cuda|cpu] [--json FILE] [--markdown FILE]
+              nativeparallel bench kernels [--device cuda|cpu|emu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
@@ -39,11 +39,12 @@ namespace NativeParallel.Cli
               nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt-tokens N] [--new-tokens N] [--seed N]
                                  [--strategy all|"tp=2,pp=2;sp=2"] [--json FILE]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
-                  cache) checked against the host reference; then every parallel strategy (dp, pp, tp, sp and
-                  compositions) on local ranks, each checked against the single-device run, in the seed's table:
-                  memory per rank, bytes communicated per token (measured and predicted), prefill latency, decode
-                  latency per token, throughput, pipeline bubble. --model DIR loads a Hugging Face Llama or Mixtral
-                  folder (config.json + *.safetensors) instead of the seeded small model.
+                  cache) checked against the host reference; then every parallel strategy (dp, pp, tp, sp, tp+sp,
+                  ep on a mixture-of-experts twin, and compositions) on local ranks, each checked against the
+                  single-device run, in the seed's table: memory per rank, bytes communicated per token (measured and
+                  predicted), prefill latency, decode latency per token, throughput, pipeline bubble. --model DIR
+                  loads a Hugging Face Llama or Mixtral folder (config.json + *.safetensors) instead of the seeded
+                  small model. Inside a launched job (launch, torchrun, mpirun) it is one rank of one --strategy.
 
             Every command takes --help and exits non-zero on failure.
 

@@ -24,8 +24,8 @@ public static class Tunables
         ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 16384)"),
         ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
         ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
-        ("NATIVEPARALLEL_DEVICE", "default device for run and checks: cuda, cpu or auto (default auto: CUDA when present)"),
-        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, cuda): tests fail instead of skipping"),
+        ("NATIVEPARALLEL_DEVICE", "default device for run and the benchmarks: auto (CUDA when present, else cpu), cpu, emu, cuda or cuda:N"),
+        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, mpi, cuda): tests fail instead of skipping"),
     ];
 
     /// <summary>Raw value of a variable, or null when unset or empty.</summary>
