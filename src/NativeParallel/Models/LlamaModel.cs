@@ -6,6 +6,8 @@ namespace NativeParallel.Models;
 /// <summary>
 /// A Llama-style decoder on one device: weights uploaded once, a KV cache per layer, and a forward pass that
 /// appends tokens to the cache (prefill: many tokens; decode: one token, through the decode attention kernel).
+/// It is the single-device run every parallel layout is checked against, so it deliberately shares no code with
+/// <see cref="Parallel.ParallelLlama"/>: a bug in the shared path could not hide behind an equal comparison.
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {

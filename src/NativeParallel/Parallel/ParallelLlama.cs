@@ -118,11 +118,7 @@ public sealed class ParallelLlama : IDisposable
             var layer = _layers[li];
             var (kCache, vCache) = caches[li];
             k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
-            k.Matmul(normed, layer.Q, q);
-            k.Matmul(normed, layer.K, kNew);
-            k.Matmul(normed, layer.V, vNew);
-            k.Rope(q.View(local, _p.QueryHeads, d), positions, _c.RopeTheta);
-            k.Rope(kNew.View(local, _p.KvHeads, d), positions, _c.RopeTheta);
+            ProjectQkv(layer, normed, positions, q, kNew, vNew);
             var kRows = kCache.Narrow(1, start, total).View(total, kvd);
             var vRows = vCache.Narrow(1, start, total).View(total, kvd);
             if (split)
@@ -148,24 +144,15 @@ public sealed class ParallelLlama : IDisposable
             if (layer.Moe is { } moe)
             {
                 // Every TP rank holds the same hidden state, so each runs the MoE FFN whole (experts not TP-split).
-                var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
-                using var mixedTensor = Tensor.FromFloats(_device, mixed, dt, local, h);
-                k.Add(x, mixedTensor, x);
+                AddExperts(moe, normed, x);
                 continue;
             }
-            k.Matmul(normed, layer.Gate!, gate);
-            k.Matmul(normed, layer.Up!, up);
-            k.SwiGlu(gate, up, gate);
-            k.Matmul(gate, layer.Down!, projected);
+            DenseMlp(layer, normed, gate, up, projected);
             if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel down_proj
             k.Add(x, projected, x);
         }
         _lengths[request] = start + total;
-        if (!_p.LastStage)
-        {
-            _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
-            return null;
-        }
+        if (HandOff(x, request)) return null;
         k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
         using var logits = Tensor.Empty(_device, dt, local, _p.VocabShard);
         k.Matmul(normed, _lmHead!, logits);
@@ -218,11 +205,7 @@ public sealed class ParallelLlama : IDisposable
             var (kCache, vCache) = caches[li];
             k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
             tp.AllGather(normed, gathered);
-            k.Matmul(gathered, layer.Q, q);
-            k.Matmul(gathered, layer.K, kNew);
-            k.Matmul(gathered, layer.V, vNew);
-            k.Rope(q.View(total, _p.QueryHeads, d), positions, _c.RopeTheta);
-            k.Rope(kNew.View(total, _p.KvHeads, d), positions, _c.RopeTheta);
+            ProjectQkv(layer, gathered, positions, q, kNew, vNew);
             kNew.CopyTo(kCache.Narrow(1, start, total).View(total, kvd));
             vNew.CopyTo(vCache.Narrow(1, start, total).View(total, kvd));
             k.AttentionPrefill(q.View(1, total, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
@@ -235,29 +218,58 @@ public sealed class ParallelLlama : IDisposable
             if (layer.Moe is { } moe)
             {
                 // The MoE FFN is not TP-split: each rank runs it on its own token slice.
-                var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
-                using var mixedTensor = Tensor.FromFloats(_device, mixed, dt, local, h);
-                k.Add(x, mixedTensor, x);
+                AddExperts(moe, normed, x);
                 continue;
             }
-            k.Matmul(gathered, layer.Gate!, gate);
-            k.Matmul(gathered, layer.Up!, up);
-            k.SwiGlu(gate, up, gate);
-            k.Matmul(gate, layer.Down!, partialOut);
+            DenseMlp(layer, gathered, gate, up, partialOut);
             tp.ReduceScatter(partialOut, projected);
             k.Add(x, projected, x);
         }
         _lengths[request] = start + total;
-        if (!_p.LastStage)
-        {
-            _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
-            return null;
-        }
+        if (HandOff(x, request)) return null;
         k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
         tp.AllGather(normed, gathered);
         using var logits = Tensor.Empty(_device, dt, total, _p.VocabShard);
         k.Matmul(gathered, _lmHead!, logits);
         return GatherVocabulary(logits, total);
+    }
+
+    // q, k, v for this rank's heads from input (tokens, hidden), rotated at their positions.
+    private void ProjectQkv(LayerTensors layer, Tensor input, Tensor positions, Tensor q, Tensor kNew, Tensor vNew)
+    {
+        var k = _device.Kernels;
+        int tokens = input.Dim(0), d = _c.HeadDim;
+        k.Matmul(input, layer.Q, q);
+        k.Matmul(input, layer.K, kNew);
+        k.Matmul(input, layer.V, vNew);
+        k.Rope(q.View(tokens, _p.QueryHeads, d), positions, _c.RopeTheta);
+        k.Rope(kNew.View(tokens, _p.KvHeads, d), positions, _c.RopeTheta);
+    }
+
+    // This rank's columns of the SwiGLU MLP: partial down_proj outputs, summed by the caller's collective.
+    private void DenseMlp(LayerTensors layer, Tensor input, Tensor gate, Tensor up, Tensor output)
+    {
+        var k = _device.Kernels;
+        k.Matmul(input, layer.Gate!, gate);
+        k.Matmul(input, layer.Up!, up);
+        k.SwiGlu(gate, up, gate);
+        k.Matmul(gate, layer.Down!, output);
+    }
+
+    // x += the MoE FFN of normed (experts here, or spread over the EP group).
+    private void AddExperts(MoeExperts moe, Tensor normed, Tensor x)
+    {
+        var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
+        using var mixedTensor = Tensor.FromFloats(_device, mixed, _c.DType, normed.Dim(0), _c.Hidden);
+        _device.Kernels.Add(x, mixedTensor, x);
+    }
+
+    // Not the last stage: send the hidden states on (true). The last stage goes on to the logits (false).
+    private bool HandOff(Tensor x, int request)
+    {
+        if (_p.LastStage) return false;
+        _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
+        return true;
     }
 
     /// <summary>
