@@ -156,6 +156,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Out-of-place all-reduce (<paramref name="output"/> may be <paramref name="input"/>).</summary>
     public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
+        if (DeviceDirectAllReduce(input, output, op)) return;
         if (Staged([input], [output], (i, o) => AllReduce(i[0], o[0], op))) return;
         Same(Collective.AllReduce, input, output);
         bool oneShot = Size > 1 && _algorithm switch
@@ -382,6 +383,55 @@ public sealed class ProcessGroup : IDisposable
     // ---- machinery -------------------------------------------------------------------------------------------
 
     /// <summary>
+    /// Thread ranks whose tensors live on one kernel device (a GPU they share, or the emulated device) reduce
+    /// without the host: every rank publishes its buffers' addresses, reduces its own chunk straight out of all
+    /// ranks' inputs with the reduce kernel (inputs in rank order: the same bits everywhere), then copies the
+    /// other chunks from their owners' outputs, with a barrier between the phases. This is the algorithm CUDA IPC
+    /// will run across processes, once peer handles replace the shared addresses.
+    /// </summary>
+    private bool DeviceDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
+    {
+        if (_threadShared is null || Size == 1 || Size > KernelLimits.MaxReduceInputs) return false;
+        if (input.Device is not (CudaDevice or EmuDevice) || !ReferenceEquals(input.Device, output.Device)) return false;
+        Same(Collective.AllReduce, input, output);
+        input.RequireContiguous("a collective");
+        output.RequireContiguous("a collective");
+        var device = input.Device;
+        Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: true, algorithm: "direct", body: _ =>
+        {
+            var pointers = _threadShared.DevicePointers;
+            Volatile.Write(ref pointers[2 * Rank], input.Pointer);
+            Volatile.Write(ref pointers[2 * Rank + 1], output.Pointer);
+            HostBarrier();
+            var chunks = new Algorithms.Chunks(input.Count, Size, input.DType.SizeOf());
+            int es = input.DType.SizeOf();
+            Tensor Piece(ulong basePointer, int chunk) =>
+                Tensor.Wrap(device, basePointer + (ulong)(chunks.Start(chunk) * es), input.DType, (int)chunks.Length(chunk));
+            var sources = Enumerable.Range(0, Size).Select(p => Piece(Volatile.Read(ref pointers[2 * p]), Rank)).ToArray();
+            if (chunks.Length(Rank) > 0) device.Kernels.Reduce(op, sources, Piece(output.Pointer, Rank));
+            device.Synchronize();
+            HostBarrier();
+            for (int p = 0; p < Size; p++)
+            {
+                if (p == Rank || chunks.Length(p) == 0) continue;
+                device.CopyDeviceToDevice(Volatile.Read(ref pointers[2 * p + 1]) + (ulong)(chunks.Start(p) * es),
+                    output.Pointer + (ulong)(chunks.Start(p) * es), chunks.Length(p) * es);
+            }
+            device.Synchronize();
+            HostBarrier(); // nobody reuses its buffers while a peer may still read them
+        });
+        return true;
+    }
+
+    // A barrier inside a collective: one all-reduce of a token through the links, no sequence number of its own.
+    private void HostBarrier()
+    {
+        int token = 1;
+        var bytes = MemoryMarshal.AsBytes(new Span<int>(ref token));
+        Ring.AllReduce(_engine, bytes, bytes, 1, DType.I32, ReduceOp.Sum);
+    }
+
+    /// <summary>
     /// Collectives move host memory. Tensors on another device (a GPU) are staged: inputs copied to host tensors,
     /// the collective run on those, outputs copied back. Correct on any device; the CUDA IPC transport will make
     /// GPU tensors travel directly instead.
@@ -429,7 +479,9 @@ public sealed class ProcessGroup : IDisposable
     private readonly record struct MessageHeader(int Magic, int Tag, int DType, long Bytes);
 
     [StructLayout(LayoutKind.Sequential)]
-    private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root);
+    private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root, int Algorithm);
+
+    private static readonly string[] Algorithms = ["ring", "oneshot", "direct"];
 
     private void CheckHeader(MessageHeader header, int peer, int tag, Tensor tensor)
     {
@@ -467,7 +519,7 @@ public sealed class ProcessGroup : IDisposable
         if (Log.InfoEnabled)
             Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
                      $"root {root} algo {algorithm} transport {_transport.Name}");
-        var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root);
+        var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root, Array.IndexOf(Algorithms, algorithm));
         if (Size > 1 && handshake) Handshake(descriptor);
         body(descriptor);
     }
@@ -496,14 +548,15 @@ public sealed class ProcessGroup : IDisposable
     {
         bool countsAgree = mine.Count < 0 || theirs.Count < 0 || mine.Count == theirs.Count;
         if (theirs.Magic == Magic && theirs.Kind == mine.Kind && theirs.DType == mine.DType && theirs.Op == mine.Op &&
-            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root) return null;
+            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root && theirs.Algorithm == mine.Algorithm) return null;
         return $"ranks disagree: rank {peer} called {Describe(theirs)}, this rank called {Describe(mine)}";
     }
 
     private static string Describe(Descriptor d) => d.Magic != Magic
         ? "something that is not a collective (corrupt or out-of-order data)"
         : $"{((Collective)d.Kind).Name()} #{d.Sequence} ({((DType)d.DType).Name()} x {(d.Count < 0 ? "variable" : d.Count.ToString())}, " +
-          $"op {((ReduceOp)d.Op).ToString().ToLowerInvariant()}{(d.Root >= 0 ? $", root {d.Root}" : "")})";
+          $"op {((ReduceOp)d.Op).ToString().ToLowerInvariant()}{(d.Root >= 0 ? $", root {d.Root}" : "")}, " +
+          $"algorithm {(d.Algorithm >= 0 && d.Algorithm < Algorithms.Length ? Algorithms[d.Algorithm] : "?")})";
 
     private static unsafe Span<byte> Bytes(Tensor t)
     {

@@ -80,6 +80,10 @@ public sealed class Tensor : IDisposable
         return new Tensor(storage, dtype, (int[])shape.Clone(), RowMajorStrides(shape), 0, ownsStorage: true);
     }
 
+    /// <summary>A non-owning tensor over memory at <paramref name="pointer"/> on <paramref name="device"/> (a peer's buffer).</summary>
+    internal static Tensor Wrap(IDevice device, ulong pointer, DType dtype, params int[] shape) =>
+        new(new DeviceBuffer(device, pointer, CountOf(shape) * dtype.SizeOf(), free: null), dtype, (int[])shape.Clone(), RowMajorStrides(shape), 0, ownsStorage: false);
+
     /// <summary>Uploads floats, rounded to <paramref name="dtype"/> (f32, bf16 or f16).</summary>
     public static Tensor FromFloats(IDevice device, ReadOnlySpan<float> values, DType dtype, params int[] shape)
     {

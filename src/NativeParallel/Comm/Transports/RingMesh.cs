@@ -81,6 +81,9 @@ public sealed unsafe class ThreadTransport : ITransport
         public readonly byte* Memory = Allocate(size, ringCapacity);
         public int Alive = size;
 
+        /// <summary>Device addresses the ranks publish for device-direct collectives (input, output per rank).</summary>
+        public readonly ulong[] DevicePointers = new ulong[2 * size];
+
         private static byte* Allocate(int size, long capacity)
         {
             long segment = RingMesh.SegmentBytes(size, capacity);

@@ -1,0 +1,62 @@
+using NativeParallel.Comm;
+using NativeParallel.Devices;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Tests.Comm;
+
+/// <summary>
+/// Device-direct all-reduce (ranks sharing a kernel device reduce their chunks from every rank's buffer with the
+/// reduce kernel, then copy the rest): on the emulated device, which runs the same kernel source a GPU would.
+/// </summary>
+public sealed class DeviceDirectTests
+{
+    private static readonly Lazy<EmuDevice> s_emu = new(() => new EmuDevice());
+
+    [Theory]
+    [InlineData(3, DType.F32, ReduceOp.Sum, 1000)]
+    [InlineData(4, DType.BF16, ReduceOp.Avg, 999)]
+    [InlineData(2, DType.F16, ReduceOp.Max, 5)]
+    [InlineData(5, DType.F32, ReduceOp.Prod, 3)]
+    public void EmulatedDeviceRanksReduceThroughTheKernel(int ranks, DType dtype, ReduceOp op, int count)
+    {
+        Hardware.RequireEmu();
+        var device = s_emu.Value;
+        var groups = ProcessGroup.CreateThreadGroup(ranks, timeout: TimeSpan.FromSeconds(60));
+        ExactInputs.OnThreads(groups, g =>
+        {
+            var values = Enumerable.Range(0, count).Select(i => (float)ExactInputs.Value(op, g.Rank, ranks, i)).ToArray();
+            using var input = Tensor.FromFloats(device, values, dtype, count);
+            using var output = Tensor.Empty(device, dtype, count);
+            g.AllReduce(input, output, op);
+            var expected = Enumerable.Range(0, count).Select(i => (float)ExactInputs.Reduced(op, ranks, i)).ToArray();
+            Assert.Equal(expected, output.ToFloats());
+            g.AllReduce(input, op); // in place
+            Assert.Equal(expected, input.ToFloats());
+        });
+        foreach (var g in groups) g.Dispose();
+    }
+
+    [Fact]
+    public void RanksOnDifferentPathsAreCaughtByTheAgreementCheck()
+    {
+        Hardware.RequireEmu();
+        var groups = ProcessGroup.CreateThreadGroup(2, timeout: TimeSpan.FromSeconds(20));
+        var errors = new Exception?[2];
+        var threads = groups.Select((g, r) => new Thread(() =>
+        {
+            try
+            {
+                // Rank 0 on the emulated device (direct), rank 1 in host memory (ring): a program error to report.
+                IDevice device = r == 0 ? s_emu.Value : CpuDevice.Instance;
+                using var t = Tensor.FromFloats(device, new float[50_000], DType.F32, 50_000);
+                g.AllReduce(t);
+            }
+            catch (Exception e) { errors[r] = e; }
+        })).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromMinutes(1)));
+        foreach (var g in groups) g.Dispose();
+        Assert.Contains(errors, e => e is CollectiveException c && c.Message.Contains("algorithm direct") && c.Message.Contains("algorithm ring"));
+    }
+}
