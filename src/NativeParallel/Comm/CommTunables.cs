@@ -38,6 +38,9 @@ public static class CommTunables
     /// <summary>NATIVEPARALLEL_ONESHOT_BYTES: all-reduces up to this size go one-shot (default 16 KiB).</summary>
     public static long OneShotBytes => long.TryParse(Tunables.Raw("NATIVEPARALLEL_ONESHOT_BYTES"), out long b) && b >= 0 ? b : 64 << 10;
 
+    /// <summary>NATIVEPARALLEL_SOCKETS: TCP connections per peer, striped (default 1: on loopback more did not help; at most 64).</summary>
+    public static int SocketsPerPeer => int.TryParse(Tunables.Raw("NATIVEPARALLEL_SOCKETS"), out int n) && n >= 1 ? Math.Min(n, 64) : 1;
+
     /// <summary>NATIVEPARALLEL_TRANSPORT: shm or tcp, or null to choose by topology.</summary>
     public static string? Transport => Tunables.Raw("NATIVEPARALLEL_TRANSPORT");
 

@@ -19,6 +19,7 @@ public static class Tunables
         ("NATIVEPARALLEL_TRANSPORT", "collectives between processes: shm (one host) or tcp; default shm when every rank shares a host"),
         ("NATIVEPARALLEL_TIMEOUT_S", "seconds a collective waits on its peers before failing every rank (default 300)"),
         ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
+        ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
         ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
         ("NATIVEPARALLEL_ALGO", "all_reduce algorithm: ring or oneshot (default: oneshot up to NATIVEPARALLEL_ONESHOT_BYTES, else ring)"),
         ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 16384)"),

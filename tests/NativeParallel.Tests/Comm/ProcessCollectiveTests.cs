@@ -23,6 +23,18 @@ public sealed class ProcessCollectiveTests
         Assert.Contains("# Out of bounds values : 0 OK", output);
     }
 
+    [Theory]
+    [InlineData("all_reduce")]
+    [InlineData("all_to_all")]
+    public void SeveralSocketsPerPeerCarryOneStream(string op)
+    {
+        // 3 sockets per peer, 64 KiB slices dealt round-robin: messages up to 4 MB cross every socket many times.
+        var (code, output) = Cli(new() { ["NATIVEPARALLEL_SOCKETS"] = "3" }, "bench", "collectives", "--op", op, "--ranks", "3",
+            "--transport", "tcp", "-b", "1000", "-e", "4M", "-f", "64", "-n", "2", "-w", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("# Out of bounds values : 0 OK", output);
+    }
+
     [Fact]
     public void LaunchRunsRanksWithThePrefixedOutput()
     {

@@ -8,7 +8,8 @@ namespace NativeParallel.Comm.Transports;
 
 /// <summary>
 /// Ranks across hosts: a full mesh of TCP connections (rank j connects to every lower rank i and says who it
-/// is), non-blocking sockets driven by the same send/receive loop as the shared-memory rings. Addresses travel
+/// is), NATIVEPARALLEL_SOCKETS sockets per peer striped into one stream, non-blocking, driven by the same
+/// send/receive loop as the shared-memory rings. Addresses travel
 /// through the store; NATIVEPARALLEL_SOCKET_IFNAME picks the interface (default: the one that reaches the
 /// store). A closed or reset connection is a peer failure; an abort closes every connection so peers stop too.
 /// </summary>
@@ -17,7 +18,7 @@ public sealed class TcpTransport : ITransport
     private readonly int _rank;
     private readonly TcpStore _store;
     private readonly string _prefix;
-    private readonly SocketLink?[] _links;
+    private readonly StripedLink?[] _links;
     private volatile string? _abort;
 
     private TcpTransport(int rank, int size, TcpStore store, string prefix)
@@ -25,38 +26,49 @@ public sealed class TcpTransport : ITransport
         _rank = rank;
         _store = store;
         _prefix = prefix;
-        _links = new SocketLink?[size];
+        _links = new StripedLink?[size];
     }
 
     /// <summary>Listens, publishes the address, connects the mesh.</summary>
     public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout)
     {
         var t = new TcpTransport(rank, size, store, prefix);
+        int perPeer = CommTunables.SocketsPerPeer;
         IPAddress address = InterfaceAddress() ?? store.LocalAddress;
         using var listener = new TcpListener(address, 0);
-        listener.Start(backlog: Math.Max(size, 16));
+        listener.Start(backlog: Math.Max(size * perPeer, 16));
         store.Set($"{prefix}/addr/{rank}", $"{address}|{((IPEndPoint)listener.LocalEndpoint).Port}");
+        var sockets = new Socket?[size, perPeer];
         for (int p = 0; p < rank; p++)
         {
             var parts = store.Get($"{prefix}/addr/{p}", timeout).Split('|');
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            socket.Connect(IPAddress.Parse(parts[0]), int.Parse(parts[1]));
-            socket.Send(BitConverter.GetBytes(rank));
-            t._links[p] = new SocketLink(p, socket);
+            for (int s = 0; s < perPeer; s++)
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                socket.Connect(IPAddress.Parse(parts[0]), int.Parse(parts[1]));
+                socket.Send(BitConverter.GetBytes(rank * 1024 + s)); // who is calling, and which of its sockets this is
+                sockets[p, s] = socket;
+            }
         }
         var deadline = DateTime.UtcNow + timeout;
-        for (int accepted = 0; accepted < size - 1 - rank; accepted++)
+        int expected = (size - 1 - rank) * perPeer;
+        for (int accepted = 0; accepted < expected; accepted++)
         {
             var wait = listener.AcceptSocketAsync();
             if (!wait.Wait(deadline - DateTime.UtcNow))
-                throw new TimeoutException($"tcp: rank {rank} waited {timeout.TotalSeconds:F0} s for connections from higher ranks; got {accepted} of {size - 1 - rank}");
+                throw new TimeoutException($"tcp: rank {rank} waited {timeout.TotalSeconds:F0} s for connections from higher ranks; got {accepted} of {expected}");
             var socket = wait.Result;
             socket.NoDelay = true;
             var who = new byte[4];
             int got = 0;
             while (got < 4) got += socket.Receive(who, got, 4 - got, SocketFlags.None);
-            int peer = BitConverter.ToInt32(who);
-            t._links[peer] = new SocketLink(peer, socket);
+            int id = BitConverter.ToInt32(who);
+            sockets[id / 1024, id % 1024] = socket;
+        }
+        for (int p = 0; p < size; p++)
+        {
+            if (p == rank) continue;
+            t._links[p] = new StripedLink(p, Enumerable.Range(0, perPeer).Select(s => new SocketLink(p, sockets[p, s]!)).ToArray());
         }
         foreach (var link in t._links) link?.MakeNonBlocking();
         return t;
@@ -98,6 +110,58 @@ public sealed class TcpTransport : ITransport
     public void Dispose()
     {
         foreach (var link in _links) link?.Dispose();
+    }
+
+    /// <summary>
+    /// Several sockets to one peer as one stream: the byte stream is cut into fixed slices dealt round-robin over
+    /// the sockets, so both ends know which socket carries which bytes, and large messages use every socket.
+    /// </summary>
+    private sealed class StripedLink(int peer, SocketLink[] sockets) : ILink
+    {
+        private const int SliceBytes = 64 << 10;
+        private int _sendSocket, _sendInSlice, _receiveSocket, _receiveInSlice;
+
+        public int Peer { get; } = peer;
+
+        public void MakeNonBlocking()
+        {
+            foreach (var s in sockets) s.MakeNonBlocking();
+        }
+
+        public int TrySend(ReadOnlySpan<byte> data)
+        {
+            int total = 0;
+            while (data.Length > 0)
+            {
+                int n = sockets[_sendSocket].TrySend(data[..Math.Min(data.Length, SliceBytes - _sendInSlice)]);
+                if (n == 0) break;
+                total += n;
+                data = data[n..];
+                if ((_sendInSlice += n) == SliceBytes) (_sendSocket, _sendInSlice) = ((_sendSocket + 1) % sockets.Length, 0);
+            }
+            return total;
+        }
+
+        public int TryReceive(Span<byte> destination)
+        {
+            int total = 0;
+            while (destination.Length > 0)
+            {
+                int n = sockets[_receiveSocket].TryReceive(destination[..Math.Min(destination.Length, SliceBytes - _receiveInSlice)]);
+                if (n == 0) break;
+                total += n;
+                destination = destination[n..];
+                if ((_receiveInSlice += n) == SliceBytes) (_receiveSocket, _receiveInSlice) = ((_receiveSocket + 1) % sockets.Length, 0);
+            }
+            return total;
+        }
+
+        public string? PeerFailure() => sockets.Select(s => s.PeerFailure()).FirstOrDefault(f => f is not null);
+
+        public void Dispose()
+        {
+            foreach (var s in sockets) s.Dispose();
+        }
     }
 
     private sealed class SocketLink(int peer, Socket socket) : ILink
