@@ -29,10 +29,13 @@ namespace NativeParallel.Cli
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
                                                [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d float|bfloat16|half|int32|int64]
-                                               [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads] [--json FILE]
+                                               [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads]
+                                               [--device cpu|emu|cuda] [--json FILE]
                   nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
                   out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
                   process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
+                  --device puts the buffers on a GPU (or the emulated device): thread ranks sharing it all-reduce
+                  device-direct with the reduce kernel; other collectives stage through host memory.
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.

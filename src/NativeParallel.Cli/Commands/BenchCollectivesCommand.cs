@@ -1,6 +1,7 @@
 using System.Globalization;
 using NativeParallel.Comm;
 using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 
@@ -35,9 +36,13 @@ internal static class BenchCollectivesCommand
         line.RejectUnknown();
         if (!Ops.Contains(op)) throw new UsageException($"--op must be one of {string.Join(", ", Ops)}");
         if (minBytes < 0 || maxBytes < minBytes || factor < 1 || iterations < 1 || warmup < 0) throw new UsageException("need 0 <= -b <= -e, -f >= 1, -n >= 1, -w >= 0");
-        if (device != "cpu") throw new UsageException("--device: collectives run on host memory (cpu) today; the CUDA IPC transport is not built yet");
+        if (device != "cpu" && ranks > 1 && transport != "threads" && LaunchEnvironment.Detect() is null)
+            throw new UsageException("--device other than cpu needs --transport threads (ranks sharing the device; all_reduce goes device-direct) " +
+                                     "or a launched job (buffers staged through host memory until the CUDA IPC transport exists)");
         if (transport is not null and not ("shm" or "tcp" or "threads")) throw new UsageException("--transport must be shm, tcp or threads");
         var options = new CollectiveBenchmark.Options(op, minBytes, maxBytes, factor, iterations, warmup, check, dtype, redop, root);
+        using var buffers = device == "cpu" ? null : DeviceRegistry.Open(device);
+        options = options with { Device = buffers };
 
         if (LaunchEnvironment.Detect() is not null)
         {
@@ -72,7 +77,7 @@ internal static class BenchCollectivesCommand
     {
         if (print)
         {
-            Console.WriteLine($"# nativeparallel bench collectives: {o.Op}, {group.Size} ranks over {group.TransportName}, minBytes {o.MinBytes} maxBytes {o.MaxBytes} " +
+            Console.WriteLine($"# nativeparallel bench collectives: {o.Op}, {group.Size} ranks over {group.TransportName}, buffers on {o.Device?.Name ?? "cpu"}, minBytes {o.MinBytes} maxBytes {o.MaxBytes} " +
                               $"step: {o.Factor}(factor) warmup iters: {o.Warmup} iters: {o.Iterations} validation: {(o.Check ? 1 : 0)}");
             Console.WriteLine("#");
             Console.WriteLine("#                                                              out-of-place                       in-place          ");

@@ -20,7 +20,11 @@ public static class CollectiveBenchmark
 {
     /// <summary>Options, named as nccl-tests' flags.</summary>
     public sealed record Options(string Op, long MinBytes, long MaxBytes, double Factor, int Iterations, int Warmup, bool Check,
-        DType DType, ReduceOp RedOp, int Root);
+        DType DType, ReduceOp RedOp, int Root)
+    {
+        /// <summary>Where the buffers live (host memory by default; a GPU or the emulated device for device-side collectives).</summary>
+        public IDevice? Device { get; init; }
+    }
 
     /// <summary>The bus-bandwidth factor of <paramref name="op"/> for <paramref name="ranks"/> ranks.</summary>
     public static double BusFactor(string op, int ranks) => op switch
@@ -73,7 +77,7 @@ public static class CollectiveBenchmark
 
     private static (double Us, long Wrong) Measure(ProcessGroup g, Options o, long count, bool inPlace)
     {
-        var cpu = CpuDevice.Instance;
+        var cpu = o.Device ?? CpuDevice.Instance;
         int n = g.Size, r = g.Rank;
         long inCount = o.Op is "reduce_scatter" or "all_to_all" ? count : o.Op == "all_gather" ? count / n : count;
         long outCount = o.Op is "all_gather" or "all_to_all" ? count : o.Op == "reduce_scatter" ? count / n : count;
@@ -105,7 +109,7 @@ public static class CollectiveBenchmark
         for (int i = 0; i < o.Iterations; i++) Once();
         double us = clock.Elapsed.TotalMicroseconds / Math.Max(o.Iterations, 1);
         // The slowest rank's time, as nccl-tests reports it.
-        using var time = Tensor.FromLongs(cpu, [(long)(us * 1000)], 1);
+        using var time = Tensor.FromLongs(CpuDevice.Instance, [(long)(us * 1000)], 1);
         g.AllReduce(time, ReduceOp.Max);
         us = time.ToLongs()[0] / 1000.0;
         long wrong = 0;
@@ -114,7 +118,7 @@ public static class CollectiveBenchmark
             Fill(input, o, r, n, 0);
             Once();
             wrong = CountWrong(result, o, r, n, inCount);
-            using var total = Tensor.FromLongs(cpu, [wrong], 1);
+            using var total = Tensor.FromLongs(CpuDevice.Instance, [wrong], 1);
             g.AllReduce(total, ReduceOp.Sum);
             wrong = total.ToLongs()[0];
         }

@@ -84,6 +84,17 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void BenchCollectivesRunsDeviceDirectOnTheEmulatedDevice()
+    {
+        Hardware.RequireEmu();
+        var (code, output) = Run("bench", "collectives", "--ranks", "2", "--transport", "threads", "--device", "emu", "-b", "4K", "-e", "4K", "-n", "1", "-w", "0");
+        Assert.True(code == 0, output);
+        Assert.Contains("2 ranks over threads, buffers on emu", output);
+        Assert.Contains("# Out of bounds values : 0 OK", output);
+        Assert.Equal(2, Run("bench", "collectives", "--ranks", "2", "--device", "emu").Code); // processes cannot share it
+    }
+
+    [Fact]
     public void RunChecksTheModelAgainstTheReference()
     {
         var (code, output) = Run("run", "--device", "cpu", "--prompt-tokens", "8", "--new-tokens", "4");
