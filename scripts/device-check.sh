@@ -33,14 +33,16 @@ step() {  # step NAME TIMEOUT_S ARGS...: runs one CLI command, keeps its output 
 
 { date -u; uname -a; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; } > "$OUT/machine.txt" 2>&1
 : > "$OUT/steps.txt"
-step info 20 info --json "$OUT/info.json"
+step info 15 info --json "$OUT/info.json"
 step kernels-check 100 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$OUT/kernels-check.json"
-step kernels-check-warm 30 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
+step kernels-check-warm 20 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
 step bench-kernels 70 bench kernels --device "$DEVICE" --json "$OUT/bench-kernels.json" --markdown "$OUT/bench-kernels.md"
-step run 40 run --device "$DEVICE" --json "$OUT/run.json"
+step run 35 run --device "$DEVICE" --json "$OUT/run.json"
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels above.
-step bench-collectives 40 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$OUT/bench-collectives.json"
+step bench-collectives 30 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$OUT/bench-collectives.json"
+# The same across processes: CUDA IPC exports of each buffer, opened by the peer (the IPC transport).
+step bench-collectives-ipc 30 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
 
 {
   echo "# Device check ($DEVICE)"
@@ -66,6 +68,9 @@ step bench-collectives 40 bench collectives --ranks 2 --transport threads --devi
   echo
   echo "## all_reduce, 2 thread ranks sharing the device (device-direct)"
   echo '```'; cat "$OUT/bench-collectives.txt"; echo '```'
+  echo
+  echo "## all_reduce, 2 processes sharing the device (CUDA IPC)"
+  echo '```'; cat "$OUT/bench-collectives-ipc.txt"; echo '```'
 } > "$OUT/report.md"
 echo "device-check: report in $OUT/report.md (status $status)"
 exit $status

@@ -36,9 +36,6 @@ internal static class BenchCollectivesCommand
         line.RejectUnknown();
         if (!Ops.Contains(op)) throw new UsageException($"--op must be one of {string.Join(", ", Ops)}");
         if (minBytes < 0 || maxBytes < minBytes || factor < 1 || iterations < 1 || warmup < 0) throw new UsageException("need 0 <= -b <= -e, -f >= 1, -n >= 1, -w >= 0");
-        if (device != "cpu" && ranks > 1 && transport != "threads" && LaunchEnvironment.Detect() is null)
-            throw new UsageException("--device other than cpu needs --transport threads (ranks sharing the device; all_reduce goes device-direct) " +
-                                     "or a launched job (buffers staged through host memory until the CUDA IPC transport exists)");
         if (transport is not null and not ("shm" or "tcp" or "threads")) throw new UsageException("--transport must be shm, tcp or threads");
         var options = new CollectiveBenchmark.Options(op, minBytes, maxBytes, factor, iterations, warmup, check, dtype, redop, root);
         using var buffers = device == "cpu" ? null : DeviceRegistry.Open(device);

@@ -25,6 +25,7 @@ public sealed class ProcessGroup : IDisposable
     private long _sequence;
     private long _messages;
     private TcpStore? _store;
+    private CudaIpcPeers? _ipc;
     private bool _ownsStore;
     private string? _storePrefix;
     private ThreadTransport.Shared? _threadShared;
@@ -376,6 +377,7 @@ public sealed class ProcessGroup : IDisposable
             try { _store.Barrier($"{Name}/shutdown", Size, TimeSpan.FromSeconds(10)); }
             catch (Exception e) when (e is TimeoutException or IOException) { }
         }
+        _ipc?.Dispose();
         _transport.Dispose();
         if (_ownsStore) _store?.Dispose();
     }
@@ -383,44 +385,79 @@ public sealed class ProcessGroup : IDisposable
     // ---- machinery -------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// Thread ranks whose tensors live on one kernel device (a GPU they share, or the emulated device) reduce
-    /// without the host: every rank publishes its buffers' addresses, reduces its own chunk straight out of all
-    /// ranks' inputs with the reduce kernel (inputs in rank order: the same bits everywhere), then copies the
-    /// other chunks from their owners' outputs, with a barrier between the phases. This is the algorithm CUDA IPC
-    /// will run across processes, once peer handles replace the shared addresses.
+    /// Ranks whose tensors live on one kernel device reduce without the host. Thread ranks (a GPU they share, or
+    /// the emulated device) publish their buffers' addresses; process ranks on one GPU exchange CUDA IPC exports.
+    /// Then every rank reduces its own chunk straight out of all ranks' inputs with the reduce kernel (inputs in
+    /// rank order: the same bits everywhere) and copies the other chunks from their owners' outputs, with a
+    /// barrier between the phases.
     /// </summary>
     private bool DeviceDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
     {
-        if (_threadShared is null || Size == 1 || Size > KernelLimits.MaxReduceInputs) return false;
-        if (input.Device is not (CudaDevice or EmuDevice) || !ReferenceEquals(input.Device, output.Device)) return false;
+        if (Size == 1 || Size > KernelLimits.MaxReduceInputs || !ReferenceEquals(input.Device, output.Device)) return false;
+        bool threads = _threadShared is not null && input.Device is CudaDevice or EmuDevice;
+        bool processes = _store is not null && input.Device is CudaDevice;
+        if (!threads && !processes) return false;
         Same(Collective.AllReduce, input, output);
         input.RequireContiguous("a collective");
         output.RequireContiguous("a collective");
         var device = input.Device;
         Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: true, algorithm: "direct", body: _ =>
         {
-            var pointers = _threadShared.DevicePointers;
-            Volatile.Write(ref pointers[2 * Rank], input.Pointer);
-            Volatile.Write(ref pointers[2 * Rank + 1], output.Pointer);
-            HostBarrier();
+            var (inputs, outputs) = threads ? SharedAddresses(input, output) : IpcAddresses((CudaDevice)device, input, output);
             var chunks = new Algorithms.Chunks(input.Count, Size, input.DType.SizeOf());
             int es = input.DType.SizeOf();
             Tensor Piece(ulong basePointer, int chunk) =>
                 Tensor.Wrap(device, basePointer + (ulong)(chunks.Start(chunk) * es), input.DType, (int)chunks.Length(chunk));
-            var sources = Enumerable.Range(0, Size).Select(p => Piece(Volatile.Read(ref pointers[2 * p]), Rank)).ToArray();
+            var sources = Enumerable.Range(0, Size).Select(p => Piece(inputs[p], Rank)).ToArray();
             if (chunks.Length(Rank) > 0) device.Kernels.Reduce(op, sources, Piece(output.Pointer, Rank));
             device.Synchronize();
             HostBarrier();
             for (int p = 0; p < Size; p++)
             {
                 if (p == Rank || chunks.Length(p) == 0) continue;
-                device.CopyDeviceToDevice(Volatile.Read(ref pointers[2 * p + 1]) + (ulong)(chunks.Start(p) * es),
-                    output.Pointer + (ulong)(chunks.Start(p) * es), chunks.Length(p) * es);
+                device.CopyDeviceToDevice(outputs[p] + (ulong)(chunks.Start(p) * es), output.Pointer + (ulong)(chunks.Start(p) * es), chunks.Length(p) * es);
             }
             device.Synchronize();
             HostBarrier(); // nobody reuses its buffers while a peer may still read them
         });
         return true;
+    }
+
+    // Thread ranks: addresses are valid in every rank; publish them, then meet.
+    private (ulong[] Inputs, ulong[] Outputs) SharedAddresses(Tensor input, Tensor output)
+    {
+        var pointers = _threadShared!.DevicePointers;
+        Volatile.Write(ref pointers[2 * Rank], input.Pointer);
+        Volatile.Write(ref pointers[2 * Rank + 1], output.Pointer);
+        HostBarrier();
+        return (Enumerable.Range(0, Size).Select(p => Volatile.Read(ref pointers[2 * p])).ToArray(),
+                Enumerable.Range(0, Size).Select(p => Volatile.Read(ref pointers[2 * p + 1])).ToArray());
+    }
+
+    // Process ranks on one GPU: all-gather the CUDA IPC exports of both buffers, open the peers' (cached).
+    private (ulong[] Inputs, ulong[] Outputs) IpcAddresses(CudaDevice device, Tensor input, Tensor output)
+    {
+        _ipc ??= new CudaIpcPeers(device);
+        int slot = 2 * CudaIpcPeers.ExportBytes;
+        var all = new byte[slot * Size];
+        var mine = all.AsSpan(Rank * slot, slot);
+        _ipc.Export(input.Pointer, mine[..CudaIpcPeers.ExportBytes]);
+        _ipc.Export(output.Pointer, mine[CudaIpcPeers.ExportBytes..]);
+        Ring.AllGather(_engine, all, new Algorithms.Chunks(all.Length, Size, 1));
+        var inputs = new ulong[Size];
+        var outputs = new ulong[Size];
+        for (int p = 0; p < Size; p++)
+        {
+            if (p == Rank)
+            {
+                (inputs[p], outputs[p]) = (input.Pointer, output.Pointer);
+                continue;
+            }
+            var theirs = all.AsSpan(p * slot, slot);
+            inputs[p] = _ipc.Open(theirs[..CudaIpcPeers.ExportBytes]);
+            outputs[p] = _ipc.Open(theirs[CudaIpcPeers.ExportBytes..]);
+        }
+        return (inputs, outputs);
     }
 
     // A barrier inside a collective: one all-reduce of a token through the links, no sequence number of its own.

@@ -91,7 +91,6 @@ public sealed class CliTests
         Assert.True(code == 0, output);
         Assert.Contains("2 ranks over threads, buffers on emu", output);
         Assert.Contains("# Out of bounds values : 0 OK", output);
-        Assert.Equal(2, Run("bench", "collectives", "--ranks", "2", "--device", "emu").Code); // processes cannot share it
     }
 
     [Fact]

@@ -60,3 +60,24 @@ public sealed class DeviceDirectTests
         Assert.Contains(errors, e => e is CollectiveException c && c.Message.Contains("algorithm direct") && c.Message.Contains("algorithm ring"));
     }
 }
+
+/// <summary>The GPU paths of device-direct all-reduce: thread ranks sharing a GPU, and processes through CUDA IPC.</summary>
+public sealed class CudaDeviceDirectTests
+{
+    [Theory]
+    [InlineData("threads")]
+    [InlineData("processes")]
+    public void AllReduceOnOneGpuIsExact(string ranks)
+    {
+        Hardware.RequireCuda();
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        string[] args = [Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"), "bench", "collectives", "--ranks", "2", "--device", "cuda",
+            "-b", "1K", "-e", "16M", "-f", "64", "-n", "3", "-w", "1", .. ranks == "threads" ? new[] { "--transport", "threads" } : []];
+        foreach (string a in args) info.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(info)!;
+        string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)));
+        Assert.True(process.ExitCode == 0, output);
+        Assert.Contains("# Out of bounds values : 0 OK", output);
+    }
+}
