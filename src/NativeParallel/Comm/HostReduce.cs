@@ -47,6 +47,9 @@ internal static unsafe class HostReduce
         }
     }
 
+    /// <summary>acc = acc op x element-wise (avg sums); the one place the reduce ops meet TensorPrimitives.</summary>
+    public static void Combine<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T> => Typed(op, acc, x);
+
     private static void Typed<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T>
     {
         switch (op)

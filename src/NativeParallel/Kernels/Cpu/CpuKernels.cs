@@ -321,15 +321,7 @@ internal sealed unsafe class CpuKernels : IKernels
                 new ReadOnlySpan<float>(sources[0] + offset, length).CopyTo(acc);
                 for (int s = 1; s < sources.Length; s++)
                 {
-                    var x = new ReadOnlySpan<float>(sources[s] + offset, length);
-                    switch (op)
-                    {
-                        case ReduceOp.Sum or ReduceOp.Avg: TensorPrimitives.Add(acc, x, acc); break;
-                        case ReduceOp.Prod: TensorPrimitives.Multiply(acc, x, acc); break;
-                        case ReduceOp.Max: TensorPrimitives.Max(acc, x, acc); break;
-                        case ReduceOp.Min: TensorPrimitives.Min(acc, x, acc); break;
-                        default: throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduce op");
-                    }
+                    NativeParallel.Comm.HostReduce.Combine(op, acc, new ReadOnlySpan<float>(sources[s] + offset, length));
                 }
                 if (op == ReduceOp.Avg) TensorPrimitives.Multiply(acc, inverseCount, acc);
             });
