@@ -47,20 +47,8 @@ internal static unsafe class HostReduce
         }
     }
 
-    /// <summary>acc = acc op x element-wise (avg sums); the one place the reduce ops meet TensorPrimitives.</summary>
-    public static void Combine<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T> => Typed(op, acc, x);
-
-    private static void Typed<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T>
-    {
-        switch (op)
-        {
-            case ReduceOp.Sum or ReduceOp.Avg: TensorPrimitives.Add(acc, x, acc); break;
-            case ReduceOp.Prod: TensorPrimitives.Multiply(acc, x, acc); break;
-            case ReduceOp.Max: TensorPrimitives.Max(acc, x, acc); break;
-            case ReduceOp.Min: TensorPrimitives.Min(acc, x, acc); break;
-            default: throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduce op");
-        }
-    }
+    private static void Typed<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T> =>
+        ElementwiseReduce.Combine(op, acc, x);
 
     private static void Bf16(ReduceOp op, Span<ushort> acc, ReadOnlySpan<ushort> x)
     {

@@ -321,7 +321,7 @@ internal sealed unsafe class CpuKernels : IKernels
                 new ReadOnlySpan<float>(sources[0] + offset, length).CopyTo(acc);
                 for (int s = 1; s < sources.Length; s++)
                 {
-                    NativeParallel.Comm.HostReduce.Combine(op, acc, new ReadOnlySpan<float>(sources[s] + offset, length));
+                    ElementwiseReduce.Combine(op, acc, new ReadOnlySpan<float>(sources[s] + offset, length));
                 }
                 if (op == ReduceOp.Avg) TensorPrimitives.Multiply(acc, inverseCount, acc);
             });
