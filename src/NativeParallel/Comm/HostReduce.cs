@@ -20,10 +20,10 @@ internal static unsafe class HostReduce
         switch (dtype)
         {
             case DType.F32: Typed(op, MemoryMarshal.Cast<byte, float>(acc), MemoryMarshal.Cast<byte, float>(incoming)); break;
-            case DType.F16: Typed(op, MemoryMarshal.Cast<byte, Half>(acc), MemoryMarshal.Cast<byte, Half>(incoming)); break;
+            case DType.F16: SixteenBit(op, MemoryMarshal.Cast<byte, ushort>(acc), MemoryMarshal.Cast<byte, ushort>(incoming), bf16: false); break;
             case DType.I32: Typed(op, MemoryMarshal.Cast<byte, int>(acc), MemoryMarshal.Cast<byte, int>(incoming)); break;
             case DType.I64: Typed(op, MemoryMarshal.Cast<byte, long>(acc), MemoryMarshal.Cast<byte, long>(incoming)); break;
-            case DType.BF16: Bf16(op, MemoryMarshal.Cast<byte, ushort>(acc), MemoryMarshal.Cast<byte, ushort>(incoming)); break;
+            case DType.BF16: SixteenBit(op, MemoryMarshal.Cast<byte, ushort>(acc), MemoryMarshal.Cast<byte, ushort>(incoming), bf16: true); break;
             default: throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a collective dtype");
         }
     }
@@ -50,7 +50,8 @@ internal static unsafe class HostReduce
     private static void Typed<T>(ReduceOp op, Span<T> acc, ReadOnlySpan<T> x) where T : unmanaged, System.Numerics.INumber<T> =>
         ElementwiseReduce.Combine(op, acc, x);
 
-    private static void Bf16(ReduceOp op, Span<ushort> acc, ReadOnlySpan<ushort> x)
+    // 16-bit floats combine in f32 (vectorised widening and narrowing), rounded once per step.
+    private static void SixteenBit(ReduceOp op, Span<ushort> acc, ReadOnlySpan<ushort> x, bool bf16)
     {
         Span<float> a = stackalloc float[Bf16Chunk], b = stackalloc float[Bf16Chunk];
         for (int start = 0; start < acc.Length; start += Bf16Chunk)
@@ -58,10 +59,19 @@ internal static unsafe class HostReduce
             int n = Math.Min(Bf16Chunk, acc.Length - start);
             fixed (ushort* pa = acc[start..], px = x[start..])
             {
-                Bf16Vector.Widen(pa, a[..n]);
-                Bf16Vector.Widen(px, b[..n]);
+                if (bf16)
+                {
+                    Bf16Vector.Widen(pa, a[..n]);
+                    Bf16Vector.Widen(px, b[..n]);
+                }
+                else
+                {
+                    F16Vector.Widen(pa, a[..n]);
+                    F16Vector.Widen(px, b[..n]);
+                }
                 Typed(op, a[..n], b[..n]);
-                Bf16Vector.Narrow(a[..n], pa);
+                if (bf16) Bf16Vector.Narrow(a[..n], pa);
+                else F16Vector.Narrow(a[..n], pa);
             }
         }
     }

@@ -135,3 +135,42 @@ public sealed unsafe class Bf16VectorTests
             Assert.Equal(BitConverter.SingleToUInt32Bits(FloatBits.FromBF16(narrowed[i])), BitConverter.SingleToUInt32Bits(widened[i]));
     }
 }
+
+/// <summary>The CPU device's vectorised f16 conversions against the runtime's Half, over every half and many floats.</summary>
+public sealed unsafe class F16VectorTests
+{
+    [Fact]
+    public void WideningIsExactForEveryHalf()
+    {
+        var halves = Enumerable.Range(0, 65536).Select(i => (ushort)i).Append((ushort)1).ToArray(); // odd length: the tail too
+        var widened = new float[halves.Length];
+        fixed (ushort* p = halves) NativeParallel.Kernels.Cpu.F16Vector.Widen(p, widened);
+        for (int i = 0; i < halves.Length; i++)
+        {
+            float expected = FloatBits.FromF16(halves[i]);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(widened[i]), $"0x{halves[i]:x4} should widen to NaN");
+            else Assert.Equal(BitConverter.SingleToUInt32Bits(expected), BitConverter.SingleToUInt32Bits(widened[i]));
+        }
+    }
+
+    [Fact]
+    public void NarrowingRoundsToNearestEvenLikeTheRuntime()
+    {
+        var random = new Random((int)(Hardware.Seed % int.MaxValue));
+        var floats = new List<float>
+        {
+            0f, -0f, 1f, 65504f, 65520f, 65519.99f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, 6.09e-5f, float.PositiveInfinity,
+            float.NegativeInfinity, float.NaN, float.MaxValue, float.Epsilon, 1f + 1f / 2048, 1f + 3f / 2048,
+        };
+        for (int i = 0; i < 200_000; i++) floats.Add(BitConverter.UInt32BitsToSingle((uint)random.NextInt64(0, 1L << 32)));
+        for (int i = 0; i < 100_000; i++) floats.Add((float)((random.NextDouble() - 0.5) * Math.Pow(2, random.Next(-30, 20))));
+        var source = floats.ToArray();
+        var narrowed = new ushort[source.Length];
+        fixed (ushort* p = narrowed) NativeParallel.Kernels.Cpu.F16Vector.Narrow(source, p);
+        for (int i = 0; i < source.Length; i++)
+        {
+            if (float.IsNaN(source[i])) Assert.True(float.IsNaN(FloatBits.FromF16(narrowed[i])), $"NaN 0x{BitConverter.SingleToUInt32Bits(source[i]):x8} must stay NaN");
+            else Assert.True(FloatBits.ToF16(source[i]) == narrowed[i], $"{source[i]:R} (0x{BitConverter.SingleToUInt32Bits(source[i]):x8}): expected 0x{FloatBits.ToF16(source[i]):x4}, got 0x{narrowed[i]:x4}");
+        }
+    }
+}

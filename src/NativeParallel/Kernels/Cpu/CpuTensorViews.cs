@@ -59,13 +59,80 @@ internal readonly unsafe struct F32View : IDisposable
     private static void Widen(Tensor t, Span<float> dst)
     {
         if (t.DType == DType.BF16) Bf16Vector.Widen((ushort*)t.Pointer, dst);
-        else TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((void*)t.Pointer, dst.Length), dst);
+        else F16Vector.Widen((ushort*)t.Pointer, dst);
     }
 
     private static void Narrow(ReadOnlySpan<float> src, Tensor t)
     {
         if (t.DType == DType.BF16) Bf16Vector.Narrow(src, (ushort*)t.Pointer);
-        else TensorPrimitives.ConvertToHalf(src, new Span<Half>((void*)t.Pointer, src.Length));
+        else F16Vector.Narrow(src, (ushort*)t.Pointer);
+    }
+}
+
+/// <summary>
+/// f16 ↔ f32 sixteen lanes at a time in integer arithmetic (the runtime's Half conversions are scalar here, about
+/// 4 ns per element). Widening is exact; narrowing rounds to nearest even, as <see cref="FloatBits.ToF16"/>, and
+/// turns every NaN into the quiet NaN of its sign.
+/// </summary>
+internal static unsafe class F16Vector
+{
+    public static void Widen(ushort* src, Span<float> dst)
+    {
+        int i = 0;
+        var magnitude = Vector256.Create(0x7FFFu);
+        var infinity = Vector256.Create(0x7C00u);
+        var scale = Vector256.Create(5.192297e33f); // 2^112: moves the half exponent bias (15) to float's (127)
+        fixed (float* d = dst)
+        {
+            for (; i + 16 <= dst.Length; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
+                Widen8(lo, magnitude, infinity, scale).Store(d + i);
+                Widen8(hi, magnitude, infinity, scale).Store(d + i + 8);
+            }
+        }
+        for (; i < dst.Length; i++) dst[i] = FloatBits.FromF16(src[i]);
+    }
+
+    private static Vector256<float> Widen8(Vector256<uint> h, Vector256<uint> magnitude, Vector256<uint> infinity, Vector256<float> scale)
+    {
+        var em = h & magnitude;
+        var sign = (h & Vector256.Create(0x8000u)) << 16;
+        // Normal and subnormal halves: the bits shifted into place, then scaled by 2^112 (exact: a power of two).
+        var finite = (Vector256.ShiftLeft(em, 13).AsSingle() * scale).AsUInt32();
+        // Infinity and NaN: all-ones exponent, the mantissa kept.
+        var special = Vector256.ShiftLeft(em, 13) | Vector256.Create(0x7F800000u);
+        var isSpecial = Vector256.GreaterThanOrEqual(em, infinity);
+        return (Vector256.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+    }
+
+    public static void Narrow(ReadOnlySpan<float> src, ushort* dst)
+    {
+        int i = 0;
+        fixed (float* s = src)
+        {
+            for (; i + 16 <= src.Length; i += 16)
+                Vector256.Narrow(Narrow8(Vector256.Load((uint*)s + i)), Narrow8(Vector256.Load((uint*)s + i + 8))).Store(dst + i);
+        }
+        for (; i < src.Length; i++) dst[i] = FloatBits.ToF16(src[i]);
+    }
+
+    private static Vector256<uint> Narrow8(Vector256<uint> bits)
+    {
+        var sign = bits & Vector256.Create(0x80000000u);
+        var f = bits ^ sign;
+        // Too large for half: infinity, or the quiet NaN for NaN.
+        var tooLarge = Vector256.GreaterThanOrEqual(f, Vector256.Create((127u + 16) << 23));
+        var overflow = Vector256.ConditionalSelect(Vector256.GreaterThan(f, Vector256.Create(255u << 23)), Vector256.Create(0x7E00u), Vector256.Create(0x7C00u));
+        // Half subnormals: adding a magic float lets the FPU round the mantissa (to nearest even) into place.
+        var magic = Vector256.Create(((127u - 15) + (23 - 10) + 1) << 23);
+        var subnormal = (f.AsSingle() + magic.AsSingle()).AsUInt32() - magic;
+        // Normals: rebias the exponent and round the 13 dropped bits to nearest even.
+        var odd = (f >> 13) & Vector256<uint>.One;
+        var normal = (f + Vector256.Create(unchecked((uint)((15 - 127) << 23)) + 0xFFFu) + odd) >> 13;
+        var isSubnormal = Vector256.LessThan(f, Vector256.Create(113u << 23));
+        var result = Vector256.ConditionalSelect(tooLarge, overflow, Vector256.ConditionalSelect(isSubnormal, subnormal, normal));
+        return result | (sign >> 16);
     }
 }
 
