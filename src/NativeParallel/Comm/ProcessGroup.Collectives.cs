@@ -1,0 +1,232 @@
+using System.Runtime.InteropServices;
+using NativeParallel.Comm.Algorithms;
+using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Comm.Transports;
+using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Comm;
+
+// The collectives: argument checks, staging of off-host tensors, then the algorithm.
+public sealed partial class ProcessGroup
+{
+    // ---- all_reduce ------------------------------------------------------------------------------------------
+
+    /// <summary>In-place all-reduce: every rank ends with op over all ranks' <paramref name="tensor"/>.</summary>
+    public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduce(tensor, tensor, op);
+
+    /// <summary>Out-of-place all-reduce (<paramref name="output"/> may be <paramref name="input"/>).</summary>
+    public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    {
+        if (DeviceDirectAllReduce(input, output, op)) return;
+        if (Staged([input], [output], (i, o) => AllReduce(i[0], o[0], op))) return;
+        Same(Collective.AllReduce, input, output);
+        bool oneShot = Size > 1 && _algorithm switch
+        {
+            "ring" => false,
+            "oneshot" => true,
+            _ => input.Bytes <= _oneShotBytes,
+        };
+        Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: !oneShot, algorithm: oneShot ? "oneshot" : "ring", body: descriptor =>
+        {
+            var buffer = Bytes(output);
+            // One-shot messages carry their own descriptor: the agreement check costs no extra hop.
+            if (oneShot)
+            {
+                if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
+                OneShot.AllReduce(_engine, descriptor, (theirs, peer) => Disagreement(theirs, descriptor, peer), buffer, input.DType, op);
+            }
+            else Ring.AllReduce(_engine, Bytes(input), buffer, input.Count, input.DType, op);
+        });
+    }
+
+    /// <summary>All-reduce as an ordered async operation; the task completes when this rank's part is done.</summary>
+    public Task AllReduceAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => AllReduce(input, output, op));
+
+    // ---- all_gather, reduce_scatter --------------------------------------------------------------------------
+
+    /// <summary><paramref name="output"/> (Size × input.Count elements) receives every rank's input, in rank order.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        if (Staged([input], [output], (i, o) => AllGather(i[0], o[0]))) return;
+        Blocks(Collective.AllGather, input, output, output.Count == input.Count * Size, "output must hold Size × input elements");
+        Run(Collective.AllGather, input.DType, ReduceOp.Sum, input.Count, -1, () =>
+        {
+            var buffer = Bytes(output);
+            var chunks = new Chunks(output.Count, Size, input.DType.SizeOf());
+            Bytes(input).CopyTo(chunks.Of(buffer, Rank));
+            Ring.AllGather(_engine, buffer, chunks);
+        });
+    }
+
+    /// <summary>All-gather as an ordered async operation.</summary>
+    public Task AllGatherAsync(Tensor input, Tensor output) => Async(() => AllGather(input, output));
+
+    /// <summary>Block r of op over all ranks' <paramref name="input"/> (Size × output.Count elements) lands in rank r's <paramref name="output"/>.</summary>
+    public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    {
+        if (Staged([input], [output], (i, o) => ReduceScatter(i[0], o[0], op))) return;
+        Blocks(Collective.ReduceScatter, input, output, input.Count == output.Count * Size, "input must hold Size × output elements");
+        Run(Collective.ReduceScatter, input.DType, op, output.Count, -1, () =>
+        {
+            var chunks = new Chunks(input.Count, Size, input.DType.SizeOf());
+            byte[] staging = Engine.Rent((int)input.Bytes);
+            try
+            {
+                var buffer = staging.AsSpan(0, (int)input.Bytes);
+                Bytes(input).CopyTo(buffer);
+                Ring.ReduceScatter(_engine, buffer, chunks, input.DType, op);
+                var mine = chunks.Of(buffer, Rank);
+                HostReduce.Finish(op, input.DType, mine, Size);
+                mine.CopyTo(Bytes(output));
+            }
+            finally
+            {
+                Engine.Return(staging);
+            }
+        });
+    }
+
+    // ---- broadcast, reduce -----------------------------------------------------------------------------------
+
+    /// <summary>Every rank's <paramref name="tensor"/> becomes the root's.</summary>
+    public void Broadcast(Tensor tensor, int root)
+    {
+        if (Staged([tensor], [tensor], (i, o) => Broadcast(o[0], root))) return;
+        CheckRoot(root);
+        Same(Collective.Broadcast, tensor, tensor);
+        Run(Collective.Broadcast, tensor.DType, ReduceOp.Sum, tensor.Count, root, () => Ring.Broadcast(_engine, Bytes(tensor), root));
+    }
+
+    /// <summary>Out-of-place broadcast: every rank's <paramref name="output"/> becomes the root's <paramref name="input"/>.</summary>
+    public void Broadcast(Tensor input, Tensor output, int root)
+    {
+        if (Staged([input], [output], (i, o) => Broadcast(i[0], o[0], root))) return;
+        CheckRoot(root);
+        Same(Collective.Broadcast, input, output);
+        Run(Collective.Broadcast, output.DType, ReduceOp.Sum, output.Count, root, () =>
+        {
+            if (Rank == root && !ReferenceEquals(input, output)) Bytes(input).CopyTo(Bytes(output));
+            Ring.Broadcast(_engine, Bytes(output), root);
+        });
+    }
+
+    /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
+    public void Reduce(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum)
+    {
+        if (Staged([input], [output], (i, o) => Reduce(i[0], o[0], root, op))) return;
+        CheckRoot(root);
+        Same(Collective.Reduce, input, output);
+        Run(Collective.Reduce, input.DType, op, input.Count, root, () =>
+        {
+            byte[] staging = Engine.Rent((int)input.Bytes);
+            try
+            {
+                var buffer = staging.AsSpan(0, (int)input.Bytes);
+                Bytes(input).CopyTo(buffer);
+                Ring.Reduce(_engine, buffer, input.Count, input.DType, op, root);
+                if (Rank == root) buffer.CopyTo(Bytes(output));
+            }
+            finally
+            {
+                Engine.Return(staging);
+            }
+        });
+    }
+
+    // ---- all_to_all ------------------------------------------------------------------------------------------
+
+    /// <summary>Equal splits: block p of <paramref name="input"/> goes to rank p, block p of <paramref name="output"/> comes from rank p.</summary>
+    public void AllToAll(Tensor input, Tensor output)
+    {
+        Blocks(Collective.AllToAll, input, output, input.Count == output.Count && input.Count % Size == 0,
+            "input and output must hold the same number of elements, a multiple of Size");
+        long block = input.Count / Size;
+        var counts = Enumerable.Repeat(block, Size).ToArray();
+        AllToAll(input, counts, output, counts);
+    }
+
+    /// <summary>Variable splits (in elements): sendCounts[p] elements to rank p, receiveCounts[p] from rank p, packed in rank order.</summary>
+    public void AllToAll(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts)
+    {
+        if (Staged([input], [output], (i, o) => AllToAll(i[0], sendCounts, o[0], receiveCounts))) return;
+        Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
+            sendCounts.Sum() <= input.Count && receiveCounts.Sum() <= output.Count && sendCounts.All(c => c >= 0) && receiveCounts.All(c => c >= 0),
+            "sendCounts and receiveCounts need one non-negative count per rank, within the tensors");
+        int es = input.DType.SizeOf();
+        // Sizes differ per rank legitimately, so only kind and dtype are checked (count −1).
+        Run(Collective.AllToAll, input.DType, ReduceOp.Sum, -1, -1, () =>
+        {
+            long[] Offsets(long[] counts)
+            {
+                var offsets = new long[counts.Length];
+                for (int p = 1; p < counts.Length; p++) offsets[p] = offsets[p - 1] + counts[p - 1] * es;
+                return offsets;
+            }
+            Pairwise.AllToAll(_engine, Bytes(input), Offsets(sendCounts), sendCounts.Select(c => c * es).ToArray(),
+                Bytes(output), Offsets(receiveCounts), receiveCounts.Select(c => c * es).ToArray());
+        });
+    }
+
+    // ---- send / recv, barrier --------------------------------------------------------------------------------
+
+    /// <summary>Sends <paramref name="tensor"/> to <paramref name="peer"/>; the peer's matching Recv must use the same tag and size.</summary>
+    public void Send(Tensor tensor, int peer, int tag = 0)
+    {
+        if (Staged([tensor], [], (i, o) => Send(i[0], peer, tag))) return;
+        CheckPeer(peer);
+        var header = new MessageHeader(Magic, tag, (int)tensor.DType, tensor.Bytes);
+        RunPointToPoint(Collective.Send, peer, () =>
+        {
+            _engine.SendReceive(peer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), -1, default);
+            _engine.SendReceive(peer, Bytes(tensor), -1, default);
+        });
+    }
+
+    /// <summary>Receives into <paramref name="tensor"/> from <paramref name="peer"/>, checking tag, dtype and size against the sender's.</summary>
+    public void Recv(Tensor tensor, int peer, int tag = 0)
+    {
+        if (Staged([], [tensor], (i, o) => Recv(o[0], peer, tag))) return;
+        CheckPeer(peer);
+        RunPointToPoint(Collective.Recv, peer, () =>
+        {
+            MessageHeader header = default;
+            _engine.SendReceive(-1, default, peer, MemoryMarshal.AsBytes(new Span<MessageHeader>(ref header)));
+            CheckHeader(header, peer, tag, tensor);
+            _engine.SendReceive(-1, default, peer, Bytes(tensor));
+        });
+    }
+
+    /// <summary>
+    /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
+    /// <paramref name="receivePeer"/>, at once (a ring shift or a pipeline hop in both directions never deadlocks).
+    /// </summary>
+    public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0)
+    {
+        if (Staged([send], [receive], (i, o) => SendRecv(i[0], sendPeer, o[0], receivePeer, tag))) return;
+        CheckPeer(sendPeer);
+        CheckPeer(receivePeer);
+        var header = new MessageHeader(Magic, tag, (int)send.DType, send.Bytes);
+        RunPointToPoint(Collective.Send, sendPeer, () =>
+        {
+            MessageHeader incoming = default;
+            _engine.SendReceive(sendPeer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), receivePeer,
+                MemoryMarshal.AsBytes(new Span<MessageHeader>(ref incoming)));
+            CheckHeader(incoming, receivePeer, tag, receive);
+            _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
+        });
+    }
+
+    /// <summary>Returns once every rank has called it.</summary>
+    public void Barrier()
+    {
+        int token = 1;
+        Run(Collective.Barrier, DType.I32, ReduceOp.Sum, 1, -1, () =>
+        {
+            var bytes = MemoryMarshal.AsBytes(new Span<int>(ref token));
+            Ring.AllReduce(_engine, bytes, bytes, 1, DType.I32, ReduceOp.Sum);
+        });
+    }
+}

@@ -1,0 +1,168 @@
+using System.Runtime.InteropServices;
+using NativeParallel.Comm.Algorithms;
+using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Comm.Transports;
+using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
+using NativeParallel.Kernels;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Comm;
+
+// Sequence numbers, the agreement handshake, message headers, async ordering, staging and argument rules.
+public sealed partial class ProcessGroup
+{
+    /// <summary>
+    /// Collectives move host memory. Tensors on another device (a GPU) are staged: inputs copied to host tensors,
+    /// the collective run on those, outputs copied back. Correct on any device; the CUDA IPC transport will make
+    /// GPU tensors travel directly instead.
+    /// </summary>
+    private bool Staged(Tensor[] inputs, Tensor[] outputs, Action<Tensor[], Tensor[]> run)
+    {
+        if (inputs.Concat(outputs).All(t => t.Device is HostMemoryDevice)) return false;
+        var map = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        Tensor Host(Tensor t)
+        {
+            if (map.TryGetValue(t, out var h)) return h;
+            h = t.Device is HostMemoryDevice ? t : Tensor.Empty(CpuDevice.Instance, t.DType, t.Shape);
+            map[t] = h;
+            return h;
+        }
+        try
+        {
+            var hostInputs = inputs.Select(t =>
+            {
+                var h = Host(t);
+                if (!ReferenceEquals(h, t)) h.CopyFromHost(t.ToBytes());
+                return h;
+            }).ToArray();
+            var hostOutputs = outputs.Select(t =>
+            {
+                var h = Host(t);
+                // Outputs some ranks leave alone (reduce off the root) must come back unchanged.
+                if (!ReferenceEquals(h, t) && !inputs.Contains(t, ReferenceEqualityComparer.Instance)) h.CopyFromHost(t.ToBytes());
+                return h;
+            }).ToArray();
+            run(hostInputs, hostOutputs);
+            foreach (var t in outputs)
+                if (!ReferenceEquals(map[t], t) && t.Bytes > 0) t.Device.CopyHostToDevice(map[t].ToBytes(), t.Pointer);
+        }
+        finally
+        {
+            foreach (var (device, host) in map) if (!ReferenceEquals(device, host)) host.Dispose();
+        }
+        return true;
+    }
+
+    private const int Magic = 0x4E50_4331; // "NPC1"
+
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly record struct MessageHeader(int Magic, int Tag, int DType, long Bytes);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root, int Algorithm);
+
+    private static readonly string[] Algorithms = ["ring", "oneshot", "direct"];
+
+    private void CheckHeader(MessageHeader header, int peer, int tag, Tensor tensor)
+    {
+        if (header.Magic == Magic && header.Tag == tag && header.DType == (int)tensor.DType && header.Bytes == tensor.Bytes) return;
+        throw _engine.Fail($"rank {peer} sent tag {header.Tag}, {((DType)header.DType).Name()} x {header.Bytes} bytes; this rank expected " +
+                           $"tag {tag}, {tensor.DType.Name()} x {tensor.Bytes} bytes", peer, abortOthers: true);
+    }
+
+    private Task Async(Action operation)
+    {
+        lock (_orderGate)
+        {
+            var previous = _tail;
+            _tail = Task.Factory.StartNew(() =>
+            {
+                previous.GetAwaiter().GetResult();
+                operation();
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            return _tail;
+        }
+    }
+
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, Action body) =>
+        Run(kind, dtype, op, count, root, handshake: true, algorithm: "ring", body: _ => body());
+
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body)
+    {
+        long sequence = Interlocked.Increment(ref _sequence) - 1;
+        _engine.Current = (kind, sequence);
+        if (_store is not null && _faultAt is { } fault && fault.Rank == Rank && fault.Sequence == sequence)
+        {
+            Console.Error.WriteLine($"NATIVEPARALLEL_FAULT: rank {Rank} exits at {kind.Name()} #{sequence}");
+            Environment.Exit(17);
+        }
+        if (Log.InfoEnabled)
+            Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
+                     $"root {root} algo {algorithm} transport {_transport.Name}");
+        var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root, Array.IndexOf(Algorithms, algorithm));
+        if (Size > 1 && handshake) Handshake(descriptor);
+        body(descriptor);
+    }
+
+    // Point-to-point operations are numbered apart from collectives: each rank of a pipeline sends and receives
+    // a different number of messages, but all ranks must agree on the collectives' sequence numbers.
+    private void RunPointToPoint(Collective kind, int peer, Action body)
+    {
+        long sequence = Interlocked.Increment(ref _messages) - 1;
+        _engine.Current = (kind, sequence);
+        body();
+    }
+
+    // Each rank sends its descriptor right and checks the one from its left: any disagreement in the ring is
+    // seen by some rank, which aborts the group so the others fail too.
+    private void Handshake(Descriptor mine)
+    {
+        int right = (Rank + 1) % Size, left = (Rank + Size - 1) % Size;
+        Descriptor theirs = default;
+        _engine.SendReceive(right, MemoryMarshal.AsBytes(new ReadOnlySpan<Descriptor>(in mine)), left,
+            MemoryMarshal.AsBytes(new Span<Descriptor>(ref theirs)));
+        if (Disagreement(theirs, mine, left) is { } why) throw _engine.Fail(why, left, abortOthers: true);
+    }
+
+    private static string? Disagreement(Descriptor theirs, Descriptor mine, int peer)
+    {
+        bool countsAgree = mine.Count < 0 || theirs.Count < 0 || mine.Count == theirs.Count;
+        if (theirs.Magic == Magic && theirs.Kind == mine.Kind && theirs.DType == mine.DType && theirs.Op == mine.Op &&
+            theirs.Sequence == mine.Sequence && countsAgree && theirs.Root == mine.Root && theirs.Algorithm == mine.Algorithm) return null;
+        return $"ranks disagree: rank {peer} called {Describe(theirs)}, this rank called {Describe(mine)}";
+    }
+
+    private static string Describe(Descriptor d) => d.Magic != Magic
+        ? "something that is not a collective (corrupt or out-of-order data)"
+        : $"{((Collective)d.Kind).Name()} #{d.Sequence} ({((DType)d.DType).Name()} x {(d.Count < 0 ? "variable" : d.Count.ToString())}, " +
+          $"op {((ReduceOp)d.Op).ToString().ToLowerInvariant()}{(d.Root >= 0 ? $", root {d.Root}" : "")}, " +
+          $"algorithm {(d.Algorithm >= 0 && d.Algorithm < Algorithms.Length ? Algorithms[d.Algorithm] : "?")})";
+
+    private static unsafe Span<byte> Bytes(Tensor t)
+    {
+        if (t.Device is not HostMemoryDevice)
+            throw new InvalidOperationException($"internal: {t} on {t.Device.Name} reached a collective without staging");
+        t.RequireContiguous("a collective");
+        return new Span<byte>((void*)t.Pointer, checked((int)t.Bytes));
+    }
+
+    private static void Same(Collective kind, Tensor input, Tensor output) => Blocks(kind, input, output,
+        input.Count == output.Count, "input and output must hold the same number of elements");
+
+    private static void Blocks(Collective kind, Tensor input, Tensor output, bool shapesAgree, string rule)
+    {
+        if (input.DType != output.DType) throw new ArgumentException($"{kind.Name()}: input {input} and output {output} have different dtypes");
+        if (!shapesAgree) throw new ArgumentException($"{kind.Name()}: {rule}; got input {input}, output {output}");
+    }
+
+    private void CheckRoot(int root)
+    {
+        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"root {root} is not a rank of a group of {Size}");
+    }
+
+    private void CheckPeer(int peer)
+    {
+        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"peer {peer} is not another rank of a group of {Size}");
+    }
+}
