@@ -24,7 +24,7 @@ namespace NativeParallel.Cli
                   emu only: --schedules K runs each case under K fiber interleavings (forward, reverse, seeded
                   shuffles; a different output is a race); --sanitize builds the kernels with AddressSanitizer and
                   UndefinedBehaviorSanitizer. --kernels DIR takes kernel sources from DIR instead of the library.
-              nativeparallel bench kernels [--device cuda|cpu|emu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE]
+              nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]

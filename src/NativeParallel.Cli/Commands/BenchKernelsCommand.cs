@@ -20,6 +20,8 @@ internal static class BenchKernelsCommand
         if (repeats < 1 || warmup < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0");
 
         using var device = DeviceRegistry.Open(deviceName);
+        if (device.Kind == DeviceKind.Emu)
+            throw new UsageException("bench kernels: the emulated device checks kernels, it does not time them (fibers are thousands of times slower than a GPU); use --device cuda or cpu");
         Console.WriteLine($"bench kernels on {device.Name}: {device.Description}; median of {repeats} runs after {warmup} warm-up, L2 flushed before each");
         Console.WriteLine($"{"kernel",-38} {"shape",-34} {"median ms",10} {"achieved",16} {"baseline",24} {"ratio",7}  check");
         var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)));

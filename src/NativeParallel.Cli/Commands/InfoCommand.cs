@@ -37,6 +37,8 @@ internal static class InfoCommand
             ? $"{NativeLibraries.LoadedPath(NativeLibraryKind.Cublas)}"
             : "unavailable (install cuBLAS, or set NATIVEPARALLEL_CUBLAS)";
         Console.WriteLine($"cublas     {cublas}");
+        string emu = EmuCompiler.UnavailableReason is { } why ? $"unavailable: {why}" : $"{EmuCompiler.Compiler.Version} ({EmuCompiler.Compiler.Path})";
+        Console.WriteLine($"emu        {emu}");
         Console.WriteLine($"cache      {Tunables.KernelCacheDir ?? "off"}");
         Console.WriteLine($"kernels    {KernelSources.Files.Count} files: {string.Join(' ', KernelSources.Files)}");
         foreach (var (name, _) in Tunables.All)
@@ -50,6 +52,7 @@ internal static class InfoCommand
             cuda = cudaReason is null ? $"driver {driver}" : $"unavailable: {cudaReason}",
             nvrtc,
             cublas,
+            emu,
             cache = Tunables.KernelCacheDir,
             kernels = KernelSources.Files,
         });
