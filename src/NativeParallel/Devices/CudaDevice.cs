@@ -19,6 +19,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     private readonly CudaStream _defaultStream;
     private readonly ConcurrentDictionary<string, Lazy<CUmodule>> _modules = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string File, string Function), CUfunction> _functions = new();
+    private readonly BlockCache _blocks;
     private bool _disposed;
 
     private CudaDevice(int ordinal)
@@ -34,6 +35,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         TotalMemoryBytes = (long)total;
         ModelName = ReadName();
         _defaultStream = new CudaStream(this);
+        // Up to an eighth of the device's memory waits for reuse; the rest goes back to the driver when freed.
+        _blocks = new BlockCache(TotalMemoryBytes / 8, p => CudaException.Check(Cuda.cuMemFree_v2(new CUdeviceptr(p))));
         Kernels = new GpuKernels(this);
         Log.Info($"opened cuda:{ordinal} {ModelName} sm_{ComputeCapability.Major}{ComputeCapability.Minor}, {MultiprocessorCount} SMs");
     }
@@ -99,22 +102,33 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "allocation size must be non-negative");
         MakeCurrent();
-        // cuMemAlloc refuses 0 bytes; a 1-byte allocation keeps empty tensors' pointers valid and distinct.
-        var result = Cuda.cuMemAlloc_v2(out CUdeviceptr pointer, (nuint)Math.Max(bytes, 1));
+        // Sizes are rounded so freed blocks fit later requests; 0 bytes still gets a valid, distinct block.
+        long size = BlockCache.RoundUp(bytes);
+        if (_blocks.TryTake(size, out ulong reused)) return new DeviceBuffer(this, reused, bytes, p => Free(size, p));
+        var result = Cuda.cuMemAlloc_v2(out CUdeviceptr pointer, (nuint)size);
+        if (result == CUresult.CUDA_ERROR_OUT_OF_MEMORY && _blocks.CachedBytes > 0)
+        {
+            // Cached blocks of other sizes may be what is missing: give them back and try once more.
+            Synchronize();
+            _blocks.Flush();
+            result = Cuda.cuMemAlloc_v2(out pointer, (nuint)size);
+        }
         if (result == CUresult.CUDA_ERROR_OUT_OF_MEMORY)
         {
             Cuda.cuMemGetInfo_v2(out nuint free, out nuint total);
             throw new OutOfMemoryException($"{Name}: cannot allocate {bytes} bytes; {free} of {total} bytes free on the device");
         }
         CudaException.Check(result);
-        return new DeviceBuffer(this, pointer.Value, bytes, Free);
+        return new DeviceBuffer(this, pointer.Value, bytes, p => Free(size, p));
     }
 
-    private void Free(ulong pointer)
+    private void Free(long size, ulong pointer)
     {
         if (_disposed) return; // the context is gone with the device; the driver has reclaimed it
         MakeCurrent();
-        CudaException.Check(Cuda.cuMemFree_v2(new CUdeviceptr(pointer)));
+        // Work already queued may still use the block: reuse follows it on the same stream, so keeping it is safe
+        // for the default stream; a release to the driver synchronises by itself.
+        _blocks.Return(size, pointer);
     }
 
     /// <inheritdoc/>
@@ -231,6 +245,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         MakeCurrent();
         Cuda.cuCtxSynchronize();
         foreach (var module in _modules.Values.Where(m => m.IsValueCreated)) Cuda.cuModuleUnload(module.Value);
+        _blocks.Flush();
         _defaultStream.Dispose();
         _disposed = true;
         Cuda.cuDevicePrimaryCtxRelease_v2(_device);
