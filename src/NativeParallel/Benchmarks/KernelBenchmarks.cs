@@ -1,5 +1,4 @@
 using NativeParallel.Devices;
-using NativeParallel.Kernels;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Tensors;
 

@@ -1,9 +1,5 @@
 using System.Runtime.InteropServices;
 using NativeParallel.Comm.Algorithms;
-using NativeParallel.Comm.Rendezvous;
-using NativeParallel.Comm.Transports;
-using NativeParallel.Devices;
-using NativeParallel.Diagnostics;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 

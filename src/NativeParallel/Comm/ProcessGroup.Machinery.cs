@@ -1,7 +1,4 @@
 using System.Runtime.InteropServices;
-using NativeParallel.Comm.Algorithms;
-using NativeParallel.Comm.Rendezvous;
-using NativeParallel.Comm.Transports;
 using NativeParallel.Devices;
 using NativeParallel.Diagnostics;
 using NativeParallel.Kernels;

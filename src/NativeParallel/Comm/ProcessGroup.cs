@@ -1,10 +1,7 @@
-using System.Runtime.InteropServices;
-using NativeParallel.Comm.Algorithms;
 using NativeParallel.Comm.Rendezvous;
 using NativeParallel.Comm.Transports;
 using NativeParallel.Devices;
 using NativeParallel.Diagnostics;
-using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Comm;

@@ -1,6 +1,4 @@
-using NativeParallel.Comm;
 using NativeParallel.Devices;
-using NativeParallel.Kernels;
 using NativeParallel.Models;
 using NativeParallel.Tensors;
 

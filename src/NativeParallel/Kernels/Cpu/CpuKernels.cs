@@ -1,5 +1,4 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
-using System.Runtime.InteropServices;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Kernels.Cpu;
