@@ -1,6 +1,7 @@
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Reference;
 using NativeParallel.Tensors;
+using static NativeParallel.Kernels.Check.CaseKit;
 
 namespace NativeParallel.Kernels.Check;
 
@@ -66,61 +67,9 @@ public static class KernelSuite
                     cases.Add(Reduce(dt, op, count, inputs, inPlace: false));
                 cases.Add(Reduce(dt, op, 1000, 4, inPlace: true));
             }
+        // The ops written one file each (Kernels/Ops/): their cases live beside their kernels.
+        cases.AddRange(Ops.OpCatalog.Cases);
         return cases;
-    }
-
-    // Random inputs rounded to the storage dtype, so the reference sees exactly what the device sees.
-    private static float[] Random(ulong seed, int stream, long count, DType dtype, float lo = -1f, float hi = 1f)
-    {
-        var values = new float[count];
-        SeededRandom.Uniform(seed * 1000 + (ulong)stream, values, lo, hi);
-        if (dtype != DType.F32) for (int i = 0; i < values.Length; i++) values[i] = FloatBits.RoundTo(dtype, values[i]);
-        return values;
-    }
-
-    private static int[] RandomInts(ulong seed, int stream, int count, int max)
-    {
-        var values = new int[count];
-        SeededRandom.Integers(seed * 1000 + (ulong)stream, values, max);
-        return values;
-    }
-
-    /// <summary>Tensors of one case, freed together.</summary>
-    private sealed class Scope(IDevice device) : IDisposable
-    {
-        private readonly List<Tensor> _tensors = [];
-
-        public Tensor Floats(float[] values, DType dtype, params int[] shape) => Keep(Tensor.FromFloats(device, values, dtype, shape));
-
-        public Tensor Ints(int[] values, params int[] shape) => Keep(Tensor.FromInts(device, values, shape));
-
-        public Tensor Poisoned(DType dtype, params int[] shape)
-        {
-            var t = Keep(Tensor.Empty(device, dtype, shape));
-            t.FillBytes(0xFF);
-            return t;
-        }
-
-        private Tensor Keep(Tensor t)
-        {
-            _tensors.Add(t);
-            return t;
-        }
-
-        public void Dispose()
-        {
-            foreach (var t in _tensors) t.Dispose();
-        }
-    }
-
-    private static (double, double, string) Compare(Tensor output, double[] expected, DType dtype) =>
-        (ErrorBounds.RelativeError(output.ToFloats(), expected), ErrorBounds.For(dtype), "");
-
-    private static string ExactMismatch(int[] got, int[] expected, string what)
-    {
-        for (int i = 0; i < expected.Length; i++)
-            if (got[i] != expected[i]) return $"{what}[{i}] = {got[i]}, reference {expected[i]}";
-        return "";
     }
 
     private static KernelCase Embedding(DType dt, int tokens, int vocab, int hidden) =>

@@ -154,5 +154,6 @@ internal static class KernelArgsCatalog
         ("argmax.cu", "ArgmaxArgs", Unsafe.SizeOf<ArgmaxArgs>()),
         ("topk.cu", "TopKArgs", Unsafe.SizeOf<TopKArgs>()),
         ("reduce.cu", "ReduceArgs", Unsafe.SizeOf<ReduceArgs>()),
+        .. Ops.OpCatalog.ArgStructs,
     ];
 }
