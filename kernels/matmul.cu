@@ -8,6 +8,13 @@
 //     2 x 4 mma.sync m16n8k16 (bf16 in, f32 accumulate); tiles of BK = 32 staged in shared memory with rows padded
 //     by 8 elements (16 bytes) so ldmatrix's eight row reads hit different banks. Default for bf16 inputs.
 //     (Next: cp.async double buffering, then wgmma + TMA on sm_90a.)
+// Backward of y = x · Wᵀ (x: (m, k), W: (n, k), y: (m, n)), operands all f32 or all bf16, f32 accumulation:
+//   matmul_bwd_input_<dt>: d_x (m, k) = d_y (m, n) · W; grid (ceil(k / 64), ceil(m / 64)).
+//   matmul_bwd_weight_<dt>: d_w (n, k) = (accumulate ? d_w : 0) + d_yᵀ · x, summed over the m rows in order;
+//     grid (ceil(k / 64), ceil(n / 64)).
+// v1 (both): the SIMT tiling of matmul v1 (64 x 64 tiles, BK = 16, 256 threads of 4 x 4 outputs) over strided
+//     operands; each tile loader reads along its operand's contiguous dimension. Deterministic (no atomics, one
+//     thread per output, fixed summation order). Default. (Next: tensor cores for bf16, split-m for d_w.)
 #include "common/dtypes.cuh"
 #include "common/mma.cuh"
 
@@ -157,3 +164,100 @@ __device__ void matmul_tc(const MatmulArgs& p) {
 
 extern "C" __global__ void __launch_bounds__(TC_THREADS) matmul_tc_bf16_f32(MatmulArgs p) { matmul_tc<float>(p); }
 extern "C" __global__ void __launch_bounds__(TC_THREADS) matmul_tc_bf16_bf16(MatmulArgs p) { matmul_tc<bf16>(p); }
+
+struct MatmulBwdArgs {
+    const void* d_y;    // (m, n)
+    const void* other;  // W (n, k) for matmul_bwd_input, x (m, k) for matmul_bwd_weight
+    void* out;          // d_x (m, k) or d_w (n, k)
+    int m;
+    int n;
+    int k;
+    int accumulate;  // matmul_bwd_weight: d_w += instead of d_w =
+};
+
+// c (M, N) = (accumulate ? c : 0) + Σ_l A(i, l) · B(l, j), with B(l, j) = b[l * N + j] and
+// A(i, l) = a[l * lda + i] when A_T (a stored (L, M)), else a[i * lda + l] (a stored (M, L)).
+template <typename T, bool A_T>
+__device__ void matmul_bwd_tiles(const void* a, int lda, const void* b, void* c, int M, int N, int L, bool accumulate) {
+    __shared__ float tile_a[MM_BK][MM_BM];
+    __shared__ float tile_b[MM_BK][MM_BN];
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int row0 = blockIdx.y * MM_BM, col0 = blockIdx.x * MM_BN;
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+    for (int l0 = 0; l0 < L; l0 += MM_BK) {
+        // Loaders: 64 x 16 elements per tile, 4 per thread, consecutive threads along the contiguous dimension.
+        if (A_T) {
+            int r = tid % 64, gr = row0 + r;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int lk = (tid / 64) * 4 + e, gl = l0 + lk;
+                tile_a[lk][r] = (gr < M && gl < L) ? load_f<T>(a, (long long)gl * lda + gr) : 0.0f;
+            }
+        } else {
+            int r = tid / 4, gr = row0 + r;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int lk = (tid % 4) * 4 + e, gl = l0 + lk;
+                tile_a[lk][r] = (gr < M && gl < L) ? load_f<T>(a, (long long)gr * lda + gl) : 0.0f;
+            }
+        }
+        {
+            int cc = tid % 64, gc = col0 + cc;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int lk = (tid / 64) * 4 + e, gl = l0 + lk;
+                tile_b[lk][cc] = (gc < N && gl < L) ? load_f<T>(b, (long long)gl * N + gc) : 0.0f;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < MM_BK; kk++) {
+            float av[4], bv[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) av[i] = tile_a[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) bv[j] = tile_b[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();  // the next tile overwrites what this one read
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int r = row0 + ty + 16 * i;
+        if (r >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int cc = col0 + tx + 16 * j;
+            if (cc >= N) continue;
+            long long o = (long long)r * N + cc;
+            store_f<T>(c, o, accumulate ? load_f<T>(c, o) + acc[i][j] : acc[i][j]);
+        }
+    }
+}
+
+// d_x (m, k) = d_y (m, n) · W (n, k): M = m, N = k, summed over n.
+template <typename T>
+__device__ void matmul_bwd_input(const MatmulBwdArgs& p) {
+    matmul_bwd_tiles<T, false>(p.d_y, p.n, p.other, p.out, p.m, p.k, p.n, false);
+}
+
+// d_w (n, k) += d_yᵀ (n, m) · x (m, k): M = n, N = k, summed over m.
+template <typename T>
+__device__ void matmul_bwd_weight(const MatmulBwdArgs& p) {
+    matmul_bwd_tiles<T, true>(p.d_y, p.n, p.other, p.out, p.n, p.k, p.m, p.accumulate != 0);
+}
+
+extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_input_f32(MatmulBwdArgs p) { matmul_bwd_input<float>(p); }
+extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_input_bf16(MatmulBwdArgs p) { matmul_bwd_input<bf16>(p); }
+extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_weight_f32(MatmulBwdArgs p) { matmul_bwd_weight<float>(p); }
+extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_weight_bf16(MatmulBwdArgs p) { matmul_bwd_weight<bf16>(p); }

@@ -3,6 +3,8 @@
 //   x: (tokens, heads, d), d even; positions: (tokens) i32.
 // Grid: one thread per (token, head, i < d/2), grid-stride.
 // v1: frequency and angle in f64 (an f32 angle at position 4096 is off by ~5e-4 rad), sin/cos rounded to f32. Default.
+// Backward (rope_bwd): the transpose of the rotation, i.e. a rotation by -angle, in place on d_x (tokens, heads, d):
+//   d_x1 = dy1 * cos + dy2 * sin, d_x2 = dy2 * cos - dy1 * sin. Grid and v1 as the forward.
 #include "common/dtypes.cuh"
 
 struct RopeArgs {
@@ -34,3 +36,33 @@ __device__ void rope_fwd(const RopeArgs& a) {
 
 extern "C" __global__ void rope_fwd_f32(RopeArgs a) { rope_fwd<float>(a); }
 extern "C" __global__ void rope_fwd_bf16(RopeArgs a) { rope_fwd<bf16>(a); }
+
+struct RopeBwdArgs {
+    void* dx;              // (tokens, heads, d): d_y in, d_x out
+    const int* positions;  // (tokens)
+    int tokens;
+    int heads;
+    int d;
+    float theta;
+};
+
+template <typename T>
+__device__ void rope_bwd(const RopeBwdArgs& a) {
+    int half = a.d / 2;
+    long long total = (long long)a.tokens * a.heads * half;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)gridDim.x * blockDim.x) {
+        int i = (int)(idx % half);
+        long long row = idx / half;  // token * heads + head
+        int t = (int)(row / a.heads);
+        double angle = (double)a.positions[t] * pow((double)a.theta, -2.0 * i / a.d);
+        float c = (float)cos(angle), s = (float)sin(angle);
+        long long base = row * a.d;
+        float g1 = load_f<T>(a.dx, base + i), g2 = load_f<T>(a.dx, base + i + half);
+        store_f<T>(a.dx, base + i, g1 * c + g2 * s);
+        store_f<T>(a.dx, base + i + half, g2 * c - g1 * s);
+    }
+}
+
+extern "C" __global__ void rope_bwd_f32(RopeBwdArgs a) { rope_bwd<float>(a); }
+extern "C" __global__ void rope_bwd_bf16(RopeBwdArgs a) { rope_bwd<bf16>(a); }
