@@ -9,6 +9,21 @@
 // v1 prefill: one warp per query row, 4 rows per block, a warp-wide dot product per key. Default.
 // v1 decode: one block of 4 warps per (sequence, head), keys split across warps (split-K), partial softmax
 //     states merged in shared memory. Default. (Next: tile K/V in shared memory and use tensor cores.)
+// Training (attention_train, Kernels/Ops/AttentionTraining.cs): causal self-attention over whole sequences,
+//   query i sees keys j <= i; q (batch, t, hq, d); k, v (batch, t, hkv, d); out, d_out, dq (batch, t, hq, d);
+//   dk, dv (batch, t, hkv, d); lse, delta f32 (batch, hq, t). No (t, t) matrix is stored: probabilities are
+//   recomputed from lse in the backward kernels. Every sum runs in a fixed order (no atomics): bitwise
+//   deterministic run to run.
+//   attention_train_fwd_<dtype>: as prefill (query_start 0), also lse = log sum_j exp(scale q.k_j) (natural log).
+//     Grid: one warp per (batch, query, head) row, 4 rows per block.
+//   attention_train_bwd_dq_<dtype>: delta_i = d_out_i . out_i (written for the next kernel), then over keys j <= i:
+//     p = exp(scale q_i.k_j - lse_i), ds = p (d_out_i . v_j - delta_i), dq_i = scale sum_j ds k_j.
+//     Grid: one warp per (batch, query, head) row, 4 rows per block.
+//   attention_train_bwd_dkdv_<dtype> (after bwd_dq, reads its delta): dk_j = scale sum ds q_i, dv_j = sum p d_out_i
+//     over the query heads of kv head's group in order, each over queries i >= j in order.
+//     Grid: one warp per (batch, key, kv head) row, 4 rows per block.
+// v1 train: SIMT, a warp-wide dot product per (query, key) pair, lane l holds elements l, l + 32, ... Default.
+//     (Next: K/V and Q tiles in shared memory, tensor-core mma for the score and gradient products.)
 #include "common/dtypes.cuh"
 #include "common/limits.cuh"
 #include "common/reduce.cuh"
@@ -173,3 +188,170 @@ extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_prefill_f
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_prefill_bf16(AttentionPrefillArgs a) { attention_prefill<bf16>(a); }
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_decode_f32(AttentionDecodeArgs a) { attention_decode<float>(a); }
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_decode_bf16(AttentionDecodeArgs a) { attention_decode<bf16>(a); }
+
+// ---- Training: forward with lse, backward in two kernels (dq and delta; then dk, dv). ----
+
+struct AttentionTrainFwdArgs {
+    const void* q;  // (batch, t, hq, d)
+    const void* k;  // (batch, t, hkv, d)
+    const void* v;  // (batch, t, hkv, d)
+    void* out;      // (batch, t, hq, d)
+    float* lse;     // (batch, hq, t)
+    int batch;
+    int t;
+    int hq;
+    int hkv;
+    int d;
+    float scale;
+};
+
+struct AttentionTrainBwdArgs {
+    const void* q;      // (batch, t, hq, d)
+    const void* k;      // (batch, t, hkv, d)
+    const void* v;      // (batch, t, hkv, d)
+    const void* out;    // (batch, t, hq, d)
+    const float* lse;   // (batch, hq, t)
+    const void* d_out;  // (batch, t, hq, d)
+    float* delta;       // (batch, hq, t) scratch: written by bwd_dq, read by bwd_dkdv
+    void* dq;           // (batch, t, hq, d)
+    void* dk;           // (batch, t, hkv, d)
+    void* dv;           // (batch, t, hkv, d)
+    int batch;
+    int t;
+    int hq;
+    int hkv;
+    int d;
+    float scale;
+};
+
+template <typename T>
+__device__ __forceinline__ void load_row(const void* p, long long base, int d, float (&out)[ATT_PER_LANE]) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < ATT_PER_LANE; r++) {
+        int c = lane + 32 * r;
+        out[r] = c < d ? load_f<T>(p, base + c) : 0.0f;
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void store_row(void* p, long long base, int d, const float (&x)[ATT_PER_LANE], float factor) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < ATT_PER_LANE; r++) {
+        int c = lane + 32 * r;
+        if (c < d) store_f<T>(p, base + c, x[r] * factor);
+    }
+}
+
+__device__ __forceinline__ float lane_dot(const float (&a)[ATT_PER_LANE], const float (&b)[ATT_PER_LANE]) {
+    float partial = 0.0f;
+#pragma unroll
+    for (int r = 0; r < ATT_PER_LANE; r++) partial += a[r] * b[r];
+    return partial;
+}
+
+template <typename T>
+__device__ void attention_train_fwd(const AttentionTrainFwdArgs& a) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int group = a.hq / a.hkv;
+    const long long rows = (long long)a.batch * a.t * a.hq;
+    for (long long row = (long long)blockIdx.x * ATT_WARPS + warp; row < rows; row += (long long)gridDim.x * ATT_WARPS) {
+        int h = (int)(row % a.hq);
+        int i = (int)(row / a.hq % a.t);
+        int b = (int)(row / ((long long)a.hq * a.t));
+        long long q_base = row * a.d;
+        float q[ATT_PER_LANE];
+        load_query<T>(a.q, q_base, a.d, a.scale, q);
+        WarpSoftmaxState st;
+        reset(st);
+        long long kv_base = (long long)b * a.t * a.hkv * a.d + (long long)(h / group) * a.d;
+        warp_attend<T>(q, a.k, a.v, kv_base, (long long)a.hkv * a.d, 0, i + 1, 1, a.d, st);
+        store_row<T>(a.out, q_base, a.d, st.acc, 1.0f / st.l);  // key i is always visible: l >= 1
+        if (lane == 0) a.lse[((long long)b * a.hq + h) * a.t + i] = st.m + logf(st.l);
+    }
+}
+
+template <typename T>
+__device__ void attention_train_bwd_dq(const AttentionTrainBwdArgs& a) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int group = a.hq / a.hkv;
+    const long long rows = (long long)a.batch * a.t * a.hq;
+    const long long key_stride = (long long)a.hkv * a.d;
+    for (long long row = (long long)blockIdx.x * ATT_WARPS + warp; row < rows; row += (long long)gridDim.x * ATT_WARPS) {
+        int h = (int)(row % a.hq);
+        int i = (int)(row / a.hq % a.t);
+        int b = (int)(row / ((long long)a.hq * a.t));
+        long long q_base = row * a.d;
+        float q[ATT_PER_LANE], dout[ATT_PER_LANE], acc[ATT_PER_LANE];
+        load_row<T>(a.q, q_base, a.d, q);
+        load_row<T>(a.d_out, q_base, a.d, dout);
+        load_row<T>(a.out, q_base, a.d, acc);
+        const float delta = warp_sum(lane_dot(dout, acc));
+        const long long stat = ((long long)b * a.hq + h) * a.t + i;
+        if (lane == 0) a.delta[stat] = delta;
+        const float lse = a.lse[stat];
+#pragma unroll
+        for (int r = 0; r < ATT_PER_LANE; r++) acc[r] = 0.0f;
+        long long kv_base = (long long)b * a.t * key_stride + (long long)(h / group) * a.d;
+        for (int j = 0; j <= i; j++) {
+            long long key = kv_base + (long long)j * key_stride;
+            float kj[ATT_PER_LANE], vj[ATT_PER_LANE];
+            load_row<T>(a.k, key, a.d, kj);
+            load_row<T>(a.v, key, a.d, vj);
+            float s = warp_sum(lane_dot(q, kj));
+            float dp = warp_sum(lane_dot(dout, vj));
+            float ds = expf(s * a.scale - lse) * (dp - delta);
+#pragma unroll
+            for (int r = 0; r < ATT_PER_LANE; r++) acc[r] += ds * kj[r];
+        }
+        store_row<T>(a.dq, q_base, a.d, acc, a.scale);
+    }
+}
+
+template <typename T>
+__device__ void attention_train_bwd_dkdv(const AttentionTrainBwdArgs& a) {
+    const int warp = threadIdx.x >> 5;
+    const int group = a.hq / a.hkv;
+    const long long rows = (long long)a.batch * a.t * a.hkv;
+    const long long query_stride = (long long)a.hq * a.d;
+    for (long long row = (long long)blockIdx.x * ATT_WARPS + warp; row < rows; row += (long long)gridDim.x * ATT_WARPS) {
+        int g = (int)(row % a.hkv);
+        int j = (int)(row / a.hkv % a.t);
+        int b = (int)(row / ((long long)a.hkv * a.t));
+        long long key = row * a.d;
+        float kj[ATT_PER_LANE], vj[ATT_PER_LANE], dk[ATT_PER_LANE], dv[ATT_PER_LANE];
+        load_row<T>(a.k, key, a.d, kj);
+        load_row<T>(a.v, key, a.d, vj);
+#pragma unroll
+        for (int r = 0; r < ATT_PER_LANE; r++) { dk[r] = 0.0f; dv[r] = 0.0f; }
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            const long long stat_base = ((long long)b * a.hq + h) * a.t;
+            const long long q_head = (long long)b * a.t * query_stride + (long long)h * a.d;
+            for (int i = j; i < a.t; i++) {
+                long long q_base = q_head + (long long)i * query_stride;
+                float qi[ATT_PER_LANE], douti[ATT_PER_LANE];
+                load_row<T>(a.q, q_base, a.d, qi);
+                load_row<T>(a.d_out, q_base, a.d, douti);
+                float s = warp_sum(lane_dot(qi, kj));
+                float dp = warp_sum(lane_dot(douti, vj));
+                float p = expf(s * a.scale - a.lse[stat_base + i]);
+                float ds = p * (dp - a.delta[stat_base + i]);
+#pragma unroll
+                for (int r = 0; r < ATT_PER_LANE; r++) {
+                    dk[r] += ds * qi[r];
+                    dv[r] += p * douti[r];
+                }
+            }
+        }
+        store_row<T>(a.dk, key, a.d, dk, a.scale);
+        store_row<T>(a.dv, key, a.d, dv, 1.0f);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_fwd_f32(AttentionTrainFwdArgs a) { attention_train_fwd<float>(a); }
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_fwd_bf16(AttentionTrainFwdArgs a) { attention_train_fwd<bf16>(a); }
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_bwd_dq_f32(AttentionTrainBwdArgs a) { attention_train_bwd_dq<float>(a); }
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_bwd_dq_bf16(AttentionTrainBwdArgs a) { attention_train_bwd_dq<bf16>(a); }
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_bwd_dkdv_f32(AttentionTrainBwdArgs a) { attention_train_bwd_dkdv<float>(a); }
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_train_bwd_dkdv_bf16(AttentionTrainBwdArgs a) { attention_train_bwd_dkdv<bf16>(a); }
