@@ -21,6 +21,11 @@ need_dotnet() {
 # component; we add that component and install it when we are root. Elsewhere we say what is missing.
 setup() {
   need_dotnet
+  # Debian's fortunes: real English text for the training demo (nativeparallel prepare --text /usr/share/games/fortunes).
+  if [ ! -d /usr/share/games/fortunes ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "build.sh: installing Debian's fortunes (a text corpus for training)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null; } || echo "build.sh: could not install fortunes" >&2
+  fi
   if ldconfig -p 2>/dev/null | grep 'libnvrtc\.so' >/dev/null || [ -n "${NATIVEPARALLEL_NVRTC:-}" ]; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && grep -qi debian /etc/os-release 2>/dev/null; then
     echo "build.sh: installing NVRTC (libnvrtc11.2 from Debian non-free)"

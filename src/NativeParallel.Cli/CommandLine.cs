@@ -11,6 +11,7 @@ public sealed class CommandLine
 {
     private readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
     private readonly HashSet<string> _read = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _multi = new(StringComparer.Ordinal);
 
     /// <summary>Parses <paramref name="args"/>; <paramref name="flags"/> are the options that take no value.</summary>
     public CommandLine(IEnumerable<string> args, params string[] flags)
@@ -25,10 +26,20 @@ public sealed class CommandLine
                 throw new UsageException($"unexpected argument '{arg}'");
             string name = arg[2..];
             int eq = name.IndexOf('=');
-            if (eq >= 0) _options[name[..eq]] = name[(eq + 1)..];
+            if (eq >= 0)
+            {
+                string given = name[(eq + 1)..];
+                name = name[..eq];
+                _options[name] = given;
+            }
             else if (flags.Contains(name)) _options[name] = null;
             else if (i + 1 < list.Count) _options[name] = list[++i];
             else throw new UsageException($"option --{name} needs a value");
+            if (_options[name] is { } value)
+            {
+                if (!_multi.TryGetValue(name, out var values)) _multi[name] = values = [];
+                values.Add(value);
+            }
         }
     }
 
@@ -48,6 +59,22 @@ public sealed class CommandLine
         string? text = Option(name);
         if (text is null) return fallback;
         return long.TryParse(text, out long value) ? value : throw new UsageException($"option --{name} expects an integer, got '{text}'");
+    }
+
+    /// <summary>A floating-point option (invariant culture: 3e-4, 0.9).</summary>
+    public double Double(string name, double fallback)
+    {
+        string? text = Option(name);
+        if (text is null) return fallback;
+        return double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) && double.IsFinite(value)
+            ? value : throw new UsageException($"option --{name} expects a number, got '{text}'");
+    }
+
+    /// <summary>Every value given for --name (the option repeated: --text a --text b).</summary>
+    public IReadOnlyList<string> Values(string name)
+    {
+        _read.Add(name);
+        return _multi.TryGetValue(name, out var list) ? list : [];
     }
 
     /// <summary>True when --name was given.</summary>

@@ -49,6 +49,23 @@ namespace NativeParallel.Cli
                   predicted), prefill latency, decode latency per token, throughput, pipeline bubble. --model DIR
                   loads a Hugging Face Llama or Mixtral folder (config.json + *.safetensors) instead of the seeded
                   small model. Inside a launched job (launch, torchrun, mpirun) it is one rank of one --strategy.
+              nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
+                                   [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
+                                   [--min-lr LR] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32]
+                                   [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K] [--json FILE]
+                  Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
+                  position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
+                  to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
+                  2-D tensors only); constant learning rate, or --warmup N steps and --cosine to --min-lr. Defaults:
+                  B 8, T 64, 50 steps, lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01, clip 1.0. Without
+                  --model, the seeded small config with vocab 1000, or 50257 (GPT-2) when the data has larger ids.
+                  One line per step (loss, gradient norm, lr, ms, tokens/s, validation loss every K steps with
+                  --val-data). --save DIR writes a Hugging Face folder that 'run --model DIR' loads; --checkpoint
+                  DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.
+              nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]
+                  Text into an llm.c token shard with GPT-2's tokenizer (Microsoft.ML.Tokenizers); every document
+                  starts with <|endoftext|>; a file is a document, fortune files split at '%' lines. --val-out
+                  keeps the last F (default 0.1) of the documents as a validation shard.
 
             Every command takes --help and exits non-zero on failure.
 
@@ -72,6 +89,8 @@ namespace NativeParallel.Cli
                     "bench" when args.Length > 1 && args[1] == "collectives" => BenchCollectivesCommand.Run(args[2..]),
                     "launch" => LaunchCommand.Run(args[1..]),
                     "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
+                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine")),
+                    "prepare" => PrepareCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
                 };
             }

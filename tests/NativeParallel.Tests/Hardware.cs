@@ -29,6 +29,15 @@ internal static class Hardware
         Missing("cuda", $"needs an NVIDIA GPU: {reason}");
     }
 
+    /// <summary>The folder of Debian's fortunes package: a few MB of real English text for training tests.</summary>
+    public const string FortunesFolder = "/usr/share/games/fortunes";
+
+    public static void RequireFortunes()
+    {
+        if (Directory.Exists(FortunesFolder)) return;
+        Missing("fortunes", $"needs Debian's fortunes package ({FortunesFolder}) as a real text corpus: apt-get install fortunes, or ./build.sh setup as root");
+    }
+
     private static void Missing(string capability, string reason)
     {
         if (Tunables.Required.Contains(capability))

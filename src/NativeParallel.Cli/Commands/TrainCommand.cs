@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+using NativeParallel.Training;
+
+namespace NativeParallel.Cli.Commands;
+
+/// <summary>
+/// <c>nativeparallel train</c>: trains a Llama-style decoder on one device from llm.c token shards, one line per step,
+/// with validation, checkpoints that resume bit for bit, and a Hugging Face folder at the end.
+/// </summary>
+internal static class TrainCommand
+{
+    /// <summary>The vocabulary of GPT-2's tokenizer, which <c>prepare</c> writes.</summary>
+    private const int Gpt2Vocab = 50257;
+
+    public static int Run(CommandLine line)
+    {
+        if (Entry.HelpRequested(line)) return 0;
+        string? modelFolder = line.Option("model");
+        string data = line.Option("data") ?? throw new UsageException("train needs --data FILE|GLOB (llm.c token shards; make one with 'nativeparallel prepare --text FILE --out FILE.bin')");
+        string? valData = line.Option("val-data");
+        int valEvery = (int)line.Int("val-every", 25);
+        int valBatches = (int)line.Int("val-batches", 4);
+        int batch = (int)line.Int("batch", 8);
+        int seq = (int)line.Int("seq", 64);
+        int steps = (int)line.Int("steps", 50);
+        double lr = line.Double("lr", 1e-3);
+        double weightDecay = line.Double("weight-decay", 0.01);
+        double beta1 = line.Double("beta1", 0.9), beta2 = line.Double("beta2", 0.999), eps = line.Double("eps", 1e-8);
+        double gradClip = line.Double("grad-clip", 1.0);
+        int warmup = (int)line.Int("warmup", 0);
+        bool cosine = line.Flag("cosine");
+        double minLr = line.Double("min-lr", 0);
+        var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
+        string? deviceName = line.Option("device");
+        ulong seed = (ulong)line.Int("seed", 1234);
+        int vocabOption = (int)line.Int("vocab", 0);
+        string? save = line.Option("save");
+        string? checkpoint = line.Option("checkpoint");
+        int checkpointEvery = (int)line.Int("checkpoint-every", 0);
+        string? resume = line.Option("resume");
+        string? json = line.Option("json");
+        line.RejectUnknown();
+
+        if (batch < 1 || seq < 1 || steps < 1) throw new UsageException("--batch, --seq and --steps must be at least 1");
+        if (lr <= 0 || weightDecay < 0 || gradClip < 0 || minLr < 0 || warmup < 0 || valEvery < 0 || valBatches < 1 || checkpointEvery < 0)
+            throw new UsageException("--lr must be positive; --weight-decay, --grad-clip, --min-lr, --warmup, --val-every, --checkpoint-every must not be negative; --val-batches at least 1");
+        if (beta1 is < 0 or >= 1 || beta2 is < 0 or >= 1 || eps <= 0) throw new UsageException("--beta1 and --beta2 must be in [0, 1), --eps positive");
+        if (dtype != DType.F32) throw new UsageException("train keeps f32 weights for now (--dtype bf16 training is not implemented yet)");
+        if (modelFolder is not null && resume is not null) throw new UsageException("give --model or --resume, not both (a checkpoint folder holds its model)");
+        if (checkpointEvery > 0 && checkpoint is null) throw new UsageException("--checkpoint-every needs --checkpoint DIR");
+
+        var loader = new TokenLoader(TokenShard.Expand(data), batch, seq);
+        var validation = valData is null ? null : new TokenLoader(TokenShard.Expand(valData), batch, seq);
+        string? weightsFolder = resume ?? modelFolder;
+        LlamaWeights weights;
+        if (weightsFolder is not null)
+        {
+            weights = HuggingFaceCheckpoint.Load(weightsFolder, Math.Max(256, seq));
+            if (weights.Config.DType != DType.F32) weights = ToF32(weights);
+        }
+        else
+        {
+            int vocab = vocabOption > 0 ? vocabOption : loader.MaxToken < LlamaConfig.Small.Vocab ? LlamaConfig.Small.Vocab : Math.Max(Gpt2Vocab, loader.MaxToken + 1);
+            weights = new LlamaWeights(LlamaConfig.Small with { Vocab = vocab, MaxSequence = Math.Max(256, seq) }, seed);
+        }
+        var config = weights.Config;
+        if (loader.MaxToken >= config.Vocab)
+            throw new InvalidDataException($"{loader.Files[0]}: token {loader.MaxToken} is outside the model's vocabulary of {config.Vocab} (give --vocab or a model with a larger vocabulary)");
+
+        int startStep = 0;
+        if (resume is not null)
+        {
+            var state = TrainingCheckpoint.ReadState(resume);
+            if (state.Batch != batch || state.Sequence != seq)
+                throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
+            if (state.Step >= steps) throw new UsageException($"{resume} has already run {state.Step} steps; ask for more with --steps");
+            loader.Seek(state.Shard, state.Position);
+            startStep = state.Step;
+        }
+
+        using var device = DeviceRegistry.Open(deviceName);
+        using var trainer = new LlamaTrainer(device, weights, batch, seq);
+        if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
+        var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
+        var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
+
+        Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
+                          $"ffn {config.Ffn}, vocab {config.Vocab}, f32, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
+        Console.WriteLine($"device  {device.Name}: {device.Description}");
+        Console.WriteLine($"data    {string.Join(", ", loader.Files)}: batch {batch} × seq {seq} = {batch * seq} tokens per step" +
+                          (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
+        Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
+                          $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
+        Console.WriteLine($"memory  parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(trainer.OptimizerBytes)}, " +
+                          $"activations {Mib(trainer.ActivationBytes)} (kept for backward), backward scratch {Mib(trainer.ScratchBytes)}");
+
+        var inputs = new int[batch * seq];
+        var targets = new int[batch * seq];
+        var records = new List<StepRecord>();
+        var clock = new Stopwatch();
+        for (int step = startStep; step < steps; step++)
+        {
+            loader.Next(inputs, targets);
+            float rate = schedule.At(step);
+            clock.Restart();
+            var result = trainer.Step(inputs, targets, settings with { LearningRate = rate }, step + 1, (float)gradClip);
+            device.Synchronize();
+            double ms = clock.Elapsed.TotalMilliseconds;
+            if (!double.IsFinite(result.Loss) || !double.IsFinite(result.GradNorm))
+                throw new InvalidOperationException($"step {step + 1}: loss {result.Loss} or gradient norm {result.GradNorm} is not finite (lower --lr or keep --grad-clip on)");
+            double? valLoss = validation is not null && valEvery > 0 && ((step + 1) % valEvery == 0 || step + 1 == steps)
+                ? Validate(trainer, validation, valBatches) : null;
+            Console.WriteLine($"step {step + 1,5}/{steps} | loss {result.Loss:F4} | norm {result.GradNorm:F4}{(result.ClipCoefficient < 1 ? " (clipped)" : "")} | " +
+                              $"lr {rate:E2} | {ms,8:F1} ms | {batch * seq / (ms / 1000),8:F0} tok/s{(valLoss is { } v ? $" | val loss {v:F4}" : "")}");
+            records.Add(new StepRecord(step + 1, result.Loss, result.GradNorm, rate, ms, batch * seq / (ms / 1000), valLoss));
+            if (checkpoint is not null && checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps)
+                TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(step + 1, loader.Shard, loader.Position, batch, seq));
+        }
+        if (checkpoint is not null)
+        {
+            TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(steps, loader.Shard, loader.Position, batch, seq));
+            Console.WriteLine($"checkpoint {checkpoint} (weights, AdamW moments, step {steps}, data position; continue with --resume {checkpoint})");
+        }
+        if (save is not null)
+        {
+            TrainingCheckpoint.Save(save, trainer, null);
+            Console.WriteLine($"saved   {save} (config.json + model.safetensors; 'nativeparallel run --model {save}' generates from it)");
+        }
+        JsonReport.Write(json, new
+        {
+            Command = "train",
+            Model = new { config.Layers, config.Hidden, config.Heads, config.KvHeads, config.Ffn, config.Vocab, config.Parameters },
+            Device = device.Name,
+            Data = loader.Files,
+            Batch = batch,
+            Sequence = seq,
+            Optimizer = new { Name = "adamw", Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradClip = gradClip, Warmup = warmup, Cosine = cosine, MinLr = minLr },
+            Memory = new { trainer.ParameterBytes, trainer.GradientBytes, trainer.OptimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
+            Steps = records,
+        });
+        return 0;
+    }
+
+    private sealed record StepRecord(int Step, double Loss, double GradNorm, float Lr, double Ms, double TokensPerSecond, double? ValLoss);
+
+    // Mean loss over the first `batches` batches of the validation shards (the same batches every time).
+    private static double Validate(LlamaTrainer trainer, TokenLoader validation, int batches)
+    {
+        var inputs = new int[validation.Batch * validation.Sequence];
+        var targets = new int[inputs.Length];
+        validation.Seek(0, 0);
+        double sum = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            validation.Next(inputs, targets);
+            sum += trainer.Forward(inputs, targets);
+        }
+        return sum / batches;
+    }
+
+    private static LlamaWeights ToF32(LlamaWeights w) =>
+        new(w.Config with { DType = DType.F32 }, w.Embedding, w.Layers, w.FinalNorm, w.LmHead);
+
+    private static string Mib(long bytes) => $"{bytes / 1048576.0:F2} MiB";
+}

@@ -1,0 +1,281 @@
+using NativeParallel.Devices;
+using NativeParallel.Kernels;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Training;
+
+/// <summary>
+/// Trains a dense Llama-style decoder on one device, llm.c style: an explicit forward that keeps what backward
+/// reads, an explicit backward written op by op (the transpose of the forward, in reverse), the global gradient norm
+/// with torch's clipping, and AdamW. Parameters, gradients and moments are f32 on the device; every batch is B rows of
+/// T tokens, each row its own causal sequence starting at position 0. Loss: mean cross-entropy over all B·T targets.
+/// </summary>
+public sealed class LlamaTrainer : IDisposable
+{
+    private readonly IDevice _device;
+    private readonly IKernels _k;
+    private readonly LlamaConfig _c;
+    private readonly int _batch, _seq, _tokens;
+    private readonly TrainParameter _embedding, _finalNorm, _lmHead;
+    private readonly LayerParameters[] _layers;
+    private readonly LayerActivations[] _saved;
+    private readonly List<Tensor> _buffers = [];
+    private readonly Tensor _ids, _targets, _positions, _final, _finalNormed, _logits, _losses, _normTotal;
+    private readonly Tensor _proj, _dx, _dtmp, _dn, _dn2, _datt, _dq, _dk, _dv, _dact, _dgate, _dup;
+    private readonly int[] _hostIds, _hostTargets;
+
+    private sealed record LayerParameters(TrainParameter InputNorm, TrainParameter Q, TrainParameter K, TrainParameter V, TrainParameter O,
+        TrainParameter PostNorm, TrainParameter Gate, TrainParameter Up, TrainParameter Down);
+
+    // What backward reads of one layer: its input (the residual stream), the normed inputs of both blocks, q and k
+    // after RoPE, v, the attention output and its row log-sum-exp, the mid-layer residual, and the MLP's gate, up
+    // and activation.
+    private sealed record LayerActivations(Tensor Input, Tensor Normed1, Tensor Q, Tensor K, Tensor V, Tensor Attention, Tensor Lse,
+        Tensor Mid, Tensor Normed2, Tensor Gate, Tensor Up, Tensor Act);
+
+    /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
+    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence)
+    {
+        _c = weights.Config;
+        if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
+        if (_c.DType != DType.F32) throw new NotSupportedException($"training keeps f32 weights; the model is {_c.DType.Name()} (load it as f32)");
+        if (batch < 1 || sequence < 1) throw new ArgumentException($"batch ({batch}) and sequence ({sequence}) must be at least 1");
+        _device = device;
+        _k = device.Kernels;
+        _batch = batch;
+        _seq = sequence;
+        _tokens = checked(batch * sequence);
+        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads * d, kvd = _c.KvHeads * d, f = _c.Ffn, vocab = _c.Vocab;
+
+        TrainParameter P(string name, float[] values, params int[] shape) => new(device, name, values, shape);
+        _embedding = P("model.embed_tokens.weight", weights.Embedding, vocab, h);
+        _layers = new LayerParameters[_c.Layers];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            var w = weights.Layers[l];
+            string p = $"model.layers.{l}.";
+            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, h), P(p + "self_attn.q_proj.weight", w.Q, qd, h),
+                P(p + "self_attn.k_proj.weight", w.K, kvd, h), P(p + "self_attn.v_proj.weight", w.V, kvd, h), P(p + "self_attn.o_proj.weight", w.O, h, qd),
+                P(p + "post_attention_layernorm.weight", w.PostNorm, h), P(p + "mlp.gate_proj.weight", w.Gate, f, h),
+                P(p + "mlp.up_proj.weight", w.Up, f, h), P(p + "mlp.down_proj.weight", w.Down, h, f));
+        }
+        _finalNorm = P("model.norm.weight", weights.FinalNorm, h);
+        _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
+        Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
+
+        Tensor F(params int[] shape) => Keep(Tensor.Empty(device, DType.F32, shape));
+        Tensor I(int count) => Keep(Tensor.Empty(device, DType.I32, count));
+        _ids = I(n);
+        _targets = I(n);
+        _positions = I(n);
+        var positions = new int[n];
+        for (int i = 0; i < n; i++) positions[i] = i % sequence;
+        _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
+        long before = BufferBytes();
+        _saved = new LayerActivations[_c.Layers];
+        for (int l = 0; l < _c.Layers; l++)
+            _saved[l] = new LayerActivations(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F(batch, _c.Heads, sequence),
+                F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
+        _final = F(n, h);
+        _finalNormed = F(n, h);
+        _logits = F(n, vocab);
+        _losses = F(n);
+        ActivationBytes = BufferBytes() - before;
+        _normTotal = F(1);
+        _proj = F(n, h);
+        _dx = F(n, h);
+        _dtmp = F(n, h);
+        _dn = F(n, h);
+        _dn2 = F(n, h);
+        _datt = F(n, qd);
+        _dq = F(n, qd);
+        _dk = F(n, kvd);
+        _dv = F(n, kvd);
+        _dact = F(n, f);
+        _dgate = F(n, f);
+        _dup = F(n, f);
+        ScratchBytes = BufferBytes() - before - ActivationBytes;
+        _hostIds = new int[n];
+        _hostTargets = new int[n];
+    }
+
+    /// <summary>The model shape.</summary>
+    public LlamaConfig Config => _c;
+
+    /// <summary>Every trained tensor, in Hugging Face order (embedding, layers, final norm, LM head).</summary>
+    public IReadOnlyList<TrainParameter> Parameters { get; }
+
+    /// <summary>Bytes of parameters (f32).</summary>
+    public long ParameterBytes => Parameters.Sum(p => p.Value.Bytes);
+
+    /// <summary>Bytes of gradients.</summary>
+    public long GradientBytes => Parameters.Sum(p => p.Grad.Bytes);
+
+    /// <summary>Bytes of optimizer state (AdamW's two moments).</summary>
+    public long OptimizerBytes => Parameters.Sum(p => p.M.Bytes + p.V.Bytes);
+
+    /// <summary>Bytes of activations kept from forward for backward (logits included).</summary>
+    public long ActivationBytes { get; }
+
+    /// <summary>Bytes of backward's scratch (gradients of activations, reused layer to layer).</summary>
+    public long ScratchBytes { get; }
+
+    /// <summary>Runs forward on (inputs, targets), B·T each, and returns the mean cross-entropy; leaves dlogits for <see cref="Backward"/>.</summary>
+    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    {
+        Upload(inputs, targets);
+        var k = _k;
+        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
+        float scale = 1f / MathF.Sqrt(d);
+        k.Embedding(_ids, _embedding.Value, _saved.Length > 0 ? _saved[0].Input : _final);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var (w, a) = (_layers[l], _saved[l]);
+            var output = l + 1 < _layers.Length ? _saved[l + 1].Input : _final;
+            k.RmsNorm(a.Input, w.InputNorm.Value, a.Normed1, _c.NormEps);
+            k.Matmul(a.Normed1, w.Q.Value, a.Q);
+            k.Matmul(a.Normed1, w.K.Value, a.K);
+            k.Matmul(a.Normed1, w.V.Value, a.V);
+            k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
+            k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
+            AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse, scale);
+            k.Matmul(a.Attention, w.O.Value, _proj);
+            k.Add(a.Input, _proj, a.Mid);
+            k.RmsNorm(a.Mid, w.PostNorm.Value, a.Normed2, _c.NormEps);
+            k.Matmul(a.Normed2, w.Gate.Value, a.Gate);
+            k.Matmul(a.Normed2, w.Up.Value, a.Up);
+            k.SwiGlu(a.Gate, a.Up, a.Act);
+            k.Matmul(a.Act, w.Down.Value, _proj);
+            k.Add(a.Mid, _proj, output);
+        }
+        k.RmsNorm(_final, _finalNorm.Value, _finalNormed, _c.NormEps);
+        k.Matmul(_finalNormed, _lmHead.Value, _logits);
+        // The logits become dlogits in place: probabilities are never stored.
+        CrossEntropy.Run(_logits, _targets, _losses, _logits, 1f / _tokens);
+        double sum = 0;
+        foreach (float loss in _losses.ToFloats()) sum += loss;
+        return sum / _tokens;
+    }
+
+    /// <summary>Backward of the last <see cref="Forward"/>: every parameter's gradient, zeroed first.</summary>
+    public void Backward()
+    {
+        var k = _k;
+        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
+        float scale = 1f / MathF.Sqrt(d);
+        foreach (var p in Parameters) p.Grad.FillBytes(0);
+
+        MatmulBackward.InputGrad(_logits, _lmHead.Value, _dn);
+        MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
+        RmsNormBackward.Run(_final, _finalNorm.Value, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+        for (int l = _layers.Length - 1; l >= 0; l--)
+        {
+            var (w, a) = (_layers[l], _saved[l]);
+            // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
+            MatmulBackward.InputGrad(_dx, w.Down.Value, _dact);
+            MatmulBackward.WeightGrad(_dx, a.Act, w.Down.Grad, accumulate: true);
+            SwiGluBackward.Run(a.Gate, a.Up, _dact, _dgate, _dup);
+            MatmulBackward.InputGrad(_dgate, w.Gate.Value, _dn);
+            MatmulBackward.InputGrad(_dup, w.Up.Value, _dn2);
+            k.Add(_dn, _dn2, _dn);
+            MatmulBackward.WeightGrad(_dgate, a.Normed2, w.Gate.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dup, a.Normed2, w.Up.Grad, accumulate: true);
+            RmsNormBackward.Run(a.Mid, w.PostNorm.Value, _dn, _dtmp, w.PostNorm.Grad, _c.NormEps);
+            k.Add(_dx, _dtmp, _dx);
+            // Attention block: mid = input + attention(rope(n1·Wqᵀ), rope(n1·Wkᵀ), n1·Wvᵀ)·Woᵀ. _dx holds ∂/∂mid.
+            MatmulBackward.InputGrad(_dx, w.O.Value, _datt);
+            MatmulBackward.WeightGrad(_dx, a.Attention, w.O.Grad, accumulate: true);
+            AttentionTraining.Backward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
+                _datt.View(b, t, hq, d), _dq.View(b, t, hq, d), _dk.View(b, t, hkv, d), _dv.View(b, t, hkv, d), scale);
+            RopeBackward.Run(_dq.View(_tokens, hq, d), _positions, _c.RopeTheta);
+            RopeBackward.Run(_dk.View(_tokens, hkv, d), _positions, _c.RopeTheta);
+            MatmulBackward.InputGrad(_dq, w.Q.Value, _dn);
+            MatmulBackward.InputGrad(_dk, w.K.Value, _dn2);
+            k.Add(_dn, _dn2, _dn);
+            MatmulBackward.InputGrad(_dv, w.V.Value, _dn2);
+            k.Add(_dn, _dn2, _dn);
+            MatmulBackward.WeightGrad(_dq, a.Normed1, w.Q.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dk, a.Normed1, w.K.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dv, a.Normed1, w.V.Grad, accumulate: true);
+            RmsNormBackward.Run(a.Input, w.InputNorm.Value, _dn, _dtmp, w.InputNorm.Grad, _c.NormEps);
+            k.Add(_dx, _dtmp, _dx);
+        }
+        EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
+    }
+
+    /// <summary>‖all gradients‖₂ (the norm torch.nn.utils.clip_grad_norm_ computes), reduced on the device.</summary>
+    public double GradientNorm()
+    {
+        _normTotal.FillBytes(0);
+        foreach (var p in Parameters) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        return Math.Sqrt(_normTotal.ToFloats()[0]);
+    }
+
+    /// <summary>
+    /// One AdamW update of every parameter (<paramref name="step"/> ≥ 1 for bias correction); gradients are scaled by
+    /// <paramref name="gradScale"/> (the clip coefficient). Weight decay applies to 2-D tensors only.
+    /// </summary>
+    public void Update(AdamWSettings settings, int step, float gradScale)
+    {
+        var noDecay = settings with { WeightDecay = 0f };
+        foreach (var p in Parameters) AdamW.Step(p.Value, p.Grad, p.M, p.V, p.Decay ? settings : noDecay, step, gradScale);
+    }
+
+    /// <summary>
+    /// A whole training step: forward, backward, the gradient norm, clipping as torch.nn.utils.clip_grad_norm_
+    /// (coefficient min(1, clip / (norm + 1e-6)); <paramref name="gradClip"/> 0 turns it off) and the AdamW update.
+    /// </summary>
+    public StepResult Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, AdamWSettings settings, int step, float gradClip)
+    {
+        double loss = Forward(inputs, targets);
+        Backward();
+        double norm = GradientNorm();
+        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        Update(settings, step, coefficient);
+        return new StepResult(loss, norm, coefficient);
+    }
+
+    /// <summary>The current weights on the host, as a <see cref="LlamaWeights"/> (to save or to run).</summary>
+    public LlamaWeights ToWeights()
+    {
+        var layers = _layers.Select(l => new LlamaWeights.Layer(l.InputNorm.Value.ToFloats(), l.Q.Value.ToFloats(), l.K.Value.ToFloats(),
+            l.V.Value.ToFloats(), l.O.Value.ToFloats(), l.PostNorm.Value.ToFloats(), l.Gate.Value.ToFloats(), l.Up.Value.ToFloats(),
+            l.Down.Value.ToFloats())).ToArray();
+        return new LlamaWeights(_c, _embedding.Value.ToFloats(), layers, _finalNorm.Value.ToFloats(), _lmHead.Value.ToFloats());
+    }
+
+    private void Upload(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    {
+        if (inputs.Length != _tokens || targets.Length != _tokens)
+            throw new ArgumentException($"a batch is B·T = {_batch}·{_seq} = {_tokens} inputs and targets; got {inputs.Length} and {targets.Length}");
+        for (int i = 0; i < _tokens; i++)
+        {
+            if ((uint)inputs[i] >= (uint)_c.Vocab || (uint)targets[i] >= (uint)_c.Vocab)
+                throw new ArgumentException($"token {Math.Max(inputs[i], targets[i])} at batch position {i} is outside the model's vocabulary of {_c.Vocab}");
+        }
+        inputs.CopyTo(_hostIds);
+        targets.CopyTo(_hostTargets);
+        _ids.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostIds.AsSpan()));
+        _targets.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostTargets.AsSpan()));
+    }
+
+    private Tensor Keep(Tensor t)
+    {
+        _buffers.Add(t);
+        return t;
+    }
+
+    private long BufferBytes() => _buffers.Sum(b => b.Bytes);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var p in Parameters) p.Dispose();
+        foreach (var b in _buffers) b.Dispose();
+    }
+}
+
+/// <summary>What one training step measured: the mean loss before the update, the gradient norm before clipping, and the clip coefficient applied.</summary>
+public readonly record struct StepResult(double Loss, double GradNorm, float ClipCoefficient);

@@ -1,0 +1,106 @@
+using NativeParallel.Cli;
+using NativeParallel.Training;
+
+namespace NativeParallel.Tests.Training;
+
+/// <summary><c>prepare</c> and <c>train</c> as a user runs them, in process with the output captured.</summary>
+[Collection(nameof(Kernels.EnvironmentCollection))]
+public sealed class TrainCommandTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("np-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static (int Code, string Output) Run(params string[] args)
+    {
+        var (previousOut, previousError) = (Console.Out, Console.Error);
+        var writer = new StringWriter();
+        Console.SetOut(writer);
+        Console.SetError(writer);
+        try
+        {
+            return (Entry.Run(args), writer.ToString());
+        }
+        finally
+        {
+            Console.SetOut(previousOut);
+            Console.SetError(previousError);
+        }
+    }
+
+    private static double[] Losses(string output) =>
+        output.Split('\n').Where(l => l.StartsWith("step ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l.Split("| loss ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+
+    [Fact]
+    public void LossOnRealTextFallsByAThirdAndTheSavedModelRuns()
+    {
+        Hardware.RequireFortunes();
+        string shard = Path.Combine(_folder, "fortunes.bin"), val = Path.Combine(_folder, "fortunes_val.bin");
+        var (code, output) = Run("prepare", "--text", Hardware.FortunesFolder, "--out", shard, "--val-out", val);
+        Assert.True(code == 0, output);
+        Assert.Contains("GPT-2 BPE", output);
+        var tokens = TokenShard.Read(shard);
+        Assert.True(tokens.Length > 100_000, $"the fortunes corpus gave only {tokens.Length} tokens");
+        Assert.Equal(50256, tokens[0]); // every document starts with <|endoftext|>
+
+        string saved = Path.Combine(_folder, "model");
+        (code, output) = Run("train", "--data", shard, "--val-data", val, "--val-every", "30", "--steps", "30", "--batch", "4", "--seq", "64",
+            "--lr", "3e-3", "--device", "cpu", "--save", saved);
+        Assert.True(code == 0, output);
+        var losses = Losses(output);
+        Assert.Equal(30, losses.Length);
+        Assert.Contains("vocab 50257", output);
+        Assert.Contains("val loss", output);
+        double first = losses[0], last = losses[^5..].Average();
+        Assert.True(last <= first * 2 / 3, $"loss went from {first:F3} to {last:F3} (mean of the last 5): it should fall by at least a third\n{output}");
+
+        (code, output) = Run("run", "--model", saved, "--device", "cpu", "--strategy", "dp=2", "--new-tokens", "4", "--prompt-tokens", "8");
+        Assert.True(code == 0, output);
+        Assert.Contains("greedy tokens vs host reference", output);
+    }
+
+    [Fact]
+    public void CheckpointAndResumePrintTheSameStepsAsOneRun()
+    {
+        string shard = Path.Combine(_folder, "data.bin");
+        var tokens = new int[5000];
+        NativeParallel.Tensors.SeededRandom.Integers(9, tokens, 1000);
+        TokenShard.Write(shard, tokens);
+        string[] common = ["--data", shard, "--batch", "2", "--seq", "16", "--device", "cpu", "--warmup", "2", "--cosine"];
+        var (code, straight) = Run(["train", .. common, "--steps", "6"]);
+        Assert.True(code == 0, straight);
+
+        string checkpoint = Path.Combine(_folder, "ckpt");
+        (code, string firstHalf) = Run(["train", .. common, "--steps", "6", "--checkpoint", checkpoint, "--checkpoint-every", "3"]);
+        Assert.True(code == 0, firstHalf);
+        // The run wrote a checkpoint at step 3 and the final one at step 6; rewind to step 3 by resuming a copy made then.
+        string early = Path.Combine(_folder, "early");
+        (code, _) = Run(["train", .. common, "--steps", "3", "--checkpoint", early]);
+        Assert.Equal(0, code);
+        (code, string resumed) = Run(["train", "--data", shard, "--batch", "2", "--seq", "16", "--device", "cpu", "--warmup", "2", "--cosine", "--steps", "6", "--resume", early]);
+        Assert.True(code == 0, resumed);
+        Assert.Contains("resumed at step 3", resumed);
+        // Same losses, bit for bit as printed, for steps 4..6.
+        Assert.Equal(Losses(straight)[3..], Losses(resumed));
+        Assert.Equal(Losses(straight), Losses(firstHalf));
+    }
+
+    [Fact]
+    public void BadTrainingCommandLinesSayWhatIsWrong()
+    {
+        Assert.Equal(2, Run("train").Code);
+        Assert.Contains("needs --data", Run("train").Output);
+        string shard = Path.Combine(_folder, "small.bin");
+        TokenShard.Write(shard, new int[20]);
+        Assert.Equal(2, Run("train", "--data", shard, "--steps", "0").Code);
+        Assert.Equal(2, Run("train", "--data", shard, "--lr", "fast").Code);
+        Assert.Equal(2, Run("train", "--data", shard, "--dtype", "bf16").Code);
+        var (code, output) = Run("train", "--data", shard, "--batch", "4", "--seq", "16");
+        Assert.Equal(1, code);
+        Assert.Contains("cannot fill one batch", output);
+        (code, output) = Run("train", "--data", Path.Combine(_folder, "missing.bin"));
+        Assert.Equal(1, code);
+        Assert.Contains("missing.bin", output);
+    }
+}

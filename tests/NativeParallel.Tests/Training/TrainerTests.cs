@@ -1,0 +1,129 @@
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+using NativeParallel.Training;
+using NativeParallel.Training.Reference;
+
+namespace NativeParallel.Tests.Training;
+
+/// <summary>
+/// The trainer against the float64 reference trainer (a plain forward in double, gradients by central finite
+/// differences, AdamW written out): whole-model gradients, and a run of steps, on the CPU device and on the
+/// emulated device (where every training kernel's CUDA source runs).
+/// </summary>
+public sealed class TrainerTests
+{
+    // Small enough for finite differences over every parameter (≈ 1.5 k), large enough for every path: two layers,
+    // grouped-query attention (4 heads over 2), odd sizes.
+    internal static readonly LlamaConfig Tiny = new()
+    {
+        Vocab = 19, Hidden = 16, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 12, MaxSequence = 16,
+    };
+
+    private const int Batch = 2, Sequence = 5;
+
+    internal static (int[] Inputs, int[] Targets) RandomBatch(ulong seed, int vocab, int count)
+    {
+        var inputs = new int[count];
+        var targets = new int[count];
+        SeededRandom.Integers(seed, inputs, vocab);
+        SeededRandom.Integers(seed + 1, targets, vocab);
+        return (inputs, targets);
+    }
+
+    public static TheoryData<string> Devices => new("cpu", "emu");
+
+    private static IDevice Open(string name)
+    {
+        if (name == "emu") Hardware.RequireEmu();
+        return name == "cpu" ? CpuDevice.Instance : EmuDevices.Shared;
+    }
+
+    [Theory]
+    [MemberData(nameof(Devices))]
+    public void GradientsMatchFiniteDifferencesOfTheFloat64Model(string deviceName)
+    {
+        var weights = new LlamaWeights(Tiny, seed: 5);
+        var (inputs, targets) = RandomBatch(11, Tiny.Vocab, Batch * Sequence);
+        var reference = new ReferenceTrainer(weights);
+        var expected = reference.Gradient(inputs, targets, Batch, Sequence);
+
+        using var trainer = new LlamaTrainer(Open(deviceName), weights, Batch, Sequence);
+        double loss = trainer.Forward(inputs, targets);
+        trainer.Backward();
+        Assert.Equal(reference.Loss(reference.Theta, inputs, targets, Batch, Sequence), loss, 1e-5);
+
+        var got = trainer.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+        double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
+        Assert.True(error <= 1e-5, $"whole-model gradient on {deviceName}: relative error {error:E2} against the float64 model (bound 1e-5)");
+        // Every tensor on its own too, so a wrong small tensor cannot hide behind large ones.
+        for (int i = 0; i < trainer.Parameters.Count; i++)
+        {
+            var (offset, count) = reference.Range(i);
+            double tensorError = Kernels.Ops.FiniteDifference.RelativeError(got[offset..(offset + count)], expected[offset..(offset + count)]);
+            Assert.True(tensorError <= 1e-4, $"{trainer.Parameters[i].Name} on {deviceName}: gradient relative error {tensorError:E2} (bound 1e-4)");
+        }
+        Assert.Equal(Math.Sqrt(expected.Sum(g => g * g)), trainer.GradientNorm(), 1e-5 * Math.Sqrt(expected.Sum(g => g * g)));
+    }
+
+    [Fact]
+    public void TwentyStepsFollowTheFloat64ReferenceTrainer()
+    {
+        var weights = new LlamaWeights(Tiny, seed: 6);
+        var reference = new ReferenceTrainer(weights);
+        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        for (int step = 1; step <= 20; step++)
+        {
+            var (inputs, targets) = RandomBatch(100 + (ulong)step, Tiny.Vocab, Batch * Sequence);
+            // A clip that bites on some steps and not others.
+            var (refLoss, refNorm) = reference.Step(inputs, targets, Batch, Sequence, 3e-3, 0.9, 0.95, 1e-8, 0.1, step, gradClip: 2.0);
+            var result = trainer.Step(inputs, targets, settings, step, gradClip: 2f);
+            Assert.True(Math.Abs(result.Loss - refLoss) <= 1e-5 * refLoss, $"step {step}: loss {result.Loss} vs reference {refLoss}");
+            Assert.True(Math.Abs(result.GradNorm - refNorm) <= 1e-4 * refNorm, $"step {step}: gradient norm {result.GradNorm} vs reference {refNorm}");
+        }
+        var theta = trainer.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
+        double error = Kernels.Ops.FiniteDifference.RelativeError(theta, reference.Theta);
+        Assert.True(error <= 1e-5, $"weights after 20 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
+    }
+
+    [Fact]
+    public void ResumingFromACheckpointContinuesBitForBit()
+    {
+        var weights = new LlamaWeights(Tiny, seed: 7);
+        var settings = new AdamWSettings(1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f);
+        var batches = Enumerable.Range(0, 6).Select(i => RandomBatch(300 + (ulong)i, Tiny.Vocab, Batch * Sequence)).ToArray();
+        using var straight = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        for (int i = 0; i < 6; i++) straight.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+
+        string folder = Directory.CreateTempSubdirectory("np-ckpt-").FullName;
+        try
+        {
+            using (var first = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence))
+            {
+                for (int i = 0; i < 3; i++) first.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+                TrainingCheckpoint.Save(folder, first, new TrainingCheckpoint.State(3, 0, 42, Batch, Sequence));
+            }
+            Assert.Equal(new TrainingCheckpoint.State(3, 0, 42, Batch, Sequence), TrainingCheckpoint.ReadState(folder));
+            using var resumed = new LlamaTrainer(CpuDevice.Instance, HuggingFaceCheckpoint.Load(folder), Batch, Sequence);
+            TrainingCheckpoint.LoadMoments(folder, resumed);
+            for (int i = 3; i < 6; i++) resumed.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+            for (int p = 0; p < straight.Parameters.Count; p++)
+                Assert.True(straight.Parameters[p].Value.ToBytes().AsSpan().SequenceEqual(resumed.Parameters[p].Value.ToBytes()),
+                    $"{straight.Parameters[p].Name} differs after resuming");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+}
+
+/// <summary>One emulated device for the training tests (its compiled kernels are cached per process).</summary>
+internal static class EmuDevices
+{
+    private static readonly Lazy<EmuDevice> s_shared = new(() => new EmuDevice());
+
+    public static EmuDevice Shared => s_shared.Value;
+}
