@@ -104,7 +104,7 @@ namespace NativeParallel.Cli
                 Console.Error.WriteLine($"nativeparallel: {e.Message}");
                 return 1;
             }
-            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException or TimeoutException or System.Net.Sockets.SocketException or NativeParallel.Comm.CollectiveException)
+            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException or InvalidDataException or TimeoutException or System.Net.Sockets.SocketException or NativeParallel.Comm.CollectiveException)
             {
                 Console.Error.WriteLine($"nativeparallel: {e.GetType().Name}: {e.Message}");
                 return 1;
