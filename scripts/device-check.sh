@@ -1,76 +1,106 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one command for a machine with a GPU and no .NET. Build the CLI here first
 # (./build.sh publish), carry out/nativeparallel-linux-x64, and run this from the repository root.
-# Writes under $OUT (default ./device-report): report.md (for docs/device-reports/), report.json, and the raw
-# output of each step. Each step has its own timeout; the whole script finishes within 5 minutes.
+# Writes at most 8 files under $OUT (default ./device-report), because the GPU machine returns no more:
+#   report.md      the report (commit it as docs/device-reports/<date>-<gpu>.md)
+#   steps.txt      one line per step: name, exit code, seconds
+#   raw.tar.gz     every step's raw output and JSON
+# Every step runs under `timeout -k`; the timeouts add up to under 6 minutes.
 #   DEVICE=cpu scripts/device-check.sh     dry run of the same steps on the CPU (checks the plumbing here)
+#   NATIVEPARALLEL_BIN="dotnet src/NativeParallel.Cli/bin/Release/net10.0/NativeParallel.Cli.dll"  runs from a build
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/device-report}
 DEVICE=${DEVICE:-cuda}
 BIN=${NATIVEPARALLEL_BIN:-$PWD/out/nativeparallel-linux-x64/nativeparallel}
+# Steps to skip, space-separated (the test suite's dry run skips the slow benchmarks).
+SKIP=${DEVICE_CHECK_SKIP:-}
 mkdir -p "$OUT"
-# A fresh kernel cache: the first compile on this machine is measured, the second run shows the warm start.
-export NATIVEPARALLEL_CACHE_DIR=${NATIVEPARALLEL_CACHE_DIR:-$OUT/kernel-cache}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+RAW=$WORK/raw
+mkdir -p "$RAW"
+# A fresh kernel cache outside $OUT: the first compile on this machine is measured, the second run shows the warm
+# start. NVRTC 12.9+ keeps its own compile cache, which would hide the ptxas report on a rerun: turn it off.
+export NATIVEPARALLEL_CACHE_DIR=$WORK/kernel-cache
+export CUDA_CACHE_DISABLE=1
 export NATIVEPARALLEL_DEBUG=${NATIVEPARALLEL_DEBUG:-WARN}
 
-if [ ! -x "$BIN" ]; then
-  echo "device-check: $BIN not found; run ./build.sh publish on a machine with .NET and carry out/" >&2
+read -r -a BIN_CMD <<< "$BIN"
+if ! command -v "${BIN_CMD[0]}" >/dev/null 2>&1; then
+  echo "device-check: ${BIN_CMD[0]} not found; run ./build.sh publish on a machine with .NET and carry out/" >&2
   exit 1
 fi
 
 status=0
 step() {  # step NAME TIMEOUT_S ARGS...: runs one CLI command, keeps its output and exit code
   local name=$1 limit=$2; shift 2
+  if [[ " $SKIP " == *" $name "* ]]; then echo "$name skipped (DEVICE_CHECK_SKIP)" >> "$OUT/steps.txt"; return; fi
   echo "== $name: nativeparallel $*"
   local start=$SECONDS
-  timeout "$limit" "$BIN" "$@" > "$OUT/$name.txt" 2>&1
+  timeout -k 5 "$limit" "${BIN_CMD[@]}" "$@" > "$RAW/$name.txt" 2>&1
   local rc=$?
-  cat "$OUT/$name.txt"
-  echo "$name rc=$rc seconds=$((SECONDS - start))" | tee -a "$OUT/steps.txt"
+  cat "$RAW/$name.txt"
+  echo "$name rc=$rc seconds=$((SECONDS - start))$([ $rc -ge 124 ] && echo " (timed out after ${limit}s)")" | tee -a "$OUT/steps.txt"
   [ $rc -eq 0 ] || status=1
 }
 
-{ date -u; uname -a; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; } > "$OUT/machine.txt" 2>&1
 : > "$OUT/steps.txt"
-step info 15 info --json "$OUT/info.json"
-step kernels-check 100 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$OUT/kernels-check.json"
+{ date -u; uname -a; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; } > "$RAW/machine.txt" 2>&1
+
+# Preflight: stop early, with the reason, when the GPU, the driver or NVRTC is missing.
+step info 15 info --json "$RAW/info.json"
+if [ "$DEVICE" = cuda ]; then
+  reason=""
+  command -v nvidia-smi >/dev/null 2>&1 || reason="nvidia-smi is not on PATH (no NVIDIA driver?)"
+  grep -qiE '^cuda .*(not found|unavailable)' "$RAW/info.txt" && reason="${reason:+$reason; }the CUDA driver library was not found (see info)"
+  grep -qiE '^nvrtc .*(not found|unavailable)' "$RAW/info.txt" && reason="${reason:+$reason; }NVRTC was not found (see info; set NATIVEPARALLEL_NVRTC)"
+  if [ -n "$reason" ]; then
+    echo "device-check: preflight failed: $reason" | tee -a "$OUT/steps.txt"
+    status=1
+    SKIP="kernels-check kernels-check-warm bench-kernels run train bench-collectives bench-collectives-ipc"
+  fi
+fi
+
+step kernels-check 90 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
 step kernels-check-warm 20 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
-step bench-kernels 70 bench kernels --device "$DEVICE" --json "$OUT/bench-kernels.json" --markdown "$OUT/bench-kernels.md"
-step run 35 run --device "$DEVICE" --json "$OUT/run.json"
+step bench-kernels 60 bench kernels --device "$DEVICE" --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
+step run 35 run --device "$DEVICE" --json "$RAW/run.json"
+# Training: a shard of this repository's own text (GPT-2 BPE), 20 steps on the device, then the first 5 of the same
+# steps on the CPU: the losses must agree (the device run is the CUDA kernels, the CPU run their checked CPU paths).
+step prepare 15 prepare --text README.md --text docs --out "$WORK/docs.bin"
+step train 40 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
+step train-cpu 30 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels above.
-step bench-collectives 30 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$OUT/bench-collectives.json"
+step bench-collectives 25 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
 # The same across processes: CUDA IPC exports of each buffer, opened by the peer (the IPC transport).
-step bench-collectives-ipc 30 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
+step bench-collectives-ipc 25 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
 
+section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output, when the step ran
+  [ -f "$RAW/$2" ] || return 0
+  echo "## $1"; echo '```'
+  if [ -n "${3:-}" ]; then grep -vE "$3" "$RAW/$2"; else cat "$RAW/$2"; fi
+  echo '```'; echo
+}
 {
   echo "# Device check ($DEVICE)"
   echo
-  echo '```'; cat "$OUT/machine.txt"; echo '```'
+  echo '```'; cat "$RAW/machine.txt"; echo '```'
   echo
   echo "## Steps"
   echo '```'; cat "$OUT/steps.txt"; echo '```'
   echo
-  echo "## info"
-  echo '```'; cat "$OUT/info.txt"; echo '```'
-  echo
-  echo "## kernels check (compile for sm_80, sm_90; every case against the CPU reference)"
-  echo '```'; grep -vE ' ok$' "$OUT/kernels-check.txt"; echo '```'
-  echo
-  echo "## warm start (cached binaries)"
-  echo '```'; head -5 "$OUT/kernels-check-warm.txt"; echo '```'
-  echo
-  [ -f "$OUT/bench-kernels.md" ] && sed 's/^# /## /' "$OUT/bench-kernels.md"
-  echo
-  echo "## run"
-  echo '```'; cat "$OUT/run.txt"; echo '```'
-  echo
-  echo "## all_reduce, 2 thread ranks sharing the device (device-direct)"
-  echo '```'; cat "$OUT/bench-collectives.txt"; echo '```'
-  echo
-  echo "## all_reduce, 2 processes sharing the device (CUDA IPC)"
-  echo '```'; cat "$OUT/bench-collectives-ipc.txt"; echo '```'
+  section info info.txt
+  section "kernels check (compile for sm_80, sm_90; every case against the CPU reference; passing cases omitted)" kernels-check.txt ' ok$'
+  section "warm start (cached binaries)" kernels-check-warm.txt
+  [ -f "$RAW/bench-kernels.md" ] && { sed 's/^# /## /' "$RAW/bench-kernels.md"; echo; }
+  section run run.txt
+  section "train on $DEVICE (20 steps)" train.txt
+  section "train on cpu (the first 5 of the same steps)" train-cpu.txt
+  section "all_reduce, 2 thread ranks sharing the device (device-direct)" bench-collectives.txt
+  section "all_reduce, 2 processes sharing the device (CUDA IPC)" bench-collectives-ipc.txt
 } > "$OUT/report.md"
-echo "device-check: report in $OUT/report.md (status $status)"
+tar -czf "$OUT/raw.tar.gz" -C "$WORK" raw
+echo "device-check: report in $OUT/report.md, raw outputs in $OUT/raw.tar.gz (status $status)"
 exit $status
