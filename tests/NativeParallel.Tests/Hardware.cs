@@ -22,6 +22,9 @@ internal static class Hardware
         Missing("emu", $"the emulated device needs a host C++ compiler: {reason}");
     }
 
+    /// <summary>True when a CUDA driver is present.</summary>
+    public static bool HasCuda => CudaDriver.UnavailableReason is null;
+
     public static void RequireCuda()
     {
         string? reason = CudaDriver.UnavailableReason;
