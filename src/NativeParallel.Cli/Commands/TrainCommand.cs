@@ -33,6 +33,7 @@ internal static class TrainCommand
         double gradClip = line.Double("grad-clip", 1.0);
         int warmup = (int)line.Int("warmup", 0);
         bool cosine = line.Flag("cosine");
+        bool recompute = line.Flag("recompute");
         double minLr = line.Double("min-lr", 0);
         var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
         string? deviceName = line.Option("device");
@@ -83,7 +84,7 @@ internal static class TrainCommand
         }
 
         using var device = DeviceRegistry.Open(deviceName);
-        using var trainer = new LlamaTrainer(device, weights, batch, seq);
+        using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute);
         if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
@@ -96,7 +97,8 @@ internal static class TrainCommand
         Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
                           $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
         Console.WriteLine($"memory  parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(trainer.OptimizerBytes)}, " +
-                          $"activations {Mib(trainer.ActivationBytes)} (kept for backward), backward scratch {Mib(trainer.ScratchBytes)}");
+                          $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
+                          $"backward scratch {Mib(trainer.ScratchBytes)}");
 
         var inputs = new int[batch * seq];
         var targets = new int[batch * seq];
@@ -139,6 +141,7 @@ internal static class TrainCommand
             Batch = batch,
             Sequence = seq,
             Optimizer = new { Name = "adamw", Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradClip = gradClip, Warmup = warmup, Cosine = cosine, MinLr = minLr },
+            Recompute = recompute,
             Memory = new { trainer.ParameterBytes, trainer.GradientBytes, trainer.OptimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
             Steps = records,
         });

@@ -36,7 +36,12 @@ public sealed class LlamaTrainer : IDisposable
         Tensor Mid, Tensor Normed2, Tensor Gate, Tensor Up, Tensor Act);
 
     /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
-    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence)
+    /// <remarks>
+    /// With <paramref name="recompute"/>, each layer keeps only its input and its mid-layer residual; backward runs the
+    /// layer's forward again (norms, q/k/v, RoPE, attention, gate/up, SwiGLU) into one shared set of buffers before
+    /// its own backward. The kernels are deterministic, so the gradients are bitwise those of the run without it.
+    /// </remarks>
+    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
@@ -75,9 +80,13 @@ public sealed class LlamaTrainer : IDisposable
         _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
         long before = BufferBytes();
         _saved = new LayerActivations[_c.Layers];
+        Recompute = recompute;
+        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F(batch, _c.Heads, sequence),
+            F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
+        // Recompute: one set of everything but the residual stream, shared by the layers; each keeps input and mid.
+        var shared = recompute && _c.Layers > 0 ? Full() : null;
         for (int l = 0; l < _c.Layers; l++)
-            _saved[l] = new LayerActivations(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F(batch, _c.Heads, sequence),
-                F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
+            _saved[l] = shared is null ? Full() : l == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
         _final = F(n, h);
         _finalNormed = F(n, h);
         _logits = F(n, vocab);
@@ -104,6 +113,9 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>The model shape.</summary>
     public LlamaConfig Config => _c;
 
+    /// <summary>Whether backward recomputes each layer's activations instead of keeping them.</summary>
+    public bool Recompute { get; }
+
     /// <summary>Every trained tensor, in Hugging Face order (embedding, layers, final norm, LM head).</summary>
     public IReadOnlyList<TrainParameter> Parameters { get; }
 
@@ -127,29 +139,8 @@ public sealed class LlamaTrainer : IDisposable
     {
         Upload(inputs, targets);
         var k = _k;
-        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
-        float scale = 1f / MathF.Sqrt(d);
         k.Embedding(_ids, _embedding.Value, _saved.Length > 0 ? _saved[0].Input : _final);
-        for (int l = 0; l < _layers.Length; l++)
-        {
-            var (w, a) = (_layers[l], _saved[l]);
-            var output = l + 1 < _layers.Length ? _saved[l + 1].Input : _final;
-            k.RmsNorm(a.Input, w.InputNorm.Value, a.Normed1, _c.NormEps);
-            k.Matmul(a.Normed1, w.Q.Value, a.Q);
-            k.Matmul(a.Normed1, w.K.Value, a.K);
-            k.Matmul(a.Normed1, w.V.Value, a.V);
-            k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
-            k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
-            AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse, scale);
-            k.Matmul(a.Attention, w.O.Value, _proj);
-            k.Add(a.Input, _proj, a.Mid);
-            k.RmsNorm(a.Mid, w.PostNorm.Value, a.Normed2, _c.NormEps);
-            k.Matmul(a.Normed2, w.Gate.Value, a.Gate);
-            k.Matmul(a.Normed2, w.Up.Value, a.Up);
-            k.SwiGlu(a.Gate, a.Up, a.Act);
-            k.Matmul(a.Act, w.Down.Value, _proj);
-            k.Add(a.Mid, _proj, output);
-        }
+        for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
         k.RmsNorm(_final, _finalNorm.Value, _finalNormed, _c.NormEps);
         k.Matmul(_finalNormed, _lmHead.Value, _logits);
         // The logits become dlogits in place: probabilities are never stored.
@@ -157,6 +148,37 @@ public sealed class LlamaTrainer : IDisposable
         double sum = 0;
         foreach (float loss in _losses.ToFloats()) sum += loss;
         return sum / _tokens;
+    }
+
+    // Layer l's forward from its input: every activation backward reads, and with `residual` the mid-layer residual
+    // and the layer's output (the next layer's input). Recompute calls it without: both are kept.
+    private void ForwardLayer(int l, bool residual)
+    {
+        var k = _k;
+        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
+        var (w, a) = (_layers[l], _saved[l]);
+        k.RmsNorm(a.Input, w.InputNorm.Value, a.Normed1, _c.NormEps);
+        k.Matmul(a.Normed1, w.Q.Value, a.Q);
+        k.Matmul(a.Normed1, w.K.Value, a.K);
+        k.Matmul(a.Normed1, w.V.Value, a.V);
+        k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
+        k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
+        AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
+            1f / MathF.Sqrt(d));
+        if (residual)
+        {
+            k.Matmul(a.Attention, w.O.Value, _proj);
+            k.Add(a.Input, _proj, a.Mid);
+        }
+        k.RmsNorm(a.Mid, w.PostNorm.Value, a.Normed2, _c.NormEps);
+        k.Matmul(a.Normed2, w.Gate.Value, a.Gate);
+        k.Matmul(a.Normed2, w.Up.Value, a.Up);
+        k.SwiGlu(a.Gate, a.Up, a.Act);
+        if (residual)
+        {
+            k.Matmul(a.Act, w.Down.Value, _proj);
+            k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _saved[l + 1].Input : _final);
+        }
     }
 
     /// <summary>Backward of the last <see cref="Forward"/>: every parameter's gradient, zeroed first.</summary>
@@ -173,6 +195,7 @@ public sealed class LlamaTrainer : IDisposable
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             var (w, a) = (_layers[l], _saved[l]);
+            if (Recompute) ForwardLayer(l, residual: false);
             // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
             MatmulBackward.InputGrad(_dx, w.Down.Value, _dact);
             MatmulBackward.WeightGrad(_dx, a.Act, w.Down.Grad, accumulate: true);

@@ -88,6 +88,25 @@ public sealed class TrainerTests
         Assert.True(error <= 1e-5, $"weights after 20 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
     }
 
+    [Theory]
+    [MemberData(nameof(Devices))]
+    public void RecomputeGivesTheSameGradientsBitForBitWithLessMemory(string deviceName)
+    {
+        var weights = new LlamaWeights(Tiny with { Layers = 3 }, seed: 8);
+        var (inputs, targets) = RandomBatch(21, Tiny.Vocab, Batch * Sequence);
+        using var kept = new LlamaTrainer(Open(deviceName), weights, Batch, Sequence);
+        using var recomputed = new LlamaTrainer(Open(deviceName), weights, Batch, Sequence, recompute: true);
+        Assert.Equal(kept.Forward(inputs, targets), recomputed.Forward(inputs, targets));
+        kept.Backward();
+        recomputed.Backward();
+        for (int p = 0; p < kept.Parameters.Count; p++)
+            Assert.True(kept.Parameters[p].Grad.ToBytes().AsSpan().SequenceEqual(recomputed.Parameters[p].Grad.ToBytes()),
+                $"{kept.Parameters[p].Name}: gradient with --recompute differs");
+        // Three layers of activations against one shared set plus the residual stream of each layer.
+        Assert.True(recomputed.ActivationBytes < kept.ActivationBytes * 0.7,
+            $"recompute keeps {recomputed.ActivationBytes} bytes of activations, without it {kept.ActivationBytes}");
+    }
+
     [Fact]
     public void ResumingFromACheckpointContinuesBitForBit()
     {
