@@ -2,7 +2,8 @@
 //   g = grad * grad_scale; p *= decay (decay = 1 - lr * weight_decay); m = beta1 * m + (1 - beta1) * g;
 //   v = beta2 * v + (1 - beta2) * g * g; p -= step_size * m / (sqrt(v) / sqrt_bias2 + eps),
 //   with step_size = lr / (1 - beta1^t) and sqrt_bias2 = sqrt(1 - beta2^t) computed on the host in double.
-//   param, grad, m, v: f32 (count), updated in place (grad read only). param_copy: bf16 (count) or null; when
+//   param, m, v: f32 (count), updated in place; grad: f32 (adamw_f32) or bf16 (adamw_bf16, the gradients of a bf16
+//   model), read only. param_copy: bf16 (count) or null; when
 //   given it receives the updated param rounded to bf16 (the working copy of a mixed-precision model).
 // Grid: one thread per element, grid-stride.
 // v1: element-wise, f32 state, sqrtf (correctly rounded) and a true division. Default.
@@ -10,7 +11,7 @@
 
 struct AdamWArgs {
     float* param;         // (count)
-    const float* grad;    // (count)
+    const void* grad;     // (count), f32 or bf16 by entry point
     float* m;             // (count)
     float* v;             // (count)
     void* param_copy;     // bf16 (count) or null
@@ -24,9 +25,10 @@ struct AdamWArgs {
     float eps;
 };
 
+template <typename G>
 __device__ void adamw(const AdamWArgs& a) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.count; i += (long long)gridDim.x * blockDim.x) {
-        float g = a.grad[i] * a.grad_scale;
+        float g = load_f<G>(a.grad, i) * a.grad_scale;
         float p = a.param[i] * a.decay;
         float m = a.beta1 * a.m[i] + a.one_minus_beta1 * g;
         float v = a.beta2 * a.v[i] + a.one_minus_beta2 * (g * g);
@@ -39,4 +41,5 @@ __device__ void adamw(const AdamWArgs& a) {
     }
 }
 
-extern "C" __global__ void adamw_f32(AdamWArgs a) { adamw(a); }
+extern "C" __global__ void adamw_f32(AdamWArgs a) { adamw<float>(a); }
+extern "C" __global__ void adamw_bf16(AdamWArgs a) { adamw<bf16>(a); }

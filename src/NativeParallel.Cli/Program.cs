@@ -51,7 +51,7 @@ namespace NativeParallel.Cli
                   small model. Inside a launched job (launch, torchrun, mpirun) it is one rank of one --strategy.
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
-                                   [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32]
+                                   [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K] [--json FILE]
                   Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
@@ -62,6 +62,8 @@ namespace NativeParallel.Cli
                   One line per step (loss, gradient norm, lr, ms, tokens/s, validation loss every K steps with
                   --val-data). --save DIR writes a Hugging Face folder that 'run --model DIR' loads; --checkpoint
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.
+                  --dtype bf16: weights as forward reads them, activations and gradients in bf16, master weights
+                  and AdamW moments in f32 (llm.c's mixed precision); --save and checkpoints keep the f32 masters.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]

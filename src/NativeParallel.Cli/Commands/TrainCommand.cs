@@ -50,7 +50,7 @@ internal static class TrainCommand
         if (lr <= 0 || weightDecay < 0 || gradClip < 0 || minLr < 0 || warmup < 0 || valEvery < 0 || valBatches < 1 || checkpointEvery < 0)
             throw new UsageException("--lr must be positive; --weight-decay, --grad-clip, --min-lr, --warmup, --val-every, --checkpoint-every must not be negative; --val-batches at least 1");
         if (beta1 is < 0 or >= 1 || beta2 is < 0 or >= 1 || eps <= 0) throw new UsageException("--beta1 and --beta2 must be in [0, 1), --eps positive");
-        if (dtype != DType.F32) throw new UsageException("train keeps f32 weights for now (--dtype bf16 training is not implemented yet)");
+        if (dtype is not (DType.F32 or DType.BF16)) throw new UsageException($"train runs in f32 or bf16, not {dtype.Name()}");
         if (modelFolder is not null && resume is not null) throw new UsageException("give --model or --resume, not both (a checkpoint folder holds its model)");
         if (checkpointEvery > 0 && checkpoint is null) throw new UsageException("--checkpoint-every needs --checkpoint DIR");
 
@@ -84,13 +84,13 @@ internal static class TrainCommand
         }
 
         using var device = DeviceRegistry.Open(deviceName);
-        using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute);
+        using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute, dtype);
         if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
 
         Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
-                          $"ffn {config.Ffn}, vocab {config.Vocab}, f32, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
+                          $"ffn {config.Ffn}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
         Console.WriteLine($"data    {string.Join(", ", loader.Files)}: batch {batch} × seq {seq} = {batch * seq} tokens per step" +
                           (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));

@@ -9,8 +9,10 @@ namespace NativeParallel.Training;
 /// <summary>
 /// Trains a dense Llama-style decoder on one device, llm.c style: an explicit forward that keeps what backward
 /// reads, an explicit backward written op by op (the transpose of the forward, in reverse), the global gradient norm
-/// with torch's clipping, and AdamW. Parameters, gradients and moments are f32 on the device; every batch is B rows of
-/// T tokens, each row its own causal sequence starting at position 0. Loss: mean cross-entropy over all B·T targets.
+/// with torch's clipping, and AdamW. Master weights and AdamW moments are f32 on the device; weights as forward reads
+/// them, activations and gradients are in the training dtype (f32, or bf16 as llm.c's mixed precision keeps them,
+/// with the log-sum-exps and losses in f32). Every batch is B rows of T tokens, each row its own causal sequence
+/// starting at position 0. Loss: mean cross-entropy over all B·T targets.
 /// </summary>
 public sealed class LlamaTrainer : IDisposable
 {
@@ -41,11 +43,12 @@ public sealed class LlamaTrainer : IDisposable
     /// layer's forward again (norms, q/k/v, RoPE, attention, gate/up, SwiGLU) into one shared set of buffers before
     /// its own backward. The kernels are deterministic, so the gradients are bitwise those of the run without it.
     /// </remarks>
-    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false)
+    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
-        if (_c.DType != DType.F32) throw new NotSupportedException($"training keeps f32 weights; the model is {_c.DType.Name()} (load it as f32)");
+        if (dtype is not (DType.F32 or DType.BF16)) throw new NotSupportedException($"training runs in f32 or bf16, not {dtype.Name()}");
+        DType = dtype;
         if (batch < 1 || sequence < 1) throw new ArgumentException($"batch ({batch}) and sequence ({sequence}) must be at least 1");
         _device = device;
         _k = device.Kernels;
@@ -54,7 +57,7 @@ public sealed class LlamaTrainer : IDisposable
         _tokens = checked(batch * sequence);
         int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads * d, kvd = _c.KvHeads * d, f = _c.Ffn, vocab = _c.Vocab;
 
-        TrainParameter P(string name, float[] values, params int[] shape) => new(device, name, values, shape);
+        TrainParameter P(string name, float[] values, params int[] shape) => new(device, name, values, dtype, shape);
         _embedding = P("model.embed_tokens.weight", weights.Embedding, vocab, h);
         _layers = new LayerParameters[_c.Layers];
         for (int l = 0; l < _c.Layers; l++)
@@ -70,7 +73,9 @@ public sealed class LlamaTrainer : IDisposable
         _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
         Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
 
-        Tensor F(params int[] shape) => Keep(Tensor.Empty(device, DType.F32, shape));
+        // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
+        Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
+        Tensor F32(params int[] shape) => Keep(Tensor.Empty(device, DType.F32, shape));
         Tensor I(int count) => Keep(Tensor.Empty(device, DType.I32, count));
         _ids = I(n);
         _targets = I(n);
@@ -81,7 +86,7 @@ public sealed class LlamaTrainer : IDisposable
         long before = BufferBytes();
         _saved = new LayerActivations[_c.Layers];
         Recompute = recompute;
-        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F(batch, _c.Heads, sequence),
+        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _c.Heads, sequence),
             F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
         // Recompute: one set of everything but the residual stream, shared by the layers; each keeps input and mid.
         var shared = recompute && _c.Layers > 0 ? Full() : null;
@@ -90,9 +95,9 @@ public sealed class LlamaTrainer : IDisposable
         _final = F(n, h);
         _finalNormed = F(n, h);
         _logits = F(n, vocab);
-        _losses = F(n);
+        _losses = F32(n);
         ActivationBytes = BufferBytes() - before;
-        _normTotal = F(1);
+        _normTotal = F32(1);
         _proj = F(n, h);
         _dx = F(n, h);
         _dtmp = F(n, h);
@@ -113,14 +118,17 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>The model shape.</summary>
     public LlamaConfig Config => _c;
 
+    /// <summary>The training dtype: of the weights forward reads, the activations and the gradients.</summary>
+    public DType DType { get; }
+
     /// <summary>Whether backward recomputes each layer's activations instead of keeping them.</summary>
     public bool Recompute { get; }
 
     /// <summary>Every trained tensor, in Hugging Face order (embedding, layers, final norm, LM head).</summary>
     public IReadOnlyList<TrainParameter> Parameters { get; }
 
-    /// <summary>Bytes of parameters (f32).</summary>
-    public long ParameterBytes => Parameters.Sum(p => p.Value.Bytes);
+    /// <summary>Bytes of parameters (f32 masters and, for bf16 training, their bf16 working copies).</summary>
+    public long ParameterBytes => Parameters.Sum(p => p.Value.Bytes + (p.HasWorkingCopy ? p.Working.Bytes : 0));
 
     /// <summary>Bytes of gradients.</summary>
     public long GradientBytes => Parameters.Sum(p => p.Grad.Bytes);
@@ -139,10 +147,10 @@ public sealed class LlamaTrainer : IDisposable
     {
         Upload(inputs, targets);
         var k = _k;
-        k.Embedding(_ids, _embedding.Value, _saved.Length > 0 ? _saved[0].Input : _final);
+        k.Embedding(_ids, _embedding.Working, _saved.Length > 0 ? _saved[0].Input : _final);
         for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
-        k.RmsNorm(_final, _finalNorm.Value, _finalNormed, _c.NormEps);
-        k.Matmul(_finalNormed, _lmHead.Value, _logits);
+        k.RmsNorm(_final, _finalNorm.Working, _finalNormed, _c.NormEps);
+        k.Matmul(_finalNormed, _lmHead.Working, _logits);
         // The logits become dlogits in place: probabilities are never stored.
         CrossEntropy.Run(_logits, _targets, _losses, _logits, 1f / _tokens);
         double sum = 0;
@@ -157,26 +165,26 @@ public sealed class LlamaTrainer : IDisposable
         var k = _k;
         int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
         var (w, a) = (_layers[l], _saved[l]);
-        k.RmsNorm(a.Input, w.InputNorm.Value, a.Normed1, _c.NormEps);
-        k.Matmul(a.Normed1, w.Q.Value, a.Q);
-        k.Matmul(a.Normed1, w.K.Value, a.K);
-        k.Matmul(a.Normed1, w.V.Value, a.V);
+        k.RmsNorm(a.Input, w.InputNorm.Working, a.Normed1, _c.NormEps);
+        k.Matmul(a.Normed1, w.Q.Working, a.Q);
+        k.Matmul(a.Normed1, w.K.Working, a.K);
+        k.Matmul(a.Normed1, w.V.Working, a.V);
         k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
         k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
         AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
             1f / MathF.Sqrt(d));
         if (residual)
         {
-            k.Matmul(a.Attention, w.O.Value, _proj);
+            k.Matmul(a.Attention, w.O.Working, _proj);
             k.Add(a.Input, _proj, a.Mid);
         }
-        k.RmsNorm(a.Mid, w.PostNorm.Value, a.Normed2, _c.NormEps);
-        k.Matmul(a.Normed2, w.Gate.Value, a.Gate);
-        k.Matmul(a.Normed2, w.Up.Value, a.Up);
+        k.RmsNorm(a.Mid, w.PostNorm.Working, a.Normed2, _c.NormEps);
+        k.Matmul(a.Normed2, w.Gate.Working, a.Gate);
+        k.Matmul(a.Normed2, w.Up.Working, a.Up);
         k.SwiGlu(a.Gate, a.Up, a.Act);
         if (residual)
         {
-            k.Matmul(a.Act, w.Down.Value, _proj);
+            k.Matmul(a.Act, w.Down.Working, _proj);
             k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _saved[l + 1].Input : _final);
         }
     }
@@ -189,40 +197,40 @@ public sealed class LlamaTrainer : IDisposable
         float scale = 1f / MathF.Sqrt(d);
         foreach (var p in Parameters) p.Grad.FillBytes(0);
 
-        MatmulBackward.InputGrad(_logits, _lmHead.Value, _dn);
+        MatmulBackward.InputGrad(_logits, _lmHead.Working, _dn);
         MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
-        RmsNormBackward.Run(_final, _finalNorm.Value, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+        RmsNormBackward.Run(_final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             var (w, a) = (_layers[l], _saved[l]);
             if (Recompute) ForwardLayer(l, residual: false);
             // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
-            MatmulBackward.InputGrad(_dx, w.Down.Value, _dact);
+            MatmulBackward.InputGrad(_dx, w.Down.Working, _dact);
             MatmulBackward.WeightGrad(_dx, a.Act, w.Down.Grad, accumulate: true);
             SwiGluBackward.Run(a.Gate, a.Up, _dact, _dgate, _dup);
-            MatmulBackward.InputGrad(_dgate, w.Gate.Value, _dn);
-            MatmulBackward.InputGrad(_dup, w.Up.Value, _dn2);
+            MatmulBackward.InputGrad(_dgate, w.Gate.Working, _dn);
+            MatmulBackward.InputGrad(_dup, w.Up.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
             MatmulBackward.WeightGrad(_dgate, a.Normed2, w.Gate.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dup, a.Normed2, w.Up.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Mid, w.PostNorm.Value, _dn, _dtmp, w.PostNorm.Grad, _c.NormEps);
+            RmsNormBackward.Run(a.Mid, w.PostNorm.Working, _dn, _dtmp, w.PostNorm.Grad, _c.NormEps);
             k.Add(_dx, _dtmp, _dx);
             // Attention block: mid = input + attention(rope(n1·Wqᵀ), rope(n1·Wkᵀ), n1·Wvᵀ)·Woᵀ. _dx holds ∂/∂mid.
-            MatmulBackward.InputGrad(_dx, w.O.Value, _datt);
+            MatmulBackward.InputGrad(_dx, w.O.Working, _datt);
             MatmulBackward.WeightGrad(_dx, a.Attention, w.O.Grad, accumulate: true);
             AttentionTraining.Backward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
                 _datt.View(b, t, hq, d), _dq.View(b, t, hq, d), _dk.View(b, t, hkv, d), _dv.View(b, t, hkv, d), scale);
             RopeBackward.Run(_dq.View(_tokens, hq, d), _positions, _c.RopeTheta);
             RopeBackward.Run(_dk.View(_tokens, hkv, d), _positions, _c.RopeTheta);
-            MatmulBackward.InputGrad(_dq, w.Q.Value, _dn);
-            MatmulBackward.InputGrad(_dk, w.K.Value, _dn2);
+            MatmulBackward.InputGrad(_dq, w.Q.Working, _dn);
+            MatmulBackward.InputGrad(_dk, w.K.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
-            MatmulBackward.InputGrad(_dv, w.V.Value, _dn2);
+            MatmulBackward.InputGrad(_dv, w.V.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
             MatmulBackward.WeightGrad(_dq, a.Normed1, w.Q.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dk, a.Normed1, w.K.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dv, a.Normed1, w.V.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Input, w.InputNorm.Value, _dn, _dtmp, w.InputNorm.Grad, _c.NormEps);
+            RmsNormBackward.Run(a.Input, w.InputNorm.Working, _dn, _dtmp, w.InputNorm.Grad, _c.NormEps);
             k.Add(_dx, _dtmp, _dx);
         }
         EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
@@ -243,7 +251,8 @@ public sealed class LlamaTrainer : IDisposable
     public void Update(AdamWSettings settings, int step, float gradScale)
     {
         var noDecay = settings with { WeightDecay = 0f };
-        foreach (var p in Parameters) AdamW.Step(p.Value, p.Grad, p.M, p.V, p.Decay ? settings : noDecay, step, gradScale);
+        foreach (var p in Parameters)
+            AdamW.Step(p.Value, p.Grad, p.M, p.V, p.Decay ? settings : noDecay, step, gradScale, p.HasWorkingCopy ? p.Working : null);
     }
 
     /// <summary>
@@ -260,13 +269,13 @@ public sealed class LlamaTrainer : IDisposable
         return new StepResult(loss, norm, coefficient);
     }
 
-    /// <summary>The current weights on the host, as a <see cref="LlamaWeights"/> (to save or to run).</summary>
+    /// <summary>The current f32 master weights on the host, as a <see cref="LlamaWeights"/> of an f32 config (to save exactly, or to run).</summary>
     public LlamaWeights ToWeights()
     {
         var layers = _layers.Select(l => new LlamaWeights.Layer(l.InputNorm.Value.ToFloats(), l.Q.Value.ToFloats(), l.K.Value.ToFloats(),
             l.V.Value.ToFloats(), l.O.Value.ToFloats(), l.PostNorm.Value.ToFloats(), l.Gate.Value.ToFloats(), l.Up.Value.ToFloats(),
             l.Down.Value.ToFloats())).ToArray();
-        return new LlamaWeights(_c, _embedding.Value.ToFloats(), layers, _finalNorm.Value.ToFloats(), _lmHead.Value.ToFloats());
+        return new LlamaWeights(_c with { DType = DType.F32 }, _embedding.Value.ToFloats(), layers, _finalNorm.Value.ToFloats(), _lmHead.Value.ToFloats());
     }
 
     private void Upload(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)

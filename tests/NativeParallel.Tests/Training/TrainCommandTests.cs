@@ -96,7 +96,7 @@ public sealed class TrainCommandTests : IDisposable
         TokenShard.Write(shard, new int[20]);
         Assert.Equal(2, Run("train", "--data", shard, "--steps", "0").Code);
         Assert.Equal(2, Run("train", "--data", shard, "--lr", "fast").Code);
-        Assert.Equal(2, Run("train", "--data", shard, "--dtype", "bf16").Code);
+        Assert.Equal(2, Run("train", "--data", shard, "--dtype", "f16").Code);
         var (code, output) = Run("train", "--data", shard, "--batch", "4", "--seq", "16");
         Assert.Equal(1, code);
         Assert.Contains("cannot fill one batch", output);

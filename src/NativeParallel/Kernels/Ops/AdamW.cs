@@ -10,8 +10,8 @@ namespace NativeParallel.Kernels.Ops;
 /// <summary>
 /// One AdamW step, exactly torch.optim.AdamW's update (decoupled weight decay) in torch's order of operations, per
 /// element: g = grad·gradScale; p = p·(1 − lr·wd); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
-/// p = p − (lr / (1 − β1ᵗ))·m / (√v / √(1 − β2ᵗ) + eps). param, grad, m, v: f32 (count); param, m and v are updated in
-/// place. step t ≥ 1 (the step being taken, as torch's state["step"] after its increment). gradScale multiplies the
+/// p = p − (lr / (1 − β1ᵗ))·m / (√v / √(1 − β2ᵗ) + eps). param, m, v: f32 (count), updated in place; grad: f32, or
+/// bf16 for a bf16 model's gradients (widened on load). step t ≥ 1 (the step being taken, as torch's state["step"] after its increment). gradScale multiplies the
 /// gradient first (1/accumulation steps, or a clipping factor). paramCopy, when given, is bf16 (count) and receives the
 /// updated param rounded to nearest even. Bias corrections and the step size are computed on the host in double.
 /// </summary>
@@ -19,6 +19,7 @@ namespace NativeParallel.Kernels.Ops;
 public static unsafe class AdamW
 {
     private const string Op = "adamw";
+    private static readonly EntryPoints Entry = new("adamw");
 
     /// <summary>kernels/adamw.cu AdamWArgs.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -43,9 +44,12 @@ public static unsafe class AdamW
         args.Count = count;
         if (OpLaunch.LauncherOf(param, Op) is { } launcher)
         {
-            launcher.Launch("adamw.cu", "adamw_f32", new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);
+            launcher.Launch("adamw.cu", Entry[grad.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
+        // The CPU path reads f32 gradients: a bf16 gradient is widened first.
+        using var gradView = F32View.Input(grad);
+        args.Grad = (ulong)gradView.Pointer;
         Cpu(args);
     }
 
@@ -56,7 +60,9 @@ public static unsafe class AdamW
         {
             OpShapes.Require(t.IsContiguous, Op, $"{name} must be contiguous, got a strided view {t}");
             OpShapes.Require(ReferenceEquals(t.Device, param.Device), Op, $"{name} is on {t.Device.Name}, param on {param.Device.Name}");
-            OpShapes.Require(t.DType == DType.F32 && t.Count == param.Count, Op, $"{name} must be f32 with {param.Count} elements (param {param}), got {t}");
+            bool dtypeOk = t.DType == DType.F32 || (name == "grad" && t.DType == DType.BF16);
+            OpShapes.Require(dtypeOk && t.Count == param.Count, Op,
+                $"{name} must be {(name == "grad" ? "f32 or bf16" : "f32")} with {param.Count} elements (param {param}), got {t}");
         }
         if (paramCopy is not null)
         {
@@ -161,24 +167,26 @@ public static unsafe class AdamW
         foreach (float wd in new[] { 0f, 0.1f })
             foreach (int count in new[] { 0, 1, 33, 100000 })
                 foreach (bool copy in new[] { false, true })
-                    yield return Case(count, wd, copy, step: count == 33 ? 1 : 17);
+                    yield return Case(count, wd, copy, step: count == 33 ? 1 : 17, DType.F32);
+        // A bf16 model's step: bf16 gradients into f32 master weights and moments, the bf16 working copy written.
+        foreach (int count in new[] { 1, 33, 100000 }) yield return Case(count, 0.1f, copy: true, step: 5, DType.BF16);
     }
 
-    private static KernelCase Case(int count, float wd, bool copy, int step) =>
-        new(Op, DType.F32, $"count={count} wd={wd} step={step}{(copy ? " bf16 copy" : "")}", (device, seed) =>
+    private static KernelCase Case(int count, float wd, bool copy, int step, DType gradType) =>
+        new(Op, gradType, $"count={count} wd={wd} step={step}{(copy ? " bf16 copy" : "")}", (device, seed) =>
         {
             using var s = new Scope(device);
             var settings = new AdamWSettings(1e-2f, 0.9f, 0.95f, 1e-8f, wd);
             const float gradScale = 0.5f;
             var p = Random(seed, 1, count, DType.F32);
-            var g = Random(seed, 2, count, DType.F32, -2f, 2f);
+            var g = Random(seed, 2, count, gradType, -2f, 2f);
             var m = Random(seed, 3, count, DType.F32, -0.1f, 0.1f);
             var v = Random(seed, 4, count, DType.F32, 0f, 0.01f);
             var pt = s.Floats(p, DType.F32, count);
             var mt = s.Floats(m, DType.F32, count);
             var vt = s.Floats(v, DType.F32, count);
             var copyTensor = copy ? s.Poisoned(DType.BF16, count) : null;
-            Step(pt, s.Floats(g, DType.F32, count), mt, vt, settings, step, gradScale, copyTensor);
+            Step(pt, s.Floats(g, gradType, count), mt, vt, settings, step, gradScale, copyTensor);
             var (refP, refM, refV) = Reference(Wide(p), Wide(g), Wide(m), Wide(v), settings, step, gradScale);
             var results = new List<(double, double, string)>
             {
