@@ -19,7 +19,7 @@ public sealed class LlamaTrainer : IDisposable
     private readonly IDevice _device;
     private readonly IKernels _k;
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens;
+    private readonly int _batch, _seq, _tokens, _lossTokens;
     private readonly TrainParameter _embedding, _finalNorm, _lmHead;
     private readonly LayerParameters[] _layers;
     private readonly LayerActivations[] _saved;
@@ -43,7 +43,14 @@ public sealed class LlamaTrainer : IDisposable
     /// layer's forward again (norms, q/k/v, RoPE, attention, gate/up, SwiGLU) into one shared set of buffers before
     /// its own backward. The kernels are deterministic, so the gradients are bitwise those of the run without it.
     /// </remarks>
-    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32)
+    /// <param name="device">Where everything lives.</param>
+    /// <param name="weights">The starting weights (their values become the f32 masters).</param>
+    /// <param name="batch">B, rows per batch (this rank's share under data parallelism).</param>
+    /// <param name="sequence">T, tokens per row.</param>
+    /// <param name="recompute">Recompute activations in backward instead of keeping them.</param>
+    /// <param name="dtype">f32, or bf16 mixed precision.</param>
+    /// <param name="lossTokens">The token count the loss is a mean over: B·T alone; the global batch's B·T when this trainer is one data-parallel replica, so that summing the replicas' gradients gives the global batch's.</param>
+    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
@@ -57,7 +64,19 @@ public sealed class LlamaTrainer : IDisposable
         _tokens = checked(batch * sequence);
         int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads * d, kvd = _c.KvHeads * d, f = _c.Ffn, vocab = _c.Vocab;
 
-        TrainParameter P(string name, float[] values, params int[] shape) => new(device, name, values, dtype, shape);
+        _lossTokens = lossTokens ?? _tokens;
+        if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
+        // Every gradient is a view of one flat buffer, in parameter order: zeroed at once, and all-reduced in
+        // contiguous buckets by data parallelism (backward produces them from the end of the buffer back).
+        Gradients = Tensor.Empty(device, dtype, checked((int)_c.Parameters));
+        int offset = 0;
+        TrainParameter P(string name, float[] values, params int[] shape)
+        {
+            int count = shape.Aggregate(1, (a, b) => a * b);
+            var grad = Gradients.Narrow(0, offset, count).View(shape);
+            offset += count;
+            return new(device, name, values, dtype, grad, shape);
+        }
         _embedding = P("model.embed_tokens.weight", weights.Embedding, vocab, h);
         _layers = new LayerParameters[_c.Layers];
         for (int l = 0; l < _c.Layers; l++)
@@ -72,6 +91,7 @@ public sealed class LlamaTrainer : IDisposable
         _finalNorm = P("model.norm.weight", weights.FinalNorm, h);
         _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
         Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
+        if (offset != Gradients.Count) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {Gradients.Count}");
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
         Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
@@ -130,8 +150,11 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>Bytes of parameters (f32 masters and, for bf16 training, their bf16 working copies).</summary>
     public long ParameterBytes => Parameters.Sum(p => p.Value.Bytes + (p.HasWorkingCopy ? p.Working.Bytes : 0));
 
+    /// <summary>Every parameter's gradient, one flat buffer in <see cref="Parameters"/> order (each <see cref="TrainParameter.Grad"/> is a view of it).</summary>
+    public Tensor Gradients { get; }
+
     /// <summary>Bytes of gradients.</summary>
-    public long GradientBytes => Parameters.Sum(p => p.Grad.Bytes);
+    public long GradientBytes => Gradients.Bytes;
 
     /// <summary>Bytes of optimizer state (AdamW's two moments).</summary>
     public long OptimizerBytes => Parameters.Sum(p => p.M.Bytes + p.V.Bytes);
@@ -142,7 +165,10 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>Bytes of backward's scratch (gradients of activations, reused layer to layer).</summary>
     public long ScratchBytes { get; }
 
-    /// <summary>Runs forward on (inputs, targets), B·T each, and returns the mean cross-entropy; leaves dlogits for <see cref="Backward"/>.</summary>
+    /// <summary>
+    /// Runs forward on (inputs, targets), B·T each, and returns Σ cross-entropy / lossTokens (the mean over the batch,
+    /// or this replica's share of the global batch's mean); leaves dlogits for <see cref="Backward"/>.
+    /// </summary>
     public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
     {
         Upload(inputs, targets);
@@ -152,10 +178,10 @@ public sealed class LlamaTrainer : IDisposable
         k.RmsNorm(_final, _finalNorm.Working, _finalNormed, _c.NormEps);
         k.Matmul(_finalNormed, _lmHead.Working, _logits);
         // The logits become dlogits in place: probabilities are never stored.
-        CrossEntropy.Run(_logits, _targets, _losses, _logits, 1f / _tokens);
+        CrossEntropy.Run(_logits, _targets, _losses, _logits, 1f / _lossTokens);
         double sum = 0;
         foreach (float loss in _losses.ToFloats()) sum += loss;
-        return sum / _tokens;
+        return sum / _lossTokens;
     }
 
     // Layer l's forward from its input: every activation backward reads, and with `residual` the mid-layer residual
@@ -190,16 +216,22 @@ public sealed class LlamaTrainer : IDisposable
     }
 
     /// <summary>Backward of the last <see cref="Forward"/>: every parameter's gradient, zeroed first.</summary>
-    public void Backward()
+    /// <param name="gradientsReady">
+    /// Called as backward goes, with an offset into <see cref="Gradients"/> from which every gradient to the end is
+    /// final (the LM head and final norm first, then each layer from the last, then the embedding: offset 0).
+    /// Data parallelism starts all-reducing those buckets while backward goes on.
+    /// </param>
+    public void Backward(Action<long>? gradientsReady = null)
     {
         var k = _k;
         int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
-        foreach (var p in Parameters) p.Grad.FillBytes(0);
+        Gradients.FillBytes(0);
 
         MatmulBackward.InputGrad(_logits, _lmHead.Working, _dn);
         MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
         RmsNormBackward.Run(_final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+        gradientsReady?.Invoke(OffsetOf(_finalNorm));
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             var (w, a) = (_layers[l], _saved[l]);
@@ -232,9 +264,14 @@ public sealed class LlamaTrainer : IDisposable
             MatmulBackward.WeightGrad(_dv, a.Normed1, w.V.Grad, accumulate: true);
             RmsNormBackward.Run(a.Input, w.InputNorm.Working, _dn, _dtmp, w.InputNorm.Grad, _c.NormEps);
             k.Add(_dx, _dtmp, _dx);
+            gradientsReady?.Invoke(OffsetOf(w.InputNorm));
         }
         EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
+        gradientsReady?.Invoke(0);
     }
+
+    // Where a parameter's gradient starts in the flat buffer.
+    private long OffsetOf(TrainParameter p) => p.Grad.Offset - Gradients.Offset;
 
     /// <summary>‖all gradients‖₂ (the norm torch.nn.utils.clip_grad_norm_ computes), reduced on the device.</summary>
     public double GradientNorm()
@@ -305,6 +342,7 @@ public sealed class LlamaTrainer : IDisposable
     public void Dispose()
     {
         foreach (var p in Parameters) p.Dispose();
+        Gradients.Dispose();
         foreach (var b in _buffers) b.Dispose();
     }
 }

@@ -11,12 +11,12 @@ namespace NativeParallel.Training;
 /// </summary>
 public sealed class TrainParameter : IDisposable
 {
-    internal TrainParameter(IDevice device, string name, float[] values, DType working, params int[] shape)
+    internal TrainParameter(IDevice device, string name, float[] values, DType working, Tensor grad, params int[] shape)
     {
         Name = name;
         Value = Tensor.FromFloats(device, values, DType.F32, shape);
         Working = working == DType.F32 ? Value : Tensor.FromFloats(device, values, working, shape);
-        Grad = Zeros(device, working, shape);
+        Grad = grad;
         M = Zeros(device, DType.F32, shape);
         V = Zeros(device, DType.F32, shape);
         Decay = shape.Length == 2;
@@ -34,7 +34,7 @@ public sealed class TrainParameter : IDisposable
     /// <summary>True when <see cref="Working"/> is a separate lower-precision copy that each update rewrites.</summary>
     public bool HasWorkingCopy => !ReferenceEquals(Working, Value);
 
-    /// <summary>∂loss/∂value, accumulated by backward.</summary>
+    /// <summary>∂loss/∂value in the working dtype, accumulated by backward: a view of the trainer's flat gradient buffer.</summary>
     public Tensor Grad { get; }
 
     /// <summary>AdamW's first moment.</summary>
@@ -61,7 +61,6 @@ public sealed class TrainParameter : IDisposable
     {
         Value.Dispose();
         if (HasWorkingCopy) Working.Dispose();
-        Grad.Dispose();
         M.Dispose();
         V.Dispose();
     }

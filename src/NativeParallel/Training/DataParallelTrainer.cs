@@ -1,0 +1,111 @@
+using NativeParallel.Comm;
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Training;
+
+/// <summary>
+/// Data parallelism for training, as PyTorch's DDP does it: every rank of <see cref="ProcessGroup"/> holds the whole
+/// model; the global batch of B rows is split into B/dp rows per rank; each rank's loss is its share of the global
+/// mean, so the sum of the ranks' gradients is the global batch's gradient. Gradients are all-reduced in buckets of
+/// the flat gradient buffer, each started (as an ordered async collective) as soon as backward has finished every
+/// gradient in it, so communication overlaps the rest of backward; the step waits only for the last bucket. Then
+/// every rank computes the same norm and takes the same AdamW step, so the replicas stay bitwise identical.
+/// </summary>
+public sealed class DataParallelTrainer : IDisposable
+{
+    private readonly ProcessGroup _group;
+    private readonly IDevice _device;
+    private readonly int _globalBatch, _sequence, _localRows;
+    private readonly long _bucketElements;
+    private readonly int[] _localInputs, _localTargets;
+    private readonly Tensor _loss;
+
+    /// <summary>A replica for rank <c>group.Rank</c> of a data-parallel group.</summary>
+    /// <param name="group">The data-parallel group (its size is the degree).</param>
+    /// <param name="device">This rank's device.</param>
+    /// <param name="weights">The starting weights, the same on every rank.</param>
+    /// <param name="globalBatch">B of the whole step, a multiple of the group size.</param>
+    /// <param name="sequence">T.</param>
+    /// <param name="bucketBytes">Bucket size for the gradient all-reduce (DDP's bucket_cap_mb; 25 MiB by default).</param>
+    /// <param name="recompute">See <see cref="LlamaTrainer"/>.</param>
+    /// <param name="dtype">See <see cref="LlamaTrainer"/>.</param>
+    public DataParallelTrainer(ProcessGroup group, IDevice device, LlamaWeights weights, int globalBatch, int sequence,
+        long bucketBytes = 25L << 20, bool recompute = false, DType dtype = DType.F32)
+    {
+        if (globalBatch % group.Size != 0)
+            throw new ArgumentException($"data parallelism splits the batch's rows over ranks: --batch {globalBatch} is not a multiple of dp={group.Size}");
+        if (bucketBytes < 1) throw new ArgumentException($"bucket size must be positive, got {bucketBytes} bytes");
+        _group = group;
+        _device = device;
+        _globalBatch = globalBatch;
+        _sequence = sequence;
+        _localRows = globalBatch / group.Size;
+        Trainer = new LlamaTrainer(device, weights, _localRows, sequence, recompute, dtype, lossTokens: globalBatch * sequence);
+        _bucketElements = Math.Max(1, bucketBytes / dtype.SizeOf());
+        _localInputs = new int[_localRows * sequence];
+        _localTargets = new int[_localRows * sequence];
+        _loss = Tensor.Empty(CpuDevice.Instance, DType.F32, 1);
+    }
+
+    /// <summary>This rank's replica.</summary>
+    public LlamaTrainer Trainer { get; }
+
+    /// <summary>Gradient buckets all-reduced in the last step.</summary>
+    public int BucketsLastStep { get; private set; }
+
+    /// <summary>
+    /// One step on the global batch (B·T inputs and targets, the same on every rank; this rank takes its rows):
+    /// forward and backward on its rows with bucketed all-reduces overlapping backward, then the global norm, clipping
+    /// and AdamW exactly as <see cref="LlamaTrainer.Step"/>. Returns the global batch's loss.
+    /// </summary>
+    public StepResult Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, AdamWSettings settings, int step, float gradClip)
+    {
+        int n = _globalBatch * _sequence, local = _localRows * _sequence;
+        if (inputs.Length != n || targets.Length != n)
+            throw new ArgumentException($"a global batch is B·T = {_globalBatch}·{_sequence} = {n} inputs and targets; got {inputs.Length} and {targets.Length}");
+        inputs.Slice(_group.Rank * local, local).CopyTo(_localInputs);
+        targets.Slice(_group.Rank * local, local).CopyTo(_localTargets);
+
+        double localLoss = Trainer.Forward(_localInputs, _localTargets);
+        var gradients = Trainer.Gradients;
+        var pending = new List<Task>();
+        long launchedFrom = gradients.Count;  // buckets cover [launchedFrom, end), from the end of the buffer back
+        void Launch(long readyFrom)
+        {
+            // Whole buckets inside the ready region, and at the very end whatever is left.
+            while (launchedFrom > 0 && (launchedFrom - readyFrom >= _bucketElements || readyFrom == 0))
+            {
+                long start = Math.Max(0, launchedFrom - _bucketElements);
+                if (start < readyFrom) break;
+                // A device that queues kernels must have finished writing the bucket before a peer reads it.
+                if (_device is not HostMemoryDevice) _device.Synchronize();
+                var bucket = gradients.Narrow(0, (int)start, (int)(launchedFrom - start));
+                pending.Add(_group.AllReduceAsync(bucket, bucket));
+                launchedFrom = start;
+            }
+        }
+        Trainer.Backward(Launch);
+        Task.WaitAll(pending);
+        BucketsLastStep = pending.Count;
+
+        // The global loss: the ranks' shares of the global mean, summed.
+        _loss.CopyFromHost(BitConverter.GetBytes((float)localLoss));
+        _group.AllReduce(_loss);
+        double loss = _loss.ToFloats()[0];
+
+        double norm = Trainer.GradientNorm();
+        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        Trainer.Update(settings, step, coefficient);
+        return new StepResult(loss, norm, coefficient);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Trainer.Dispose();
+        _loss.Dispose();
+    }
+}

@@ -1,0 +1,82 @@
+using NativeParallel.Comm;
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Tensors;
+using NativeParallel.Training;
+
+namespace NativeParallel.Tests.Training;
+
+/// <summary>Data-parallel training on thread ranks against the single-device trainer with the same global batch.</summary>
+public sealed class DataParallelTrainerTests
+{
+    private const int GlobalBatch = 4, Sequence = 6;
+
+    public static TheoryData<int, long> Layouts => new() { { 2, 25L << 20 }, { 4, 25L << 20 }, { 2, 1024 } };
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void ReplicasTrainTheSameModelAsOneDevice(int dp, long bucketBytes)
+    {
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 12);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 5).Select(i => TrainerTests.RandomBatch(700 + (ulong)i, TrainerTests.Tiny.Vocab, GlobalBatch * Sequence)).ToArray();
+
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, GlobalBatch, Sequence);
+        var singleLosses = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+
+        var groups = ProcessGroup.CreateThreadGroup(dp, timeout: TimeSpan.FromSeconds(60));
+        var results = new StepResult[dp][];
+        var weightsAfter = new byte[dp][][];
+        int[] buckets = new int[dp];
+        try
+        {
+            Task.WaitAll(Enumerable.Range(0, dp).Select(r => Task.Run(() =>
+            {
+                using var replica = new DataParallelTrainer(groups[r], CpuDevice.Instance, weights, GlobalBatch, Sequence, bucketBytes);
+                results[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+                weightsAfter[r] = replica.Trainer.Parameters.Select(p => p.Value.ToBytes()).ToArray();
+                buckets[r] = replica.BucketsLastStep;
+            })).ToArray());
+        }
+        finally
+        {
+            foreach (var g in groups) g.Dispose();
+        }
+
+        for (int s = 0; s < batches.Length; s++)
+        {
+            Assert.True(Math.Abs(results[0][s].Loss - singleLosses[s].Loss) <= 1e-5 * singleLosses[s].Loss,
+                $"dp={dp} step {s + 1}: loss {results[0][s].Loss} vs one device {singleLosses[s].Loss}");
+            Assert.True(Math.Abs(results[0][s].GradNorm - singleLosses[s].GradNorm) <= 1e-5 * singleLosses[s].GradNorm,
+                $"dp={dp} step {s + 1}: gradient norm {results[0][s].GradNorm} vs one device {singleLosses[s].GradNorm}");
+        }
+        // Replicas stay bitwise identical; the model equals the single-device one within f32 summation order.
+        for (int r = 1; r < dp; r++)
+            for (int p = 0; p < weightsAfter[0].Length; p++)
+                Assert.True(weightsAfter[0][p].AsSpan().SequenceEqual(weightsAfter[r][p]), $"rank {r} parameter {p} differs from rank 0");
+        var got = weightsAfter[0].SelectMany(b => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(b).ToArray()).Select(v => (double)v).ToArray();
+        var expected = single.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
+        double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
+        Assert.True(error <= 1e-5, $"dp={dp}: weights after 5 steps differ from one device by {error:E2}");
+        // Small buckets: the gradient went in several all-reduces, started while backward ran.
+        if (bucketBytes < 4096) Assert.True(buckets[0] > 3, $"expected several buckets of {bucketBytes} bytes, got {buckets[0]}");
+    }
+
+    [Fact]
+    public void ABatchThatDoesNotSplitOverTheRanksIsRefused()
+    {
+        var groups = ProcessGroup.CreateThreadGroup(2);
+        try
+        {
+            var weights = new LlamaWeights(TrainerTests.Tiny, 1);
+            var e = Assert.Throws<ArgumentException>(() => new DataParallelTrainer(groups[0], CpuDevice.Instance, weights, 3, 4));
+            Assert.Contains("not a multiple of dp=2", e.Message);
+            Assert.Throws<ArgumentException>(() => new DataParallelTrainer(groups[0], CpuDevice.Instance, weights, 4, 4, bucketBytes: 0));
+        }
+        finally
+        {
+            foreach (var g in groups) g.Dispose();
+        }
+    }
+}
