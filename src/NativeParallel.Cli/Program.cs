@@ -52,7 +52,8 @@ namespace NativeParallel.Cli
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
-                                   [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K] [--json FILE]
+                                   [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
+                                   [--dp N] [--bucket-mb MB] [--json FILE]
                   Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -64,6 +65,9 @@ namespace NativeParallel.Cli
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.
                   --dtype bf16: weights as forward reads them, activations and gradients in bf16, master weights
                   and AdamW moments in f32 (llm.c's mixed precision); --save and checkpoints keep the f32 masters.
+                  --dp N: data parallelism on N ranks (threads sharing the device; inside a launched job every
+                  process is one rank): the batch's rows split over ranks, gradients all-reduced in --bucket-mb
+                  buckets (default 25) while backward runs, the same update everywhere; the same model as one device.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]

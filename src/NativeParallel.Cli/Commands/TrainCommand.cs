@@ -44,7 +44,10 @@ internal static class TrainCommand
         int checkpointEvery = (int)line.Int("checkpoint-every", 0);
         string? resume = line.Option("resume");
         string? json = line.Option("json");
+        int dpOption = (int)line.Int("dp", 0);
+        double bucketMb = line.Double("bucket-mb", 25);
         line.RejectUnknown();
+        if (dpOption < 0 || bucketMb <= 0) throw new UsageException("--dp must be at least 1 and --bucket-mb positive");
 
         if (batch < 1 || seq < 1 || steps < 1) throw new UsageException("--batch, --seq and --steps must be at least 1");
         if (lr <= 0 || weightDecay < 0 || gradClip < 0 || minLr < 0 || warmup < 0 || valEvery < 0 || valBatches < 1 || checkpointEvery < 0)
@@ -83,75 +86,167 @@ internal static class TrainCommand
             startStep = state.Step;
         }
 
+        var launched = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
+        if (launched is not null && dpOption > 0 && dpOption != launched.WorldSize)
+            throw new UsageException($"inside a launched job every process is one data-parallel rank: --dp {dpOption} differs from the job's {launched.WorldSize} ranks");
+        int dp = launched?.WorldSize ?? Math.Max(1, dpOption);
+        if (batch % dp != 0) throw new UsageException($"data parallelism splits the batch's rows: --batch {batch} is not a multiple of dp={dp}");
+
         using var device = DeviceRegistry.Open(deviceName);
-        using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute, dtype);
-        if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
+        var run = new RunSettings(batch, seq, steps, startStep, schedule, settings, (float)gradClip, valEvery, valBatches, checkpoint, checkpointEvery,
+            recompute, dtype, (long)(bucketMb * 1048576));
 
-        Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
-                          $"ffn {config.Ffn}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
-        Console.WriteLine($"device  {device.Name}: {device.Description}");
-        Console.WriteLine($"data    {string.Join(", ", loader.Files)}: batch {batch} × seq {seq} = {batch * seq} tokens per step" +
-                          (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
-        Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
-                          $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
-        Console.WriteLine($"memory  parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(trainer.OptimizerBytes)}, " +
-                          $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
-                          $"backward scratch {Mib(trainer.ScratchBytes)}");
+        void Header(LlamaTrainer trainer, string ranks)
+        {
+            Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
+                              $"ffn {config.Ffn}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
+            Console.WriteLine($"device  {device.Name}: {device.Description}{ranks}");
+            Console.WriteLine($"data    {string.Join(", ", loader.Files)}: batch {batch} × seq {seq} = {batch * seq} tokens per step" +
+                              (dp > 1 ? $", {batch / dp} rows per rank" : "") +
+                              (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
+            Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
+                              $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
+            Console.WriteLine($"memory  {(dp > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(trainer.OptimizerBytes)}, " +
+                              $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
+                              $"backward scratch {Mib(trainer.ScratchBytes)}");
+        }
 
-        var inputs = new int[batch * seq];
-        var targets = new int[batch * seq];
+        // Every rank reads the same global batches from its own loader and takes its rows.
+        TokenLoader OpenLoader(string pattern, bool training)
+        {
+            var l = new TokenLoader(TokenShard.Expand(pattern), batch, seq);
+            if (training && resume is not null) l.Seek(loader.Shard, loader.Position);
+            return l;
+        }
+
+        List<StepRecord> records;
+        if (dp == 1 && launched is null)
+        {
+            using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute, dtype);
+            if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
+            Header(trainer, "");
+            var replica = new Replica(trainer, null);
+            records = TrainLoop(replica, device, loader, validation, run, print: true);
+            Finish(trainer);
+        }
+        else if (launched is null)
+        {
+            // dp thread ranks sharing the device.
+            var groups = NativeParallel.Comm.ProcessGroup.CreateThreadGroup(dp, "dp");
+            var perRank = new List<StepRecord>[dp];
+            var replicas = new DataParallelTrainer[dp];
+            try
+            {
+                for (int r = 0; r < dp; r++)
+                {
+                    replicas[r] = new DataParallelTrainer(groups[r], device, weights, batch, seq, run.BucketBytes, recompute, dtype);
+                    if (resume is not null) TrainingCheckpoint.LoadMoments(resume, replicas[r].Trainer);
+                }
+                Header(replicas[0].Trainer, $"; dp={dp}: {dp} ranks as threads sharing it, gradients all-reduced in {bucketMb:G3} MiB buckets during backward");
+                Task.WaitAll(Enumerable.Range(0, dp).Select(r => Task.Run(() =>
+                    perRank[r] = TrainLoop(new Replica(replicas[r].Trainer, replicas[r]), device, r == 0 ? loader : OpenLoader(data, true),
+                        valData is null ? null : r == 0 ? validation : OpenLoader(valData, false), run, print: r == 0))).ToArray());
+                records = perRank[0];
+                Finish(replicas[0].Trainer);
+            }
+            finally
+            {
+                foreach (var replica in replicas) replica?.Dispose();
+                foreach (var g in groups) g.Dispose();
+            }
+        }
+        else
+        {
+            // One rank of a launched job (launch, torchrun, mpirun): the world is the data-parallel group.
+            using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("dp");
+            using var replica = new DataParallelTrainer(world, device, weights, batch, seq, run.BucketBytes, recompute, dtype);
+            if (resume is not null) TrainingCheckpoint.LoadMoments(resume, replica.Trainer);
+            bool print = world.Rank == 0;
+            if (print) Header(replica.Trainer, $"; rank 0 of dp={world.Size} processes over {world.TransportName}");
+            records = TrainLoop(new Replica(replica.Trainer, replica), device, loader, validation, run, print);
+            if (print) Finish(replica.Trainer);
+            // Nobody leaves before rank 0 has written its files.
+            world.Barrier();
+        }
+
+        void Finish(LlamaTrainer trainer)
+        {
+            if (checkpoint is not null)
+            {
+                TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(steps, loader.Shard, loader.Position, batch, seq));
+                Console.WriteLine($"checkpoint {checkpoint} (weights, AdamW moments, step {steps}, data position; continue with --resume {checkpoint})");
+            }
+            if (save is not null)
+            {
+                TrainingCheckpoint.Save(save, trainer, null);
+                Console.WriteLine($"saved   {save} (config.json + model.safetensors; 'nativeparallel run --model {save}' generates from it)");
+            }
+            JsonReport.Write(json, new
+            {
+                Command = "train",
+                Model = new { config.Layers, config.Hidden, config.Heads, config.KvHeads, config.Ffn, config.Vocab, config.Parameters },
+                Device = device.Name,
+                DataParallel = dp,
+                Data = loader.Files,
+                Batch = batch,
+                Sequence = seq,
+                Dtype = dtype.Name(),
+                Optimizer = new { Name = "adamw", Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradClip = gradClip, Warmup = warmup, Cosine = cosine, MinLr = minLr },
+                Recompute = recompute,
+                Memory = new { trainer.ParameterBytes, trainer.GradientBytes, trainer.OptimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
+                Steps = records,
+            });
+        }
+        return 0;
+    }
+
+    private sealed record RunSettings(int Batch, int Sequence, int Steps, int StartStep, LearningRateSchedule Schedule, AdamWSettings Settings,
+        float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery, bool Recompute, DType DType, long BucketBytes);
+
+    /// <summary>One rank's model: the single-device trainer, or a data-parallel replica of it.</summary>
+    private sealed record Replica(LlamaTrainer Trainer, DataParallelTrainer? DataParallel)
+    {
+        public StepResult Step(int[] inputs, int[] targets, AdamWSettings settings, int step, float clip) =>
+            DataParallel?.Step(inputs, targets, settings, step, clip) ?? Trainer.Step(inputs, targets, settings, step, clip);
+
+        public double Evaluate(int[] inputs, int[] targets) => DataParallel?.Evaluate(inputs, targets) ?? Trainer.Forward(inputs, targets);
+    }
+
+    // The step loop of one rank; only the printing rank writes step lines and intermediate checkpoints.
+    private static List<StepRecord> TrainLoop(Replica replica, IDevice device, TokenLoader loader, TokenLoader? validation, RunSettings o, bool print)
+    {
+        var inputs = new int[o.Batch * o.Sequence];
+        var targets = new int[o.Batch * o.Sequence];
         var records = new List<StepRecord>();
         var clock = new Stopwatch();
-        for (int step = startStep; step < steps; step++)
+        for (int step = o.StartStep; step < o.Steps; step++)
         {
             loader.Next(inputs, targets);
-            float rate = schedule.At(step);
+            float rate = o.Schedule.At(step);
             clock.Restart();
-            var result = trainer.Step(inputs, targets, settings with { LearningRate = rate }, step + 1, (float)gradClip);
+            var result = replica.Step(inputs, targets, o.Settings with { LearningRate = rate }, step + 1, o.GradClip);
             device.Synchronize();
             double ms = clock.Elapsed.TotalMilliseconds;
             if (!double.IsFinite(result.Loss) || !double.IsFinite(result.GradNorm))
                 throw new InvalidOperationException($"step {step + 1}: loss {result.Loss} or gradient norm {result.GradNorm} is not finite (lower --lr or keep --grad-clip on)");
-            double? valLoss = validation is not null && valEvery > 0 && ((step + 1) % valEvery == 0 || step + 1 == steps)
-                ? Validate(trainer, validation, valBatches) : null;
-            Console.WriteLine($"step {step + 1,5}/{steps} | loss {result.Loss:F4} | norm {result.GradNorm:F4}{(result.ClipCoefficient < 1 ? " (clipped)" : "")} | " +
-                              $"lr {rate:E2} | {ms,8:F1} ms | {batch * seq / (ms / 1000),8:F0} tok/s{(valLoss is { } v ? $" | val loss {v:F4}" : "")}");
-            records.Add(new StepRecord(step + 1, result.Loss, result.GradNorm, rate, ms, batch * seq / (ms / 1000), valLoss));
-            if (checkpoint is not null && checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps)
-                TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(step + 1, loader.Shard, loader.Position, batch, seq));
+            double? valLoss = validation is not null && o.ValEvery > 0 && ((step + 1) % o.ValEvery == 0 || step + 1 == o.Steps)
+                ? Validate(replica, validation, o.ValBatches) : null;
+            records.Add(new StepRecord(step + 1, result.Loss, result.GradNorm, rate, ms, o.Batch * o.Sequence / (ms / 1000), valLoss));
+            if (!print) continue;
+            Console.WriteLine($"step {step + 1,5}/{o.Steps} | loss {result.Loss:F4} | norm {result.GradNorm:F4}{(result.ClipCoefficient < 1 ? " (clipped)" : "")} | " +
+                              $"lr {rate:E2} | {ms,8:F1} ms | {o.Batch * o.Sequence / (ms / 1000),8:F0} tok/s{(valLoss is { } v ? $" | val loss {v:F4}" : "")}");
+            if (o.Checkpoint is not null && o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0 && step + 1 < o.Steps)
+                TrainingCheckpoint.Save(o.Checkpoint, replica.Trainer, new TrainingCheckpoint.State(step + 1, loader.Shard, loader.Position, o.Batch, o.Sequence));
         }
-        if (checkpoint is not null)
-        {
-            TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(steps, loader.Shard, loader.Position, batch, seq));
-            Console.WriteLine($"checkpoint {checkpoint} (weights, AdamW moments, step {steps}, data position; continue with --resume {checkpoint})");
-        }
-        if (save is not null)
-        {
-            TrainingCheckpoint.Save(save, trainer, null);
-            Console.WriteLine($"saved   {save} (config.json + model.safetensors; 'nativeparallel run --model {save}' generates from it)");
-        }
-        JsonReport.Write(json, new
-        {
-            Command = "train",
-            Model = new { config.Layers, config.Hidden, config.Heads, config.KvHeads, config.Ffn, config.Vocab, config.Parameters },
-            Device = device.Name,
-            Data = loader.Files,
-            Batch = batch,
-            Sequence = seq,
-            Optimizer = new { Name = "adamw", Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradClip = gradClip, Warmup = warmup, Cosine = cosine, MinLr = minLr },
-            Recompute = recompute,
-            Memory = new { trainer.ParameterBytes, trainer.GradientBytes, trainer.OptimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
-            Steps = records,
-        });
-        return 0;
+        return records;
     }
 
     private sealed record StepRecord(int Step, double Loss, double GradNorm, float Lr, double Ms, double TokensPerSecond, double? ValLoss);
 
     // Mean loss over the first `batches` batches of the validation shards (the same batches every time).
-    private static double Validate(LlamaTrainer trainer, TokenLoader validation, int batches)
+    private static double Validate(Replica replica, TokenLoader validation, int batches)
     {
         var inputs = new int[validation.Batch * validation.Sequence];
         var targets = new int[inputs.Length];
@@ -160,7 +255,7 @@ internal static class TrainCommand
         for (int i = 0; i < batches; i++)
         {
             validation.Next(inputs, targets);
-            sum += trainer.Forward(inputs, targets);
+            sum += replica.Evaluate(inputs, targets);
         }
         return sum / batches;
     }

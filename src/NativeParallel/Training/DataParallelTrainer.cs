@@ -102,6 +102,17 @@ public sealed class DataParallelTrainer : IDisposable
         return new StepResult(loss, norm, coefficient);
     }
 
+    /// <summary>The global batch's mean loss without an update (validation): every rank its rows, the shares summed.</summary>
+    public double Evaluate(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    {
+        int local = _localRows * _sequence;
+        inputs.Slice(_group.Rank * local, local).CopyTo(_localInputs);
+        targets.Slice(_group.Rank * local, local).CopyTo(_localTargets);
+        _loss.CopyFromHost(BitConverter.GetBytes((float)Trainer.Forward(_localInputs, _localTargets)));
+        _group.AllReduce(_loss);
+        return _loss.ToFloats()[0];
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
