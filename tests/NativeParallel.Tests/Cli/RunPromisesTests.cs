@@ -176,7 +176,7 @@ public sealed class RunPromisesTests
         Assert.DoesNotContain("prefill", output);
         Assert.DoesNotContain("model ", output);
         Assert.Single(output.Trim().Split('\n'));
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"refusing took {clock.Elapsed}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"refusing took {clock.Elapsed}");
     }
 
     [Fact]
