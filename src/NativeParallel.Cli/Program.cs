@@ -48,7 +48,12 @@ namespace NativeParallel.Cli
                   single-device run, in the seed's table: memory per rank, bytes communicated per token (measured and
                   predicted), prefill latency, decode latency per token, throughput, pipeline bubble. --model DIR
                   loads a Hugging Face Llama or Mixtral folder (config.json + *.safetensors) instead of the seeded
-                  small model. Inside a launched job (launch, torchrun, mpirun) it is one rank of one --strategy.
+                  small model (--dtype converts it); ep rows run a Mixtral folder's own experts. Strategies are
+                  checked against the model's shape before any work (a misfit or typo exits 2). One rule by dtype
+                  decides every ok/FAIL and the exit code: logits within 1e-4 (f32) or 3e-2 (bf16), identical greedy
+                  tokens (f32; bf16 near ties may flip), ranks bitwise identical. Inside a launched job (launch,
+                  torchrun, mpirun) it is one rank of one --strategy: the --model weights sharded by the layout, on
+                  --device, checked the same way; rank 0 prints the greedy tokens of the single-device run's prompt.
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]

@@ -19,28 +19,41 @@ internal static class RunCommand
         string? deviceName = line.Option("device");
         int promptTokens = (int)line.Int("prompt-tokens", 24);
         int newTokens = (int)line.Int("new-tokens", 16);
-        var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
+        string? dtypeText = line.Option("dtype");
         ulong seed = (ulong)line.Int("seed", 1234);
         string strategies = line.Option("strategy", "all")!;
         string? modelFolder = line.Option("model");
         string? json = line.Option("json");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
+        DType? dtypeOption = dtypeText is null ? null : ParseDType(dtypeText);
 
+        // Everything the options ask is checked here, against the model's shape (config.json only), before any
+        // weight is read, device opened or model built.
         int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
-        var loaded = modelFolder is null ? null : HuggingFaceCheckpoint.Load(modelFolder, capacity);
-        var config = loaded?.Config ?? LlamaConfig.Small with { DType = dtype, MaxSequence = capacity };
-        dtype = config.DType;
-        if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) return RunAsRank(config, strategies, seed, json);
+        var config = modelFolder is null ? LlamaConfig.Small with { MaxSequence = capacity } : HuggingFaceCheckpoint.LoadConfig(modelFolder, capacity);
+        // --dtype converts a loaded folder's weights too (rounded to bf16, or bf16 widened exactly to f32).
+        if (dtypeOption is { } chosenDType) config = config with { DType = chosenDType };
+        var launch = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
+        if (launch is not null)
+        {
+            var plan = PlanRank(config, strategies, launch.WorldSize, promptTokens, modelFolder);
+            using var rankDevice = DeviceRegistry.Open(deviceName);
+            var rankWeights = plan.Twin ? new LlamaWeights(TwinConfig(config), seed)
+                : modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
+            return RunAsRank(rankWeights, plan, rankDevice, promptTokens, newTokens, seed, json);
+        }
+        var table = PlanTable(config, strategies);
+
         using var device = DeviceRegistry.Open(deviceName);
-        Console.WriteLine($"model   {(modelFolder is null ? "" : modelFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
-                          $"ffn {config.Ffn}, vocab {config.Vocab}, {dtype.Name()}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
+        var dtype = config.DType;
+        var rule = CheckRule.For(dtype);
+        Console.WriteLine($"model   {(modelFolder is null ? "" : modelFolder + ": ")}{Describe(config)}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
         Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
 
-        var weights = loaded ?? new LlamaWeights(config, seed);
-        var prompt = new int[promptTokens];
-        SeededRandom.Integers(seed + 1, prompt, config.Vocab);
+        var weights = modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
+        var prompt = MainPrompt(config, seed, promptTokens);
 
         using var model = new LlamaModel(device, weights);
         // Warm-up: compiles or loads the kernels and touches every buffer once, so timings are steady state.
@@ -72,30 +85,30 @@ internal static class RunCommand
         Console.WriteLine($"memory  weights {model.WeightBytes / 1048576.0:F2} MiB, KV cache {model.KvCacheBytes / 1048576.0:F3} MiB " +
                           $"({2 * config.Layers * config.KvHeads * config.HeadDim * dtype.SizeOf()} bytes per token)");
 
-        // The check: the same model through the host reference kernels (float64 inside every op).
+        // The check: the same model through the host reference kernels (float64 inside every op), judged by the rule.
         var referenceLogits = LlamaReference.Logits(weights, prompt);
         double error = ErrorBounds.RelativeError(prefillLogits, Array.ConvertAll(referenceLogits, v => (double)v));
-        double bound = dtype == DType.F32 ? 1e-4 : 3e-2;
         var referenceTokens = LlamaReference.Generate(weights, prompt, newTokens);
         int matching = generated.Zip(referenceTokens).TakeWhile(p => p.First == p.Second).Count();
-        bool logitsOk = error <= bound;
-        // bf16 rounding can flip a near tie between two logits, so only f32 requires identical greedy tokens.
-        bool tokensOk = matching == newTokens || dtype != DType.F32;
-        Console.WriteLine($"check   prefill logits vs host reference: relative error {error:E2} (bound {bound:E0}) {(logitsOk ? "ok" : "FAIL")}");
-        Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical {(matching == newTokens ? "ok" : tokensOk ? "(bf16: near ties may differ)" : "FAIL")}");
+        var verdict = rule.Judge(error, matching == newTokens);
+        Console.WriteLine($"check   prefill logits vs host reference: relative error {error:E2} (bound {rule.LogitsBound:E0}) {(rule.LogitsOk(error) ? "ok" : "FAIL")}");
+        Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical " +
+                          (matching == newTokens ? "ok" : rule.TokensOk(false) ? $"ok ({dtype.Name()}: near ties may differ)" : "FAIL"));
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
-        var table = StrategyTable(weights, config, strategies, seed, device);
-        bool strategiesOk = table.All(r => r.MaxLogitsError <= (dtype == DType.F32 ? 1e-4 : 3e-2) && (r.TokensIdentical || dtype != DType.F32) && r.RanksIdentical);
+        var rows = StrategyTable(weights, config, table, seed, device, rule);
+        bool ok = verdict.Ok && rows.All(r => r.Verdict.Ok);
 
         JsonReport.Write(json, new
         {
-            strategies = table.Select(r => new
+            strategies = rows.Select(row => new
             {
-                strategy = r.Strategy.Name, ranks = r.Strategy.Ranks, weight_bytes_per_rank = r.WeightBytesPerRank, kv_bytes_per_rank = r.KvBytesPerRank,
-                bytes_sent_per_token = r.BytesSentPerToken, predicted_bytes_per_token = Predictions.BytesPerToken(config, r.Strategy, PromptTokens, NewTokens),
-                prefill_ms = r.PrefillMs, decode_ms_per_token = r.DecodeMsPerToken, tokens_per_second = r.TokensPerSecond,
-                logits_relative_error = r.MaxLogitsError, tokens_identical = r.TokensIdentical, ranks_identical = r.RanksIdentical,
+                strategy = row.Result.Strategy.Name, moe_twin = row.Twin, ranks = row.Result.Strategy.Ranks, weight_bytes_per_rank = row.Result.WeightBytesPerRank,
+                kv_bytes_per_rank = row.Result.KvBytesPerRank, bytes_sent_per_token = row.Result.BytesSentPerToken,
+                predicted_bytes_per_token = Predictions.BytesPerToken(row.Twin ? TwinConfig(config) : config, row.Result.Strategy, PromptTokens, NewTokens),
+                prefill_ms = row.Result.PrefillMs, decode_ms_per_token = row.Result.DecodeMsPerToken, tokens_per_second = row.Result.TokensPerSecond,
+                logits_relative_error = row.Result.MaxLogitsError, tokens_identical = row.Result.TokensIdentical, ranks_identical = row.Result.RanksIdentical,
+                ok = row.Verdict.Ok,
             }),
             device = device.Name,
             device_description = device.Description,
@@ -108,40 +121,124 @@ internal static class RunCommand
             weight_bytes = model.WeightBytes,
             kv_cache_bytes = model.KvCacheBytes,
             logits_relative_error = error,
-            logits_bound = bound,
+            logits_bound = rule.LogitsBound,
             tokens = generated,
             reference_tokens = referenceTokens,
-            ok = logitsOk && tokensOk && strategiesOk,
+            ok,
         });
-        return logitsOk && tokensOk && strategiesOk ? 0 : 1;
+        return ok ? 0 : 1;
     }
 
     private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
 
+    private static DType ParseDType(string text)
+    {
+        DType d;
+        try { d = DTypes.Parse(text); }
+        catch (ArgumentException e) { throw new UsageException($"--dtype: {e.Message}"); }
+        return d is DType.F32 or DType.BF16 ? d : throw new UsageException($"--dtype {text}: run takes f32 or bf16");
+    }
+
+    private static string Describe(LlamaConfig c) =>
+        $"{(c.Experts > 0 ? $"Mixtral-style decoder ({c.Experts} experts, top-{c.ExpertsPerToken})" : "Llama-style decoder")}: {c.Layers} layers, hidden {c.Hidden}, " +
+        $"heads {c.Heads} (kv {c.KvHeads}), ffn {c.Ffn}, vocab {c.Vocab}, {c.DType.Name()}";
+
+    /// <summary>The mixture-of-experts twin of a dense model, for expert parallelism (4 experts, top-2, half the MLP width each).</summary>
+    private static LlamaConfig TwinConfig(LlamaConfig config) => config with { Experts = 4, ExpertsPerToken = 2, Ffn = config.Ffn / 2 };
+
+    /// <summary>The prompt of the single-device run (and request 0 of a launched rank's run).</summary>
+    private static int[] MainPrompt(LlamaConfig config, ulong seed, int promptTokens)
+    {
+        var prompt = new int[promptTokens];
+        SeededRandom.Integers(seed + 1, prompt, config.Vocab);
+        return prompt;
+    }
+
+    private static Strategy ParseStrategy(string text)
+    {
+        try { return Strategy.Parse(text); }
+        catch (ArgumentException e) { throw new UsageException($"--strategy \"{text}\": {e.Message}"); }
+    }
+
+    /// <summary>A launched rank's layout, checked against the job and the model before anything is built.</summary>
+    private sealed record RankPlan(Strategy Strategy, bool Twin, int Requests);
+
+    private static RankPlan PlanRank(LlamaConfig config, string text, int worldSize, int promptTokens, string? modelFolder)
+    {
+        if (text == "all" || text.Contains(';')) throw new UsageException("inside a launched job, run takes one --strategy, e.g. --strategy tp=2,pp=2");
+        var strategy = ParseStrategy(text);
+        if (strategy.Ranks != worldSize) throw new UsageException($"--strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {worldSize}");
+        bool twin = strategy.Ep > 1 && config.Experts == 0;
+        if (twin && modelFolder is not null)
+            throw new UsageException($"--strategy {strategy.Name}: expert parallelism needs a mixture-of-experts model; {modelFolder} is dense (no num_local_experts)");
+        // Request 0 is the single-device run's prompt; the rest fill every replica (dp x ep) equally.
+        int requests = (Requests + strategy.Replicas - 1) / strategy.Replicas * strategy.Replicas;
+        if (strategy.Check(twin ? TwinConfig(config) : config, promptTokens, requests) is { } problem)
+            throw new UsageException($"--strategy {strategy.Name}: {problem}");
+        return new RankPlan(strategy, twin, requests);
+    }
+
+    /// <summary>The table's layouts (each with whether it runs on the MoE twin), checked before anything is built.</summary>
+    private static List<(Strategy Layout, bool Twin)> PlanTable(LlamaConfig config, string which)
+    {
+        bool all = which == "all";
+        var chosen = all
+            ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp+sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
+            : which.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        if (chosen.Count == 0) throw new UsageException("--strategy is empty: expected all or e.g. \"tp=2,pp=2;sp=2\"");
+        var plan = new List<(Strategy, bool)>();
+        foreach (string text in chosen)
+        {
+            var layout = ParseStrategy(text);
+            // Expert parallelism runs the model's own experts when it has them, else its mixture-of-experts twin.
+            bool twin = layout.Ep > 1 && config.Experts == 0;
+            if (layout.Check(twin ? TwinConfig(config) : config, PromptTokens, Requests) is { } problem)
+            {
+                // "all" runs every default layout the model's shape allows and says which it left out.
+                if (all) Console.WriteLine($"skipped {layout.Name}: {problem}");
+                else throw new UsageException($"--strategy {layout.Name}{(twin ? " (on the model's mixture-of-experts twin)" : "")}: {problem}");
+                continue;
+            }
+            plan.Add((layout, twin));
+        }
+        return plan;
+    }
+
     /// <summary>
     /// Inside a launched job (launch, torchrun, mpirun): this process is one rank of one strategy whose rank count
-    /// is the job's size. Every rank checks the outcome against its own single-device run; rank 0 prints the row.
+    /// is the job's size. Every rank runs the same weights (the --model folder's, or the seeded ones), sharded by
+    /// the layout, on --device, and checks the outcome against its own single-device run; rank 0 prints the row and
+    /// the greedy tokens of request 0, whose prompt is the single-device run's.
     /// </summary>
-    private static int RunAsRank(LlamaConfig config, string strategyText, ulong seed, string? json)
+    private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, int promptTokens, int newTokens, ulong seed, string? json)
     {
-        if (strategyText == "all" || strategyText.Contains(';')) throw new UsageException("inside a launched job, run takes one --strategy, e.g. --strategy tp=2,pp=2");
-        var strategy = Strategy.Parse(strategyText);
+        var strategy = plan.Strategy;
+        var config = weights.Config;
+        var rule = CheckRule.For(config.DType);
         using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("run");
-        var weights = new LlamaWeights(config with { MaxSequence = PromptTokens + NewTokens }, seed);
-        var prompts = Prompts(config, seed);
-        var single = StrategyRun.Single(CpuDevice.Instance, weights, prompts, NewTokens);
-        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, NewTokens, (single.Logits, single.Tokens));
-        bool ok = r.MaxLogitsError <= (config.DType == DType.F32 ? 1e-4 : 3e-2) && (r.TokensIdentical || config.DType != DType.F32) && r.RanksIdentical;
+        var prompts = new[] { MainPrompt(config, seed, promptTokens) }.Concat(Enumerable.Range(1, plan.Requests - 1).Select(p =>
+        {
+            var ids = new int[promptTokens];
+            SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
+            return ids;
+        })).ToArray();
+        var single = StrategyRun.Single(device, weights, prompts, newTokens);
+        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, newTokens, (single.Logits, single.Tokens), device);
+        var verdict = rule.Judge(r);
         if (world.Rank == 0)
         {
-            Console.WriteLine($"strategy {strategy.Name} on {world.Size} processes over {world.TransportName}: weights/rank {Mib(r.WeightBytesPerRank)}, " +
-                              $"KV/rank {Mib(r.KvBytesPerRank)}, {r.BytesSentPerToken:F0} B/token sent (predicted {Predictions.BytesPerToken(config, strategy, PromptTokens, NewTokens):F0}), " +
+            Console.WriteLine($"strategy {strategy.Name} on {world.Size} processes over {world.TransportName}, device {device.Name}" +
+                              $"{(plan.Twin ? ", on the 4-expert mixture-of-experts twin" : "")}: " +
+                              $"{prompts.Length} requests of {promptTokens} prompt tokens, {newTokens} generated each; weights/rank {Mib(r.WeightBytesPerRank)}, " +
+                              $"KV/rank {Mib(r.KvBytesPerRank)}, {r.BytesSentPerToken:F0} B/token sent (predicted {Predictions.BytesPerToken(config, strategy, promptTokens, newTokens):F0}), " +
                               $"prefill {r.PrefillMs:F1} ms, decode {r.DecodeMsPerToken:F2} ms/token, {r.TokensPerSecond:F0} tokens/s");
             Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, greedy tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
-                              $"ranks {(r.RanksIdentical ? "bitwise identical" : "DISAGREE")}: {(ok ? "ok" : "FAIL")}");
-            JsonReport.Write(json, new { strategy = strategy.Name, ranks = world.Size, transport = world.TransportName, result = r, ok });
+                              $"ranks {(r.RanksIdentical ? "bitwise identical" : "DISAGREE")}: {verdict.Text}");
+            Console.WriteLine($"tokens  {string.Join(' ', r.Tokens[0])}");
+            JsonReport.Write(json, new { strategy = strategy.Name, moe_twin = plan.Twin, ranks = world.Size, transport = world.TransportName, device = device.Name,
+                result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
         }
-        return ok ? 0 : 1;
+        return verdict.Ok ? 0 : 1;
     }
 
     private static int[][] Prompts(LlamaConfig config, ulong seed) => Enumerable.Range(0, Requests).Select(p =>
@@ -151,53 +248,49 @@ internal static class RunCommand
         return ids;
     }).ToArray();
 
+    /// <summary>One judged row of the table.</summary>
+    private sealed record Row(StrategyResult Result, bool Twin, Verdict Verdict);
+
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
-    private static List<StrategyResult> StrategyTable(LlamaWeights weights, LlamaConfig config, string which, ulong seed, IDevice device)
+    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, ulong seed, IDevice device, CheckRule rule)
     {
-        // The same seeded weights, with a KV cache sized for the table's requests.
-        config = config with { MaxSequence = Math.Max(config.MaxSequence, PromptTokens + NewTokens) };
-        if (weights.Config.MaxSequence < config.MaxSequence) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
-        var chosen = which == "all"
-            ? ["dp=2", "pp=2", "tp=2", "sp=2", "tp+sp=2", "tp=2,pp=2", "tp=2,dp=2", "tp=2,sp=2", "ep=2", "ep=2,tp=2"]
-            : which.Split(';', StringSplitOptions.RemoveEmptyEntries).ToList();
-        var layouts = chosen.Select(Strategy.Parse).ToList();
+        if (weights.Config.MaxSequence < PromptTokens + NewTokens) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
         var prompts = Prompts(config, seed);
         Console.WriteLine();
         Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads sharing {device.Name}" +
                           (device is HostMemoryDevice ? "; " : " (collectives staged through host memory); ") +
                           "each checked against the single-device run of its model (logits, greedy tokens, agreement between ranks)");
         Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
-        var results = new List<StrategyResult>();
-        // Dense strategies on the dense model; expert parallelism on its mixture-of-experts twin (4 experts, top-2).
-        var dense = layouts.Where(l => l.Ep == 1).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
-        var experts = layouts.Where(l => l.Ep > 1).ToList();
-        results.AddRange(Rows(weights, dense, prompts, "", device));
-        if (experts.Count > 0)
-        {
-            var moeConfig = config with { Experts = 4, ExpertsPerToken = 2, Ffn = config.Ffn / 2 };
-            results.AddRange(Rows(new LlamaWeights(moeConfig, seed), experts.Prepend(new Strategy()).ToList(), prompts, " (moe)", device));
-        }
+        var rows = new List<Row>();
+        // Every layout on the model itself (its own experts when it is a mixture of experts); expert parallelism of
+        // a dense model on its mixture-of-experts twin (4 experts, top-2), the same seed.
+        var own = plan.Where(p => !p.Twin).Select(p => p.Layout).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
+        var twins = plan.Where(p => p.Twin).Select(p => p.Layout).ToList();
+        rows.AddRange(Rows(weights, own, prompts, "", device, rule, twin: false));
+        if (twins.Count > 0)
+            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, twin: true));
         Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
         Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
-        Console.WriteLine("bubble: (p-1)/(m+p-1). (moe): a 4-expert top-2 mixture-of-experts twin of the model, for expert parallelism.");
-        return results;
+        Console.WriteLine("bubble: (p-1)/(m+p-1)." + (twins.Count > 0 ? " (moe): a 4-expert top-2 mixture-of-experts twin of the dense model, for expert parallelism." : ""));
+        Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, greedy tokens {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
+        return rows;
     }
 
-    private static IEnumerable<StrategyResult> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device)
+    private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule, bool twin)
     {
         var single = StrategyRun.Single(device, weights, prompts, NewTokens);
         foreach (var layout in layouts)
         {
             var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device);
             double predicted = Predictions.BytesPerToken(weights.Config, layout, PromptTokens, NewTokens);
-            string check = r.MaxLogitsError <= 1e-4 && r.TokensIdentical && r.RanksIdentical ? $"ok (rel err {r.MaxLogitsError:E1})"
-                : $"FAIL (rel err {r.MaxLogitsError:E1}, tokens {(r.TokensIdentical ? "same" : "differ")}, ranks {(r.RanksIdentical ? "agree" : "disagree")})";
+            var verdict = rule.Judge(r);
+            string check = verdict.Text;
             if (r.DroppedTokens > 0) check += $", {r.DroppedTokens} routings dropped";
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{layout.Name + label,-16} {layout.Ranks,5} {Mib(r.WeightBytesPerRank),12} {Mib(r.KvBytesPerRank),9} {r.BytesSentPerToken,13:F0} {predicted,10:F0} " +
                 $"{r.PrefillMs,10:F1} {r.DecodeMsPerToken,13:F2} {r.TokensPerSecond,9:F0} {Predictions.Bubble(layout.Pp, Requests / layout.Replicas),7:P0}  {check}"));
-            yield return r;
+            yield return new Row(r, twin, verdict);
         }
     }
 

@@ -11,12 +11,15 @@ namespace NativeParallel.Models;
 /// </summary>
 public static class HuggingFaceCheckpoint
 {
-    /// <summary>Reads <paramref name="folder"/>'s config.json and every *.safetensors file.</summary>
-    public static LlamaWeights Load(string folder, int maxSequence = 256)
+    /// <summary>
+    /// Reads <paramref name="folder"/>'s config.json and every *.safetensors file. <paramref name="dtype"/>, when
+    /// given, overrides the folder's torch_dtype (weights are rounded to it).
+    /// </summary>
+    public static LlamaWeights Load(string folder, int maxSequence = 256, DType? dtype = null)
     {
-        string configPath = Path.Combine(folder, "config.json");
-        if (!File.Exists(configPath)) throw new FileNotFoundException($"{folder} has no config.json (a Hugging Face Llama or Mixtral folder is expected)");
-        var config = ReadConfig(configPath, maxSequence);
+        var config = LoadConfig(folder, maxSequence);
+        if (dtype is { } d0) config = config with { DType = d0 };
+        config.Validate();
         var files = Directory.GetFiles(folder, "*.safetensors").Order(StringComparer.Ordinal).ToArray();
         if (files.Length == 0) throw new FileNotFoundException($"{folder} has no *.safetensors files");
         var tensors = new Dictionary<string, Safetensors.Entry>(StringComparer.Ordinal);
@@ -106,8 +109,11 @@ public static class HuggingFaceCheckpoint
         Safetensors.Write(Path.Combine(folder, "model.safetensors"), t);
     }
 
-    private static LlamaConfig ReadConfig(string path, int maxSequence)
+    /// <summary>Reads only <paramref name="folder"/>'s config.json (the model's shape, before any weight is read).</summary>
+    public static LlamaConfig LoadConfig(string folder, int maxSequence = 256)
     {
+        string path = Path.Combine(folder, "config.json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{folder} has no config.json (a Hugging Face Llama or Mixtral folder is expected)");
         var root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new InvalidDataException($"{path} is empty");
         int Int(string key, int? fallback = null) => root[key]?.GetValue<int>() ?? fallback ?? throw new InvalidDataException($"{path}: '{key}' is missing");
         float Float(string key, float fallback) => root[key] is { } v ? (float)v.GetValue<double>() : fallback;

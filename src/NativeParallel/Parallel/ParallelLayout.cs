@@ -14,20 +14,18 @@ public sealed class ParallelLayout
     public ParallelLayout(LlamaConfig config, ProcessGroup tp, ProcessGroup pp, ProcessGroup sp, ProcessGroup ep, int[]? stageLayers = null,
         bool megatronSequenceParallel = false)
     {
+        var layers = stageLayers ?? EvenStages(config.Layers, pp.Size);
+        if (Check(config, tp.Size, pp.Size, sp.Size, ep.Size, megatronSequenceParallel, layers) is { } problem)
+            throw new ArgumentException($"parallel layout: {problem}");
         Config = config;
         MegatronSequenceParallel = megatronSequenceParallel && tp.Size > 1;
-        Require(!MegatronSequenceParallel || sp.Size == 1, "Megatron sequence parallelism splits tokens over the TP group; it does not combine with a separate sp axis");
         Tp = tp;
         Pp = pp;
         Sp = sp;
         Ep = ep;
-        Require(ep.Size == 1 || config.Experts % ep.Size == 0, $"experts ({config.Experts}) must divide by ep ({ep.Size}), and the model must have experts");
         ExpertsPerRank = config.Experts == 0 ? 0 : config.Experts / ep.Size;
         FirstExpert = ep.Rank * ExpertsPerRank;
         int t = tp.Size, i = tp.Rank;
-        Require(config.Heads % t == 0, $"query heads ({config.Heads}) must divide by tp ({t})");
-        Require(config.Ffn % t == 0, $"ffn ({config.Ffn}) must divide by tp ({t})");
-        Require(config.Vocab % t == 0, $"vocab ({config.Vocab}) must divide by tp ({t})");
         QueryHeads = config.Heads / t;
         int group = config.Heads / config.KvHeads;
         if (config.KvHeads % t == 0)
@@ -38,8 +36,6 @@ public sealed class ParallelLayout
         else
         {
             // More TP ranks than kv heads: each rank keeps (replicates) the one kv head its query heads read.
-            Require(t % config.KvHeads == 0 && group % QueryHeads == 0,
-                $"tp ({t}) must divide kv heads ({config.KvHeads}) or be a multiple of it with whole query groups per rank");
             KvHeads = 1;
             FirstKvHead = i * QueryHeads / group;
         }
@@ -47,9 +43,6 @@ public sealed class ParallelLayout
         FfnShard = config.Ffn / t;
         VocabShard = config.Vocab / t;
         FirstVocab = i * VocabShard;
-        var layers = stageLayers ?? EvenStages(config.Layers, pp.Size);
-        Require(layers.Length == pp.Size && layers.Sum() == config.Layers && layers.All(l => l >= 1),
-            $"stage layers [{string.Join(", ", layers)}] must give each of {pp.Size} stages at least one of the {config.Layers} layers");
         FirstLayer = layers.Take(pp.Rank).Sum();
         LayerCount = layers[pp.Rank];
     }
@@ -98,12 +91,30 @@ public sealed class ParallelLayout
     /// <summary>True on the last pipeline stage (it produces logits).</summary>
     public bool LastStage => Pp.Rank == Pp.Size - 1;
 
+    /// <summary>
+    /// Why a layout of these degrees cannot hold <paramref name="config"/>, or null when it can: the one place the
+    /// shape rules live (the constructor and <see cref="Strategy.Check"/> both ask it).
+    /// </summary>
+    public static string? Check(LlamaConfig config, int tp, int pp, int sp, int ep, bool megatronSequenceParallel = false, int[]? stageLayers = null)
+    {
+        if (tp < 1 || pp < 1 || sp < 1 || ep < 1) return "every degree must be at least 1";
+        if (megatronSequenceParallel && tp > 1 && sp > 1)
+            return "Megatron sequence parallelism splits tokens over the TP group; it does not combine with a separate sp axis";
+        if (ep > 1 && config.Experts == 0) return $"ep ({ep}) needs a mixture-of-experts model; this one is dense";
+        if (ep > 1 && config.Experts % ep != 0) return $"experts ({config.Experts}) must divide by ep ({ep})";
+        if (config.Heads % tp != 0) return $"query heads ({config.Heads}) must divide by tp ({tp})";
+        if (config.Ffn % tp != 0) return $"ffn ({config.Ffn}) must divide by tp ({tp})";
+        if (config.Vocab % tp != 0) return $"vocab ({config.Vocab}) must divide by tp ({tp})";
+        int queryHeads = config.Heads / tp, group = config.Heads / config.KvHeads;
+        if (config.KvHeads % tp != 0 && !(tp % config.KvHeads == 0 && group % queryHeads == 0))
+            return $"tp ({tp}) must divide kv heads ({config.KvHeads}) or be a multiple of it with whole query groups per rank";
+        var layers = stageLayers ?? EvenStages(config.Layers, pp);
+        if (layers.Length != pp || layers.Sum() != config.Layers || layers.Any(l => l < 1))
+            return $"stage layers [{string.Join(", ", layers)}] must give each of {pp} stages at least one of the {config.Layers} layers";
+        return null;
+    }
+
     /// <summary>Layers per stage as evenly as possible, earlier stages taking the remainder.</summary>
     public static int[] EvenStages(int layers, int stages) =>
         Enumerable.Range(0, stages).Select(s => layers / stages + (s < layers % stages ? 1 : 0)).ToArray();
-
-    private static void Require(bool ok, string message)
-    {
-        if (!ok) throw new ArgumentException($"parallel layout: {message}");
-    }
 }

@@ -35,11 +35,14 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, in
     public static Strategy Parse(string text)
     {
         var s = new Strategy();
+        var seen = new HashSet<string>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            var kv = part.Split('=');
+            var kv = part.Split('=', StringSplitOptions.TrimEntries);
             if (kv.Length != 2 || !int.TryParse(kv[1], out int n) || n < 1) throw new ArgumentException($"bad strategy part '{part}': expected e.g. tp=2");
-            s = kv[0].ToLowerInvariant() switch
+            string axis = kv[0].ToLowerInvariant();
+            if (!seen.Add(axis == "tp+sp" ? "tp" : axis)) throw new ArgumentException($"strategy '{text}' gives the {(axis == "tp+sp" ? "tp" : axis)} axis twice");
+            s = axis switch
             {
                 "tp" => s with { Tp = n },
                 "tp+sp" => s with { Tp = n, MegatronSp = true },
@@ -51,6 +54,19 @@ public sealed record Strategy(int Tp = 1, int Pp = 1, int Sp = 1, int Dp = 1, in
             };
         }
         return s;
+    }
+
+    /// <summary>
+    /// Why this layout cannot run <paramref name="requests"/> requests of <paramref name="promptTokens"/> tokens on
+    /// a model of shape <paramref name="config"/>, or null when it can; checked before any work starts.
+    /// </summary>
+    public string? Check(LlamaConfig config, int promptTokens, int requests)
+    {
+        if (ParallelLayout.Check(config, Tp, Pp, Sp, Ep, MegatronSp) is { } problem) return problem;
+        if (Sp > 1 && promptTokens % Sp != 0) return $"{promptTokens} prompt tokens must divide by sp ({Sp})";
+        if (MegatronSp && Tp > 1 && promptTokens % Tp != 0) return $"{promptTokens} prompt tokens must divide by tp ({Tp}) under tp+sp";
+        if (requests % Replicas != 0) return $"{requests} requests must divide among {Replicas} replicas (dp x ep)";
+        return null;
     }
 }
 

@@ -20,7 +20,7 @@ public sealed class ProcessStrategyTests
         int ranks = NativeParallel.Parallel.Strategy.Parse(strategy).Ranks;
         string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { cli, "launch", "-n", ranks.ToString(), "--transport", transport, "--", "dotnet", cli, "run", "--strategy", strategy })
+        foreach (string a in new[] { cli, "launch", "-n", ranks.ToString(), "--transport", transport, "--", "dotnet", cli, "run", "--device", "cpu", "--strategy", strategy })
             info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var error = process.StandardError.ReadToEndAsync();
