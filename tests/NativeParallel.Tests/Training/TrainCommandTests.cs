@@ -87,6 +87,60 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(Losses(straight), Losses(firstHalf));
     }
 
+    private string RandomShard(int count = 5000)
+    {
+        string shard = Path.Combine(_folder, $"random_{count}.bin");
+        var tokens = new int[count];
+        NativeParallel.Tensors.SeededRandom.Integers(9, tokens, 1000);
+        TokenShard.Write(shard, tokens);
+        return shard;
+    }
+
+    private static void AssertSameLosses(double[] expected, double[] got, string what)
+    {
+        Assert.Equal(expected.Length, got.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - got[i]) <= 2e-4, $"{what}, step {i + 1}: loss {got[i]} vs one device {expected[i]}");
+    }
+
+    [Fact]
+    public void DataParallelThreadRanksPrintTheLossesOfOneDevice()
+    {
+        string shard = RandomShard();
+        string[] common = ["train", "--data", shard, "--batch", "4", "--seq", "16", "--steps", "4", "--device", "cpu"];
+        var (code, single) = Run(common);
+        Assert.True(code == 0, single);
+        (code, string dp) = Run([.. common, "--dp", "2", "--bucket-mb", "0.05"]);
+        Assert.True(code == 0, dp);
+        Assert.Contains("dp=2: 2 ranks as threads", dp);
+        Assert.Contains("2 rows per rank", dp);
+        AssertSameLosses(Losses(single), Losses(dp), "dp=2");
+        Assert.Equal(2, Run([.. common, "--dp", "3"]).Code);
+    }
+
+    [Fact]
+    public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
+    {
+        string shard = RandomShard();
+        string[] train = ["train", "--data", shard, "--batch", "4", "--seq", "16", "--steps", "4", "--device", "cpu"];
+        var (code, single) = Run(train);
+        Assert.True(code == 0, single);
+        string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in new[] { cli, "launch", "-n", "2", "--", "dotnet", cli }.Concat(train)) info.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var error = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "the launched training did not finish in 3 minutes");
+        output += error.Result;
+        Assert.True(process.ExitCode == 0, output);
+        Assert.Contains("rank 0 of dp=2 processes over shm", output);
+        var launched = output.Split('\n').Where(l => l.StartsWith("[rank 0] step ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l.Split("| loss ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        AssertSameLosses(Losses(single), launched, "dp=2 over processes");
+        Assert.DoesNotContain("[rank 1] step", output);
+    }
+
     [Fact]
     public void BadTrainingCommandLinesSayWhatIsWrong()
     {
