@@ -78,6 +78,12 @@ internal sealed unsafe class CpuKernels : IKernels
     public void Rope(Tensor x, Tensor positions, float theta)
     {
         var (tokens, heads, d) = OpShapes.Rope(x, positions);
+        Rotate(x, positions, theta, tokens, heads, d, sign: 1f);
+    }
+
+    /// <summary>RoPE's rotation in place: sign +1 by +angle (forward), −1 by −angle (backward, the transpose).</summary>
+    internal static void Rotate(Tensor x, Tensor positions, float theta, int tokens, int heads, int d, float sign)
+    {
         int half = d / 2;
         // f64 frequencies: an f32-rounded frequency times position 4096 is already ~2e-4 rad off.
         var frequencies = new double[half];
@@ -94,7 +100,7 @@ internal sealed unsafe class CpuKernels : IKernels
                 {
                     double angle = pos[t] * frequencies[i];
                     cos[i] = (float)Math.Cos(angle);
-                    sin[i] = (float)Math.Sin(angle);
+                    sin[i] = sign * (float)Math.Sin(angle);
                 }
                 for (int h = 0; h < heads; h++)
                 {

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -18,15 +17,6 @@ public static unsafe class RopeBackward
     private const string Op = "rope_bwd";
     private static readonly EntryPoints Entry = new("rope_bwd");
 
-    /// <summary>kernels/rope.cu RopeBwdArgs.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct RopeBwdArgs
-    {
-        public ulong Dx, Positions;
-        public int Tokens, Heads, D;
-        public float Theta;
-    }
-
     /// <summary>Runs on the tensors' device; dx holds dY on entry and dX on return.</summary>
     public static void Run(Tensor dx, Tensor positions, float theta)
     {
@@ -35,44 +25,12 @@ public static unsafe class RopeBackward
         if (pairs == 0) return;
         if (OpLaunch.LauncherOf(dx, Op) is { } launcher)
         {
-            var args = new RopeBwdArgs { Dx = dx.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
+            // The forward's argument struct (kernels/rope.cu RopeArgs, mirrored in Gpu/KernelArgs.cs): x is dY in, dX out.
+            var args = new Gpu.RopeArgs { X = dx.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
             launcher.Launch("rope.cu", Entry[dx.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, pairs)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
-        Cpu(dx, positions, theta, tokens, heads, d);
-    }
-
-    private static void Cpu(Tensor dx, Tensor positions, float theta, int tokens, int heads, int d)
-    {
-        int half = d / 2;
-        var frequencies = new double[half];
-        for (int i = 0; i < half; i++) frequencies[i] = Math.Pow(theta, -2.0 * i / d);
-        int* pos = (int*)positions.Pointer;
-        using var xv = F32View.InOut(dx);
-        float* xp = xv.Pointer;
-        CpuParallel.For(tokens, 6L * heads * d, (start, end) =>
-        {
-            Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
-            for (int t = start; t < end; t++)
-            {
-                for (int i = 0; i < half; i++)
-                {
-                    double angle = pos[t] * frequencies[i];
-                    cos[i] = (float)Math.Cos(angle);
-                    sin[i] = (float)Math.Sin(angle);
-                }
-                for (int h = 0; h < heads; h++)
-                {
-                    float* row = xp + ((long)t * heads + h) * d;
-                    for (int i = 0; i < half; i++)
-                    {
-                        float g1 = row[i], g2 = row[i + half];
-                        row[i] = g1 * cos[i] + g2 * sin[i];
-                        row[i + half] = g2 * cos[i] - g1 * sin[i];
-                    }
-                }
-            }
-        });
+        CpuKernels.Rotate(dx, positions, theta, tokens, heads, d, sign: -1f);
     }
 
     /// <summary>The float64 reference: dX from dY.</summary>
