@@ -14,7 +14,8 @@ namespace NativeParallel.Cli
 
             Usage:
               nativeparallel info [--json FILE]
-                  Devices, CUDA driver, NVRTC and cuBLAS (version and path), kernel cache folder, tunables.
+                  Devices, CUDA driver, NVRTC (with the builtins library loaded beside it) and cuBLAS (version and
+                  path), kernel cache folder, tunables.
               nativeparallel kernels check [--device cpu|emu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached]
                                            [--schedules K] [--sanitize] [--kernels DIR] [--json FILE]
                   Compiles every kernel in kernels/ with NVRTC for each arch and prints registers, spill bytes,
