@@ -70,7 +70,8 @@ public static class NativeLibraries
     /// Loads (or returns the cached result of loading) the library of the given kind.
     /// </summary>
     /// <param name="kind">Which library.</param>
-    /// <param name="loadedPath">The path or name that loaded, or <see langword="null"/>.</param>
+    /// <param name="loadedPath">The path that loaded (for a library the system loader found by name: the file it
+    /// mapped, or the name where that cannot be told), or <see langword="null"/>.</param>
     /// <param name="tried">Every path or name handed to the loader (or checked for existence), in order.</param>
     /// <returns><see langword="true"/> when the library is loaded.</returns>
     public static bool TryLoad(NativeLibraryKind kind, out string? loadedPath, out IReadOnlyList<string> tried)
@@ -195,10 +196,12 @@ public static class NativeLibraries
             tried.Add(name);
             if (TryLoadCore(name, out nint h, out string? why))
             {
-                if (kind == NativeLibraryKind.Nvrtc && MappedPath(name) is { } mapped)
+                // The file the loader chose, where the process maps it (Linux), else the name it was asked for.
+                string? mapped = MappedPath(name);
+                if (kind == NativeLibraryKind.Nvrtc && mapped is not null)
                     PreloadNvrtcBuiltins(mapped); // on the loader path already; loaded here so that info can name it
                 reasons.Add("loaded (system loader)");
-                return new LoadResult(h, name, [.. tried], [.. reasons]);
+                return new LoadResult(h, mapped ?? name, [.. tried], [.. reasons]);
             }
             reasons.Add("system loader: " + why);
         }
