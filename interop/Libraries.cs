@@ -57,6 +57,7 @@ public static class NativeLibraries
     private sealed record LoadResult(nint Handle, string? Path, string[] Tried, string[] Reasons);
 
     private static readonly LoadResult?[] s_results = new LoadResult?[3];
+    private static string? s_nvrtcBuiltins;
     private static readonly object[] s_locks = [new(), new(), new()];
 
 #pragma warning disable CA2255 // A library module initializer is the only hook that runs before the first P/Invoke binds.
@@ -69,7 +70,8 @@ public static class NativeLibraries
     /// Loads (or returns the cached result of loading) the library of the given kind.
     /// </summary>
     /// <param name="kind">Which library.</param>
-    /// <param name="loadedPath">The path or name that loaded, or <see langword="null"/>.</param>
+    /// <param name="loadedPath">The path that loaded (for a library the system loader found by name: the file it
+    /// mapped, or the name where that cannot be told), or <see langword="null"/>.</param>
     /// <param name="tried">Every path or name handed to the loader (or checked for existence), in order.</param>
     /// <returns><see langword="true"/> when the library is loaded.</returns>
     public static bool TryLoad(NativeLibraryKind kind, out string? loadedPath, out IReadOnlyList<string> tried)
@@ -82,6 +84,25 @@ public static class NativeLibraries
 
     /// <summary>The path the library of this kind was loaded from, or <see langword="null"/> if it cannot be loaded.</summary>
     public static string? LoadedPath(NativeLibraryKind kind) => GetOrLoad(kind).Path;
+
+    /// <summary>
+    /// The NVRTC builtins library (<c>libnvrtc-builtins.so.X.Y</c> / <c>nvrtc-builtins64_XY.dll</c>) loaded from the
+    /// folder NVRTC was found in, or <see langword="null"/> when NVRTC is unavailable or has no builtins beside it.
+    /// </summary>
+    /// <remarks>
+    /// NVRTC opens its builtins by name when it first compiles, through the system loader's search path only. When
+    /// NVRTC itself was found by a path (<c>NATIVEPARALLEL_NVRTC</c>, a toolkit folder or a pip wheel that is not on the
+    /// loader path), that search fails and every compile returns NVRTC_ERROR_BUILTIN_OPERATION_FAILURE. So the builtins
+    /// beside NVRTC are loaded first, by full path: the loader then finds them already loaded, by soname.
+    /// </remarks>
+    public static string? NvrtcBuiltinsPath
+    {
+        get
+        {
+            GetOrLoad(NativeLibraryKind.Nvrtc);
+            return Volatile.Read(ref s_nvrtcBuiltins);
+        }
+    }
 
     /// <summary>Whether the library of this kind can be loaded. Never throws.</summary>
     public static bool IsAvailable(NativeLibraryKind kind) => GetOrLoad(kind).Handle != 0;
@@ -175,8 +196,12 @@ public static class NativeLibraries
             tried.Add(name);
             if (TryLoadCore(name, out nint h, out string? why))
             {
+                // The file the loader chose, where the process maps it (Linux), else the name it was asked for.
+                string? mapped = MappedPath(name);
+                if (kind == NativeLibraryKind.Nvrtc && mapped is not null)
+                    PreloadNvrtcBuiltins(mapped); // on the loader path already; loaded here so that info can name it
                 reasons.Add("loaded (system loader)");
-                return new LoadResult(h, name, [.. tried], [.. reasons]);
+                return new LoadResult(h, mapped ?? name, [.. tried], [.. reasons]);
             }
             reasons.Add("system loader: " + why);
         }
@@ -220,6 +245,8 @@ public static class NativeLibraries
 
         if (kind == NativeLibraryKind.Cublas)
             PreloadCublasLt(full);
+        if (kind == NativeLibraryKind.Nvrtc)
+            PreloadNvrtcBuiltins(full);
 
         if (TryLoadCore(full, out nint h, out string? why))
         {
@@ -245,6 +272,118 @@ public static class NativeLibraries
         string ltPath = Path.Combine(dir, lt);
         if (lt != file && File.Exists(ltPath))
             NativeLibrary.TryLoad(ltPath, out _);
+    }
+
+    private static void PreloadNvrtcBuiltins(string nvrtcPath)
+    {
+        string? builtins = NvrtcBuiltinsBeside(nvrtcPath);
+        if (builtins is not null && NativeLibrary.TryLoad(builtins, out _))
+            Volatile.Write(ref s_nvrtcBuiltins, builtins);
+    }
+
+    /// <summary>
+    /// The NVRTC builtins library in the folder of <paramref name="nvrtcPath"/> that this NVRTC opens when it compiles,
+    /// or <see langword="null"/> when there is none. The builtins carry NVRTC's full version (libnvrtc.so.12 of CUDA 12.4
+    /// opens libnvrtc-builtins.so.12.4): a file of the same major version is chosen, of NVRTC's own minor version when
+    /// that can be read from where <paramref name="nvrtcPath"/> links to (libnvrtc.so.11.2 → libnvrtc.so.11.8.89), the
+    /// soname (two version parts) before the fully versioned file, the newest when several remain. The alternative
+    /// builds of pip wheels (libnvrtc-builtins.alt.so.*) are never chosen. Does not load anything.
+    /// </summary>
+    public static string? NvrtcBuiltinsBeside(string nvrtcPath)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(nvrtcPath));
+        if (dir is null || !Directory.Exists(dir))
+            return null;
+        bool windows = OperatingSystem.IsWindows();
+        string prefix = windows ? "nvrtc-builtins64_" : "libnvrtc-builtins.so.";
+        int[] own = NvrtcVersionOf(Path.GetFileName(nvrtcPath), windows);
+        try
+        {
+            string? target = File.ResolveLinkTarget(nvrtcPath, returnFinalTarget: true)?.FullName;
+            if (target is not null && NvrtcVersionOf(Path.GetFileName(target), windows) is { Length: > 1 } full && (own.Length == 0 || full[0] == own[0]))
+                own = full;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        string[] files;
+        try { files = Directory.GetFiles(dir, windows ? "nvrtc-builtins64_*.dll" : "libnvrtc-builtins.so.*"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+
+        string? best = null;
+        (int Own, int Minor, int Soname) bestRank = default;
+        foreach (string file in files)
+        {
+            string name = Path.GetFileName(file);
+            if (!name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+                continue;
+            int[] version = windows ? WindowsVersion(name[prefix.Length..^".dll".Length]) : DottedVersion(name[prefix.Length..]);
+            if (version.Length < 2 || (own.Length > 0 && version[0] != own[0]))
+                continue;
+            // Compared in order: NVRTC's own minor version, the newest minor, the soname over the fully versioned file.
+            var rank = (own.Length > 1 && version[1] == own[1] ? 1 : 0, version[1], version.Length == 2 ? 1 : 0);
+            if (best is null || rank.CompareTo(bestRank) > 0)
+            {
+                best = file;
+                bestRank = rank;
+            }
+        }
+        return best;
+    }
+
+    // libnvrtc.so.11.8.89 → [11, 8, 89]; libnvrtc.so.12 → [12]; nvrtc64_120_0.dll → [12]; anything else → [].
+    private static int[] NvrtcVersionOf(string fileName, bool windows)
+    {
+        if (windows)
+        {
+            const string p = "nvrtc64_";
+            if (!fileName.StartsWith(p, StringComparison.OrdinalIgnoreCase))
+                return [];
+            string digits = new(fileName.AsSpan(p.Length).ToArray().TakeWhile(char.IsAsciiDigit).ToArray());
+            return digits.Length >= 2 && int.TryParse(digits[..^1], out int major) ? [major] : [];
+        }
+        const string prefix = "libnvrtc.so.";
+        return fileName.StartsWith(prefix, StringComparison.Ordinal) ? DottedVersion(fileName[prefix.Length..]) : [];
+    }
+
+    private static int[] DottedVersion(string text)
+    {
+        string[] parts = text.Split('.');
+        var version = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], out version[i]))
+                return [];
+        return version;
+    }
+
+    // nvrtc-builtins64_124.dll: "124" is 12.4.
+    private static int[] WindowsVersion(string digits)
+        => digits.Length >= 2 && digits.All(char.IsAsciiDigit) ? [int.Parse(digits[..^1]), digits[^1] - '0'] : [];
+
+    // The file a library loaded by name came from, as the process maps it (Linux); null when it cannot be told.
+    private static string? MappedPath(string name)
+    {
+        if (!OperatingSystem.IsLinux())
+            return null;
+        try
+        {
+            string stem = name.Split(".so")[0] + ".so";
+            foreach (string line in File.ReadLines("/proc/self/maps"))
+            {
+                int slash = line.IndexOf('/');
+                if (slash < 0)
+                    continue;
+                string path = line[slash..].Trim();
+                string file = Path.GetFileName(path);
+                if (file == stem || file.StartsWith(stem + ".", StringComparison.Ordinal))
+                    return path;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
     }
 
     private static bool TryLoadCore(string nameOrPath, out nint handle, out string? reason)

@@ -14,7 +14,8 @@ namespace NativeParallel.Cli
 
             Usage:
               nativeparallel info [--json FILE]
-                  Devices, CUDA driver, NVRTC and cuBLAS (version and path), kernel cache folder, tunables.
+                  Devices, CUDA driver, NVRTC (with the builtins library loaded beside it) and cuBLAS (version and
+                  path), kernel cache folder, tunables.
               nativeparallel kernels check [--device cpu|emu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached]
                                            [--schedules K] [--sanitize] [--kernels DIR] [--json FILE]
                   Compiles every kernel in kernels/ with NVRTC for each arch and prints registers, spill bytes,
@@ -112,16 +113,69 @@ namespace NativeParallel.Cli
                 Console.Error.WriteLine($"nativeparallel: {e.Message}. See 'nativeparallel --help'.");
                 return 2;
             }
-            catch (NativeLibraryNotFoundException e)
+            catch (Exception e)
             {
-                Console.Error.WriteLine($"nativeparallel: {e.Message}");
-                return 1;
+                return Fail(e, Console.Error);
             }
-            catch (Exception e) when (e is CudaException or NvrtcException or InvalidOperationException or ArgumentException or NotSupportedException or IOException or InvalidDataException or TimeoutException or System.Net.Sockets.SocketException or NativeParallel.Comm.CollectiveException)
+        }
+
+        /// <summary>
+        /// Reports an exception that ended a command: one line, <c>nativeparallel: Type: message</c>, and exit code 1
+        /// (2 for a usage error). A failure the project expects (CUDA, NVRTC, cuBLAS, a kernel launch, a collective, a
+        /// missing library, out of memory, a bad file or argument) prints its message; anything else is a bug and says
+        /// so, with a hint to rerun with NATIVEPARALLEL_DEBUG=INFO, which adds the stack trace below the line (the only
+        /// case in which one is printed). Multi-line messages (an NVRTC compile log, the paths a library search tried)
+        /// keep their detail lines, indented under the one line, when NATIVEPARALLEL_DEBUG=INFO is set.
+        /// </summary>
+        public static int Fail(Exception exception, TextWriter error)
+        {
+            Exception e = Unwrap(exception);
+            if (e is UsageException)
             {
-                Console.Error.WriteLine($"nativeparallel: {e.GetType().Name}: {e.Message}");
-                return 1;
+                error.WriteLine($"nativeparallel: {e.Message}. See 'nativeparallel --help'.");
+                return 2;
             }
+            bool debug = NativeParallel.Diagnostics.Tunables.Debug >= NativeParallel.Diagnostics.LogLevel.Info;
+            string[] lines = e.Message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            string first = lines.Length == 0 ? "(no message)" : lines[0];
+            string more = lines.Length > 1 && !debug ? $" ({lines.Length - 1} more lines with NATIVEPARALLEL_DEBUG=INFO)" : "";
+            if (IsExpected(e))
+                error.WriteLine($"nativeparallel: {TypeName(e)}: {first}{more}");
+            else
+                error.WriteLine($"nativeparallel: {TypeName(e)}: {first}{more} (unexpected; rerun with NATIVEPARALLEL_DEBUG=INFO for the stack trace)");
+            if (debug)
+            {
+                foreach (string line in lines.Skip(1)) error.WriteLine($"  {line}");
+                error.WriteLine(exception.ToString());
+            }
+            return 1;
+        }
+
+        /// <summary>The failures a command can meet on a sound machine with bad input or a faulty device: not bugs.</summary>
+        public static bool IsExpected(Exception e) => e is CudaException or NvrtcException or CublasException or NativeLibraryNotFoundException
+            or NativeParallel.Devices.KernelLaunchException or NativeParallel.Comm.CollectiveException or OutOfMemoryException
+            or IOException or InvalidDataException or UnauthorizedAccessException or System.Text.Json.JsonException or FormatException or OverflowException
+            or InvalidOperationException or ArgumentException or NotSupportedException or TimeoutException
+            or System.Net.Sockets.SocketException or OperationCanceledException;
+
+        // Exceptions from thread ranks or reflection arrive wrapped; the one inside is what went wrong.
+        private static Exception Unwrap(Exception e)
+        {
+            while (true)
+            {
+                if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
+                else if (e is System.Reflection.TargetInvocationException { InnerException: { } t }) e = t;
+                else if (e is TypeInitializationException { InnerException: { } ti }) e = ti;
+                else return e;
+            }
+        }
+
+        // The nearest public type: System.Text.Json throws its internal JsonReaderException, which users know as JsonException.
+        private static string TypeName(Exception e)
+        {
+            Type t = e.GetType();
+            while (!(t.IsPublic || t.IsNestedPublic) && t.BaseType is { } b) t = b;
+            return t.Name;
         }
 
         public static void PrintUsage()

@@ -33,6 +33,10 @@ internal static class InfoCommand
             ? $"{KernelCompiler.NvrtcVersion}, {NativeLibraries.LoadedPath(NativeLibraryKind.Nvrtc)}, targets {string.Join(' ', KernelCompiler.SupportedArchs())}"
             : "unavailable (install libnvrtc, or set NATIVEPARALLEL_NVRTC)";
         Console.WriteLine($"nvrtc      {nvrtc}");
+        string? builtinsPath = NativeLibraries.NvrtcBuiltinsPath;
+        string builtins = builtinsPath
+            ?? (NativeLibraries.IsAvailable(NativeLibraryKind.Nvrtc) ? "not found beside NVRTC (left to the system loader)" : "unavailable");
+        Console.WriteLine($"builtins   {builtins}");
         string cublas = NativeLibraries.IsAvailable(NativeLibraryKind.Cublas)
             ? $"{NativeLibraries.LoadedPath(NativeLibraryKind.Cublas)}"
             : "unavailable (install cuBLAS, or set NATIVEPARALLEL_CUBLAS)";
@@ -51,6 +55,8 @@ internal static class InfoCommand
             devices,
             cuda = cudaReason is null ? $"driver {driver}" : $"unavailable: {cudaReason}",
             nvrtc,
+            nvrtcPath = NativeLibraries.LoadedPath(NativeLibraryKind.Nvrtc),
+            nvrtcBuiltins = builtinsPath,
             cublas,
             emu,
             cache = Tunables.KernelCacheDir,

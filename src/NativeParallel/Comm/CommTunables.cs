@@ -35,7 +35,7 @@ public static class CommTunables
         var other => throw new ArgumentException($"NATIVEPARALLEL_ALGO={other}: expected ring or oneshot"),
     };
 
-    /// <summary>NATIVEPARALLEL_ONESHOT_BYTES: all-reduces up to this size go one-shot (default 16 KiB).</summary>
+    /// <summary>NATIVEPARALLEL_ONESHOT_BYTES: all-reduces up to this size (inclusive) go one-shot (default 64 KiB).</summary>
     public static long OneShotBytes => long.TryParse(Tunables.Raw("NATIVEPARALLEL_ONESHOT_BYTES"), out long b) && b >= 0 ? b : 64 << 10;
 
     /// <summary>NATIVEPARALLEL_SOCKETS: TCP connections per peer, striped (default 1: on loopback more did not help; at most 64).</summary>

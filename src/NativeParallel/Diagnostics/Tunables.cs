@@ -22,7 +22,7 @@ public static class Tunables
         ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
         ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
         ("NATIVEPARALLEL_ALGO", "all_reduce algorithm: ring or oneshot (default: oneshot up to NATIVEPARALLEL_ONESHOT_BYTES, else ring)"),
-        ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 16384)"),
+        ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 65536)"),
         ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
         ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and the benchmarks: auto (CUDA when present, else cpu), cpu, emu, cuda or cuda:N"),

@@ -26,14 +26,28 @@ public static class Safetensors
         if (headerLength > 100_000_000 || (long)headerLength > file.Length - 8) throw new InvalidDataException($"{path}: header length {headerLength} does not fit the file");
         var header = new byte[headerLength];
         file.ReadExactly(header);
-        long dataStart = 8 + (long)headerLength;
         var result = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        try
+        {
+            ReadTensors(path, file, header, result);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            // A header that parses as something else than the format's JSON: say which file, as for the other checks.
+            throw new InvalidDataException($"{path}: the safetensors header is not valid: {e.Message}", e);
+        }
+        return result;
+    }
+
+    private static void ReadTensors(string path, FileStream file, byte[] header, Dictionary<string, Entry> result)
+    {
+        long dataStart = 8 + header.LongLength;
         using var json = JsonDocument.Parse(header);
         foreach (var property in json.RootElement.EnumerateObject())
         {
             if (property.Name == "__metadata__") continue;
             var info = property.Value;
-            string dtypeName = info.GetProperty("dtype").GetString() ?? "";
+            string dtypeName = Field(path, property.Name, info, "dtype").GetString() ?? "";
             var dtype = dtypeName switch
             {
                 "F32" => DType.F32,
@@ -41,18 +55,23 @@ public static class Safetensors
                 "F16" => DType.F16,
                 _ => throw new InvalidDataException($"{path}: tensor '{property.Name}' has dtype {dtypeName}; supported: F32, BF16, F16"),
             };
-            int[] shape = info.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-            var offsets = info.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            int[] shape = Field(path, property.Name, info, "shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var offsets = Field(path, property.Name, info, "data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || shape.Any(d => d < 0))
+                throw new InvalidDataException($"{path}: tensor '{property.Name}' has data_offsets [{string.Join(", ", offsets)}] and shape [{string.Join(", ", shape)}]");
             long count = shape.Aggregate(1L, (a, b) => a * b), bytes = offsets[1] - offsets[0];
-            if (offsets.Length != 2 || bytes != count * dtype.SizeOf() || dataStart + offsets[1] > file.Length)
+            if (bytes != count * dtype.SizeOf() || dataStart + offsets[1] > file.Length)
                 throw new InvalidDataException($"{path}: tensor '{property.Name}' byte range [{offsets[0]}, {offsets[1]}) does not hold {dtypeName} [{string.Join(", ", shape)}]");
             var raw = new byte[bytes];
             file.Position = dataStart + offsets[0];
             file.ReadExactly(raw);
             result[property.Name] = new Entry(dtype, shape, HostEncoding.DecodeFloats(raw, dtype));
         }
-        return result;
     }
+
+    private static JsonElement Field(string path, string tensor, JsonElement info, string key)
+        => info.ValueKind == JsonValueKind.Object && info.TryGetProperty(key, out var value) ? value
+            : throw new InvalidDataException($"{path}: tensor '{tensor}' has no '{key}'");
 
     /// <summary>Writes <paramref name="tensors"/> (values rounded to each entry's dtype) to <paramref name="path"/>.</summary>
     public static void Write(string path, IReadOnlyDictionary<string, Entry> tensors)

@@ -1,4 +1,5 @@
 using NativeParallel.Cli;
+using NativeParallel.Interop;
 
 namespace NativeParallel.Tests.Cli;
 
@@ -124,9 +125,62 @@ public sealed class CliTests
     [Fact]
     public void InfoDescribesTheMachine()
     {
-        var (code, output) = Run("info");
-        Assert.Equal(0, code);
-        Assert.Contains("cpu", output);
-        Assert.Contains("nvrtc", output);
+        string folder = Directory.CreateTempSubdirectory("np-info-").FullName;
+        string? previousCache = Environment.GetEnvironmentVariable("NATIVEPARALLEL_CACHE_DIR");
+        try
+        {
+            // A cache folder of this test's own: info must report the setting, not a fixed word.
+            string cache = Path.Combine(folder, "cache");
+            Environment.SetEnvironmentVariable("NATIVEPARALLEL_CACHE_DIR", cache);
+            string json = Path.Combine(folder, "info.json");
+            var (code, output) = Run("info", "--json", json);
+            Assert.True(code == 0, output);
+            string[] lines = output.Split('\n', StringSplitOptions.TrimEntries);
+            string Line(string key) => Assert.Single(lines, l => l.StartsWith(key + " ", StringComparison.Ordinal))[key.Length..].Trim();
+            using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+            var root = report.RootElement;
+
+            Assert.Equal(NativeParallel.Devices.CpuDevice.Instance.Description, Line("cpu"));
+            Assert.Equal(cache, Line("cache"));
+            Assert.Equal(cache, root.GetProperty("cache").GetString());
+            Assert.Equal(NativeParallel.Kernels.KernelSources.Files, root.GetProperty("kernels").EnumerateArray().Select(e => e.GetString()));
+            var devices = root.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("name").GetString()).ToArray();
+            Assert.Equal("cpu", devices[0]);
+            if (Hardware.HasCuda)
+            {
+                Assert.StartsWith("driver ", Line("cuda"));
+                Assert.Contains("cuda:0", devices);
+            }
+            else
+            {
+                Assert.Equal($"unavailable: {NativeParallel.Devices.CudaDriver.UnavailableReason}", Line("cuda"));
+                Assert.Single(devices);
+            }
+
+            if (NativeLibraries.IsAvailable(NativeLibraryKind.Nvrtc))
+            {
+                // NVRTC's line names the file that loaded, its version and its targets; the builtins it compiles
+                // with were loaded from the same folder.
+                string nvrtc = root.GetProperty("nvrtc_path").GetString()!;
+                Assert.True(File.Exists(nvrtc), $"info names NVRTC at {nvrtc}, which does not exist");
+                Assert.Equal(NativeLibraries.LoadedPath(NativeLibraryKind.Nvrtc), nvrtc);
+                Assert.Matches(@$"^\d+\.\d+, {System.Text.RegularExpressions.Regex.Escape(nvrtc)}, targets .*\bsm_80\b", Line("nvrtc"));
+                Assert.StartsWith(NativeParallel.Kernels.KernelCompiler.NvrtcVersion + ",", Line("nvrtc"));
+                string builtins = root.GetProperty("nvrtc_builtins").GetString()!;
+                Assert.Equal(builtins, Line("builtins"));
+                Assert.True(File.Exists(builtins), $"info names NVRTC's builtins at {builtins}, which does not exist");
+                Assert.Equal(Path.GetDirectoryName(nvrtc), Path.GetDirectoryName(builtins));
+            }
+            else
+            {
+                Assert.StartsWith("unavailable", Line("nvrtc"));
+                Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("nvrtc_builtins").ValueKind);
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("NATIVEPARALLEL_CACHE_DIR", previousCache);
+            Directory.Delete(folder, recursive: true);
+        }
     }
 }

@@ -94,12 +94,47 @@ public sealed class TensorTests
         Assert.InRange(std, 0.95, 1.05);
     }
 
-    [Fact]
-    public void SameSeedGivesIdenticalTensorsOnEveryDevice()
+    public static TheoryData<string> Devices => new("cpu", "emu", "cuda");
+
+    private static IDevice Open(string name)
     {
-        using var a = Tensor.Uniform(Cpu, DType.BF16, 9, -1f, 1f, 4, 5);
-        using var b = Tensor.Uniform(Cpu, DType.BF16, 9, -1f, 1f, 4, 5);
-        Assert.Equal(a.ToBytes(), b.ToBytes());
+        switch (name)
+        {
+            case "emu": Hardware.RequireEmu(); return Training.EmuDevices.Shared;
+            case "cuda": Hardware.RequireCuda(); return DeviceRegistry.Open("cuda");
+            default: return Cpu;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Devices))]
+    public void SameSeedGivesIdenticalTensorsOnEveryDevice(string deviceName)
+    {
+        IDevice device = Open(deviceName);
+        foreach (var dtype in new[] { DType.BF16, DType.F32, DType.F16 })
+        {
+            // What the seed means, computed here on the host: the stream's values rounded to the dtype.
+            var uniform = new float[4 * 5];
+            SeededRandom.Uniform(9, uniform, -1f, 1f);
+            var normal = new float[4 * 5];
+            SeededRandom.Normal(9, normal, 0f, 0.02f);
+            using var expectedUniform = Tensor.FromFloats(Cpu, uniform, dtype, 4, 5);
+            using var expectedNormal = Tensor.FromFloats(Cpu, normal, dtype, 4, 5);
+
+            using var a = Tensor.Uniform(device, dtype, 9, -1f, 1f, 4, 5);
+            using var b = Tensor.Normal(device, dtype, 9, 0.02f, 4, 5);
+            Assert.Same(device, a.Device);
+            Assert.Equal(expectedUniform.ToBytes(), a.ToBytes());
+            Assert.Equal(expectedNormal.ToBytes(), b.ToBytes());
+            Assert.Equal(uniform.Select(v => FloatBits.RoundTo(dtype, v)), a.ToFloats());
+
+            // A kernel on the device sees the same values: a + a = 2a exactly (doubling is exact). No f16 add kernel.
+            if (dtype == DType.F16) continue;
+            using var sum = Tensor.Empty(device, dtype, 4, 5);
+            device.Kernels.Add(a, a, sum);
+            device.Synchronize();
+            Assert.Equal(uniform.Select(v => FloatBits.RoundTo(dtype, 2 * FloatBits.RoundTo(dtype, v))), sum.ToFloats());
+        }
     }
 
     [Fact]
