@@ -46,7 +46,10 @@ internal static class TrainCommand
         string? json = line.Option("json");
         int dpOption = (int)line.Int("dp", 0);
         double bucketMb = line.Double("bucket-mb", 25);
+        int zero = (int)line.Int("zero", 0);
         line.RejectUnknown();
+        if (zero is not (0 or 1)) throw new UsageException($"--zero takes 0 or 1 (ZeRO stage 1: optimizer state sharded over data-parallel ranks), got {zero}");
+        if (zero == 1 && (checkpoint is not null || resume is not null)) throw new UsageException("--zero 1 cannot --checkpoint or --resume yet (the moments are sharded over ranks); use --save");
         if (dpOption < 0 || bucketMb <= 0) throw new UsageException("--dp must be at least 1 and --bucket-mb positive");
 
         if (batch < 1 || seq < 1 || steps < 1) throw new UsageException("--batch, --seq and --steps must be at least 1");
@@ -96,10 +99,12 @@ internal static class TrainCommand
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
         var run = new RunSettings(batch, seq, steps, startStep, schedule, settings, (float)gradClip, valEvery, valBatches, checkpoint, checkpointEvery,
-            recompute, dtype, (long)(bucketMb * 1048576));
+            recompute, dtype, (long)(bucketMb * 1048576), zero);
 
-        void Header(LlamaTrainer trainer, string ranks)
+        LlamaTrainer? single = null;
+        void Header(DataParallelTrainer? replica, string ranks)
         {
+            var trainer = replica?.Trainer ?? single!;
             Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
                               $"ffn {config.Ffn}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
             Console.WriteLine($"device  {device.Name}: {device.Description}{ranks}");
@@ -108,7 +113,7 @@ internal static class TrainCommand
                               (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
             Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
                               $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
-            Console.WriteLine($"memory  {(dp > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(trainer.OptimizerBytes)}, " +
+            Console.WriteLine($"memory  {(dp > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(replica?.OptimizerBytes ?? trainer.OptimizerBytes)}{(zero == 1 ? $" (1/{dp}: ZeRO-1)" : "")}, " +
                               $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
                               $"backward scratch {Mib(trainer.ScratchBytes)}");
         }
@@ -124,12 +129,14 @@ internal static class TrainCommand
         List<StepRecord> records;
         if (dp == 1 && launched is null)
         {
+            if (zero == 1) throw new UsageException("--zero 1 shards the optimizer over data-parallel ranks: give --dp N (N > 1) or launch several processes");
             using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute, dtype);
+            single = trainer;
             if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
-            Header(trainer, "");
+            Header(null, "");
             var replica = new Replica(trainer, null);
             records = TrainLoop(replica, device, loader, validation, run, print: true);
-            Finish(trainer);
+            Finish(trainer, trainer.OptimizerBytes);
         }
         else if (launched is null)
         {
@@ -141,15 +148,16 @@ internal static class TrainCommand
             {
                 for (int r = 0; r < dp; r++)
                 {
-                    replicas[r] = new DataParallelTrainer(groups[r], device, weights, batch, seq, run.BucketBytes, recompute, dtype);
+                    replicas[r] = new DataParallelTrainer(groups[r], device, weights, batch, seq, run.BucketBytes, recompute, dtype, zero);
                     if (resume is not null) TrainingCheckpoint.LoadMoments(resume, replicas[r].Trainer);
                 }
-                Header(replicas[0].Trainer, $"; dp={dp}: {dp} ranks as threads sharing it, gradients all-reduced in {bucketMb:G3} MiB buckets during backward");
+                Header(replicas[0], $"; dp={dp}: {dp} ranks as threads sharing it, " +
+                    (zero == 1 ? "ZeRO-1: gradients reduce-scattered, AdamW state and update sharded, weights all-gathered" : $"gradients all-reduced in {bucketMb:G3} MiB buckets during backward"));
                 Task.WaitAll(Enumerable.Range(0, dp).Select(r => Task.Run(() =>
                     perRank[r] = TrainLoop(new Replica(replicas[r].Trainer, replicas[r]), device, r == 0 ? loader : OpenLoader(data, true),
                         valData is null ? null : r == 0 ? validation : OpenLoader(valData, false), run, print: r == 0))).ToArray());
                 records = perRank[0];
-                Finish(replicas[0].Trainer);
+                Finish(replicas[0].Trainer, replicas[0].OptimizerBytes);
             }
             finally
             {
@@ -161,17 +169,17 @@ internal static class TrainCommand
         {
             // One rank of a launched job (launch, torchrun, mpirun): the world is the data-parallel group.
             using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("dp");
-            using var replica = new DataParallelTrainer(world, device, weights, batch, seq, run.BucketBytes, recompute, dtype);
+            using var replica = new DataParallelTrainer(world, device, weights, batch, seq, run.BucketBytes, recompute, dtype, zero);
             if (resume is not null) TrainingCheckpoint.LoadMoments(resume, replica.Trainer);
             bool print = world.Rank == 0;
-            if (print) Header(replica.Trainer, $"; rank 0 of dp={world.Size} processes over {world.TransportName}");
+            if (print) Header(replica, $"; rank 0 of dp={world.Size} processes over {world.TransportName}{(zero == 1 ? ", ZeRO-1" : "")}");
             records = TrainLoop(new Replica(replica.Trainer, replica), device, loader, validation, run, print);
-            if (print) Finish(replica.Trainer);
+            if (print) Finish(replica.Trainer, replica.OptimizerBytes);
             // Nobody leaves before rank 0 has written its files.
             world.Barrier();
         }
 
-        void Finish(LlamaTrainer trainer)
+        void Finish(LlamaTrainer trainer, long optimizerBytes)
         {
             if (checkpoint is not null)
             {
@@ -195,7 +203,8 @@ internal static class TrainCommand
                 Dtype = dtype.Name(),
                 Optimizer = new { Name = "adamw", Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradClip = gradClip, Warmup = warmup, Cosine = cosine, MinLr = minLr },
                 Recompute = recompute,
-                Memory = new { trainer.ParameterBytes, trainer.GradientBytes, trainer.OptimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
+                Zero = zero,
+                Memory = new { trainer.ParameterBytes, trainer.GradientBytes, OptimizerBytes = optimizerBytes, trainer.ActivationBytes, trainer.ScratchBytes },
                 Steps = records,
             });
         }
@@ -203,7 +212,7 @@ internal static class TrainCommand
     }
 
     private sealed record RunSettings(int Batch, int Sequence, int Steps, int StartStep, LearningRateSchedule Schedule, AdamWSettings Settings,
-        float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery, bool Recompute, DType DType, long BucketBytes);
+        float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery, bool Recompute, DType DType, long BucketBytes, int Zero);
 
     /// <summary>One rank's model: the single-device trainer, or a data-parallel replica of it.</summary>
     private sealed record Replica(LlamaTrainer Trainer, DataParallelTrainer? DataParallel)

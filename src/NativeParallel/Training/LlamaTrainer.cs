@@ -50,7 +50,10 @@ public sealed class LlamaTrainer : IDisposable
     /// <param name="recompute">Recompute activations in backward instead of keeping them.</param>
     /// <param name="dtype">f32, or bf16 mixed precision.</param>
     /// <param name="lossTokens">The token count the loss is a mean over: B·T alone; the global batch's B·T when this trainer is one data-parallel replica, so that summing the replicas' gradients gives the global batch's.</param>
-    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null)
+    /// <param name="padTo">The flat buffers' length is rounded up to a multiple of this (ZeRO-1 cuts them into equal shards, one per rank); the padding is zero and belongs to no parameter.</param>
+    /// <param name="moments">False when the AdamW moments live elsewhere (ZeRO-1 keeps only its shard of them).</param>
+    public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
+        int padTo = 1, bool moments = true)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
@@ -66,16 +69,41 @@ public sealed class LlamaTrainer : IDisposable
 
         _lossTokens = lossTokens ?? _tokens;
         if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
-        // Every gradient is a view of one flat buffer, in parameter order: zeroed at once, and all-reduced in
-        // contiguous buckets by data parallelism (backward produces them from the end of the buffer back).
-        Gradients = Tensor.Empty(device, dtype, checked((int)_c.Parameters));
+        // Every parameter is a view of flat buffers in one order: masters, working copy, gradients, moments. The
+        // gradients are zeroed at once and all-reduced in contiguous buckets by data parallelism (backward produces
+        // them from the end of the buffer back); ZeRO-1 cuts every buffer into the same equal shards.
+        if (padTo < 1) throw new ArgumentException($"padTo must be at least 1, got {padTo}");
+        int flat = checked((int)((_c.Parameters + padTo - 1) / padTo * padTo));
+        Tensor Flat(DType t)
+        {
+            var buffer = Tensor.Empty(device, t, flat);
+            buffer.FillBytes(0);
+            return buffer;
+        }
+        Masters = Flat(DType.F32);
+        Working = dtype == DType.F32 ? Masters : Flat(dtype);
+        Gradients = Flat(dtype);
+        Moment1 = moments ? Flat(DType.F32) : null;
+        Moment2 = moments ? Flat(DType.F32) : null;
         int offset = 0;
         TrainParameter P(string name, float[] values, params int[] shape)
         {
             int count = shape.Aggregate(1, (a, b) => a * b);
-            var grad = Gradients.Narrow(0, offset, count).View(shape);
+            if (values.Length != count) throw new ArgumentException($"{name}: {values.Length} values for shape [{string.Join(", ", shape)}]");
+            Tensor Slice(Tensor buffer) => buffer.Narrow(0, offset, count).View(shape);
+            var value = Slice(Masters);
+            value.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+            var working = value;
+            if (dtype != DType.F32)
+            {
+                working = Slice(Working);
+                using var rounded = Tensor.FromFloats(device, values, dtype, shape);
+                rounded.CopyTo(working);
+            }
+            var parameter = new TrainParameter(name, offset, value, working, Slice(Gradients),
+                Moment1 is null ? null : Slice(Moment1), Moment2 is null ? null : Slice(Moment2));
             offset += count;
-            return new(device, name, values, dtype, grad, shape);
+            return parameter;
         }
         _embedding = P("model.embed_tokens.weight", weights.Embedding, vocab, h);
         _layers = new LayerParameters[_c.Layers];
@@ -91,7 +119,7 @@ public sealed class LlamaTrainer : IDisposable
         _finalNorm = P("model.norm.weight", weights.FinalNorm, h);
         _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
         Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
-        if (offset != Gradients.Count) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {Gradients.Count}");
+        if (offset != _c.Parameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {_c.Parameters}");
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
         Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
@@ -148,16 +176,28 @@ public sealed class LlamaTrainer : IDisposable
     public IReadOnlyList<TrainParameter> Parameters { get; }
 
     /// <summary>Bytes of parameters (f32 masters and, for bf16 training, their bf16 working copies).</summary>
-    public long ParameterBytes => Parameters.Sum(p => p.Value.Bytes + (p.HasWorkingCopy ? p.Working.Bytes : 0));
+    public long ParameterBytes => Masters.Bytes + (ReferenceEquals(Working, Masters) ? 0 : Working.Bytes);
+
+    /// <summary>Every parameter's f32 master value, one flat buffer in <see cref="Parameters"/> order (padded with zeros to a multiple of padTo).</summary>
+    public Tensor Masters { get; }
+
+    /// <summary>What forward reads, flat: <see cref="Masters"/> itself, or its bf16 copy.</summary>
+    public Tensor Working { get; }
 
     /// <summary>Every parameter's gradient, one flat buffer in <see cref="Parameters"/> order (each <see cref="TrainParameter.Grad"/> is a view of it).</summary>
     public Tensor Gradients { get; }
+
+    /// <summary>AdamW's first moments, flat (null when ZeRO-1 shards them).</summary>
+    public Tensor? Moment1 { get; }
+
+    /// <summary>AdamW's second moments, flat (null when ZeRO-1 shards them).</summary>
+    public Tensor? Moment2 { get; }
 
     /// <summary>Bytes of gradients.</summary>
     public long GradientBytes => Gradients.Bytes;
 
     /// <summary>Bytes of optimizer state (AdamW's two moments).</summary>
-    public long OptimizerBytes => Parameters.Sum(p => p.M.Bytes + p.V.Bytes);
+    public long OptimizerBytes => (Moment1?.Bytes ?? 0) + (Moment2?.Bytes ?? 0);
 
     /// <summary>Bytes of activations kept from forward for backward (logits included).</summary>
     public long ActivationBytes { get; }
@@ -271,7 +311,7 @@ public sealed class LlamaTrainer : IDisposable
     }
 
     // Where a parameter's gradient starts in the flat buffer.
-    private long OffsetOf(TrainParameter p) => p.Grad.Offset - Gradients.Offset;
+    private static long OffsetOf(TrainParameter p) => p.Offset;
 
     /// <summary>‖all gradients‖₂ (the norm torch.nn.utils.clip_grad_norm_ computes), reduced on the device.</summary>
     public double GradientNorm()
@@ -289,7 +329,10 @@ public sealed class LlamaTrainer : IDisposable
     {
         var noDecay = settings with { WeightDecay = 0f };
         foreach (var p in Parameters)
+        {
+            if (p.M is null || p.V is null) throw new InvalidOperationException("this trainer's AdamW moments are sharded (ZeRO-1): its data-parallel trainer updates it");
             AdamW.Step(p.Value, p.Grad, p.M, p.V, p.Decay ? settings : noDecay, step, gradScale, p.HasWorkingCopy ? p.Working : null);
+        }
     }
 
     /// <summary>
@@ -341,8 +384,11 @@ public sealed class LlamaTrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var p in Parameters) p.Dispose();
+        Masters.Dispose();
+        if (!ReferenceEquals(Working, Masters)) Working.Dispose();
         Gradients.Dispose();
+        Moment1?.Dispose();
+        Moment2?.Dispose();
         foreach (var b in _buffers) b.Dispose();
     }
 }

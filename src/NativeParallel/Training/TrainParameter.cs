@@ -1,29 +1,34 @@
-using NativeParallel.Devices;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Training;
 
 /// <summary>
-/// One trained tensor on the device: its f32 master value, the working copy forward and backward read (the master
-/// itself for an f32 model; a bf16 copy, rewritten by each AdamW step, for a bf16 model), its gradient in the
-/// working dtype (accumulated by backward, zeroed each step) and the two f32 AdamW moments. <see cref="Decay"/> is
-/// true for 2-D tensors (embeddings and linear weights), which take weight decay; norms do not.
+/// One trained tensor on the device, as views of the trainer's flat buffers (all in the same parameter order, so a
+/// contiguous range of any of them is the same range of parameters): its f32 master value, the working copy forward
+/// and backward read (the master itself for an f32 model; a bf16 copy, rewritten by each AdamW step, for a bf16
+/// model), its gradient in the working dtype (accumulated by backward, zeroed each step) and the two f32 AdamW
+/// moments (absent when ZeRO-1 shards them over data-parallel ranks). <see cref="Decay"/> is true for 2-D tensors
+/// (embeddings and linear weights), which take weight decay; norms do not.
 /// </summary>
-public sealed class TrainParameter : IDisposable
+public sealed class TrainParameter
 {
-    internal TrainParameter(IDevice device, string name, float[] values, DType working, Tensor grad, params int[] shape)
+    internal TrainParameter(string name, long offset, Tensor value, Tensor working, Tensor grad, Tensor? m, Tensor? v)
     {
         Name = name;
-        Value = Tensor.FromFloats(device, values, DType.F32, shape);
-        Working = working == DType.F32 ? Value : Tensor.FromFloats(device, values, working, shape);
+        Offset = offset;
+        Value = value;
+        Working = working;
         Grad = grad;
-        M = Zeros(device, DType.F32, shape);
-        V = Zeros(device, DType.F32, shape);
-        Decay = shape.Length == 2;
+        M = m;
+        V = v;
+        Decay = value.Rank == 2;
     }
 
     /// <summary>The Hugging Face name (e.g. <c>model.layers.0.self_attn.q_proj.weight</c>).</summary>
     public string Name { get; }
+
+    /// <summary>Where the tensor starts in the trainer's flat buffers (elements).</summary>
+    public long Offset { get; }
 
     /// <summary>The master value (f32).</summary>
     public Tensor Value { get; }
@@ -34,34 +39,18 @@ public sealed class TrainParameter : IDisposable
     /// <summary>True when <see cref="Working"/> is a separate lower-precision copy that each update rewrites.</summary>
     public bool HasWorkingCopy => !ReferenceEquals(Working, Value);
 
-    /// <summary>∂loss/∂value in the working dtype, accumulated by backward: a view of the trainer's flat gradient buffer.</summary>
+    /// <summary>∂loss/∂value in the working dtype, accumulated by backward.</summary>
     public Tensor Grad { get; }
 
-    /// <summary>AdamW's first moment.</summary>
-    public Tensor M { get; }
+    /// <summary>AdamW's first moment (null when ZeRO-1 shards the moments).</summary>
+    public Tensor? M { get; }
 
-    /// <summary>AdamW's second moment.</summary>
-    public Tensor V { get; }
+    /// <summary>AdamW's second moment (null when ZeRO-1 shards the moments).</summary>
+    public Tensor? V { get; }
 
     /// <summary>Whether weight decay applies (2-D tensors only, as is usual for Llama training).</summary>
     public bool Decay { get; }
 
     /// <summary>Element count.</summary>
     public long Count => Value.Count;
-
-    private static Tensor Zeros(IDevice device, DType dtype, int[] shape)
-    {
-        var t = Tensor.Empty(device, dtype, shape);
-        t.FillBytes(0);
-        return t;
-    }
-
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        Value.Dispose();
-        if (HasWorkingCopy) Working.Dispose();
-        M.Dispose();
-        V.Dispose();
-    }
 }

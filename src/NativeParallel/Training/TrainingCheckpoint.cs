@@ -32,6 +32,7 @@ public static class TrainingCheckpoint
         var moments = new Dictionary<string, Safetensors.Entry>(StringComparer.Ordinal);
         foreach (var p in trainer.Parameters)
         {
+            if (p.M is null || p.V is null) throw new NotSupportedException("checkpoints of ZeRO-1 runs (moments sharded over ranks) are not supported yet; use --save");
             moments["m." + p.Name] = new Safetensors.Entry(DType.F32, p.Value.Shape, p.M.ToFloats());
             moments["v." + p.Name] = new Safetensors.Entry(DType.F32, p.Value.Shape, p.V.ToFloats());
         }
@@ -67,6 +68,7 @@ public static class TrainingCheckpoint
         foreach (var p in trainer.Parameters)
             foreach (var (prefix, tensor) in new[] { ("m.", p.M), ("v.", p.V) })
             {
+                if (tensor is null) throw new NotSupportedException("resuming a ZeRO-1 run (moments sharded over ranks) is not supported yet");
                 if (!moments.TryGetValue(prefix + p.Name, out var entry)) throw new InvalidDataException($"{path}: moment '{prefix}{p.Name}' is missing");
                 if (!entry.Shape.SequenceEqual(p.Value.Shape))
                     throw new InvalidDataException($"{path}: moment '{prefix}{p.Name}' is [{string.Join(", ", entry.Shape)}], the model's tensor is [{string.Join(", ", p.Value.Shape)}]");

@@ -12,31 +12,34 @@ public sealed class DataParallelTrainerTests
 {
     private const int GlobalBatch = 4, Sequence = 6;
 
-    public static TheoryData<int, long> Layouts => new() { { 2, 25L << 20 }, { 4, 25L << 20 }, { 2, 1024 } };
+    public static TheoryData<int, long, int> Layouts => new() { { 2, 25L << 20, 0 }, { 4, 25L << 20, 0 }, { 2, 1024, 0 }, { 2, 25L << 20, 1 }, { 3, 25L << 20, 1 } };
 
     [Theory]
     [MemberData(nameof(Layouts))]
-    public void ReplicasTrainTheSameModelAsOneDevice(int dp, long bucketBytes)
+    public void ReplicasTrainTheSameModelAsOneDevice(int dp, long bucketBytes, int zero)
     {
         var weights = new LlamaWeights(TrainerTests.Tiny, seed: 12);
         var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
-        var batches = Enumerable.Range(0, 5).Select(i => TrainerTests.RandomBatch(700 + (ulong)i, TrainerTests.Tiny.Vocab, GlobalBatch * Sequence)).ToArray();
+        int globalBatch = GlobalBatch * (dp == 3 ? 3 : 1);
+        var batches = Enumerable.Range(0, 5).Select(i => TrainerTests.RandomBatch(700 + (ulong)i, TrainerTests.Tiny.Vocab, globalBatch * Sequence)).ToArray();
 
-        using var single = new LlamaTrainer(CpuDevice.Instance, weights, GlobalBatch, Sequence);
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, globalBatch, Sequence);
         var singleLosses = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
 
         var groups = ProcessGroup.CreateThreadGroup(dp, timeout: TimeSpan.FromSeconds(60));
         var results = new StepResult[dp][];
         var weightsAfter = new byte[dp][][];
         int[] buckets = new int[dp];
+        long[] optimizerBytes = new long[dp];
         try
         {
             Task.WaitAll(Enumerable.Range(0, dp).Select(r => Task.Run(() =>
             {
-                using var replica = new DataParallelTrainer(groups[r], CpuDevice.Instance, weights, GlobalBatch, Sequence, bucketBytes);
+                using var replica = new DataParallelTrainer(groups[r], CpuDevice.Instance, weights, globalBatch, Sequence, bucketBytes, zero: zero);
                 results[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
                 weightsAfter[r] = replica.Trainer.Parameters.Select(p => p.Value.ToBytes()).ToArray();
                 buckets[r] = replica.BucketsLastStep;
+                optimizerBytes[r] = replica.OptimizerBytes;
             })).ToArray());
         }
         finally
@@ -61,6 +64,10 @@ public sealed class DataParallelTrainerTests
         Assert.True(error <= 1e-5, $"dp={dp}: weights after 5 steps differ from one device by {error:E2}");
         // Small buckets: the gradient went in several all-reduces, started while backward ran.
         if (bucketBytes < 4096) Assert.True(buckets[0] > 3, $"expected several buckets of {bucketBytes} bytes, got {buckets[0]}");
+        // ZeRO-1: each rank holds 1/dp of AdamW's moments (rounded up to whole elements per shard).
+        long full = single.OptimizerBytes;
+        if (zero == 1) Assert.True(optimizerBytes[0] <= full / dp + 8L * dp, $"ZeRO-1 rank holds {optimizerBytes[0]} bytes of moments, the whole model's are {full}");
+        else Assert.Equal(full, optimizerBytes[0]);
     }
 
     [Fact]

@@ -115,7 +115,13 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("dp=2: 2 ranks as threads", dp);
         Assert.Contains("2 rows per rank", dp);
         AssertSameLosses(Losses(single), Losses(dp), "dp=2");
+        (code, string zero) = Run([.. common, "--dp", "2", "--zero", "1"]);
+        Assert.True(code == 0, zero);
+        Assert.Contains("(1/2: ZeRO-1)", zero);
+        AssertSameLosses(Losses(single), Losses(zero), "dp=2 with ZeRO-1");
         Assert.Equal(2, Run([.. common, "--dp", "3"]).Code);
+        Assert.Equal(2, Run([.. common, "--zero", "1"]).Code);
+        Assert.Equal(2, Run([.. common, "--dp", "2", "--zero", "2"]).Code);
     }
 
     [Fact]
