@@ -5,7 +5,7 @@
 #   report.md      the report (commit it as docs/device-reports/<date>-<gpu>.md)
 #   steps.txt      one line per step: name, exit code, seconds
 #   raw.tar.gz     every step's raw output and JSON
-# Every step runs under `timeout -k`; the timeouts add up to under 6 minutes.
+# Every step runs under `timeout -k`; the timeouts add up to 350 s, under 6 minutes.
 #   DEVICE=cpu scripts/device-check.sh     dry run of the same steps on the CPU (checks the plumbing here)
 #   NATIVEPARALLEL_BIN="dotnet src/NativeParallel.Cli/bin/Release/net10.0/NativeParallel.Cli.dll"  runs from a build
 set -uo pipefail
@@ -58,24 +58,28 @@ if [ "$DEVICE" = cuda ]; then
   if [ -n "$reason" ]; then
     echo "device-check: preflight failed: $reason" | tee -a "$OUT/steps.txt"
     status=1
-    SKIP="kernels-check kernels-check-warm bench-kernels run train bench-collectives bench-collectives-ipc"
+    SKIP="kernels-check kernels-check-warm bench-kernels run prepare train train-cpu train-dp train-zero bench-collectives bench-collectives-ipc"
   fi
 fi
 
-step kernels-check 90 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
-step kernels-check-warm 20 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
-step bench-kernels 60 bench kernels --device "$DEVICE" --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
-step run 35 run --device "$DEVICE" --json "$RAW/run.json"
+step kernels-check 85 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
+step kernels-check-warm 15 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
+step bench-kernels 50 bench kernels --device "$DEVICE" --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
+step run 30 run --device "$DEVICE" --json "$RAW/run.json"
 # Training: a shard of this repository's own text (GPT-2 BPE), 20 steps on the device, then the first 5 of the same
 # steps on the CPU: the losses must agree (the device run is the CUDA kernels, the CPU run their checked CPU paths).
 step prepare 15 prepare --text README.md --text docs --out "$WORK/docs.bin"
-step train 40 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
-step train-cpu 30 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
+step train 35 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
+step train-cpu 25 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
+# Data parallelism on the device: 2 thread ranks sharing it (bucket all-reduces device-direct), then ZeRO-1; the
+# losses must equal the single-device run's first 5 steps.
+step train-dp 20 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 5 --batch 8 --seq 128 --lr 3e-3 --dp 2 --bucket-mb 4
+step train-zero 20 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 5 --batch 8 --seq 128 --lr 3e-3 --dp 2 --zero 1
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels above.
-step bench-collectives 25 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
+step bench-collectives 20 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
 # The same across processes: CUDA IPC exports of each buffer, opened by the peer (the IPC transport).
-step bench-collectives-ipc 25 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
+step bench-collectives-ipc 20 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
 
 section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output, when the step ran
   [ -f "$RAW/$2" ] || return 0
@@ -98,6 +102,8 @@ section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output,
   section run run.txt
   section "train on $DEVICE (20 steps)" train.txt
   section "train on cpu (the first 5 of the same steps)" train-cpu.txt
+  section "train dp=2 on $DEVICE (thread ranks, bucketed all-reduce)" train-dp.txt
+  section "train dp=2 with ZeRO-1 on $DEVICE" train-zero.txt
   section "all_reduce, 2 thread ranks sharing the device (device-direct)" bench-collectives.txt
   section "all_reduce, 2 processes sharing the device (CUDA IPC)" bench-collectives-ipc.txt
 } > "$OUT/report.md"

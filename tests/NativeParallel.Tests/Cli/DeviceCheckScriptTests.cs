@@ -42,7 +42,7 @@ public sealed class DeviceCheckScriptTests : IDisposable
     public void DryRunOnTheCpuLeavesAReportAndAtMostEightFiles()
     {
         // The slow steps are skipped: this checks the plumbing (steps, report, archive), not the figures.
-        var (code, output) = RunScript("cpu", "kernels-check bench-kernels train train-cpu bench-collectives bench-collectives-ipc");
+        var (code, output) = RunScript("cpu", "kernels-check bench-kernels train train-cpu train-dp train-zero bench-collectives bench-collectives-ipc");
         Assert.True(code == 0, output);
         var files = Directory.GetFiles(_out, "*", SearchOption.AllDirectories);
         Assert.True(files.Length <= 8, $"device-check left {files.Length} files under $OUT; the GPU machine returns at most 8: {string.Join(", ", files)}");
@@ -52,6 +52,16 @@ public sealed class DeviceCheckScriptTests : IDisposable
         Assert.Contains("prepare rc=0", report);
         Assert.Contains("kernels-check skipped", report);
         Assert.True(new FileInfo(Path.Combine(_out, "raw.tar.gz")).Length > 0);
+    }
+
+    [Fact]
+    public void TheStepTimeoutsAddUpToLessThanSixMinutes()
+    {
+        var limits = File.ReadAllLines(Path.Combine(RepositoryRoot(), "scripts", "device-check.sh"))
+            .Where(l => l.StartsWith("step ", StringComparison.Ordinal))
+            .Select(l => int.Parse(l.Split(' ')[2])).ToArray();
+        Assert.True(limits.Length >= 10, $"found only {limits.Length} steps");
+        Assert.True(limits.Sum() < 360, $"the step timeouts add up to {limits.Sum()} s; the device check must finish in 6 minutes");
     }
 
     [Fact]

@@ -70,6 +70,38 @@ public sealed class DataParallelTrainerTests
         else Assert.Equal(full, optimizerBytes[0]);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void ThreadRanksSharingTheEmulatedDeviceTrainTheModelOfTheCpu(int zero)
+    {
+        // The kernel-device path: collectives on emulated-device tensors (device-direct all-reduce for the buckets),
+        // every training kernel's CUDA source, against the CPU run of the same global batches.
+        Hardware.RequireEmu();
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 13);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(800 + (ulong)i, TrainerTests.Tiny.Vocab, GlobalBatch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, GlobalBatch, Sequence);
+        var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f).Loss).ToArray();
+        var groups = ProcessGroup.CreateThreadGroup(2, timeout: TimeSpan.FromSeconds(120));
+        var losses = new double[2][];
+        try
+        {
+            Task.WaitAll(Enumerable.Range(0, 2).Select(r => Task.Run(() =>
+            {
+                using var replica = new DataParallelTrainer(groups[r], EmuDevices.Shared, weights, GlobalBatch, Sequence, bucketBytes: 2048, zero: zero);
+                losses[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f).Loss).ToArray();
+            })).ToArray());
+        }
+        finally
+        {
+            foreach (var g in groups) g.Dispose();
+        }
+        for (int s = 0; s < expected.Length; s++)
+            Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-5 * expected[s], $"emu dp=2 zero={zero} step {s + 1}: loss {losses[0][s]} vs cpu {expected[s]}");
+        Assert.Equal(losses[0], losses[1]);
+    }
+
     [Fact]
     public void ABatchThatDoesNotSplitOverTheRanksIsRefused()
     {
