@@ -1,3 +1,4 @@
+using NativeParallel.Comm;
 using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Kernels.Ops;
@@ -19,7 +20,8 @@ public sealed class LlamaTrainer : IDisposable
     private readonly IDevice _device;
     private readonly IKernels _k;
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens, _lossTokens;
+    private readonly int _batch, _seq, _tokens, _lossTokens, _hq, _hkv;
+    private readonly ProcessGroup? _tp;
     private readonly TrainParameter _embedding, _finalNorm, _lmHead;
     private readonly LayerParameters[] _layers;
     private readonly LayerActivations[] _saved;
@@ -52,8 +54,15 @@ public sealed class LlamaTrainer : IDisposable
     /// <param name="lossTokens">The token count the loss is a mean over: B·T alone; the global batch's B·T when this trainer is one data-parallel replica, so that summing the replicas' gradients gives the global batch's.</param>
     /// <param name="padTo">The flat buffers' length is rounded up to a multiple of this (ZeRO-1 cuts them into equal shards, one per rank); the padding is zero and belongs to no parameter.</param>
     /// <param name="moments">False when the AdamW moments live elsewhere (ZeRO-1 keeps only its shard of them).</param>
+    /// <param name="tensorParallel">
+    /// Megatron tensor parallelism over this group: this rank holds query and KV heads [r·H/tp, (r+1)·H/tp) of q/k/v
+    /// (column-parallel) and the matching input columns of o (row-parallel), and MLP columns of gate/up with the
+    /// matching rows of down; the partial outputs of o and down are all-reduced (Megatron's g), the gradient of each
+    /// column-parallel block's input is all-reduced in backward (f's conjugate). Norms, embedding and LM head are
+    /// replicated. Null or a group of one: the whole model.
+    /// </param>
     public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
-        int padTo = 1, bool moments = true)
+        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
@@ -65,7 +74,14 @@ public sealed class LlamaTrainer : IDisposable
         _batch = batch;
         _seq = sequence;
         _tokens = checked(batch * sequence);
-        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads * d, kvd = _c.KvHeads * d, f = _c.Ffn, vocab = _c.Vocab;
+        _tp = tensorParallel is { Size: > 1 } ? tensorParallel : null;
+        int tp = _tp?.Size ?? 1, rank = _tp?.Rank ?? 0;
+        if (_c.Heads % tp != 0 || _c.KvHeads % tp != 0 || _c.Ffn % tp != 0)
+            throw new ArgumentException($"tensor parallelism splits heads and MLP columns: tp={tp} must divide heads ({_c.Heads}), kv heads ({_c.KvHeads}) and ffn ({_c.Ffn})");
+        _hq = _c.Heads / tp;
+        _hkv = _c.KvHeads / tp;
+        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab;
+        long localParameters = 2L * vocab * h + h + _c.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
 
         _lossTokens = lossTokens ?? _tokens;
         if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
@@ -73,7 +89,7 @@ public sealed class LlamaTrainer : IDisposable
         // gradients are zeroed at once and all-reduced in contiguous buckets by data parallelism (backward produces
         // them from the end of the buffer back); ZeRO-1 cuts every buffer into the same equal shards.
         if (padTo < 1) throw new ArgumentException($"padTo must be at least 1, got {padTo}");
-        int flat = checked((int)((_c.Parameters + padTo - 1) / padTo * padTo));
+        int flat = checked((int)((localParameters + padTo - 1) / padTo * padTo));
         Tensor Flat(DType t)
         {
             var buffer = Tensor.Empty(device, t, flat);
@@ -111,15 +127,21 @@ public sealed class LlamaTrainer : IDisposable
         {
             var w = weights.Layers[l];
             string p = $"model.layers.{l}.";
-            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, h), P(p + "self_attn.q_proj.weight", w.Q, qd, h),
-                P(p + "self_attn.k_proj.weight", w.K, kvd, h), P(p + "self_attn.v_proj.weight", w.V, kvd, h), P(p + "self_attn.o_proj.weight", w.O, h, qd),
-                P(p + "post_attention_layernorm.weight", w.PostNorm, h), P(p + "mlp.gate_proj.weight", w.Gate, f, h),
-                P(p + "mlp.up_proj.weight", w.Up, f, h), P(p + "mlp.down_proj.weight", w.Down, h, f));
+            // This rank's shard: rows of the column-parallel weights, columns of the row-parallel ones.
+            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, h),
+                P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), qd, h),
+                P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), kvd, h),
+                P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), kvd, h),
+                P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), h, qd),
+                P(p + "post_attention_layernorm.weight", w.PostNorm, h),
+                P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), f, h),
+                P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), f, h),
+                P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), h, f));
         }
         _finalNorm = P("model.norm.weight", weights.FinalNorm, h);
         _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
         Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
-        if (offset != _c.Parameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {_c.Parameters}");
+        if (offset != localParameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {localParameters}");
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
         Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
@@ -134,7 +156,7 @@ public sealed class LlamaTrainer : IDisposable
         long before = BufferBytes();
         _saved = new LayerActivations[_c.Layers];
         Recompute = recompute;
-        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _c.Heads, sequence),
+        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
             F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
         // Recompute: one set of everything but the residual stream, shared by the layers; each keeps input and mid.
         var shared = recompute && _c.Layers > 0 ? Full() : null;
@@ -229,7 +251,7 @@ public sealed class LlamaTrainer : IDisposable
     private void ForwardLayer(int l, bool residual)
     {
         var k = _k;
-        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
+        int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
         var (w, a) = (_layers[l], _saved[l]);
         k.RmsNorm(a.Input, w.InputNorm.Working, a.Normed1, _c.NormEps);
         k.Matmul(a.Normed1, w.Q.Working, a.Q);
@@ -242,6 +264,7 @@ public sealed class LlamaTrainer : IDisposable
         if (residual)
         {
             k.Matmul(a.Attention, w.O.Working, _proj);
+            SumOverTensorParallel(_proj);  // row-parallel o: partial sums over this rank's heads
             k.Add(a.Input, _proj, a.Mid);
         }
         k.RmsNorm(a.Mid, w.PostNorm.Working, a.Normed2, _c.NormEps);
@@ -251,6 +274,7 @@ public sealed class LlamaTrainer : IDisposable
         if (residual)
         {
             k.Matmul(a.Act, w.Down.Working, _proj);
+            SumOverTensorParallel(_proj);  // row-parallel down: partial sums over this rank's MLP columns
             k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _saved[l + 1].Input : _final);
         }
     }
@@ -264,7 +288,7 @@ public sealed class LlamaTrainer : IDisposable
     public void Backward(Action<long>? gradientsReady = null)
     {
         var k = _k;
-        int b = _batch, t = _seq, hq = _c.Heads, hkv = _c.KvHeads, d = _c.HeadDim;
+        int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
         Gradients.FillBytes(0);
 
@@ -283,6 +307,7 @@ public sealed class LlamaTrainer : IDisposable
             MatmulBackward.InputGrad(_dgate, w.Gate.Working, _dn);
             MatmulBackward.InputGrad(_dup, w.Up.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
+            SumOverTensorParallel(_dn);  // column-parallel gate/up: each rank's share of ∂/∂n2
             MatmulBackward.WeightGrad(_dgate, a.Normed2, w.Gate.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dup, a.Normed2, w.Up.Grad, accumulate: true);
             RmsNormBackward.Run(a.Mid, w.PostNorm.Working, _dn, _dtmp, w.PostNorm.Grad, _c.NormEps);
@@ -299,6 +324,7 @@ public sealed class LlamaTrainer : IDisposable
             k.Add(_dn, _dn2, _dn);
             MatmulBackward.InputGrad(_dv, w.V.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
+            SumOverTensorParallel(_dn);  // column-parallel q/k/v: each rank's share of ∂/∂n1
             MatmulBackward.WeightGrad(_dq, a.Normed1, w.Q.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dk, a.Normed1, w.K.Grad, accumulate: true);
             MatmulBackward.WeightGrad(_dv, a.Normed1, w.V.Grad, accumulate: true);
@@ -310,6 +336,17 @@ public sealed class LlamaTrainer : IDisposable
         gradientsReady?.Invoke(0);
     }
 
+    // Megatron's all-reduce over the tensor-parallel group (g in forward, f's conjugate in backward).
+    private void SumOverTensorParallel(Tensor t)
+    {
+        if (_tp is null) return;
+        if (_device is not HostMemoryDevice) _device.Synchronize();
+        _tp.AllReduce(t);
+    }
+
+    /// <summary>The ranks of the tensor-parallel group, 1 without one.</summary>
+    public int TensorParallelSize => _tp?.Size ?? 1;
+
     // Where a parameter's gradient starts in the flat buffer.
     private static long OffsetOf(TrainParameter p) => p.Offset;
 
@@ -317,7 +354,16 @@ public sealed class LlamaTrainer : IDisposable
     public double GradientNorm()
     {
         _normTotal.FillBytes(0);
-        foreach (var p in Parameters) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        if (_tp is null)
+        {
+            foreach (var p in Parameters) SumOfSquares.Accumulate(p.Grad, _normTotal);
+            return Math.Sqrt(_normTotal.ToFloats()[0]);
+        }
+        // Sharded tensors (2-D layer weights) summed over the group; replicated ones (norms, embedding, head) once.
+        foreach (var p in Parameters) if (IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        if (_device is not HostMemoryDevice) _device.Synchronize();
+        _tp.AllReduce(_normTotal);
+        foreach (var p in Parameters) if (!IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
         return Math.Sqrt(_normTotal.ToFloats()[0]);
     }
 
@@ -349,9 +395,12 @@ public sealed class LlamaTrainer : IDisposable
         return new StepResult(loss, norm, coefficient);
     }
 
+    private bool IsSharded(TrainParameter p) => _tp is not null && p.Decay && !ReferenceEquals(p, _embedding) && !ReferenceEquals(p, _lmHead);
+
     /// <summary>The current f32 master weights on the host, as a <see cref="LlamaWeights"/> of an f32 config (to save exactly, or to run).</summary>
     public LlamaWeights ToWeights()
     {
+        if (_tp is not null) throw new NotSupportedException("a tensor-parallel rank holds a shard of the model; gathering it for saving is not implemented yet");
         var layers = _layers.Select(l => new LlamaWeights.Layer(l.InputNorm.Value.ToFloats(), l.Q.Value.ToFloats(), l.K.Value.ToFloats(),
             l.V.Value.ToFloats(), l.O.Value.ToFloats(), l.PostNorm.Value.ToFloats(), l.Gate.Value.ToFloats(), l.Up.Value.ToFloats(),
             l.Down.Value.ToFloats())).ToArray();
