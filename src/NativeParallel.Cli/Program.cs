@@ -59,7 +59,7 @@ namespace NativeParallel.Cli
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
-                                   [--dp N] [--bucket-mb MB] [--zero 0|1] [--json FILE]
+                                   [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--json FILE]
                   Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -76,6 +76,9 @@ namespace NativeParallel.Cli
                   buckets (default 25) while backward runs, the same update everywhere; the same model as one device.
                   --zero 1 (ZeRO stage 1): gradients reduce-scattered, AdamW's moments and update sharded over the
                   ranks, weights all-gathered: optimizer memory divided by dp, the same model.
+                  --tp N: Megatron tensor parallelism on N ranks (threads, or a launched job's processes): q/k/v
+                  and gate/up column-parallel, o and down row-parallel, two all-reduces per layer each way; norms,
+                  embedding and head replicated. Not yet combined with --dp, nor with --save/--checkpoint.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]

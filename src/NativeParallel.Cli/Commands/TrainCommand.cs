@@ -47,7 +47,13 @@ internal static class TrainCommand
         int dpOption = (int)line.Int("dp", 0);
         double bucketMb = line.Double("bucket-mb", 25);
         int zero = (int)line.Int("zero", 0);
+        int tpOption = (int)line.Int("tp", 1);
         line.RejectUnknown();
+        if (tpOption < 1) throw new UsageException("--tp must be at least 1");
+        if (tpOption > 1 && (dpOption > 1 || zero != 0))
+            throw new UsageException("--tp with --dp or --zero (3-D layouts) is not implemented yet; use one of them");
+        if (tpOption > 1 && (save is not null || checkpoint is not null || resume is not null))
+            throw new UsageException("--tp ranks hold shards of the model; --save, --checkpoint and --resume with --tp are not implemented yet");
         if (zero is not (0 or 1)) throw new UsageException($"--zero takes 0 or 1 (ZeRO stage 1: optimizer state sharded over data-parallel ranks), got {zero}");
         if (zero == 1 && (checkpoint is not null || resume is not null)) throw new UsageException("--zero 1 cannot --checkpoint or --resume yet (the moments are sharded over ranks); use --save");
         if (dpOption < 0 || bucketMb <= 0) throw new UsageException("--dp must be at least 1 and --bucket-mb positive");
@@ -92,7 +98,11 @@ internal static class TrainCommand
         var launched = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
         if (launched is not null && dpOption > 0 && dpOption != launched.WorldSize)
             throw new UsageException($"inside a launched job every process is one data-parallel rank: --dp {dpOption} differs from the job's {launched.WorldSize} ranks");
-        int dp = launched?.WorldSize ?? Math.Max(1, dpOption);
+        if (launched is not null && tpOption > 1 && tpOption != launched.WorldSize)
+            throw new UsageException($"inside a launched job --tp must equal the job's {launched.WorldSize} ranks, got {tpOption}");
+        int dp = tpOption > 1 ? 1 : launched?.WorldSize ?? Math.Max(1, dpOption);
+        if (tpOption > 1 && (config.Heads % tpOption != 0 || config.KvHeads % tpOption != 0 || config.Ffn % tpOption != 0))
+            throw new UsageException($"--tp {tpOption} must divide the heads ({config.Heads}), kv heads ({config.KvHeads}) and MLP width ({config.Ffn})");
         if (batch % dp != 0) throw new UsageException($"data parallelism splits the batch's rows: --batch {batch} is not a multiple of dp={dp}");
 
         using var device = DeviceRegistry.Open(deviceName);
@@ -113,7 +123,7 @@ internal static class TrainCommand
                               (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
             Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
                               $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
-            Console.WriteLine($"memory  {(dp > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(replica?.OptimizerBytes ?? trainer.OptimizerBytes)}{(zero == 1 ? $" (1/{dp}: ZeRO-1)" : "")}, " +
+            Console.WriteLine($"memory  {(dp > 1 || tpOption > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(replica?.OptimizerBytes ?? trainer.OptimizerBytes)}{(zero == 1 ? $" (1/{dp}: ZeRO-1)" : "")}, " +
                               $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
                               $"backward scratch {Mib(trainer.ScratchBytes)}");
         }
@@ -127,7 +137,34 @@ internal static class TrainCommand
         }
 
         List<StepRecord> records;
-        if (dp == 1 && launched is null)
+        if (tpOption > 1)
+        {
+            // Megatron tensor parallelism: thread ranks sharing the device, or the processes of a launched job.
+            var groups = launched is null
+                ? NativeParallel.Comm.ProcessGroup.CreateThreadGroup(tpOption, "tp")
+                : [NativeParallel.Comm.ProcessGroup.FromEnvironment("tp")];
+            var ranks = new LlamaTrainer[groups.Length];
+            var perRank = new List<StepRecord>[groups.Length];
+            try
+            {
+                for (int i = 0; i < groups.Length; i++) ranks[i] = new LlamaTrainer(device, weights, batch, seq, recompute, dtype, tensorParallel: groups[i]);
+                bool lead = groups[0].Rank == 0;
+                single = ranks[0];
+                if (lead) Header(null, launched is null ? $"; tp={tpOption}: {tpOption} ranks as threads sharing it (Megatron column/row-parallel layers)"
+                    : $"; rank 0 of tp={tpOption} processes over {groups[0].TransportName}");
+                Task.WaitAll(Enumerable.Range(0, groups.Length).Select(i => Task.Run(() =>
+                    perRank[i] = TrainLoop(new Replica(ranks[i], null), device, i == 0 ? loader : OpenLoader(data, true),
+                        valData is null ? null : i == 0 ? validation : OpenLoader(valData, false), run, print: groups[i].Rank == 0))).ToArray());
+                records = perRank[0];
+                if (lead) Finish(ranks[0], ranks[0].OptimizerBytes);
+            }
+            finally
+            {
+                foreach (var r in ranks) r?.Dispose();
+                foreach (var g in groups) g.Dispose();
+            }
+        }
+        else if (dp == 1 && launched is null)
         {
             if (zero == 1) throw new UsageException("--zero 1 shards the optimizer over data-parallel ranks: give --dp N (N > 1) or launch several processes");
             using var trainer = new LlamaTrainer(device, weights, batch, seq, recompute, dtype);
@@ -197,6 +234,7 @@ internal static class TrainCommand
                 Model = new { config.Layers, config.Hidden, config.Heads, config.KvHeads, config.Ffn, config.Vocab, config.Parameters },
                 Device = device.Name,
                 DataParallel = dp,
+                TensorParallel = tpOption,
                 Data = loader.Files,
                 Batch = batch,
                 Sequence = seq,

@@ -125,6 +125,22 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void TensorParallelThreadRanksPrintTheLossesOfOneDevice()
+    {
+        string shard = RandomShard();
+        string[] common = ["train", "--data", shard, "--batch", "2", "--seq", "16", "--steps", "3", "--device", "cpu"];
+        var (code, single) = Run(common);
+        Assert.True(code == 0, single);
+        (code, string tp) = Run([.. common, "--tp", "2"]);
+        Assert.True(code == 0, tp);
+        Assert.Contains("tp=2: 2 ranks as threads", tp);
+        AssertSameLosses(Losses(single), Losses(tp), "tp=2");
+        Assert.Equal(2, Run([.. common, "--tp", "3"]).Code);                 // 8 heads do not split 3 ways
+        Assert.Equal(2, Run([.. common, "--tp", "2", "--dp", "2"]).Code);    // not yet
+        Assert.Equal(2, Run([.. common, "--tp", "2", "--save", Path.Combine(_folder, "x")]).Code);
+    }
+
+    [Fact]
     public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
     {
         string shard = RandomShard();
