@@ -89,6 +89,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)));
             Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}", ms, 2.0 * batch * capacity * hkv * d * 2));
         }
+        TrainingKernels(device, gpu, timer, Bandwidth, Add);
         CublasHandle? cublas = null;
         string cublasNote = "cuBLAS";
         if (device is CudaDevice cuda)
@@ -126,6 +127,65 @@ public static class KernelBenchmarks
             cublas?.Dispose();
         }
         return results;
+    }
+
+    // The training step's kernels (Kernels/Ops/), at the shapes of a GPT-2-vocabulary training step: memory-bound ones
+    // against the copy bandwidth, matmul and attention in TFLOP/s.
+    private static void TrainingKernels(IDevice device, bool gpu, Timer timer, Func<string, string, double, double, KernelBenchmarkResult> bandwidth,
+        Action<KernelBenchmarkResult> add)
+    {
+        KernelBenchmarkResult Flops(string name, string shape, double ms, double flops) =>
+            new(name, shape, ms, flops / (ms * 1e9), "TFLOP/s", gpu ? "none yet (SIMT v1)" : "none on cpu", null, "");
+        {
+            int rows = gpu ? 8192 : 256, vocab = 50257;
+            using var logits = Tensor.Uniform(device, DType.BF16, 20, -4, 4, rows, vocab);
+            using var targets = Tensor.FromInts(device, Enumerable.Range(0, rows).Select(i => i * 7 % vocab).ToArray(), rows);
+            using var losses = Tensor.Empty(device, DType.F32, rows);
+            using var dLogits = Tensor.Empty(device, DType.BF16, rows, vocab);
+            double ms = timer.Median(() => Kernels.Ops.CrossEntropy.Run(logits, targets, losses, dLogits, 1f / rows));
+            add(bandwidth("cross_entropy bf16 (loss + dlogits)", $"{rows} x {vocab}", ms, 2.0 * rows * vocab * 2));
+        }
+        {
+            int count = gpu ? 64 << 20 : 8 << 20;
+            using var p = Tensor.Uniform(device, DType.F32, 21, -1, 1, count);
+            using var g = Tensor.Uniform(device, DType.BF16, 22, -1, 1, count);
+            using var m = Tensor.Uniform(device, DType.F32, 23, -1, 1, count);
+            using var v = Tensor.Uniform(device, DType.F32, 24, 0, 1, count);
+            using var copy = Tensor.Empty(device, DType.BF16, count);
+            var settings = new Kernels.Ops.AdamWSettings(1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+            double ms = timer.Median(() => Kernels.Ops.AdamW.Step(p, g, m, v, settings, 10, 1f, copy));
+            // Reads p, g, m, v; writes p, m, v and the bf16 copy.
+            add(bandwidth("adamw (f32 master, bf16 grad and copy)", $"{count >> 20} M parameters", ms, count * (4.0 * 6 + 2 * 2)));
+        }
+        {
+            int m = gpu ? 8192 : 512, n = gpu ? 4096 : 512, k = gpu ? 4096 : 512;
+            using var dY = Tensor.Uniform(device, DType.BF16, 25, -1, 1, m, n);
+            using var w = Tensor.Uniform(device, DType.BF16, 26, -1, 1, n, k);
+            using var x = Tensor.Uniform(device, DType.BF16, 27, -1, 1, m, k);
+            using var dX = Tensor.Empty(device, DType.BF16, m, k);
+            using var dW = Tensor.Empty(device, DType.BF16, n, k);
+            double flops = 2.0 * m * n * k;
+            add(Flops("matmul_bwd dX = dY·W bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.InputGrad(dY, w, dX)), flops));
+            add(Flops("matmul_bwd dW = dYᵀ·X bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.WeightGrad(dY, x, dW, accumulate: false)), flops));
+        }
+        {
+            int b = gpu ? 8 : 2, t = gpu ? 1024 : 128, hq = 8, hkv = 2, d = 64;
+            using var q = Tensor.Uniform(device, DType.BF16, 28, -1, 1, b, t, hq, d);
+            using var kk = Tensor.Uniform(device, DType.BF16, 29, -1, 1, b, t, hkv, d);
+            using var vv = Tensor.Uniform(device, DType.BF16, 30, -1, 1, b, t, hkv, d);
+            using var o = Tensor.Empty(device, DType.BF16, b, t, hq, d);
+            using var lse = Tensor.Empty(device, DType.F32, b, hq, t);
+            using var dO = Tensor.Uniform(device, DType.BF16, 31, -1, 1, b, t, hq, d);
+            using var dq = Tensor.Empty(device, DType.BF16, b, t, hq, d);
+            using var dk = Tensor.Empty(device, DType.BF16, b, t, hkv, d);
+            using var dv = Tensor.Empty(device, DType.BF16, b, t, hkv, d);
+            float scale = 1f / MathF.Sqrt(d);
+            // Causal: half of the T² scores; 2 matmuls forward (QKᵀ, PV), 5 backward.
+            double forward = 2.0 * 2 * b * hq * t * (double)t / 2 * d;
+            add(Flops("attention_train forward bf16", $"b{b} t{t} hq{hq} hkv{hkv} d{d}", timer.Median(() => Kernels.Ops.AttentionTraining.Forward(q, kk, vv, o, lse, scale)), forward));
+            add(Flops("attention_train backward bf16", $"b{b} t{t} hq{hq} hkv{hkv} d{d}",
+                timer.Median(() => Kernels.Ops.AttentionTraining.Backward(q, kk, vv, o, lse, dO, dq, dk, dv, scale)), forward * 2.5));
+        }
     }
 
     /// <summary>Event timing: warm-up runs, then per run an L2 flush (untimed), start event, the op, stop event.</summary>
