@@ -22,7 +22,9 @@ public sealed class LlamaTrainer : IDisposable
     private readonly LlamaConfig _c;
     private readonly int _batch, _seq, _tokens, _lossTokens, _hq, _hkv;
     private readonly ProcessGroup? _tp;
-    private readonly TrainParameter _embedding, _finalNorm, _lmHead;
+    // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
+    private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
+    private readonly int _firstLayer;
     private readonly LayerParameters[] _layers;
     private readonly LayerActivations[] _saved;
     private readonly List<Tensor> _buffers = [];
@@ -61,8 +63,12 @@ public sealed class LlamaTrainer : IDisposable
     /// column-parallel block's input is all-reduced in backward (f's conjugate). Norms, embedding and LM head are
     /// replicated. Null or a group of one: the whole model.
     /// </param>
+    /// <param name="stage">
+    /// Pipeline parallelism: this trainer is one stage, holding layers [FirstLayer, FirstLayer + Layers), the embedding
+    /// only on the first stage and the final norm, LM head and loss only on the last. Null: the whole model.
+    /// </param>
     public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
-        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null)
+        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null)
     {
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
@@ -81,7 +87,12 @@ public sealed class LlamaTrainer : IDisposable
         _hq = _c.Heads / tp;
         _hkv = _c.KvHeads / tp;
         int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab;
-        long localParameters = 2L * vocab * h + h + _c.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
+        Stage = stage ?? new PipelineStage(0, _c.Layers, IsFirst: true, IsLast: true);
+        if (Stage.FirstLayer < 0 || Stage.Layers < 0 || Stage.FirstLayer + Stage.Layers > _c.Layers)
+            throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
+        _firstLayer = Stage.FirstLayer;
+        long localParameters = (Stage.IsFirst ? (long)vocab * h : 0) + (Stage.IsLast ? (long)vocab * h + h : 0) +
+            Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
 
         _lossTokens = lossTokens ?? _tokens;
         if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
@@ -121,12 +132,12 @@ public sealed class LlamaTrainer : IDisposable
             offset += count;
             return parameter;
         }
-        _embedding = P("model.embed_tokens.weight", weights.Embedding, vocab, h);
-        _layers = new LayerParameters[_c.Layers];
-        for (int l = 0; l < _c.Layers; l++)
+        _embedding = Stage.IsFirst ? P("model.embed_tokens.weight", weights.Embedding, vocab, h) : null;
+        _layers = new LayerParameters[Stage.Layers];
+        for (int l = 0; l < Stage.Layers; l++)
         {
-            var w = weights.Layers[l];
-            string p = $"model.layers.{l}.";
+            var w = weights.Layers[_firstLayer + l];
+            string p = $"model.layers.{_firstLayer + l}.";
             // This rank's shard: rows of the column-parallel weights, columns of the row-parallel ones.
             _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, h),
                 P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), qd, h),
@@ -138,9 +149,11 @@ public sealed class LlamaTrainer : IDisposable
                 P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), f, h),
                 P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), h, f));
         }
-        _finalNorm = P("model.norm.weight", weights.FinalNorm, h);
-        _lmHead = P("lm_head.weight", weights.LmHead, vocab, h);
-        Parameters = [_embedding, .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }), _finalNorm, _lmHead];
+        _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, h) : null;
+        _lmHead = Stage.IsLast ? P("lm_head.weight", weights.LmHead, vocab, h) : null;
+        Parameters = [.. new[] { _embedding }.OfType<TrainParameter>(),
+            .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }),
+            .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
         if (offset != localParameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {localParameters}");
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
@@ -154,17 +167,17 @@ public sealed class LlamaTrainer : IDisposable
         for (int i = 0; i < n; i++) positions[i] = i % sequence;
         _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
         long before = BufferBytes();
-        _saved = new LayerActivations[_c.Layers];
+        _saved = new LayerActivations[Stage.Layers];
         Recompute = recompute;
         LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
             F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
         // Recompute: one set of everything but the residual stream, shared by the layers; each keeps input and mid.
-        var shared = recompute && _c.Layers > 0 ? Full() : null;
-        for (int l = 0; l < _c.Layers; l++)
+        var shared = recompute && Stage.Layers > 0 ? Full() : null;
+        for (int l = 0; l < Stage.Layers; l++)
             _saved[l] = shared is null ? Full() : l == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
         _final = F(n, h);
         _finalNormed = F(n, h);
-        _logits = F(n, vocab);
+        _logits = Stage.IsLast ? F(n, vocab) : F(0);
         _losses = F32(n);
         ActivationBytes = BufferBytes() - before;
         _normTotal = F32(1);
@@ -231,12 +244,22 @@ public sealed class LlamaTrainer : IDisposable
     /// Runs forward on (inputs, targets), B·T each, and returns Σ cross-entropy / lossTokens (the mean over the batch,
     /// or this replica's share of the global batch's mean); leaves dlogits for <see cref="Backward"/>.
     /// </summary>
-    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets) => Forward(inputs, targets, stageInput: null);
+
+    /// <summary>
+    /// A pipeline stage's forward: the first stage embeds <paramref name="inputs"/>, the others start from
+    /// <paramref name="stageInput"/> (tokens, hidden), the previous stage's output. The last stage returns its loss
+    /// share; the others return 0 and leave their output in <see cref="StageOutput"/>.
+    /// </summary>
+    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, Tensor? stageInput)
     {
         Upload(inputs, targets);
         var k = _k;
-        k.Embedding(_ids, _embedding.Working, _saved.Length > 0 ? _saved[0].Input : _final);
+        var first = _saved.Length > 0 ? _saved[0].Input : _final;
+        if (_embedding is not null) k.Embedding(_ids, _embedding.Working, first);
+        else (stageInput ?? throw new ArgumentException("a pipeline stage after the first needs the previous stage's output")).CopyTo(first);
         for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
+        if (_finalNorm is null || _lmHead is null) return 0;
         k.RmsNorm(_final, _finalNorm.Working, _finalNormed, _c.NormEps);
         k.Matmul(_finalNormed, _lmHead.Working, _logits);
         // The logits become dlogits in place: probabilities are never stored.
@@ -285,17 +308,28 @@ public sealed class LlamaTrainer : IDisposable
     /// final (the LM head and final norm first, then each layer from the last, then the embedding: offset 0).
     /// Data parallelism starts all-reducing those buckets while backward goes on.
     /// </param>
-    public void Backward(Action<long>? gradientsReady = null)
+    public void Backward(Action<long>? gradientsReady = null) => Backward(gradientsReady, stageOutputGrad: null, accumulate: false);
+
+    /// <summary>
+    /// A pipeline stage's backward: the last stage starts from its loss, the others from <paramref name="stageOutputGrad"/>
+    /// (∂loss/∂<see cref="StageOutput"/>, from the next stage); every stage but the first leaves ∂loss/∂(its input) in
+    /// <see cref="StageInputGrad"/>. With <paramref name="accumulate"/> the gradients add to what earlier micro-batches left.
+    /// </summary>
+    public void Backward(Action<long>? gradientsReady, Tensor? stageOutputGrad, bool accumulate)
     {
         var k = _k;
         int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
-        Gradients.FillBytes(0);
+        if (!accumulate) Gradients.FillBytes(0);
 
-        MatmulBackward.InputGrad(_logits, _lmHead.Working, _dn);
-        MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
-        RmsNormBackward.Run(_final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
-        gradientsReady?.Invoke(OffsetOf(_finalNorm));
+        if (_finalNorm is not null && _lmHead is not null)
+        {
+            MatmulBackward.InputGrad(_logits, _lmHead.Working, _dn);
+            MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
+            RmsNormBackward.Run(_final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+            gradientsReady?.Invoke(OffsetOf(_finalNorm));
+        }
+        else (stageOutputGrad ?? throw new ArgumentException("a pipeline stage before the last needs the gradient of its output")).CopyTo(_dx);
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             var (w, a) = (_layers[l], _saved[l]);
@@ -332,9 +366,18 @@ public sealed class LlamaTrainer : IDisposable
             k.Add(_dx, _dtmp, _dx);
             gradientsReady?.Invoke(OffsetOf(w.InputNorm));
         }
-        EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
+        if (_embedding is not null) EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
         gradientsReady?.Invoke(0);
     }
+
+    /// <summary>Which part of the model this trainer holds (the whole model unless it is a pipeline stage).</summary>
+    public PipelineStage Stage { get; }
+
+    /// <summary>A pipeline stage's output after <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?)"/>: (tokens, hidden), the next stage's input.</summary>
+    public Tensor StageOutput => _final;
+
+    /// <summary>∂loss/∂(stage input) after a stage's backward, (tokens, hidden): what goes to the previous stage.</summary>
+    public Tensor StageInputGrad => _dx;
 
     // Megatron's all-reduce over the tensor-parallel group (g in forward, f's conjugate in backward).
     private void SumOverTensorParallel(Tensor t)
@@ -400,6 +443,8 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>The current f32 master weights on the host, as a <see cref="LlamaWeights"/> of an f32 config (to save exactly, or to run).</summary>
     public LlamaWeights ToWeights()
     {
+        if (_embedding is null || _lmHead is null || _finalNorm is null || _layers.Length != _c.Layers)
+            throw new NotSupportedException("a pipeline stage holds part of the model; gathering the stages for saving is not implemented yet");
         if (_tp is not null) throw new NotSupportedException("a tensor-parallel rank holds a shard of the model; gathering it for saving is not implemented yet");
         var layers = _layers.Select(l => new LlamaWeights.Layer(l.InputNorm.Value.ToFloats(), l.Q.Value.ToFloats(), l.K.Value.ToFloats(),
             l.V.Value.ToFloats(), l.O.Value.ToFloats(), l.PostNorm.Value.ToFloats(), l.Gate.Value.ToFloats(), l.Up.Value.ToFloats(),
@@ -444,3 +489,17 @@ public sealed class LlamaTrainer : IDisposable
 
 /// <summary>What one training step measured: the mean loss before the update, the gradient norm before clipping, and the clip coefficient applied.</summary>
 public readonly record struct StepResult(double Loss, double GradNorm, float ClipCoefficient);
+
+/// <summary>A pipeline stage: layers [FirstLayer, FirstLayer + Layers); the first stage embeds, the last holds the head and the loss.</summary>
+public sealed record PipelineStage(int FirstLayer, int Layers, bool IsFirst, bool IsLast)
+{
+    /// <summary>Stage <paramref name="index"/> of <paramref name="stages"/> over <paramref name="layers"/> layers, as even as they split (earlier stages take the remainder).</summary>
+    public static PipelineStage Of(int index, int stages, int layers)
+    {
+        if (stages < 1 || index < 0 || index >= stages) throw new ArgumentException($"stage {index} of {stages}");
+        if (layers < stages) throw new ArgumentException($"pipeline parallelism puts at least one layer on each stage: {layers} layers cannot fill pp={stages}");
+        int baseCount = layers / stages, extra = layers % stages;
+        int first = index * baseCount + Math.Min(index, extra);
+        return new PipelineStage(first, baseCount + (index < extra ? 1 : 0), index == 0, index == stages - 1);
+    }
+}
