@@ -59,7 +59,8 @@ namespace NativeParallel.Cli
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
-                                   [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--json FILE]
+                                   [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
+                                   [--json FILE]
                   Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -79,6 +80,10 @@ namespace NativeParallel.Cli
                   --tp N: Megatron tensor parallelism on N ranks (threads, or a launched job's processes): q/k/v
                   and gate/up column-parallel, o and down row-parallel, two all-reduces per layer each way; norms,
                   embedding and head replicated. Not yet combined with --dp, nor with --save/--checkpoint.
+                  --pp N --micro-batches M: GPipe pipeline parallelism, layers in N stages (embedding first, head
+                  and loss last), M micro-batches (default N) forward through the stages then back in reverse,
+                  each stage's activations re-materialised from its input; bubble (N-1)/(M+N-1). Not yet with
+                  --tp, --dp or --save.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]

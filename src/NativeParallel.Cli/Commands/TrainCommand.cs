@@ -48,7 +48,16 @@ internal static class TrainCommand
         double bucketMb = line.Double("bucket-mb", 25);
         int zero = (int)line.Int("zero", 0);
         int tpOption = (int)line.Int("tp", 1);
+        int ppOption = (int)line.Int("pp", 1);
+        int microBatches = (int)line.Int("micro-batches", 0);
         line.RejectUnknown();
+        if (ppOption < 1 || microBatches < 0) throw new UsageException("--pp must be at least 1 and --micro-batches positive");
+        if (ppOption > 1 && (tpOption > 1 || dpOption > 1 || zero != 0))
+            throw new UsageException("--pp with --tp, --dp or --zero (3-D layouts) is not implemented yet; use one of them");
+        if (ppOption > 1 && (save is not null || checkpoint is not null || resume is not null))
+            throw new UsageException("--pp stages hold parts of the model; --save, --checkpoint and --resume with --pp are not implemented yet");
+        if (microBatches == 0) microBatches = ppOption > 1 ? ppOption : 1;
+        if (ppOption > 1 && batch % microBatches != 0) throw new UsageException($"--batch {batch} is not a multiple of --micro-batches {microBatches}");
         if (tpOption < 1) throw new UsageException("--tp must be at least 1");
         if (tpOption > 1 && (dpOption > 1 || zero != 0))
             throw new UsageException("--tp with --dp or --zero (3-D layouts) is not implemented yet; use one of them");
@@ -100,7 +109,10 @@ internal static class TrainCommand
             throw new UsageException($"inside a launched job every process is one data-parallel rank: --dp {dpOption} differs from the job's {launched.WorldSize} ranks");
         if (launched is not null && tpOption > 1 && tpOption != launched.WorldSize)
             throw new UsageException($"inside a launched job --tp must equal the job's {launched.WorldSize} ranks, got {tpOption}");
-        int dp = tpOption > 1 ? 1 : launched?.WorldSize ?? Math.Max(1, dpOption);
+        if (launched is not null && ppOption > 1 && ppOption != launched.WorldSize)
+            throw new UsageException($"inside a launched job --pp must equal the job's {launched.WorldSize} ranks, got {ppOption}");
+        if (ppOption > config.Layers) throw new UsageException($"--pp {ppOption} needs at least one layer per stage; the model has {config.Layers}");
+        int dp = tpOption > 1 || ppOption > 1 ? 1 : launched?.WorldSize ?? Math.Max(1, dpOption);
         if (tpOption > 1 && (config.Heads % tpOption != 0 || config.KvHeads % tpOption != 0 || config.Ffn % tpOption != 0))
             throw new UsageException($"--tp {tpOption} must divide the heads ({config.Heads}), kv heads ({config.KvHeads}) and MLP width ({config.Ffn})");
         if (batch % dp != 0) throw new UsageException($"data parallelism splits the batch's rows: --batch {batch} is not a multiple of dp={dp}");
@@ -123,7 +135,7 @@ internal static class TrainCommand
                               (resume is null ? "" : $", resumed at step {startStep} (shard {loader.Shard}, position {loader.Position})"));
             Console.WriteLine($"optim   AdamW lr {lr:G3}{(warmup > 0 ? $", warmup {warmup}" : "")}{(cosine ? $", cosine to {minLr:G3}" : "")}, betas ({beta1}, {beta2}), eps {eps:G3}, " +
                               $"weight decay {weightDecay} (2-D tensors), grad clip {(gradClip > 0 ? gradClip.ToString() : "off")}");
-            Console.WriteLine($"memory  {(dp > 1 || tpOption > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(replica?.OptimizerBytes ?? trainer.OptimizerBytes)}{(zero == 1 ? $" (1/{dp}: ZeRO-1)" : "")}, " +
+            Console.WriteLine($"memory  {(dp > 1 || tpOption > 1 || ppOption > 1 ? "per rank: " : "")}parameters {Mib(trainer.ParameterBytes)}, gradients {Mib(trainer.GradientBytes)}, optimizer {Mib(replica?.OptimizerBytes ?? trainer.OptimizerBytes)}{(zero == 1 ? $" (1/{dp}: ZeRO-1)" : "")}, " +
                               $"activations {Mib(trainer.ActivationBytes)} ({(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), " +
                               $"backward scratch {Mib(trainer.ScratchBytes)}");
         }
@@ -137,7 +149,35 @@ internal static class TrainCommand
         }
 
         List<StepRecord> records;
-        if (tpOption > 1)
+        if (ppOption > 1)
+        {
+            // GPipe pipeline parallelism: thread ranks sharing the device, or the processes of a launched job.
+            var groups = launched is null
+                ? NativeParallel.Comm.ProcessGroup.CreateThreadGroup(ppOption, "pp")
+                : [NativeParallel.Comm.ProcessGroup.FromEnvironment("pp")];
+            var stages = new PipelineTrainer[groups.Length];
+            var perRank = new List<StepRecord>[groups.Length];
+            try
+            {
+                for (int i = 0; i < groups.Length; i++) stages[i] = new PipelineTrainer(groups[i], device, weights, batch, seq, microBatches, recompute, dtype);
+                bool lead = groups[0].Rank == 0;
+                single = stages[0].Trainer;
+                string layout = $"pp={ppOption}, GPipe over {microBatches} micro-batches of {batch / microBatches} rows (bubble {stages[0].Bubble:P0}); " +
+                                "memory below is stage 0's";
+                if (lead) Header(null, launched is null ? $"; {layout}, stages as threads sharing it" : $"; rank 0 of {layout}, over {groups[0].TransportName}");
+                Task.WaitAll(Enumerable.Range(0, groups.Length).Select(i => Task.Run(() =>
+                    perRank[i] = TrainLoop(new Replica(stages[i].Trainer, null, stages[i]), device, i == 0 ? loader : OpenLoader(data, true),
+                        valData is null ? null : i == 0 ? validation : OpenLoader(valData, false), run, print: groups[i].Rank == 0))).ToArray());
+                records = perRank[0];
+                if (lead) Finish(stages[0].Trainer, stages[0].Trainer.OptimizerBytes);
+            }
+            finally
+            {
+                foreach (var st in stages) st?.Dispose();
+                foreach (var g in groups) g.Dispose();
+            }
+        }
+        else if (tpOption > 1)
         {
             // Megatron tensor parallelism: thread ranks sharing the device, or the processes of a launched job.
             var groups = launched is null
@@ -235,6 +275,8 @@ internal static class TrainCommand
                 Device = device.Name,
                 DataParallel = dp,
                 TensorParallel = tpOption,
+                PipelineParallel = ppOption,
+                MicroBatches = microBatches,
                 Data = loader.Files,
                 Batch = batch,
                 Sequence = seq,
@@ -253,12 +295,14 @@ internal static class TrainCommand
         float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery, bool Recompute, DType DType, long BucketBytes, int Zero);
 
     /// <summary>One rank's model: the single-device trainer, or a data-parallel replica of it.</summary>
-    private sealed record Replica(LlamaTrainer Trainer, DataParallelTrainer? DataParallel)
+    private sealed record Replica(LlamaTrainer Trainer, DataParallelTrainer? DataParallel, PipelineTrainer? Pipeline = null)
     {
         public StepResult Step(int[] inputs, int[] targets, AdamWSettings settings, int step, float clip) =>
-            DataParallel?.Step(inputs, targets, settings, step, clip) ?? Trainer.Step(inputs, targets, settings, step, clip);
+            Pipeline?.Step(inputs, targets, settings, step, clip) ?? DataParallel?.Step(inputs, targets, settings, step, clip)
+            ?? Trainer.Step(inputs, targets, settings, step, clip);
 
-        public double Evaluate(int[] inputs, int[] targets) => DataParallel?.Evaluate(inputs, targets) ?? Trainer.Forward(inputs, targets);
+        public double Evaluate(int[] inputs, int[] targets) =>
+            Pipeline?.Evaluate(inputs, targets) ?? DataParallel?.Evaluate(inputs, targets) ?? Trainer.Forward(inputs, targets);
     }
 
     // The step loop of one rank; only the printing rank writes step lines and intermediate checkpoints.

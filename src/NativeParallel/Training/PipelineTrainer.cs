@@ -97,6 +97,24 @@ public sealed class PipelineTrainer : IDisposable
         return new StepResult(loss, norm, coefficient);
     }
 
+    /// <summary>The batch's mean loss without an update (validation): the forward fill alone.</summary>
+    public double Evaluate(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
+    {
+        int perMicroBatch = _rows * _sequence;
+        var stage = Trainer.Stage;
+        double loss = 0;
+        for (int i = 0; i < _microBatches; i++)
+        {
+            Load(inputs, targets, i, perMicroBatch);
+            if (!stage.IsFirst) Receive(_stageInputs[i], _group.Rank - 1, i);
+            loss += Trainer.Forward(_inputs, _targets, stage.IsFirst ? null : _stageInputs[i]);
+            if (!stage.IsLast) Send(Trainer.StageOutput, _group.Rank + 1, i);
+        }
+        _scalar.CopyFromHost(BitConverter.GetBytes((float)loss));
+        _group.AllReduce(_scalar);
+        return _scalar.ToFloats()[0];
+    }
+
     private void Load(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int microBatch, int perMicroBatch)
     {
         inputs.Slice(microBatch * perMicroBatch, perMicroBatch).CopyTo(_inputs);

@@ -141,6 +141,25 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void PipelineStagesPrintTheLossesOfOneDevice()
+    {
+        string shard = RandomShard();
+        string val = RandomShard(3000);
+        string[] common = ["train", "--data", shard, "--val-data", val, "--val-every", "3", "--batch", "4", "--seq", "16", "--steps", "3", "--device", "cpu"];
+        var (code, single) = Run(common);
+        Assert.True(code == 0, single);
+        (code, string pp) = Run([.. common, "--pp", "2", "--micro-batches", "4"]);
+        Assert.True(code == 0, pp);
+        Assert.Contains("pp=2, GPipe over 4 micro-batches of 1 rows (bubble 20 %)", pp);
+        AssertSameLosses(Losses(single), Losses(pp), "pp=2");
+        double ValLoss(string output) => double.Parse(output.Split("val loss ")[1].Split('\n')[0], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Math.Abs(ValLoss(single) - ValLoss(pp)) <= 2e-4, $"validation: {ValLoss(pp)} vs one device {ValLoss(single)}");
+        Assert.Equal(2, Run([.. common, "--pp", "3"]).Code);                          // 2 layers cannot fill 3 stages
+        Assert.Equal(2, Run([.. common, "--pp", "2", "--micro-batches", "3"]).Code);  // 4 rows do not split in 3
+        Assert.Equal(2, Run([.. common, "--pp", "2", "--tp", "2"]).Code);             // not yet
+    }
+
+    [Fact]
     public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
     {
         string shard = RandomShard();
