@@ -60,7 +60,7 @@ namespace NativeParallel.Cli
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
-                                   [--json FILE]
+                                   [--strategy all|"dp=2;dp=2,zero=1;tp=2;pp=2,mb=4"] [--json FILE]
                   Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -84,6 +84,9 @@ namespace NativeParallel.Cli
                   and loss last), M micro-batches (default N) forward through the stages then back in reverse,
                   each stage's activations re-materialised from its input; bubble (N-1)/(M+N-1). Not yet with
                   --tp, --dp or --save.
+                  --strategy: the seed's table for training instead of one run: each layout trains --steps steps on
+                  thread ranks from the same weights and data, printed with memory per rank, bytes sent per step
+                  beside the ring formulas, step time, bubble, and its check against the single-device losses.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]

@@ -50,7 +50,13 @@ internal static class TrainCommand
         int tpOption = (int)line.Int("tp", 1);
         int ppOption = (int)line.Int("pp", 1);
         int microBatches = (int)line.Int("micro-batches", 0);
+        string? strategy = line.Option("strategy");
         line.RejectUnknown();
+        var layouts = strategy is null ? null
+            : (strategy == "all" ? ["dp=2", "dp=2,zero=1", "tp=2", "pp=2,mb=4"] : strategy.Split(';', StringSplitOptions.RemoveEmptyEntries))
+                .Select(text => { try { return TrainingLayout.Parse(text); } catch (ArgumentException e) { throw new UsageException(e.Message); } }).ToArray();
+        if (layouts is not null && (dpOption > 1 || tpOption > 1 || ppOption > 1 || zero != 0 || save is not null || checkpoint is not null || resume is not null))
+            throw new UsageException("--strategy runs the table of training layouts; give the layouts there, without --dp/--tp/--pp/--zero/--save/--checkpoint/--resume");
         if (ppOption < 1 || microBatches < 0) throw new UsageException("--pp must be at least 1 and --micro-batches positive");
         if (ppOption > 1 && (tpOption > 1 || dpOption > 1 || zero != 0))
             throw new UsageException("--pp with --tp, --dp or --zero (3-D layouts) is not implemented yet; use one of them");
@@ -118,6 +124,18 @@ internal static class TrainCommand
         if (batch % dp != 0) throw new UsageException($"data parallelism splits the batch's rows: --batch {batch} is not a multiple of dp={dp}");
 
         using var device = DeviceRegistry.Open(deviceName);
+        if (layouts is not null)
+        {
+            foreach (var l in layouts)
+            {
+                if (batch % (l.Dp * l.MicroBatches) != 0) throw new UsageException($"{l.Name}: --batch {batch} does not split into its {l.Dp * l.MicroBatches} parts");
+                if (l.Tp > 1 && (config.Heads % l.Tp != 0 || config.KvHeads % l.Tp != 0 || config.Ffn % l.Tp != 0))
+                    throw new UsageException($"{l.Name}: tp must divide heads ({config.Heads}), kv heads ({config.KvHeads}) and ffn ({config.Ffn})");
+                if (l.Pp > config.Layers) throw new UsageException($"{l.Name}: {config.Layers} layers cannot fill {l.Pp} stages");
+            }
+            return LayoutTable(layouts, device, weights, loader, batch, seq, steps, new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay),
+                (float)gradClip, dtype, json);
+        }
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
         var run = new RunSettings(batch, seq, steps, startStep, schedule, settings, (float)gradClip, valEvery, valBatches, checkpoint, checkpointEvery,
@@ -290,6 +308,64 @@ internal static class TrainCommand
         }
         return 0;
     }
+
+    // The seed's four axes for training: every layout on thread ranks sharing the device, the same steps, measured
+    // beside the formulas, each checked against the single-device losses.
+    private static int LayoutTable(TrainingLayout[] layouts, IDevice device, LlamaWeights weights, TokenLoader loader, int batch, int seq, int steps,
+        AdamWSettings settings, float gradClip, DType dtype, string? json)
+    {
+        var batches = new List<(int[], int[])>();
+        for (int i = 0; i < steps; i++)
+        {
+            var inputs = new int[batch * seq];
+            var targets = new int[batch * seq];
+            loader.Next(inputs, targets);
+            batches.Add((inputs, targets));
+        }
+        var c = weights.Config;
+        Console.WriteLine($"model   Llama-style decoder: {c.Layers} layers, hidden {c.Hidden}, heads {c.Heads} (kv {c.KvHeads}), ffn {c.Ffn}, vocab {c.Vocab}, " +
+                          $"{dtype.Name()}, {c.Parameters / 1e6:F2} M parameters");
+        Console.WriteLine($"training layouts: batch {batch} × seq {seq}, {steps} AdamW steps each from the same weights and data, ranks are threads sharing {device.Name}; " +
+                          "each checked against the single-device losses");
+        Console.WriteLine($"{"layout",-14} {"ranks",5} {"memory/rank",12} {"sent/rank/step",15} {"predicted",12} {"ms/step",9} {"tokens/s",9} {"bubble",7}  check");
+        var single = TrainingLayouts.Run(new TrainingLayout(), device, weights, batch, seq, batches, settings, gradClip, null, dtype);
+        var results = new List<TrainingLayoutResult> { single };
+        bool ok = true;
+        void Print(TrainingLayoutResult r)
+        {
+            bool pass = r.MaxLossError <= (dtype == DType.F32 ? 1e-4 : 3e-2);
+            ok &= pass;
+            Console.WriteLine($"{r.Layout.Name,-14} {r.Layout.Ranks,5} {Mib(r.MemoryPerRank),12} {Bytes(r.SentPerRankPerStep),15} {Bytes(r.PredictedPerRankPerStep),12} " +
+                              $"{r.MsPerStep,9:F1} {batch * seq / (r.MsPerStep / 1000),9:F0} {r.Bubble,6:P0}  {(pass ? "ok" : "FAIL")} (loss rel err {r.MaxLossError:E1})");
+        }
+        Print(single);
+        foreach (var layout in layouts)
+        {
+            var r = TrainingLayouts.Run(layout, device, weights, batch, seq, batches, settings, gradClip, single.Losses, dtype);
+            results.Add(r);
+            Print(r);
+        }
+        Console.WriteLine("memory/rank: rank 0's parameters, gradients, optimizer state, activations and scratch; sent: bytes every rank sent per step, " +
+                          "headers and agreement checks included; predicted: the ring formulas' payload (DP 2(n-1)/n of the gradients; ZeRO-1 reduce-scatter " +
+                          "plus all-gather; TP 4 all-reduces of the hidden state per layer; PP activations and their gradients across each boundary); " +
+                          "all-reduces up to 64 KiB go one-shot, which sends more than the ring; timings on shared cores say little.");
+        JsonReport.Write(json, new
+        {
+            Command = "train --strategy",
+            Batch = batch,
+            Sequence = seq,
+            Steps = steps,
+            Device = device.Name,
+            Layouts = results.Select(r => new
+            {
+                r.Layout.Name, r.Layout.Ranks, r.MemoryPerRank, r.SentPerRankPerStep, r.PredictedPerRankPerStep, r.MsPerStep, r.Bubble, r.Losses, r.MaxLossError,
+            }),
+            Ok = ok,
+        });
+        return ok ? 0 : 1;
+    }
+
+    private static string Bytes(double bytes) => bytes >= 1 << 20 ? $"{bytes / 1048576.0:F2} MiB" : bytes >= 1 << 10 ? $"{bytes / 1024.0:F1} KiB" : $"{bytes:F0} B";
 
     private sealed record RunSettings(int Batch, int Sequence, int Steps, int StartStep, LearningRateSchedule Schedule, AdamWSettings Settings,
         float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery, bool Recompute, DType DType, long BucketBytes, int Zero);

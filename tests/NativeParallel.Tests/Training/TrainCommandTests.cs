@@ -160,6 +160,29 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheTrainingTablePrintsEveryLayoutBesideItsFormulaAndChecksIt()
+    {
+        string shard = RandomShard();
+        string json = Path.Combine(_folder, "table.json");
+        var (code, output) = Run("train", "--data", shard, "--strategy", "all", "--steps", "2", "--batch", "4", "--seq", "16", "--device", "cpu", "--json", json);
+        Assert.True(code == 0, output);
+        foreach (string layout in new[] { "single", "dp=2", "dp=2,zero=1", "tp=2", "pp=2,mb=4" })
+            Assert.Matches($@"(?m)^{System.Text.RegularExpressions.Regex.Escape(layout)} .* ok \(loss rel err", output);
+        Assert.DoesNotContain("FAIL", output);
+        // Measured bytes against the formulas: within 10% for the large collectives (headers and checks add a little).
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+        foreach (var row in report.RootElement.GetProperty("layouts").EnumerateArray())
+        {
+            double sent = row.GetProperty("sent_per_rank_per_step").GetDouble(), predicted = row.GetProperty("predicted_per_rank_per_step").GetDouble();
+            string name = row.GetProperty("name").GetString()!;
+            if (name.StartsWith("dp", StringComparison.Ordinal))
+                Assert.True(Math.Abs(sent - predicted) <= 0.1 * predicted, $"{name}: sent {sent} bytes per rank and step, the formula says {predicted}");
+        }
+        Assert.Equal(2, Run("train", "--data", shard, "--strategy", "dp=2,tp=2").Code);
+        Assert.Equal(2, Run("train", "--data", shard, "--strategy", "zp=2").Code);
+    }
+
+    [Fact]
     public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
     {
         string shard = RandomShard();
