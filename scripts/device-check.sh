@@ -58,7 +58,7 @@ if [ "$DEVICE" = cuda ]; then
   if [ -n "$reason" ]; then
     echo "device-check: preflight failed: $reason" | tee -a "$OUT/steps.txt"
     status=1
-    SKIP="kernels-check kernels-check-warm bench-kernels run prepare train train-cpu train-dp train-zero bench-collectives bench-collectives-ipc"
+    SKIP="kernels-check kernels-check-warm bench-kernels run prepare train train-cpu train-layouts bench-collectives bench-collectives-ipc"
   fi
 fi
 
@@ -71,10 +71,9 @@ step run 30 run --device "$DEVICE" --json "$RAW/run.json"
 step prepare 15 prepare --text README.md --text docs --out "$WORK/docs.bin"
 step train 35 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
 step train-cpu 25 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
-# Data parallelism on the device: 2 thread ranks sharing it (bucket all-reduces device-direct), then ZeRO-1; the
-# losses must equal the single-device run's first 5 steps.
-step train-dp 20 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 5 --batch 8 --seq 128 --lr 3e-3 --dp 2 --bucket-mb 4
-step train-zero 20 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 5 --batch 8 --seq 128 --lr 3e-3 --dp 2 --zero 1
+# The training layouts on the device (thread ranks sharing it): dp=2 (bucket all-reduces device-direct), ZeRO-1,
+# tp=2, pp=2 with 4 micro-batches, each against the single-device losses, with memory and bytes beside the formulas.
+step train-layouts 40 train --data "$WORK/docs.bin" --device "$DEVICE" --strategy all --steps 4 --batch 8 --seq 128 --vocab 50304 --json "$RAW/train-layouts.json"
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels above.
 step bench-collectives 20 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
@@ -102,8 +101,7 @@ section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output,
   section run run.txt
   section "train on $DEVICE (20 steps)" train.txt
   section "train on cpu (the first 5 of the same steps)" train-cpu.txt
-  section "train dp=2 on $DEVICE (thread ranks, bucketed all-reduce)" train-dp.txt
-  section "train dp=2 with ZeRO-1 on $DEVICE" train-zero.txt
+  section "training layouts on $DEVICE (dp=2, ZeRO-1, tp=2, pp=2; thread ranks sharing the device)" train-layouts.txt
   section "all_reduce, 2 thread ranks sharing the device (device-direct)" bench-collectives.txt
   section "all_reduce, 2 processes sharing the device (CUDA IPC)" bench-collectives-ipc.txt
 } > "$OUT/report.md"

@@ -42,7 +42,7 @@ public sealed class DeviceCheckScriptTests : IDisposable
     public void DryRunOnTheCpuLeavesAReportAndAtMostEightFiles()
     {
         // The slow steps are skipped: this checks the plumbing (steps, report, archive), not the figures.
-        var (code, output) = RunScript("cpu", "kernels-check bench-kernels train train-cpu train-dp train-zero bench-collectives bench-collectives-ipc");
+        var (code, output) = RunScript("cpu", "kernels-check bench-kernels train train-cpu train-layouts bench-collectives bench-collectives-ipc");
         Assert.True(code == 0, output);
         var files = Directory.GetFiles(_out, "*", SearchOption.AllDirectories);
         Assert.True(files.Length <= 8, $"device-check left {files.Length} files under $OUT; the GPU machine returns at most 8: {string.Join(", ", files)}");
