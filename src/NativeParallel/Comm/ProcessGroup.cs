@@ -75,6 +75,23 @@ public sealed partial class ProcessGroup : IDisposable
     }
 
     /// <summary>
+    /// Runs <paramref name="rank"/> once per rank of a new thread group of <paramref name="size"/>, each on its own
+    /// thread, waits for all of them and disposes the group. A rank's exception surfaces here (in an AggregateException).
+    /// </summary>
+    public static void RunOnThreadRanks(int size, Action<ProcessGroup> rank, string name = "threads", TimeSpan? timeout = null)
+    {
+        var groups = CreateThreadGroup(size, name, timeout);
+        try
+        {
+            Task.WaitAll(groups.Select(g => Task.Factory.StartNew(() => rank(g), TaskCreationOptions.LongRunning)).ToArray());
+        }
+        finally
+        {
+            foreach (var g in groups) g.Dispose();
+        }
+    }
+
+    /// <summary>
     /// Joins the job this process was launched into (torchrun, mpirun, Slurm or <c>nativeparallel launch</c>
     /// environment): rank 0 hosts the rendezvous store at MASTER_ADDR:MASTER_PORT, ranks exchange their hosts and
     /// addresses, and connect over shared memory when they all share a host, else TCP (NATIVEPARALLEL_TRANSPORT

@@ -110,8 +110,7 @@ public sealed class DataParallelTrainer : IDisposable
             {
                 long start = Math.Max(0, launchedFrom - _bucketElements);
                 if (start < readyFrom) break;
-                // A device that queues kernels must have finished writing the bucket before a peer reads it.
-                if (_device is not HostMemoryDevice) _device.Synchronize();
+                TrainingSteps.FinishQueuedWork(_device);
                 var bucket = gradients.Narrow(0, (int)start, (int)(launchedFrom - start));
                 pending.Add(_group.AllReduceAsync(bucket, bucket));
                 launchedFrom = start;
@@ -125,7 +124,7 @@ public sealed class DataParallelTrainer : IDisposable
         double loss = GlobalLoss(localLoss);
 
         double norm = Trainer.GradientNorm();
-        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        float coefficient = TrainingSteps.ClipCoefficient(norm, gradClip);
         Trainer.Update(settings, step, coefficient);
         return new StepResult(loss, norm, coefficient);
     }
@@ -134,7 +133,7 @@ public sealed class DataParallelTrainer : IDisposable
     private StepResult ShardedStep(double localLoss, AdamWSettings settings, int step, float gradClip)
     {
         Trainer.Backward();
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         _group.ReduceScatter(Trainer.Gradients, _gradShard!);
         BucketsLastStep = 1;
         double loss = GlobalLoss(localLoss);
@@ -143,7 +142,7 @@ public sealed class DataParallelTrainer : IDisposable
         SumOfSquares.Accumulate(_gradShard!, _normTotal);
         _group.AllReduce(_normTotal);
         double norm = Math.Sqrt(_normTotal.ToFloats()[0]);
-        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        float coefficient = TrainingSteps.ClipCoefficient(norm, gradClip);
 
         // Each parameter's part inside this rank's shard, with its own weight-decay rule.
         var noDecay = settings with { WeightDecay = 0f };
@@ -156,7 +155,7 @@ public sealed class DataParallelTrainer : IDisposable
             AdamW.Step(Trainer.Masters.Narrow(0, at, count), _gradShard!.Narrow(0, local, count), _m!.Narrow(0, local, count), _v!.Narrow(0, local, count),
                 p.Decay ? settings : noDecay, step, coefficient, p.HasWorkingCopy ? Trainer.Working.Narrow(0, at, count) : null);
         }
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         // Every rank's updated shard to every rank (in place: this rank's shard is its own chunk of the buffer).
         _group.AllGather(Trainer.Masters.Narrow(0, (int)lo, (int)_shardLength), Trainer.Masters);
         if (!ReferenceEquals(Trainer.Working, Trainer.Masters))

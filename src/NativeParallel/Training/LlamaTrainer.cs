@@ -383,7 +383,7 @@ public sealed class LlamaTrainer : IDisposable
     private void SumOverTensorParallel(Tensor t)
     {
         if (_tp is null) return;
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         _tp.AllReduce(t);
     }
 
@@ -404,7 +404,7 @@ public sealed class LlamaTrainer : IDisposable
         }
         // Sharded tensors (2-D layer weights) summed over the group; replicated ones (norms, embedding, head) once.
         foreach (var p in Parameters) if (IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         _tp.AllReduce(_normTotal);
         foreach (var p in Parameters) if (!IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
         return Math.Sqrt(_normTotal.ToFloats()[0]);
@@ -433,7 +433,7 @@ public sealed class LlamaTrainer : IDisposable
         double loss = Forward(inputs, targets);
         Backward();
         double norm = GradientNorm();
-        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        float coefficient = TrainingSteps.ClipCoefficient(norm, gradClip);
         Update(settings, step, coefficient);
         return new StepResult(loss, norm, coefficient);
     }

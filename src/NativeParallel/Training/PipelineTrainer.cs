@@ -89,10 +89,10 @@ public sealed class PipelineTrainer : IDisposable
         // The stages hold disjoint parameters: the global norm is the root of the summed squares.
         _norm.FillBytes(0);
         SumOfSquares.Accumulate(Trainer.Gradients, _norm);
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         _group.AllReduce(_norm);
         double norm = Math.Sqrt(_norm.ToFloats()[0]);
-        float coefficient = gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
+        float coefficient = TrainingSteps.ClipCoefficient(norm, gradClip);
         Trainer.Update(settings, step, coefficient);
         return new StepResult(loss, norm, coefficient);
     }
@@ -123,7 +123,7 @@ public sealed class PipelineTrainer : IDisposable
 
     private void Send(Tensor tensor, int peer, int tag)
     {
-        if (_device is not HostMemoryDevice) _device.Synchronize();
+        TrainingSteps.FinishQueuedWork(_device);
         _group.Send(tensor, peer, tag);
     }
 

@@ -93,61 +93,55 @@ public static class TrainingLayouts
         IReadOnlyList<(int[] Inputs, int[] Targets)> batches, AdamWSettings settings, float gradClip, double[]? reference, DType dtype = DType.F32)
     {
         int ranks = layout.Ranks;
-        var groups = ProcessGroup.CreateThreadGroup(ranks, layout.Name);
         var losses = new double[batches.Count];
         var times = new double[batches.Count];
-        long memory = 0;
-        try
+        long memory = 0, sentTotal = 0;
+        ProcessGroup.RunOnThreadRanks(ranks, group =>
         {
-            Task.WaitAll(Enumerable.Range(0, ranks).Select(r => Task.Run(() =>
+            int r = group.Rank;
+            Func<int[], int[], int, StepResult> step;
+            IDisposable owner;
+            LlamaTrainer trainer;
+            long optimizer;
+            if (layout.Dp > 1)
             {
-                Func<int[], int[], int, StepResult> step;
-                IDisposable owner;
-                LlamaTrainer trainer;
-                long optimizer;
-                if (layout.Dp > 1)
+                var replica = new DataParallelTrainer(group, device, weights, batch, sequence, zero: layout.Zero, dtype: dtype);
+                (owner, trainer, optimizer) = (replica, replica.Trainer, replica.OptimizerBytes);
+                step = (i, t, s) => replica.Step(i, t, settings, s, gradClip);
+            }
+            else if (layout.Pp > 1)
+            {
+                var stage = new PipelineTrainer(group, device, weights, batch, sequence, layout.MicroBatches, dtype: dtype);
+                (owner, trainer, optimizer) = (stage, stage.Trainer, stage.Trainer.OptimizerBytes);
+                step = (i, t, s) => stage.Step(i, t, settings, s, gradClip);
+            }
+            else
+            {
+                var single = new LlamaTrainer(device, weights, batch, sequence, dtype: dtype, tensorParallel: layout.Tp > 1 ? group : null);
+                (owner, trainer, optimizer) = (single, single, single.OptimizerBytes);
+                step = (i, t, s) => single.Step(i, t, settings, s, gradClip);
+            }
+            using (owner)
+            {
+                if (r == 0) memory = trainer.ParameterBytes + trainer.GradientBytes + optimizer + trainer.ActivationBytes + trainer.ScratchBytes;
+                var clock = new Stopwatch();
+                for (int s = 0; s < batches.Count; s++)
                 {
-                    var replica = new DataParallelTrainer(groups[r], device, weights, batch, sequence, zero: layout.Zero, dtype: dtype);
-                    (owner, trainer, optimizer) = (replica, replica.Trainer, replica.OptimizerBytes);
-                    step = (i, t, s) => replica.Step(i, t, settings, s, gradClip);
+                    clock.Restart();
+                    var result = step(batches[s].Inputs, batches[s].Targets, s + 1);
+                    device.Synchronize();
+                    if (r != 0) continue;
+                    times[s] = clock.Elapsed.TotalMilliseconds;
+                    losses[s] = result.Loss;
                 }
-                else if (layout.Pp > 1)
-                {
-                    var stage = new PipelineTrainer(groups[r], device, weights, batch, sequence, layout.MicroBatches, dtype: dtype);
-                    (owner, trainer, optimizer) = (stage, stage.Trainer, stage.Trainer.OptimizerBytes);
-                    step = (i, t, s) => stage.Step(i, t, settings, s, gradClip);
-                }
-                else
-                {
-                    var single = new LlamaTrainer(device, weights, batch, sequence, dtype: dtype, tensorParallel: layout.Tp > 1 ? groups[r] : null);
-                    (owner, trainer, optimizer) = (single, single, single.OptimizerBytes);
-                    step = (i, t, s) => single.Step(i, t, settings, s, gradClip);
-                }
-                using (owner)
-                {
-                    if (r == 0) memory = trainer.ParameterBytes + trainer.GradientBytes + optimizer + trainer.ActivationBytes + trainer.ScratchBytes;
-                    var clock = new Stopwatch();
-                    for (int s = 0; s < batches.Count; s++)
-                    {
-                        clock.Restart();
-                        var result = step(batches[s].Inputs, batches[s].Targets, s + 1);
-                        device.Synchronize();
-                        if (r != 0) continue;
-                        times[s] = clock.Elapsed.TotalMilliseconds;
-                        losses[s] = result.Loss;
-                    }
-                }
-            })).ToArray());
-            double sent = groups.Sum(g => (double)g.BytesSent) / ranks / batches.Count;
-            double error = reference is null ? 0 : losses.Zip(reference).Max(p => Math.Abs(p.First - p.Second) / Math.Abs(p.Second));
-            // The first step compiles kernels and touches every buffer: the median of the others is steady state.
-            var steady = times.Skip(batches.Count > 1 ? 1 : 0).Order().ToArray();
-            return new TrainingLayoutResult(layout, losses, error, memory, sent, layout.PredictedBytesPerRank(weights.Config, batch, sequence, dtype),
-                steady[steady.Length / 2], layout.Pp > 1 ? (layout.Pp - 1.0) / (layout.MicroBatches + layout.Pp - 1) : 0);
-        }
-        finally
-        {
-            foreach (var g in groups) g.Dispose();
-        }
+            }
+            Interlocked.Add(ref sentTotal, group.BytesSent);
+        }, layout.Name);
+        double sent = (double)sentTotal / ranks / batches.Count;
+        double error = reference is null ? 0 : losses.Zip(reference).Max(p => Math.Abs(p.First - p.Second) / Math.Abs(p.Second));
+        // The first step compiles kernels and touches every buffer: the median of the others is steady state.
+        var steady = times.Skip(batches.Count > 1 ? 1 : 0).Order().ToArray();
+        return new TrainingLayoutResult(layout, losses, error, memory, sent, layout.PredictedBytesPerRank(weights.Config, batch, sequence, dtype),
+            steady[steady.Length / 2], layout.Pp > 1 ? (layout.Pp - 1.0) / (layout.MicroBatches + layout.Pp - 1) : 0);
     }
 }

@@ -7,23 +7,7 @@ namespace NativeParallel.Tests.Cli;
 [Collection(nameof(Kernels.EnvironmentCollection))]
 public sealed class CliTests
 {
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var previousOut = Console.Out;
-        var previousError = Console.Error;
-        var writer = new StringWriter();
-        Console.SetOut(writer);
-        Console.SetError(writer);
-        try
-        {
-            return (Entry.Run(args), writer.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    private static (int Code, string Output) Run(params string[] args) => InProcessCli.Run(args);
 
     [Fact]
     public void HelpListsEveryCommandAndTunable()

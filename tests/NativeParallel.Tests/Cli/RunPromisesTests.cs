@@ -17,23 +17,7 @@ public sealed class RunPromisesTests
 {
     private static readonly LlamaConfig Dense = new() { Vocab = 64, Hidden = 64, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 96 };
 
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var previousOut = Console.Out;
-        var previousError = Console.Error;
-        var writer = new StringWriter();
-        Console.SetOut(writer);
-        Console.SetError(writer);
-        try
-        {
-            return (Entry.Run(args), writer.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    private static (int Code, string Output) Run(params string[] args) => InProcessCli.Run(args);
 
     private static (int Code, string Output) Launch(int ranks, params string[] runArgs)
     {

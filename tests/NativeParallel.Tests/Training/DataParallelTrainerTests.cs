@@ -26,26 +26,19 @@ public sealed class DataParallelTrainerTests
         using var single = new LlamaTrainer(CpuDevice.Instance, weights, globalBatch, Sequence);
         var singleLosses = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
 
-        var groups = ProcessGroup.CreateThreadGroup(dp, timeout: TimeSpan.FromSeconds(60));
         var results = new StepResult[dp][];
         var weightsAfter = new byte[dp][][];
         int[] buckets = new int[dp];
         long[] optimizerBytes = new long[dp];
-        try
+        ProcessGroup.RunOnThreadRanks(dp, group =>
         {
-            Task.WaitAll(Enumerable.Range(0, dp).Select(r => Task.Run(() =>
-            {
-                using var replica = new DataParallelTrainer(groups[r], CpuDevice.Instance, weights, globalBatch, Sequence, bucketBytes, zero: zero);
-                results[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
-                weightsAfter[r] = replica.Trainer.Parameters.Select(p => p.Value.ToBytes()).ToArray();
-                buckets[r] = replica.BucketsLastStep;
-                optimizerBytes[r] = replica.OptimizerBytes;
-            })).ToArray());
-        }
-        finally
-        {
-            foreach (var g in groups) g.Dispose();
-        }
+            int r = group.Rank;
+            using var replica = new DataParallelTrainer(group, CpuDevice.Instance, weights, globalBatch, Sequence, bucketBytes, zero: zero);
+            results[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+            weightsAfter[r] = replica.Trainer.Parameters.Select(p => p.Value.ToBytes()).ToArray();
+            buckets[r] = replica.BucketsLastStep;
+            optimizerBytes[r] = replica.OptimizerBytes;
+        }, timeout: TimeSpan.FromSeconds(60));
 
         for (int s = 0; s < batches.Length; s++)
         {
@@ -83,20 +76,12 @@ public sealed class DataParallelTrainerTests
         var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(800 + (ulong)i, TrainerTests.Tiny.Vocab, GlobalBatch * Sequence)).ToArray();
         using var single = new LlamaTrainer(CpuDevice.Instance, weights, GlobalBatch, Sequence);
         var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f).Loss).ToArray();
-        var groups = ProcessGroup.CreateThreadGroup(2, timeout: TimeSpan.FromSeconds(120));
         var losses = new double[2][];
-        try
+        ProcessGroup.RunOnThreadRanks(2, group =>
         {
-            Task.WaitAll(Enumerable.Range(0, 2).Select(r => Task.Run(() =>
-            {
-                using var replica = new DataParallelTrainer(groups[r], EmuDevices.Shared, weights, GlobalBatch, Sequence, bucketBytes: 2048, zero: zero);
-                losses[r] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f).Loss).ToArray();
-            })).ToArray());
-        }
-        finally
-        {
-            foreach (var g in groups) g.Dispose();
-        }
+            using var replica = new DataParallelTrainer(group, EmuDevices.Shared, weights, GlobalBatch, Sequence, bucketBytes: 2048, zero: zero);
+            losses[group.Rank] = batches.Select((b, i) => replica.Step(b.Inputs, b.Targets, settings, i + 1, 1f).Loss).ToArray();
+        }, timeout: TimeSpan.FromSeconds(120));
         for (int s = 0; s < expected.Length; s++)
             Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-5 * expected[s], $"emu dp=2 zero={zero} step {s + 1}: loss {losses[0][s]} vs cpu {expected[s]}");
         Assert.Equal(losses[0], losses[1]);

@@ -25,22 +25,14 @@ public sealed class PipelineTrainerTests
         var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
         var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
 
-        var groups = ProcessGroup.CreateThreadGroup(pp, timeout: TimeSpan.FromSeconds(60));
         var results = new StepResult[pp][];
         var held = new Dictionary<string, float[]>[pp];
-        try
+        ProcessGroup.RunOnThreadRanks(pp, group =>
         {
-            Task.WaitAll(Enumerable.Range(0, pp).Select(r => Task.Run(() =>
-            {
-                using var stage = new PipelineTrainer(groups[r], CpuDevice.Instance, weights, Batch, Sequence, microBatches);
-                results[r] = batches.Select((b, i) => stage.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
-                held[r] = stage.Trainer.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
-            })).ToArray());
-        }
-        finally
-        {
-            foreach (var g in groups) g.Dispose();
-        }
+            using var stage = new PipelineTrainer(group, CpuDevice.Instance, weights, Batch, Sequence, microBatches);
+            results[group.Rank] = batches.Select((b, i) => stage.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+            held[group.Rank] = stage.Trainer.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+        }, timeout: TimeSpan.FromSeconds(60));
         for (int s = 0; s < batches.Length; s++)
             for (int r = 0; r < pp; r++)
             {

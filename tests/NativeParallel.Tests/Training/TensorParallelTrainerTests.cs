@@ -25,22 +25,14 @@ public sealed class TensorParallelTrainerTests
         using var single = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
         var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
 
-        var groups = ProcessGroup.CreateThreadGroup(tp, timeout: TimeSpan.FromSeconds(60));
         var results = new StepResult[tp][];
         var shards = new Dictionary<string, float[]>[tp];
-        try
+        ProcessGroup.RunOnThreadRanks(tp, group =>
         {
-            Task.WaitAll(Enumerable.Range(0, tp).Select(r => Task.Run(() =>
-            {
-                using var rank = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, recompute, tensorParallel: groups[r]);
-                results[r] = batches.Select((b, i) => rank.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
-                shards[r] = rank.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
-            })).ToArray());
-        }
-        finally
-        {
-            foreach (var g in groups) g.Dispose();
-        }
+            using var rank = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, recompute, tensorParallel: group);
+            results[group.Rank] = batches.Select((b, i) => rank.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+            shards[group.Rank] = rank.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+        }, timeout: TimeSpan.FromSeconds(60));
         for (int s = 0; s < batches.Length; s++)
             for (int r = 0; r < tp; r++)
             {

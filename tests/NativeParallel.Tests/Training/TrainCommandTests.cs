@@ -11,22 +11,7 @@ public sealed class TrainCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var (previousOut, previousError) = (Console.Out, Console.Error);
-        var writer = new StringWriter();
-        Console.SetOut(writer);
-        Console.SetError(writer);
-        try
-        {
-            return (Entry.Run(args), writer.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    private static (int Code, string Output) Run(params string[] args) => Cli.InProcessCli.Run(args);
 
     private static double[] Losses(string output) =>
         output.Split('\n').Where(l => l.StartsWith("step ", StringComparison.Ordinal))
