@@ -114,7 +114,10 @@ public static class HuggingFaceCheckpoint
     {
         string path = Path.Combine(folder, "config.json");
         if (!File.Exists(path)) throw new FileNotFoundException($"{folder} has no config.json (a Hugging Face Llama or Mixtral folder is expected)");
-        var root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new InvalidDataException($"{path} is empty");
+        JsonNode? parsed;
+        try { parsed = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})"); }
+        var root = parsed ?? throw new InvalidDataException($"{path} is empty");
         int Int(string key, int? fallback = null) => root[key]?.GetValue<int>() ?? fallback ?? throw new InvalidDataException($"{path}: '{key}' is missing");
         float Float(string key, float fallback) => root[key] is { } v ? (float)v.GetValue<double>() : fallback;
         string dtype = root["torch_dtype"]?.GetValue<string>() ?? "float32";

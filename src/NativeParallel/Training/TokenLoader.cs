@@ -22,7 +22,7 @@ public sealed class TokenLoader
         // Every shard must hold one batch, or the loader could never read from it.
         foreach (string file in _files)
         {
-            long count = (new FileInfo(file).Length - TokenShard.HeaderBytes) / 2;
+            long count = TokenShard.Count(file);
             if (count < (long)batch * sequence + 1)
                 throw new InvalidDataException($"{file}: {count} tokens cannot fill one batch of {batch}×{sequence}+1 = {(long)batch * sequence + 1} tokens; lower --batch or --seq");
         }

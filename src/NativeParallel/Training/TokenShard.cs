@@ -18,10 +18,27 @@ public static class TokenShard
     /// <summary>Header length in bytes (256 int32).</summary>
     public const int HeaderBytes = 256 * sizeof(int);
 
+    /// <summary>The token count of <paramref name="path"/>, from its header, validated against the file length.</summary>
+    public static int Count(string path)
+    {
+        using var file = File.OpenRead(path);
+        return ReadHeader(file, path);
+    }
+
     /// <summary>Reads every token of <paramref name="path"/>, validating the header against the file length.</summary>
     public static ushort[] Read(string path)
     {
         using var file = File.OpenRead(path);
+        int count = ReadHeader(file, path);
+        var tokens = new ushort[count];
+        file.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
+        if (!BitConverter.IsLittleEndian) for (int i = 0; i < tokens.Length; i++) tokens[i] = BinaryPrimitives.ReverseEndianness(tokens[i]);
+        return tokens;
+    }
+
+    // Reads and checks the 1024-byte header; leaves the stream at the first token.
+    private static int ReadHeader(FileStream file, string path)
+    {
         if (file.Length < HeaderBytes)
             throw new InvalidDataException($"{path}: {file.Length} bytes is shorter than the {HeaderBytes}-byte llm.c shard header");
         Span<byte> header = stackalloc byte[HeaderBytes];
@@ -34,10 +51,7 @@ public static class TokenShard
         long expected = HeaderBytes + 2L * count;
         if (count < 0 || expected != file.Length)
             throw new InvalidDataException($"{path}: header says {count} tokens ({expected} bytes with the header), the file has {file.Length} bytes");
-        var tokens = new ushort[count];
-        file.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan()));
-        if (!BitConverter.IsLittleEndian) for (int i = 0; i < tokens.Length; i++) tokens[i] = BinaryPrimitives.ReverseEndianness(tokens[i]);
-        return tokens;
+        return count;
     }
 
     /// <summary>Writes <paramref name="tokens"/> (each in 0..65535) as a shard at <paramref name="path"/>, atomically (temporary file, then rename).</summary>

@@ -126,7 +126,8 @@ public sealed class CliErrorTests : IDisposable
         File.WriteAllText(Path.Combine(folder, "config.json"), "{\"vocab_size\": 64, \"hidden_size\": ");
         var (code, output) = Run(RunModel(folder));
         Assert.Equal(1, code);
-        AssertOneLine(output, "JsonException");
+        string line = AssertOneLine(output, "InvalidDataException");
+        Assert.Contains("config.json: not valid JSON", line);
     }
 
     [Fact]

@@ -37,6 +37,8 @@ public sealed class TokenShardTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => TokenShard.Read(path));
         Assert.Contains("bad.bin", e.Message);
         Assert.Contains("magic", e.Message);
+        // The loader reads the header before it trusts the length.
+        Assert.Contains("magic", Assert.Throws<InvalidDataException>(() => new TokenLoader([path], 1, 1)).Message);
 
         path = Shard("short.bin", 10);
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..^2]);
