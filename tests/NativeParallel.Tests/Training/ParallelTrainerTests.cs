@@ -223,6 +223,7 @@ public sealed class ParallelTrainerTests
     {
         Assert.Equal("dp=2,tp=2,pp=2,mb=4,gpipe", TrainingLayout.Parse("pp=2, tp=2, dp=2, mb=4, schedule=gpipe").Name);
         Assert.Equal("single", TrainingLayout.Parse("single").Name);
+        foreach (string name in TrainingLayouts.All) Assert.Equal(name, TrainingLayout.Parse(name).Name);
         Assert.Equal(8, TrainingLayout.Parse("dp=2,tp=2,pp=2").Ranks);
         Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,ep=2")).Message);
         Assert.Contains("zero=1 shards", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("zero=1")).Message);

@@ -185,8 +185,11 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(2, Run("train", "--data", shard, "--strategy", "zp=2").Code);
     }
 
-    [Fact]
-    public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
+    [Theory]
+    [InlineData(2, "shm", new string[0], "dp=2 (gradients all-reduced in 25 MiB buckets during backward): 2 ranks as processes over shm")]
+    [InlineData(4, "tcp", new[] { "--strategy", "dp=2,pp=2,mb=2,1f1b" }, "pp=2 (1f1b over 2 micro-batches of 1 rows, bubble 33 %): 4 ranks as processes over tcp")]
+    [InlineData(4, "shm", new[] { "--tp", "2", "--pp", "2", "--micro-batches", "4", "--schedule", "gpipe" }, "tp=2 (Megatron column/row-parallel layers), pp=2 (gpipe")]
+    public void ProcessesOfALaunchedJobPrintTheLossesOfOneDevice(int processes, string transport, string[] layout, string header)
     {
         string shard = RandomShard();
         string[] train = ["train", "--data", shard, "--batch", "4", "--seq", "16", "--steps", "4", "--device", "cpu"];
@@ -194,17 +197,18 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, single);
         string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
         var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { cli, "launch", "-n", "2", "--", "dotnet", cli }.Concat(train)) info.ArgumentList.Add(a);
+        info.Environment["NATIVEPARALLEL_TRANSPORT"] = transport;
+        foreach (string a in new[] { cli, "launch", "-n", processes.ToString(), "--", "dotnet", cli }.Concat(train).Concat(layout)) info.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(info)!;
         var error = process.StandardError.ReadToEndAsync();
         string output = process.StandardOutput.ReadToEnd();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "the launched training did not finish in 3 minutes");
         output += error.Result;
         Assert.True(process.ExitCode == 0, output);
-        Assert.Contains("dp=2 (gradients all-reduced in 25 MiB buckets during backward): 2 ranks as processes over shm", output);
+        Assert.Contains(header, output);
         var launched = output.Split('\n').Where(l => l.StartsWith("[rank 0] step ", StringComparison.Ordinal))
             .Select(l => double.Parse(l.Split("| loss ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        AssertSameLosses(Losses(single), launched, "dp=2 over processes");
+        AssertSameLosses(Losses(single), launched, $"{string.Join(' ', layout)} over {processes} processes and {transport}");
         Assert.DoesNotContain("[rank 1] step", output);
     }
 
