@@ -30,17 +30,8 @@ public static class SlurmHostList
         return hosts;
     }
 
-    /// <summary>The first host of <paramref name="list"/> (where Slurm puts task 0), without expanding the rest.</summary>
-    public static string First(string list)
-    {
-        var (expression, start) = SplitTopLevel(list)[0];
-        var groups = ParseExpression(list, expression, start);
-        // Every later expression is still checked, so a malformed list fails the same way whichever host is asked for.
-        foreach (var (e, s) in SplitTopLevel(list).Skip(1)) ParseExpression(list, e, s);
-        var first = new StringBuilder();
-        foreach (var g in groups) first.Append(g[0]);
-        return first.ToString();
-    }
+    /// <summary>The first host of <paramref name="list"/>: where srun puts task 0. The whole list is checked.</summary>
+    public static string First(string list) => Expand(list)[0];
 
     // Commas inside brackets separate numbers of one group; only those outside separate hosts.
     private static List<(string Expression, int Start)> SplitTopLevel(string list)
