@@ -41,7 +41,7 @@ internal static class RendezvousJoin
         catch (TimeoutException e) when (env.Rank == 0)
         {
             throw new TimeoutException($"rendezvous: rank 0 of {n} hosts the store on port {env.MasterPort} but could not reach it at {at} within " +
-                                       $"{timeout.TotalSeconds:F0} s ({lastError}); MASTER_ADDR must name rank 0's own host", e);
+                                       $"{timeout.TotalSeconds:F0} s ({lastError}); the store address must be rank 0's own host (set MASTER_ADDR)", e);
         }
         catch (TimeoutException e)
         {
