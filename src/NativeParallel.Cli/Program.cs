@@ -60,8 +60,8 @@ namespace NativeParallel.Cli
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
-                                   [--strategy all|"dp=2;dp=2,zero=1;tp=2;pp=2,mb=4"] [--json FILE]
-                  Trains a Llama-style decoder on one device from llm.c token shards (step s reads B·T+1 tokens at
+                                   [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE]
+                  Trains a Llama-style decoder from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
                   2-D tensors only); constant learning rate, or --warmup N steps and --cosine to --min-lr. Defaults:
@@ -72,21 +72,22 @@ namespace NativeParallel.Cli
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.
                   --dtype bf16: weights as forward reads them, activations and gradients in bf16, master weights
                   and AdamW moments in f32 (llm.c's mixed precision); --save and checkpoints keep the f32 masters.
-                  --dp N: data parallelism on N ranks (threads sharing the device; inside a launched job every
-                  process is one rank): the batch's rows split over ranks, gradients all-reduced in --bucket-mb
-                  buckets (default 25) while backward runs, the same update everywhere; the same model as one device.
-                  --zero 1 (ZeRO stage 1): gradients reduce-scattered, AdamW's moments and update sharded over the
-                  ranks, weights all-gathered: optimizer memory divided by dp, the same model.
-                  --tp N: Megatron tensor parallelism on N ranks (threads, or a launched job's processes): q/k/v
-                  and gate/up column-parallel, o and down row-parallel, two all-reduces per layer each way; norms,
-                  embedding and head replicated. Not yet combined with --dp, nor with --save/--checkpoint.
-                  --pp N --micro-batches M: GPipe pipeline parallelism, layers in N stages (embedding first, head
-                  and loss last), M micro-batches (default N) forward through the stages then back in reverse,
-                  each stage's activations re-materialised from its input; bubble (N-1)/(M+N-1). Not yet with
-                  --tp, --dp or --save.
-                  --strategy: the seed's table for training instead of one run: each layout trains --steps steps on
-                  thread ranks from the same weights and data, printed with memory per rank, bytes sent per step
-                  beside the ring formulas, step time, bubble, and its check against the single-device losses.
+                  Parallel layouts, any composition (ranks as threads sharing the device; inside a launched job
+                  every process is one rank): --strategy "dp=2,zero=1,tp=2,pp=2,mb=4,1f1b", or the options:
+                  --dp N: data parallelism, the batch's rows split over N replicas, gradients all-reduced in
+                  --bucket-mb buckets (default 25) while backward runs; --zero 1 (ZeRO stage 1): gradients
+                  reduce-scattered, AdamW's moments and update sharded, weights all-gathered.
+                  --tp N: Megatron tensor parallelism (q/k/v and gate/up column-parallel, o and down
+                  row-parallel; norms, embedding and head replicated).
+                  --pp N --micro-batches M --schedule 1f1b|gpipe: layers in N stages, M micro-batches (default N)
+                  under 1F1B (default; at most N-s micro-batches in flight on stage s) or GPipe (all M); bubble
+                  (N-1)/(M+N-1). --micro-batches without --pp accumulates gradients.
+                  Every layout trains the single-device model; --save and --checkpoint merge every rank's part
+                  into one folder, and --resume continues it in any layout.
+                  --strategy all (or a ';' list of layouts): the seed's table for training instead of one run:
+                  each layout trains --steps steps on thread ranks from the same weights and data, printed with
+                  memory and activations per rank, bytes sent per step beside the ring formulas, step time,
+                  bubble, and its check against the single-device losses and replica equality.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]
