@@ -243,6 +243,10 @@ public sealed partial class ProcessGroup
         });
     }
 
+    /// <summary>SendRecv as an ordered async operation.</summary>
+    public Task SendRecvAsync(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
+        Async(() => SendRecv(send, sendPeer, receive, receivePeer, tag));
+
     /// <summary>Returns once every rank has called it.</summary>
     public void Barrier()
     {
