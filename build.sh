@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # NativeParallel build entry point. Verbs:
-#   run [ARGS...]      the main job: `nativeparallel run` on the best device present (CPU when there is no GPU)
+#   run [ARGS...]      the main job: `nativeparallel run` on the best device present (CPU when there is no GPU); without
+#                      ARGS it then prints the seed's training table (`train --strategy all`, a short run on real text)
 #   test               build and run the whole test suite; ends with "N passed, N failed, N skipped"
 #   cli ARGS...        any CLI command, e.g. ./build.sh cli kernels check --arch sm_80,sm_90
 #   bench [ARGS...]    BenchmarkDotNet suites of the CPU paths (bench/), e.g. ./build.sh bench --filter '*Gemm*'
@@ -72,11 +73,27 @@ run_tests() {
   return "$rc"
 }
 
+# The main job: the inference table, then (without arguments) the training table for a short run on English text
+# (Debian's fortunes, or this repository's own docs where that is missing), tokenized once into out/.
+run_main() {
+  cli run "$@"
+  [ $# -gt 0 ] && return 0
+  local cli_dll="src/NativeParallel.Cli/bin/$CONFIG/net10.0/NativeParallel.Cli.dll" shard=out/train-text.bin
+  if [ ! -f "$shard" ]; then
+    mkdir -p out
+    local text=(--text README.md --text docs)
+    [ -d /usr/share/games/fortunes ] && text=(--text /usr/share/games/fortunes)
+    dotnet "$cli_dll" prepare "${text[@]}" --out "$shard" >/dev/null
+  fi
+  echo
+  dotnet "$cli_dll" train --data "$shard" --strategy all --steps 3 --batch 4 --seq 64
+}
+
 verb=${1:-help}
 [ $# -gt 0 ] && shift
 case "$verb" in
   setup) setup ;;
-  run) setup; cli run "$@" ;;
+  run) setup; run_main "$@" ;;
   cli) cli "$@" ;;
   test) setup; run_tests ;;
   bench) need_dotnet; dotnet run --project bench/NativeParallel.Bench/NativeParallel.Bench.csproj -c Release -- "$@" ;;

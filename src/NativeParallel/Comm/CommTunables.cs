@@ -12,6 +12,15 @@ public static class CommTunables
             : TimeSpan.FromSeconds(300);
 
     /// <summary>
+    /// NATIVEPARALLEL_RENDEZVOUS_PROGRESS_S: how often a rank waiting at the rendezvous says what it waits for
+    /// (default 10 s; tests set a fraction of a second to see the line quickly).
+    /// </summary>
+    public static TimeSpan RendezvousProgressInterval =>
+        double.TryParse(Tunables.Raw("NATIVEPARALLEL_RENDEZVOUS_PROGRESS_S"), System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0
+            ? TimeSpan.FromSeconds(s)
+            : TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// NATIVEPARALLEL_FAULT=exit:RANK:SEQUENCE: that rank's process exits abruptly (code 17) as it starts collective
     /// SEQUENCE, so tests and users can watch the others fail cleanly on a dead peer. Null when unset.
     /// </summary>

@@ -227,18 +227,25 @@ public sealed partial class ProcessGroup
     /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
     /// <paramref name="receivePeer"/>, at once (a ring shift or a pipeline hop in both directions never deadlocks).
     /// </summary>
-    public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0)
+    public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
+        SendRecv(send, sendPeer, tag, receive, receivePeer, tag);
+
+    /// <summary>
+    /// <see cref="SendRecv(Tensor, int, Tensor, int, int)"/> with a tag for each direction: a pipeline stage sends one
+    /// micro-batch's activations while it receives another micro-batch's gradient.
+    /// </summary>
+    public void SendRecv(Tensor send, int sendPeer, int sendTag, Tensor receive, int receivePeer, int receiveTag)
     {
-        if (Staged([send], [receive], (i, o) => SendRecv(i[0], sendPeer, o[0], receivePeer, tag))) return;
+        if (Staged([send], [receive], (i, o) => SendRecv(i[0], sendPeer, sendTag, o[0], receivePeer, receiveTag))) return;
         CheckPeer(sendPeer);
         CheckPeer(receivePeer);
-        var header = new MessageHeader(Magic, tag, (int)send.DType, send.Bytes);
+        var header = new MessageHeader(Magic, sendTag, (int)send.DType, send.Bytes);
         RunPointToPoint(Collective.Send, sendPeer, () =>
         {
             MessageHeader incoming = default;
             _engine.SendReceive(sendPeer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), receivePeer,
                 MemoryMarshal.AsBytes(new Span<MessageHeader>(ref incoming)));
-            CheckHeader(incoming, receivePeer, tag, receive);
+            CheckHeader(incoming, receivePeer, receiveTag, receive);
             _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
         });
     }

@@ -94,7 +94,8 @@ public sealed partial class ProcessGroup : IDisposable
 
     /// <summary>
     /// Joins the job this process was launched into (torchrun, mpirun, Slurm or <c>nativeparallel launch</c>
-    /// environment): rank 0 hosts the rendezvous store at MASTER_ADDR:MASTER_PORT, ranks exchange their hosts and
+    /// environment): rank 0 hosts the rendezvous store (<see cref="LaunchEnvironment"/> says where), the ranks join
+    /// it, saying what they wait for while they wait (<see cref="RendezvousJoin"/>), exchange their hosts and
     /// addresses, and connect over shared memory when they all share a host, else TCP (NATIVEPARALLEL_TRANSPORT
     /// or <paramref name="transport"/> overrides: shm, tcp). A process that no launcher started is a group of one.
     /// </summary>
@@ -103,13 +104,10 @@ public sealed partial class ProcessGroup : IDisposable
         var env = LaunchEnvironment.Detect();
         var timeout = CommTunables.Timeout;
         if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
-        var store = TcpStore.Connect(env.MasterAddress, env.MasterPort, host: env.Rank == 0, timeout);
+        var (store, job, hosts) = RendezvousJoin.Join(env, timeout, CommTunables.RendezvousProgressInterval, Console.Error);
         try
         {
-            if (env.Rank == 0) store.Set("job", Guid.NewGuid().ToString("N")[..12]);
-            string job = store.Get("job", timeout);
-            store.Set($"{job}/host/{env.Rank}", Environment.MachineName);
-            bool oneHost = Enumerable.Range(0, env.WorldSize).All(r => store.Get($"{job}/host/{r}", timeout) == Environment.MachineName);
+            bool oneHost = hosts.All(h => h == hosts[env.Rank]);
             string chosen = (transport ?? CommTunables.Transport ?? (oneHost ? "shm" : "tcp")).ToLowerInvariant();
             string prefix = $"nativeparallel-{job}-{name}";
             ITransport links = chosen switch

@@ -26,9 +26,10 @@ public sealed class LlamaTrainer : IDisposable
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
     private readonly int _firstLayer;
     private readonly LayerParameters[] _layers;
-    private readonly LayerActivations[] _saved;
+    private readonly ActivationSlot[] _slots;
+    private ActivationSlot _slot;
     private readonly List<Tensor> _buffers = [];
-    private readonly Tensor _ids, _targets, _positions, _final, _finalNormed, _logits, _losses, _normTotal;
+    private readonly Tensor _positions, _normTotal;
     private readonly Tensor _proj, _dx, _dtmp, _dn, _dn2, _datt, _dq, _dk, _dv, _dact, _dgate, _dup;
     private readonly int[] _hostIds, _hostTargets;
 
@@ -40,6 +41,11 @@ public sealed class LlamaTrainer : IDisposable
     // and activation.
     private sealed record LayerActivations(Tensor Input, Tensor Normed1, Tensor Q, Tensor K, Tensor V, Tensor Attention, Tensor Lse,
         Tensor Mid, Tensor Normed2, Tensor Gate, Tensor Up, Tensor Act);
+
+    // Everything one micro-batch's backward reads: its tokens and targets, each layer's activations, the stage output,
+    // and on the last stage the final norm's output and the logits (dlogits after forward). A pipeline keeps one slot
+    // per micro-batch in flight (GPipe: all m; 1F1B: at most the stages after this one); a plain step uses one.
+    private sealed record ActivationSlot(Tensor Ids, Tensor Targets, LayerActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits, Tensor Losses);
 
     /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
     /// <remarks>
@@ -67,9 +73,11 @@ public sealed class LlamaTrainer : IDisposable
     /// Pipeline parallelism: this trainer is one stage, holding layers [FirstLayer, FirstLayer + Layers), the embedding
     /// only on the first stage and the final norm, LM head and loss only on the last. Null: the whole model.
     /// </param>
+    /// <param name="activationSlots">How many micro-batches' activations are kept at once (a pipeline schedule's micro-batches in flight); each <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?, int)"/> and <see cref="Backward(Action{long}?, Tensor?, bool, int)"/> names its slot.</param>
     public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
-        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null)
+        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null, int activationSlots = 1)
     {
+        if (activationSlots < 1) throw new ArgumentException($"at least one activation slot is needed, got {activationSlots}");
         _c = weights.Config;
         if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
         if (dtype is not (DType.F32 or DType.BF16)) throw new NotSupportedException($"training runs in f32 or bf16, not {dtype.Name()}");
@@ -113,7 +121,7 @@ public sealed class LlamaTrainer : IDisposable
         Moment1 = moments ? Flat(DType.F32) : null;
         Moment2 = moments ? Flat(DType.F32) : null;
         int offset = 0;
-        TrainParameter P(string name, float[] values, params int[] shape)
+        TrainParameter P(string name, float[] values, ShardPlacement placement, params int[] shape)
         {
             int count = shape.Aggregate(1, (a, b) => a * b);
             if (values.Length != count) throw new ArgumentException($"{name}: {values.Length} values for shape [{string.Join(", ", shape)}]");
@@ -128,29 +136,30 @@ public sealed class LlamaTrainer : IDisposable
                 rounded.CopyTo(working);
             }
             var parameter = new TrainParameter(name, offset, value, working, Slice(Gradients),
-                Moment1 is null ? null : Slice(Moment1), Moment2 is null ? null : Slice(Moment2));
+                Moment1 is null ? null : Slice(Moment1), Moment2 is null ? null : Slice(Moment2), placement);
             offset += count;
             return parameter;
         }
-        _embedding = Stage.IsFirst ? P("model.embed_tokens.weight", weights.Embedding, vocab, h) : null;
+        var whole = ShardPlacement.Whole;
+        _embedding = Stage.IsFirst ? P("model.embed_tokens.weight", weights.Embedding, whole(vocab, h), vocab, h) : null;
         _layers = new LayerParameters[Stage.Layers];
         for (int l = 0; l < Stage.Layers; l++)
         {
             var w = weights.Layers[_firstLayer + l];
             string p = $"model.layers.{_firstLayer + l}.";
             // This rank's shard: rows of the column-parallel weights, columns of the row-parallel ones.
-            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, h),
-                P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), qd, h),
-                P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), kvd, h),
-                P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), kvd, h),
-                P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), h, qd),
-                P(p + "post_attention_layernorm.weight", w.PostNorm, h),
-                P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), f, h),
-                P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), f, h),
-                P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), h, f));
+            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, whole(1, h), h),
+                P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), ShardPlacement.RowBlock(qd * tp, h, rank * qd, qd), qd, h),
+                P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
+                P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
+                P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), ShardPlacement.ColumnBlock(h, qd * tp, rank * qd, qd), h, qd),
+                P(p + "post_attention_layernorm.weight", w.PostNorm, whole(1, h), h),
+                P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f));
         }
-        _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, h) : null;
-        _lmHead = Stage.IsLast ? P("lm_head.weight", weights.LmHead, vocab, h) : null;
+        _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, whole(1, h), h) : null;
+        _lmHead = Stage.IsLast ? P("lm_head.weight", weights.LmHead, whole(vocab, h), vocab, h) : null;
         Parameters = [.. new[] { _embedding }.OfType<TrainParameter>(),
             .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }),
             .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
@@ -160,25 +169,26 @@ public sealed class LlamaTrainer : IDisposable
         Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
         Tensor F32(params int[] shape) => Keep(Tensor.Empty(device, DType.F32, shape));
         Tensor I(int count) => Keep(Tensor.Empty(device, DType.I32, count));
-        _ids = I(n);
-        _targets = I(n);
         _positions = I(n);
         var positions = new int[n];
         for (int i = 0; i < n; i++) positions[i] = i % sequence;
         _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
         long before = BufferBytes();
-        _saved = new LayerActivations[Stage.Layers];
         Recompute = recompute;
         LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
             F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
-        // Recompute: one set of everything but the residual stream, shared by the layers; each keeps input and mid.
+        // Recompute: one set of everything but the residual stream, shared by the layers and the slots; each layer
+        // of each slot keeps its input and mid.
         var shared = recompute && Stage.Layers > 0 ? Full() : null;
-        for (int l = 0; l < Stage.Layers; l++)
-            _saved[l] = shared is null ? Full() : l == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
-        _final = F(n, h);
-        _finalNormed = F(n, h);
-        _logits = Stage.IsLast ? F(n, vocab) : F(0);
-        _losses = F32(n);
+        ActivationSlot Slot(int index)
+        {
+            var layers = new LayerActivations[Stage.Layers];
+            for (int l = 0; l < Stage.Layers; l++)
+                layers[l] = shared is null ? Full() : l == 0 && index == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
+            return new ActivationSlot(I(n), I(n), layers, F(n, h), Stage.IsLast ? F(n, h) : F(0), Stage.IsLast ? F(n, vocab) : F(0), F32(n));
+        }
+        _slots = Enumerable.Range(0, activationSlots).Select(Slot).ToArray();
+        _slot = _slots[0];
         ActivationBytes = BufferBytes() - before;
         _normTotal = F32(1);
         _proj = F(n, h);
@@ -234,8 +244,11 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>Bytes of optimizer state (AdamW's two moments).</summary>
     public long OptimizerBytes => (Moment1?.Bytes ?? 0) + (Moment2?.Bytes ?? 0);
 
-    /// <summary>Bytes of activations kept from forward for backward (logits included).</summary>
+    /// <summary>Bytes of activations kept from forward for backward (logits included), every slot together: the peak a step holds.</summary>
     public long ActivationBytes { get; }
+
+    /// <summary>How many micro-batches' activations are kept at once.</summary>
+    public int ActivationSlots => _slots.Length;
 
     /// <summary>Bytes of backward's scratch (gradients of activations, reused layer to layer).</summary>
     public long ScratchBytes { get; }
@@ -251,21 +264,23 @@ public sealed class LlamaTrainer : IDisposable
     /// <paramref name="stageInput"/> (tokens, hidden), the previous stage's output. The last stage returns its loss
     /// share; the others return 0 and leave their output in <see cref="StageOutput"/>.
     /// </summary>
-    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, Tensor? stageInput)
+    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, Tensor? stageInput, int slot = 0)
     {
+        _slot = SlotAt(slot);
         Upload(inputs, targets);
         var k = _k;
-        var first = _saved.Length > 0 ? _saved[0].Input : _final;
-        if (_embedding is not null) k.Embedding(_ids, _embedding.Working, first);
+        var (saved, final) = (_slot.Layers, _slot.Final);
+        var first = saved.Length > 0 ? saved[0].Input : final;
+        if (_embedding is not null) k.Embedding(_slot.Ids, _embedding.Working, first);
         else (stageInput ?? throw new ArgumentException("a pipeline stage after the first needs the previous stage's output")).CopyTo(first);
         for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
         if (_finalNorm is null || _lmHead is null) return 0;
-        k.RmsNorm(_final, _finalNorm.Working, _finalNormed, _c.NormEps);
-        k.Matmul(_finalNormed, _lmHead.Working, _logits);
+        k.RmsNorm(final, _finalNorm.Working, _slot.FinalNormed, _c.NormEps);
+        k.Matmul(_slot.FinalNormed, _lmHead.Working, _slot.Logits);
         // The logits become dlogits in place: probabilities are never stored.
-        CrossEntropy.Run(_logits, _targets, _losses, _logits, 1f / _lossTokens);
+        CrossEntropy.Run(_slot.Logits, _slot.Targets, _slot.Losses, _slot.Logits, 1f / _lossTokens);
         double sum = 0;
-        foreach (float loss in _losses.ToFloats()) sum += loss;
+        foreach (float loss in _slot.Losses.ToFloats()) sum += loss;
         return sum / _lossTokens;
     }
 
@@ -275,7 +290,7 @@ public sealed class LlamaTrainer : IDisposable
     {
         var k = _k;
         int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
-        var (w, a) = (_layers[l], _saved[l]);
+        var (w, a) = (_layers[l], _slot.Layers[l]);
         k.RmsNorm(a.Input, w.InputNorm.Working, a.Normed1, _c.NormEps);
         k.Matmul(a.Normed1, w.Q.Working, a.Q);
         k.Matmul(a.Normed1, w.K.Working, a.K);
@@ -298,7 +313,7 @@ public sealed class LlamaTrainer : IDisposable
         {
             k.Matmul(a.Act, w.Down.Working, _proj);
             SumOverTensorParallel(_proj);  // row-parallel down: partial sums over this rank's MLP columns
-            k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _saved[l + 1].Input : _final);
+            k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _slot.Layers[l + 1].Input : _slot.Final);
         }
     }
 
@@ -315,8 +330,9 @@ public sealed class LlamaTrainer : IDisposable
     /// (∂loss/∂<see cref="StageOutput"/>, from the next stage); every stage but the first leaves ∂loss/∂(its input) in
     /// <see cref="StageInputGrad"/>. With <paramref name="accumulate"/> the gradients add to what earlier micro-batches left.
     /// </summary>
-    public void Backward(Action<long>? gradientsReady, Tensor? stageOutputGrad, bool accumulate)
+    public void Backward(Action<long>? gradientsReady, Tensor? stageOutputGrad, bool accumulate, int slot = 0)
     {
+        _slot = SlotAt(slot);
         var k = _k;
         int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
@@ -324,15 +340,15 @@ public sealed class LlamaTrainer : IDisposable
 
         if (_finalNorm is not null && _lmHead is not null)
         {
-            MatmulBackward.InputGrad(_logits, _lmHead.Working, _dn);
-            MatmulBackward.WeightGrad(_logits, _finalNormed, _lmHead.Grad, accumulate: true);
-            RmsNormBackward.Run(_final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+            MatmulBackward.InputGrad(_slot.Logits, _lmHead.Working, _dn);
+            MatmulBackward.WeightGrad(_slot.Logits, _slot.FinalNormed, _lmHead.Grad, accumulate: true);
+            RmsNormBackward.Run(_slot.Final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
             gradientsReady?.Invoke(OffsetOf(_finalNorm));
         }
         else (stageOutputGrad ?? throw new ArgumentException("a pipeline stage before the last needs the gradient of its output")).CopyTo(_dx);
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
-            var (w, a) = (_layers[l], _saved[l]);
+            var (w, a) = (_layers[l], _slot.Layers[l]);
             if (Recompute) ForwardLayer(l, residual: false);
             // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
             MatmulBackward.InputGrad(_dx, w.Down.Working, _dact);
@@ -366,15 +382,18 @@ public sealed class LlamaTrainer : IDisposable
             k.Add(_dx, _dtmp, _dx);
             gradientsReady?.Invoke(OffsetOf(w.InputNorm));
         }
-        if (_embedding is not null) EmbeddingBackward.Run(_ids, _dx, _embedding.Grad);
+        if (_embedding is not null) EmbeddingBackward.Run(_slot.Ids, _dx, _embedding.Grad);
         gradientsReady?.Invoke(0);
     }
 
     /// <summary>Which part of the model this trainer holds (the whole model unless it is a pipeline stage).</summary>
     public PipelineStage Stage { get; }
 
-    /// <summary>A pipeline stage's output after <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?)"/>: (tokens, hidden), the next stage's input.</summary>
-    public Tensor StageOutput => _final;
+    /// <summary>A pipeline stage's output after <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?, int)"/> (of the slot it used): (tokens, hidden), the next stage's input.</summary>
+    public Tensor StageOutput => _slot.Final;
+
+    /// <summary>The stage output kept in activation slot <paramref name="slot"/> (the micro-batch forward last ran there).</summary>
+    public Tensor StageOutputOf(int slot) => SlotAt(slot).Final;
 
     /// <summary>∂loss/∂(stage input) after a stage's backward, (tokens, hidden): what goes to the previous stage.</summary>
     public Tensor StageInputGrad => _dx;
@@ -403,10 +422,10 @@ public sealed class LlamaTrainer : IDisposable
             return Math.Sqrt(_normTotal.ToFloats()[0]);
         }
         // Sharded tensors (2-D layer weights) summed over the group; replicated ones (norms, embedding, head) once.
-        foreach (var p in Parameters) if (IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        foreach (var p in Parameters) if (p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
         TrainingSteps.FinishQueuedWork(_device);
         _tp.AllReduce(_normTotal);
-        foreach (var p in Parameters) if (!IsSharded(p)) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        foreach (var p in Parameters) if (!p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
         return Math.Sqrt(_normTotal.ToFloats()[0]);
     }
 
@@ -438,7 +457,6 @@ public sealed class LlamaTrainer : IDisposable
         return new StepResult(loss, norm, coefficient);
     }
 
-    private bool IsSharded(TrainParameter p) => _tp is not null && p.Decay && !ReferenceEquals(p, _embedding) && !ReferenceEquals(p, _lmHead);
 
     /// <summary>The current f32 master weights on the host, as a <see cref="LlamaWeights"/> of an f32 config (to save exactly, or to run).</summary>
     public LlamaWeights ToWeights()
@@ -463,9 +481,12 @@ public sealed class LlamaTrainer : IDisposable
         }
         inputs.CopyTo(_hostIds);
         targets.CopyTo(_hostTargets);
-        _ids.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostIds.AsSpan()));
-        _targets.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostTargets.AsSpan()));
+        _slot.Ids.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostIds.AsSpan()));
+        _slot.Targets.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostTargets.AsSpan()));
     }
+
+    private ActivationSlot SlotAt(int slot) => (uint)slot < (uint)_slots.Length ? _slots[slot]
+        : throw new ArgumentOutOfRangeException(nameof(slot), $"activation slot {slot} does not exist: this trainer keeps {_slots.Length}");
 
     private Tensor Keep(Tensor t)
     {

@@ -12,8 +12,9 @@ namespace NativeParallel.Training;
 /// </summary>
 public sealed class TrainParameter
 {
-    internal TrainParameter(string name, long offset, Tensor value, Tensor working, Tensor grad, Tensor? m, Tensor? v)
+    internal TrainParameter(string name, long offset, Tensor value, Tensor working, Tensor grad, Tensor? m, Tensor? v, ShardPlacement placement)
     {
+        Placement = placement;
         Name = name;
         Offset = offset;
         Value = value;
@@ -53,4 +54,32 @@ public sealed class TrainParameter
 
     /// <summary>Element count.</summary>
     public long Count => Value.Count;
+
+    /// <summary>Where this tensor's elements sit in the whole model's tensor of the same name (a tensor-parallel rank holds a block of rows or columns).</summary>
+    public ShardPlacement Placement { get; }
+
+    /// <summary>True when tensor parallelism splits this tensor over the ranks of its group (each holds a different block); false when every rank holds all of it.</summary>
+    public bool IsTensorParallelShard => Placement.IsSplit;
+}
+
+/// <summary>
+/// A block of a row-major (rows × columns) tensor: rows [RowStart, RowStart + n/Columns) and columns
+/// [ColumnStart, ColumnStart + Columns). A 1-D tensor is one row.
+/// </summary>
+public readonly record struct ShardPlacement(int FullRows, int FullColumns, int RowStart, int ColumnStart, int Columns, bool IsSplit)
+{
+    /// <summary>The whole tensor of <paramref name="rows"/> × <paramref name="columns"/>.</summary>
+    public static ShardPlacement Whole(int rows, int columns) => new(rows, columns, 0, 0, columns, IsSplit: false);
+
+    /// <summary>Rows [start, start + count) of a tensor of <paramref name="fullRows"/> rows (a column-parallel weight).</summary>
+    public static ShardPlacement RowBlock(int fullRows, int columns, int start, int count) => new(fullRows, columns, start, 0, columns, count != fullRows);
+
+    /// <summary>Columns [start, start + count) of a tensor of <paramref name="fullColumns"/> columns (a row-parallel weight).</summary>
+    public static ShardPlacement ColumnBlock(int rows, int fullColumns, int start, int count) => new(rows, fullColumns, 0, start, count, count != fullColumns);
+
+    /// <summary>Elements of the whole tensor.</summary>
+    public long FullCount => (long)FullRows * FullColumns;
+
+    /// <summary>The whole tensor's index of this block's element <paramref name="local"/> (row-major in both).</summary>
+    public long FullIndex(long local) => (RowStart + local / Columns) * FullColumns + ColumnStart + local % Columns;
 }

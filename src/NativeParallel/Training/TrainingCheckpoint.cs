@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using NativeParallel.Comm;
+using NativeParallel.Devices;
 using NativeParallel.Models;
 using NativeParallel.Tensors;
 
@@ -22,19 +24,38 @@ public static class TrainingCheckpoint
 
     private const string StateFolder = "training";
 
-    /// <summary>Writes the weights, the moments and <paramref name="state"/> under <paramref name="folder"/>.</summary>
-    public static void Save(string folder, LlamaTrainer trainer, State? state)
+    /// <summary>Writes the weights, the moments and <paramref name="state"/> under <paramref name="folder"/> (a trainer of the whole model).</summary>
+    public static void Save(string folder, LlamaTrainer trainer, State? state) =>
+        Write(folder, trainer.Config, Gather(null, trainer, null, _ => true, _ => true, withMoments: state is not null), state);
+
+    /// <summary>
+    /// Writes one Hugging Face folder from every rank of a parallel job, whatever its layout: tensor-parallel shards
+    /// and pipeline stages are put back together, ZeRO-1's moment shards too. A collective: every rank of the job
+    /// calls it; rank 0 writes, and nobody returns before the files are complete.
+    /// </summary>
+    public static void Save(string folder, ParallelTrainer trainer, State? state)
     {
-        HuggingFaceCheckpoint.Save(trainer.ToWeights(), folder);
+        var mesh = trainer.Mesh;
+        // One copy of each element: data-parallel rank 0's (every ZeRO rank's shard for the moments), and of a tensor
+        // every tensor-parallel rank holds whole, tensor-parallel rank 0's.
+        bool OneTensorParallelCopy(TrainParameter p) => p.IsTensorParallelShard || mesh.TpRank == 0;
+        var tensors = Gather(mesh.World, trainer.Trainer, trainer.Zero, p => mesh.DpRank == 0 && OneTensorParallelCopy(p), OneTensorParallelCopy,
+            withMoments: state is not null);
+        if (mesh.World.Rank == 0) Write(folder, trainer.Trainer.Config, tensors, state);
+        mesh.World.Barrier();
+    }
+
+    private static void Write(string folder, LlamaConfig config, Dictionary<string, float[]> tensors, State? state)
+    {
+        HuggingFaceCheckpoint.Save(WeightsOf(config, tensors), folder);
         if (state is null) return;
         string training = Path.Combine(folder, StateFolder);
         Directory.CreateDirectory(training);
         var moments = new Dictionary<string, Safetensors.Entry>(StringComparer.Ordinal);
-        foreach (var p in trainer.Parameters)
+        foreach (var (name, shape) in FullTensors(config))
         {
-            if (p.M is null || p.V is null) throw new NotSupportedException("checkpoints of ZeRO-1 runs (moments sharded over ranks) are not supported yet; use --save");
-            moments["m." + p.Name] = new Safetensors.Entry(DType.F32, p.Value.Shape, p.M.ToFloats());
-            moments["v." + p.Name] = new Safetensors.Entry(DType.F32, p.Value.Shape, p.V.ToFloats());
+            moments["m." + name] = new Safetensors.Entry(DType.F32, shape, tensors["m." + name]);
+            moments["v." + name] = new Safetensors.Entry(DType.F32, shape, tensors["v." + name]);
         }
         Safetensors.Write(Path.Combine(training, "optimizer.safetensors"), moments);
         var json = new JsonObject
@@ -44,6 +65,89 @@ public static class TrainingCheckpoint
         string path = Path.Combine(training, "state.json");
         File.WriteAllText(path + ".tmp", json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         File.Move(path + ".tmp", path, overwrite: true);
+    }
+
+    /// <summary>Every tensor of the whole model in Hugging Face order, with its full shape.</summary>
+    public static IEnumerable<(string Name, int[] Shape)> FullTensors(LlamaConfig c)
+    {
+        int h = c.Hidden, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim;
+        yield return ("model.embed_tokens.weight", [c.Vocab, h]);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            yield return (p + "input_layernorm.weight", [h]);
+            yield return (p + "self_attn.q_proj.weight", [qd, h]);
+            yield return (p + "self_attn.k_proj.weight", [kvd, h]);
+            yield return (p + "self_attn.v_proj.weight", [kvd, h]);
+            yield return (p + "self_attn.o_proj.weight", [h, qd]);
+            yield return (p + "post_attention_layernorm.weight", [h]);
+            yield return (p + "mlp.gate_proj.weight", [c.Ffn, h]);
+            yield return (p + "mlp.up_proj.weight", [c.Ffn, h]);
+            yield return (p + "mlp.down_proj.weight", [h, c.Ffn]);
+        }
+        yield return ("model.norm.weight", [h]);
+        yield return ("lm_head.weight", [c.Vocab, h]);
+    }
+
+    // The whole model's tensors (and "m."/"v." moments) assembled from every rank's parts: each rank writes the
+    // elements it contributes into a zeroed full-size copy, and a sum over the world (exact: each element has one
+    // non-zero contributor) gives every rank the whole tensor. One tensor at a time, so the peak is one full tensor.
+    private static Dictionary<string, float[]> Gather(ProcessGroup? world, LlamaTrainer trainer, ZeroOneOptimizer? zero,
+        Func<TrainParameter, bool> contributes, Func<TrainParameter, bool> contributesShard, bool withMoments)
+    {
+        var local = trainer.Parameters.ToDictionary(p => p.Name);
+        var result = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        float[] Assemble(int count, Action<float[]> fill)
+        {
+            var full = new float[count];
+            fill(full);
+            if (world is null || world.Size == 1) return full;
+            using var sum = Tensor.FromFloats(CpuDevice.Instance, full, DType.F32, count);
+            world.AllReduce(sum);
+            return sum.ToFloats();
+        }
+        static void Place(float[] full, TrainParameter p, long firstLocal, float[] values)
+        {
+            for (int i = 0; i < values.Length; i++) full[p.Placement.FullIndex(firstLocal + i)] = values[i];
+        }
+        foreach (var (name, shape) in FullTensors(trainer.Config))
+        {
+            int count = shape.Aggregate(1, (a, b) => a * b);
+            local.TryGetValue(name, out var mine);
+            bool give = mine is not null && contributes(mine);
+            result[name] = Assemble(count, full => { if (give) Place(full, mine!, 0, mine!.Value.ToFloats()); });
+            if (!withMoments) continue;
+            foreach (var (prefix, first) in new[] { ("m.", true), ("v.", false) })
+            {
+                result[prefix + name] = Assemble(count, full =>
+                {
+                    if (mine is null) return;
+                    if (zero is null)
+                    {
+                        if (give) Place(full, mine, 0, (first ? mine.M : mine.V)!.ToFloats());
+                        return;
+                    }
+                    // ZeRO-1: every data-parallel rank holds the moments of its shard of the flat buffers.
+                    if (!contributesShard(mine)) return;
+                    foreach (var (p, start, n) in zero.PartsInShard())
+                        if (ReferenceEquals(p, mine))
+                            Place(full, p, start - p.Offset, (first ? zero.Moment1 : zero.Moment2).Narrow(0, (int)(start - zero.ShardStart), n).ToFloats());
+                });
+            }
+        }
+        return result;
+    }
+
+    private static LlamaWeights WeightsOf(LlamaConfig c, Dictionary<string, float[]> t)
+    {
+        var layers = Enumerable.Range(0, c.Layers).Select(l =>
+        {
+            string p = $"model.layers.{l}.";
+            return new LlamaWeights.Layer(t[p + "input_layernorm.weight"], t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"],
+                t[p + "self_attn.v_proj.weight"], t[p + "self_attn.o_proj.weight"], t[p + "post_attention_layernorm.weight"],
+                t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"], t[p + "mlp.down_proj.weight"]);
+        }).ToArray();
+        return new LlamaWeights(c with { DType = DType.F32 }, t["model.embed_tokens.weight"], layers, t["model.norm.weight"], t["lm_head.weight"]);
     }
 
     /// <summary>Reads the state of a checkpoint written by <see cref="Save"/>.</summary>
@@ -60,19 +164,35 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Loads AdamW's moments of a checkpoint into <paramref name="trainer"/> (whose weights came from the same folder).</summary>
-    public static void LoadMoments(string folder, LlamaTrainer trainer)
+    public static void LoadMoments(string folder, LlamaTrainer trainer) => LoadMoments(folder, trainer, null);
+
+    /// <summary>Loads AdamW's moments of a checkpoint written from any layout into this rank's part (its shard under ZeRO-1).</summary>
+    public static void LoadMoments(string folder, ParallelTrainer trainer) => LoadMoments(folder, trainer.Trainer, trainer.Zero);
+
+    private static void LoadMoments(string folder, LlamaTrainer trainer, ZeroOneOptimizer? zero)
     {
         string path = Path.Combine(folder, StateFolder, "optimizer.safetensors");
         if (!File.Exists(path)) throw new FileNotFoundException($"{folder} has no optimizer state ({path})");
         var moments = Safetensors.Read(path);
         foreach (var p in trainer.Parameters)
-            foreach (var (prefix, tensor) in new[] { ("m.", p.M), ("v.", p.V) })
+            foreach (var (prefix, first) in new[] { ("m.", true), ("v.", false) })
             {
-                if (tensor is null) throw new NotSupportedException("resuming a ZeRO-1 run (moments sharded over ranks) is not supported yet");
                 if (!moments.TryGetValue(prefix + p.Name, out var entry)) throw new InvalidDataException($"{path}: moment '{prefix}{p.Name}' is missing");
-                if (!entry.Shape.SequenceEqual(p.Value.Shape))
-                    throw new InvalidDataException($"{path}: moment '{prefix}{p.Name}' is [{string.Join(", ", entry.Shape)}], the model's tensor is [{string.Join(", ", p.Value.Shape)}]");
-                tensor.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(entry.Values.AsSpan()));
+                if (entry.Values.LongLength != p.Placement.FullCount)
+                    throw new InvalidDataException($"{path}: moment '{prefix}{p.Name}' is [{string.Join(", ", entry.Shape)}], the model's tensor has {p.Placement.FullCount} elements");
+                // This rank's block of the whole tensor.
+                var mine = new float[p.Count];
+                for (int i = 0; i < mine.Length; i++) mine[i] = entry.Values[p.Placement.FullIndex(i)];
+                if (zero is null)
+                {
+                    var tensor = (first ? p.M : p.V) ?? throw new InvalidOperationException($"{p.Name} has no moments on this rank");
+                    tensor.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan()));
+                    continue;
+                }
+                foreach (var (part, start, n) in zero.PartsInShard())
+                    if (ReferenceEquals(part, p))
+                        (first ? zero.Moment1 : zero.Moment2).Narrow(0, (int)(start - zero.ShardStart), n)
+                            .CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan((int)(start - p.Offset), n)));
             }
     }
 }

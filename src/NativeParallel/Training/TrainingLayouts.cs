@@ -8,26 +8,58 @@ using NativeParallel.Tensors;
 namespace NativeParallel.Training;
 
 /// <summary>
-/// One parallel training layout: data parallelism (optionally with ZeRO-1), tensor parallelism, or a GPipe pipeline.
-/// Text form: <c>dp=2</c>, <c>dp=2,zero=1</c>, <c>tp=2</c>, <c>pp=2,mb=4</c>.
+/// One parallel training layout on a 3-D mesh: data parallelism (optionally ZeRO-1), tensor parallelism and a
+/// pipeline with its micro-batches and schedule, in any combination. Text form: comma-separated axes, e.g.
+/// <c>dp=2</c>, <c>dp=2,zero=1</c>, <c>tp=2</c>, <c>pp=2,mb=4,gpipe</c>, <c>dp=2,tp=2,pp=2,mb=2,1f1b</c>.
 /// </summary>
-public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp = 1, int MicroBatches = 1)
+public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp = 1, int MicroBatches = 1,
+    PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward)
 {
     /// <summary>Ranks the layout runs on.</summary>
     public int Ranks => Dp * Tp * Pp;
 
-    /// <summary>The text form.</summary>
-    public string Name => Ranks == 1 ? "single" : Dp > 1 ? $"dp={Dp}{(Zero == 1 ? ",zero=1" : "")}" : Tp > 1 ? $"tp={Tp}" : $"pp={Pp},mb={MicroBatches}";
+    /// <summary>The text form (<c>single</c> for one device without micro-batches).</summary>
+    public string Name
+    {
+        get
+        {
+            var parts = new List<string>();
+            if (Dp > 1) parts.Add($"dp={Dp}");
+            if (Zero == 1) parts.Add("zero=1");
+            if (Tp > 1) parts.Add($"tp={Tp}");
+            if (Pp > 1) parts.Add($"pp={Pp}");
+            if (MicroBatches > 1) parts.Add($"mb={MicroBatches}");
+            if (Pp > 1) parts.Add(Schedule.Name());
+            return parts.Count == 0 ? "single" : string.Join(",", parts);
+        }
+    }
+
+    /// <summary>How a trainer runs this layout.</summary>
+    public ParallelTrainingOptions Options(DType dtype = DType.F32, bool recompute = false, long bucketBytes = 25L << 20) =>
+        new(MicroBatches, Schedule, bucketBytes, recompute, dtype, Zero);
 
     /// <summary>Parses one layout; throws <see cref="ArgumentException"/> naming what is wrong.</summary>
     public static TrainingLayout Parse(string text)
     {
         var layout = new TrainingLayout();
+        if (text.Trim() == "single") return layout;
         foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            if (part is "gpipe" or "1f1b")
+            {
+                layout = layout with { Schedule = PipelineSchedule.Parse(part) };
+                continue;
+            }
             var kv = part.Split('=');
             if (kv.Length != 2 || !int.TryParse(kv[1], out int value) || value < 0)
-                throw new ArgumentException($"training layout '{text}': '{part}' is not name=number (dp=2, dp=2,zero=1, tp=2, pp=2,mb=4)");
+            {
+                if (kv.Length == 2 && kv[0] == "schedule")
+                {
+                    layout = layout with { Schedule = PipelineSchedule.Parse(kv[1]) };
+                    continue;
+                }
+                throw new ArgumentException($"training layout '{text}': '{part}' is not name=number (e.g. dp=2,zero=1 or tp=2 or pp=2,mb=4,1f1b)");
+            }
             layout = kv[0] switch
             {
                 "dp" => layout with { Dp = value },
@@ -35,37 +67,47 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
                 "tp" => layout with { Tp = value },
                 "pp" => layout with { Pp = value },
                 "mb" => layout with { MicroBatches = value },
-                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb)"),
+                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb, and gpipe or 1f1b)"),
             };
         }
         if (layout.Dp < 1 || layout.Tp < 1 || layout.Pp < 1 || layout.MicroBatches < 1 || layout.Zero is not (0 or 1))
             throw new ArgumentException($"training layout '{text}': degrees and micro-batches must be at least 1, zero 0 or 1");
-        if ((layout.Dp > 1 ? 1 : 0) + (layout.Tp > 1 ? 1 : 0) + (layout.Pp > 1 ? 1 : 0) > 1)
-            throw new ArgumentException($"training layout '{text}': compositions of dp, tp and pp are not implemented yet; one axis at a time");
         if (layout.Zero == 1 && layout.Dp < 2) throw new ArgumentException($"training layout '{text}': zero=1 shards over data-parallel ranks: give dp=N, N > 1");
-        if (layout.MicroBatches > 1 && layout.Pp < 2) throw new ArgumentException($"training layout '{text}': mb=N is a pipeline's micro-batch count: give pp=N");
         return layout;
     }
 
+    /// <summary>Why this layout cannot train <paramref name="c"/> on batches of <paramref name="batch"/> rows, or null when it can.</summary>
+    public string? Unfit(LlamaConfig c, int batch)
+    {
+        if (batch % (Dp * MicroBatches) != 0) return $"{Name}: --batch {batch} does not split into dp × micro-batches = {Dp * MicroBatches} parts";
+        if (c.Heads % Tp != 0 || c.KvHeads % Tp != 0 || c.Ffn % Tp != 0)
+            return $"{Name}: tp={Tp} must divide the heads ({c.Heads}), kv heads ({c.KvHeads}) and MLP width ({c.Ffn})";
+        if (Pp > c.Layers) return $"{Name}: {c.Layers} layers cannot fill pp={Pp} stages";
+        return null;
+    }
+
     /// <summary>
-    /// The payload bytes one rank sends per step, on average over ranks, by the ring formulas: DP all-reduces the
-    /// gradients (2(n−1)/n of them), ZeRO-1 reduce-scatters them and all-gathers the weights (the same volume in
-    /// f32), TP all-reduces the hidden state twice per layer forward and twice backward, PP sends each micro-batch's
-    /// activations forward and their gradients back across every stage boundary.
+    /// The payload bytes one rank sends per step, on average over ranks, by the ring formulas: DP all-reduces each
+    /// rank's gradients (2(n−1)/n of them), ZeRO-1 reduce-scatters them and all-gathers the weights ((n−1)/n of each,
+    /// the f32 masters and, in bf16, their copy); TP all-reduces the hidden state of its tokens twice per layer
+    /// forward and twice backward; PP sends each micro-batch's activations forward and their gradients back across
+    /// every stage boundary. The loss and norm all-reduce (8 bytes) is left out.
     /// </summary>
     public double PredictedBytesPerRank(LlamaConfig c, int batch, int sequence, DType dtype)
     {
-        int es = dtype.SizeOf();
-        double tokens = (double)batch * sequence, hidden = tokens * c.Hidden * es;
+        int es = dtype.SizeOf(), h = c.Hidden, d = c.HeadDim;
+        double replicaTokens = (double)batch / Dp * sequence, hidden = replicaTokens * h * es;
+        // Parameters per rank on average: tensor-parallel shards split tp ways, the rest whole on every tp rank;
+        // the stages' parameters disjoint.
+        double split = c.Layers * (2.0 * c.Heads * d * h + 2.0 * c.KvHeads * d * h + 3.0 * c.Ffn * h);
+        double whole = c.Layers * 2.0 * h + 2.0 * c.Vocab * h + h;
+        double local = (split / Tp + whole) / Pp;
+        double bytes = 0;
         if (Dp > 1)
-        {
-            double gradients = c.Parameters * (double)es, ring = 2.0 * (Dp - 1) / Dp;
-            // ZeRO-1 with bf16 also all-gathers the f32 masters beside the bf16 copy.
-            return Zero == 1 ? (Dp - 1.0) / Dp * (gradients + c.Parameters * 4.0 + (dtype == DType.F32 ? 0 : c.Parameters * (double)es)) : ring * gradients;
-        }
-        if (Tp > 1) return 4.0 * c.Layers * 2.0 * (Tp - 1) / Tp * hidden;
-        if (Pp > 1) return 2.0 * (Pp - 1) / Pp * hidden;
-        return 0;
+            bytes += Zero == 1 ? (Dp - 1.0) / Dp * local * (es + 4.0 + (dtype == DType.F32 ? 0 : es)) : 2.0 * (Dp - 1) / Dp * local * es;
+        if (Tp > 1) bytes += 4.0 * c.Layers / Pp * 2.0 * (Tp - 1) / Tp * hidden;
+        if (Pp > 1) bytes += 2.0 * (Pp - 1) / Pp * hidden;
+        return bytes;
     }
 }
 
@@ -73,17 +115,23 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
 /// <param name="Layout">The layout.</param>
 /// <param name="Losses">Each step's loss as rank 0 saw it.</param>
 /// <param name="MaxLossError">The largest relative difference from the single-device losses.</param>
-/// <param name="MemoryPerRank">Bytes rank 0 holds: parameters, gradients, optimizer state, activations and scratch.</param>
+/// <param name="MemoryPerRank">Bytes the fullest rank holds: parameters, gradients, optimizer state, activations and scratch.</param>
+/// <param name="ActivationsPerRank">Bytes of activations the fullest rank holds at its peak (the micro-batches in flight).</param>
 /// <param name="SentPerRankPerStep">Bytes sent per rank and step, on average over ranks (headers and agreement checks included).</param>
 /// <param name="PredictedPerRankPerStep">The ring formulas' payload (<see cref="TrainingLayout.PredictedBytesPerRank"/>).</param>
 /// <param name="MsPerStep">Median wall time of a step.</param>
 /// <param name="Bubble">A pipeline's idle fraction, 0 otherwise.</param>
-public sealed record TrainingLayoutResult(TrainingLayout Layout, double[] Losses, double MaxLossError, long MemoryPerRank,
-    double SentPerRankPerStep, double PredictedPerRankPerStep, double MsPerStep, double Bubble);
+/// <param name="ReplicasIdentical">Whether every data-parallel replica ended with bitwise the same weights.</param>
+public sealed record TrainingLayoutResult(TrainingLayout Layout, double[] Losses, double MaxLossError, long MemoryPerRank, long ActivationsPerRank,
+    double SentPerRankPerStep, double PredictedPerRankPerStep, double MsPerStep, double Bubble, bool ReplicasIdentical);
 
 /// <summary>Runs training layouts on thread ranks sharing one device, each checked against the single-device run.</summary>
 public static class TrainingLayouts
 {
+    /// <summary>The seed's training table: each axis alone, both pipeline schedules, and the compositions.</summary>
+    public static readonly string[] All =
+        ["dp=2", "dp=2,zero=1", "tp=2", "pp=2,mb=4,gpipe", "pp=2,mb=4,1f1b", "dp=2,tp=2", "dp=2,pp=2,mb=2,1f1b", "tp=2,pp=2,mb=2,1f1b", "dp=2,tp=2,pp=2,mb=2,1f1b"];
+
     /// <summary>
     /// Trains <paramref name="layout"/> from <paramref name="weights"/> on <paramref name="batches"/> (global B·T each)
     /// and compares its losses with <paramref name="reference"/> (the single-device losses of the same steps; null to
@@ -95,53 +143,48 @@ public static class TrainingLayouts
         int ranks = layout.Ranks;
         var losses = new double[batches.Count];
         var times = new double[batches.Count];
-        long memory = 0, sentTotal = 0;
-        ProcessGroup.RunOnThreadRanks(ranks, group =>
+        long memory = 0, activations = 0, sentTotal = 0;
+        var replicaWeights = new byte[ranks][];
+        ProcessGroup.RunOnThreadRanks(ranks, world =>
         {
-            int r = group.Rank;
-            Func<int[], int[], int, StepResult> step;
-            IDisposable owner;
-            LlamaTrainer trainer;
-            long optimizer;
-            if (layout.Dp > 1)
+            using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, device, weights, batch, sequence, layout.Options(dtype));
+            var t = trainer.Trainer;
+            long mine = t.ParameterBytes + t.GradientBytes + trainer.OptimizerBytes + trainer.ActivationBytes + t.ScratchBytes;
+            InterlockedMax(ref memory, mine);
+            InterlockedMax(ref activations, trainer.ActivationBytes);
+            ProcessGroup[] groups = [world, mesh.Tp, mesh.Dp, mesh.Pp, mesh.Ep];
+            long before = groups.Sum(g => g.BytesSent);
+            var clock = new Stopwatch();
+            for (int s = 0; s < batches.Count; s++)
             {
-                var replica = new DataParallelTrainer(group, device, weights, batch, sequence, zero: layout.Zero, dtype: dtype);
-                (owner, trainer, optimizer) = (replica, replica.Trainer, replica.OptimizerBytes);
-                step = (i, t, s) => replica.Step(i, t, settings, s, gradClip);
+                clock.Restart();
+                var result = trainer.Step(batches[s].Inputs, batches[s].Targets, settings, s + 1, gradClip);
+                device.Synchronize();
+                if (world.Rank != 0) continue;
+                times[s] = clock.Elapsed.TotalMilliseconds;
+                losses[s] = result.Loss;
             }
-            else if (layout.Pp > 1)
-            {
-                var stage = new PipelineTrainer(group, device, weights, batch, sequence, layout.MicroBatches, dtype: dtype);
-                (owner, trainer, optimizer) = (stage, stage.Trainer, stage.Trainer.OptimizerBytes);
-                step = (i, t, s) => stage.Step(i, t, settings, s, gradClip);
-            }
-            else
-            {
-                var single = new LlamaTrainer(device, weights, batch, sequence, dtype: dtype, tensorParallel: layout.Tp > 1 ? group : null);
-                (owner, trainer, optimizer) = (single, single, single.OptimizerBytes);
-                step = (i, t, s) => single.Step(i, t, settings, s, gradClip);
-            }
-            using (owner)
-            {
-                if (r == 0) memory = trainer.ParameterBytes + trainer.GradientBytes + optimizer + trainer.ActivationBytes + trainer.ScratchBytes;
-                var clock = new Stopwatch();
-                for (int s = 0; s < batches.Count; s++)
-                {
-                    clock.Restart();
-                    var result = step(batches[s].Inputs, batches[s].Targets, s + 1);
-                    device.Synchronize();
-                    if (r != 0) continue;
-                    times[s] = clock.Elapsed.TotalMilliseconds;
-                    losses[s] = result.Loss;
-                }
-            }
-            Interlocked.Add(ref sentTotal, group.BytesSent);
+            Interlocked.Add(ref sentTotal, groups.Sum(g => g.BytesSent) - before);
+            replicaWeights[world.Rank] = t.Masters.ToBytes();
         }, layout.Name);
         double sent = (double)sentTotal / ranks / batches.Count;
         double error = reference is null ? 0 : losses.Zip(reference).Max(p => Math.Abs(p.First - p.Second) / Math.Abs(p.Second));
+        // Replicas: the ranks with the same pipeline and tensor coordinates (global rank = (pp·dp + dp_rank)·tp + tp_rank).
+        bool identical = Enumerable.Range(0, ranks).All(r =>
+        {
+            int tpRank = r % layout.Tp, ppRank = r / (layout.Tp * layout.Dp);
+            return replicaWeights[r].AsSpan().SequenceEqual(replicaWeights[ppRank * layout.Dp * layout.Tp + tpRank]);
+        });
         // The first step compiles kernels and touches every buffer: the median of the others is steady state.
         var steady = times.Skip(batches.Count > 1 ? 1 : 0).Order().ToArray();
-        return new TrainingLayoutResult(layout, losses, error, memory, sent, layout.PredictedBytesPerRank(weights.Config, batch, sequence, dtype),
-            steady[steady.Length / 2], layout.Pp > 1 ? (layout.Pp - 1.0) / (layout.MicroBatches + layout.Pp - 1) : 0);
+        return new TrainingLayoutResult(layout, losses, error, memory, activations, sent, layout.PredictedBytesPerRank(weights.Config, batch, sequence, dtype),
+            steady[steady.Length / 2], layout.Pp > 1 ? PipelineSchedule.Bubble(layout.Pp, layout.MicroBatches) : 0, identical);
+    }
+
+    private static void InterlockedMax(ref long target, long value)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen) { }
     }
 }

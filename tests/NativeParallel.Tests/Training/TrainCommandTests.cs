@@ -97,8 +97,8 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, single);
         (code, string dp) = Run([.. common, "--dp", "2", "--bucket-mb", "0.05"]);
         Assert.True(code == 0, dp);
-        Assert.Contains("dp=2: 2 ranks as threads", dp);
-        Assert.Contains("2 rows per rank", dp);
+        Assert.Contains("dp=2 (gradients all-reduced in 0.05 MiB buckets during backward): 2 ranks as threads", dp);
+        Assert.Contains("2 rows per replica", dp);
         AssertSameLosses(Losses(single), Losses(dp), "dp=2");
         (code, string zero) = Run([.. common, "--dp", "2", "--zero", "1"]);
         Assert.True(code == 0, zero);
@@ -118,11 +118,21 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, single);
         (code, string tp) = Run([.. common, "--tp", "2"]);
         Assert.True(code == 0, tp);
-        Assert.Contains("tp=2: 2 ranks as threads", tp);
+        Assert.Contains("tp=2 (Megatron column/row-parallel layers): 2 ranks as threads", tp);
         AssertSameLosses(Losses(single), Losses(tp), "tp=2");
         Assert.Equal(2, Run([.. common, "--tp", "3"]).Code);                 // 8 heads do not split 3 ways
-        Assert.Equal(2, Run([.. common, "--tp", "2", "--dp", "2"]).Code);    // not yet
-        Assert.Equal(2, Run([.. common, "--tp", "2", "--save", Path.Combine(_folder, "x")]).Code);
+        // Composed with data parallelism, and saved as one folder with the shards merged: the model of one device.
+        string saved = Path.Combine(_folder, "tp-dp"), savedSingle = Path.Combine(_folder, "single");
+        (code, string tpdp) = Run([.. common, "--tp", "2", "--dp", "2", "--save", saved]);
+        Assert.True(code == 0, tpdp);
+        AssertSameLosses(Losses(single), Losses(tpdp), "tp=2 x dp=2");
+        Assert.Contains("every rank's part merged", tpdp);
+        Assert.Equal(0, Run([.. common, "--save", savedSingle]).Code);
+        var (a, b) = (global::NativeParallel.Models.HuggingFaceCheckpoint.Load(saved), global::NativeParallel.Models.HuggingFaceCheckpoint.Load(savedSingle));
+        double Error(float[] x, float[] y) => Kernels.Ops.FiniteDifference.RelativeError(Array.ConvertAll(x, v => (double)v), Array.ConvertAll(y, v => (double)v));
+        for (int l = 0; l < a.Layers.Length; l++)
+            Assert.True(Error(a.Layers[l].O, b.Layers[l].O) <= 1e-5 && Error(a.Layers[l].Gate, b.Layers[l].Gate) <= 1e-5, $"layer {l}: the merged tp=2 weights differ from one device's");
+        Assert.True(Error(a.LmHead, b.LmHead) <= 1e-5, "lm_head differs from one device's");
     }
 
     [Fact]
@@ -135,13 +145,21 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, single);
         (code, string pp) = Run([.. common, "--pp", "2", "--micro-batches", "4"]);
         Assert.True(code == 0, pp);
-        Assert.Contains("pp=2, GPipe over 4 micro-batches of 1 rows (bubble 20 %)", pp);
+        Assert.Contains("pp=2 (1f1b over 4 micro-batches of 1 rows, bubble 20 %)", pp);
         AssertSameLosses(Losses(single), Losses(pp), "pp=2");
+        (code, string gpipe) = Run([.. common, "--pp", "2", "--micro-batches", "4", "--schedule", "gpipe"]);
+        Assert.True(code == 0, gpipe);
+        Assert.Contains("pp=2 (gpipe over 4 micro-batches", gpipe);
+        AssertSameLosses(Losses(single), Losses(gpipe), "pp=2 gpipe");
+        (code, string tpp) = Run([.. common, "--strategy", "tp=2,pp=2,mb=2,1f1b"]);
+        Assert.True(code == 0, tpp);
+        AssertSameLosses(Losses(single), Losses(tpp), "tp=2 x pp=2");
         double ValLoss(string output) => double.Parse(output.Split("val loss ")[1].Split('\n')[0], System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(Math.Abs(ValLoss(single) - ValLoss(pp)) <= 2e-4, $"validation: {ValLoss(pp)} vs one device {ValLoss(single)}");
         Assert.Equal(2, Run([.. common, "--pp", "3"]).Code);                          // 2 layers cannot fill 3 stages
         Assert.Equal(2, Run([.. common, "--pp", "2", "--micro-batches", "3"]).Code);  // 4 rows do not split in 3
-        Assert.Equal(2, Run([.. common, "--pp", "2", "--tp", "2"]).Code);             // not yet
+        Assert.Equal(2, Run([.. common, "--pp", "2", "--schedule", "zigzag"]).Code);
+        Assert.Equal(2, Run([.. common, "--strategy", "pp=2", "--pp", "2"]).Code);     // the layout given twice
     }
 
     [Fact]
@@ -151,7 +169,7 @@ public sealed class TrainCommandTests : IDisposable
         string json = Path.Combine(_folder, "table.json");
         var (code, output) = Run("train", "--data", shard, "--strategy", "all", "--steps", "2", "--batch", "4", "--seq", "16", "--device", "cpu", "--json", json);
         Assert.True(code == 0, output);
-        foreach (string layout in new[] { "single", "dp=2", "dp=2,zero=1", "tp=2", "pp=2,mb=4" })
+        foreach (string layout in TrainingLayouts.All.Prepend("single"))
             Assert.Matches($@"(?m)^{System.Text.RegularExpressions.Regex.Escape(layout)} .* ok \(loss rel err", output);
         Assert.DoesNotContain("FAIL", output);
         // Measured bytes against the formulas: within 10% for the large collectives (headers and checks add a little).
@@ -160,15 +178,18 @@ public sealed class TrainCommandTests : IDisposable
         {
             double sent = row.GetProperty("sent_per_rank_per_step").GetDouble(), predicted = row.GetProperty("predicted_per_rank_per_step").GetDouble();
             string name = row.GetProperty("name").GetString()!;
-            if (name.StartsWith("dp", StringComparison.Ordinal))
+            if (name is "dp=2" or "dp=2,zero=1")
                 Assert.True(Math.Abs(sent - predicted) <= 0.1 * predicted, $"{name}: sent {sent} bytes per rank and step, the formula says {predicted}");
         }
-        Assert.Equal(2, Run("train", "--data", shard, "--strategy", "dp=2,tp=2").Code);
+        Assert.Equal(2, Run("train", "--data", shard, "--strategy", "dp=2;dp=2,ep=2").Code);
         Assert.Equal(2, Run("train", "--data", shard, "--strategy", "zp=2").Code);
     }
 
-    [Fact]
-    public void DataParallelProcessesOfALaunchedJobPrintTheLossesOfOneDevice()
+    [Theory]
+    [InlineData(2, "shm", new string[0], "dp=2 (gradients all-reduced in 25 MiB buckets during backward): 2 ranks as processes over shm")]
+    [InlineData(4, "tcp", new[] { "--strategy", "dp=2,pp=2,mb=2,1f1b" }, "pp=2 (1f1b over 2 micro-batches of 1 rows, bubble 33 %): 4 ranks as processes over tcp")]
+    [InlineData(4, "shm", new[] { "--tp", "2", "--pp", "2", "--micro-batches", "4", "--schedule", "gpipe" }, "tp=2 (Megatron column/row-parallel layers), pp=2 (gpipe")]
+    public void ProcessesOfALaunchedJobPrintTheLossesOfOneDevice(int processes, string transport, string[] layout, string header)
     {
         string shard = RandomShard();
         string[] train = ["train", "--data", shard, "--batch", "4", "--seq", "16", "--steps", "4", "--device", "cpu"];
@@ -176,17 +197,18 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, single);
         string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
         var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { cli, "launch", "-n", "2", "--", "dotnet", cli }.Concat(train)) info.ArgumentList.Add(a);
+        info.Environment["NATIVEPARALLEL_TRANSPORT"] = transport;
+        foreach (string a in new[] { cli, "launch", "-n", processes.ToString(), "--", "dotnet", cli }.Concat(train).Concat(layout)) info.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(info)!;
         var error = process.StandardError.ReadToEndAsync();
         string output = process.StandardOutput.ReadToEnd();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "the launched training did not finish in 3 minutes");
         output += error.Result;
         Assert.True(process.ExitCode == 0, output);
-        Assert.Contains("rank 0 of dp=2 processes over shm", output);
+        Assert.Contains(header, output);
         var launched = output.Split('\n').Where(l => l.StartsWith("[rank 0] step ", StringComparison.Ordinal))
             .Select(l => double.Parse(l.Split("| loss ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        AssertSameLosses(Losses(single), launched, "dp=2 over processes");
+        AssertSameLosses(Losses(single), launched, $"{string.Join(' ', layout)} over {processes} processes and {transport}");
         Assert.DoesNotContain("[rank 1] step", output);
     }
 

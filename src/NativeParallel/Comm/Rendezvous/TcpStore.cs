@@ -7,13 +7,14 @@ namespace NativeParallel.Comm.Rendezvous;
 
 /// <summary>
 /// The rendezvous key-value store: rank 0 hosts it on MASTER_PORT, every rank is a client. Keys are set once
-/// (addresses, segment names, readiness); Get waits until a key exists; Add counts (barriers). Wire format per
-/// request: op (1 byte), key (u16 length + UTF-8), value (i32 length + bytes), wait in ms (i32); reply: status
-/// (1 byte: 0 ok, 1 timed out), value (i32 length + bytes).
+/// (addresses, segment names, readiness); Get waits until a key exists; Add counts (barriers); Missing lists
+/// which of the keys PREFIX0..PREFIX(n-1) are absent (who has not joined). Wire format per request: op (1 byte),
+/// key (u16 length + UTF-8), value (i32 length + bytes), wait in ms (i32); reply: status (1 byte: 0 ok, 1 timed
+/// out), value (i32 length + bytes).
 /// </summary>
 public sealed class TcpStore : IDisposable
 {
-    private const byte OpSet = 1, OpGet = 2, OpAdd = 3;
+    private const byte OpSet = 1, OpGet = 2, OpAdd = 3, OpMissing = 4;
     private readonly TcpClient _client;
     private readonly NetworkStream _stream;
     private readonly Server? _server;
@@ -36,8 +37,11 @@ public sealed class TcpStore : IDisposable
         }
     }
 
-    /// <summary>Rank 0 hosts (binds <paramref name="port"/> on all interfaces); every rank connects, retrying until <paramref name="timeout"/>.</summary>
-    public static TcpStore Connect(string address, int port, bool host, TimeSpan timeout)
+    /// <summary>
+    /// Rank 0 hosts (binds <paramref name="port"/> on all interfaces); every rank connects, retrying until
+    /// <paramref name="timeout"/>; <paramref name="retrying"/> hears each failed attempt (to report progress).
+    /// </summary>
+    public static TcpStore Connect(string address, int port, bool host, TimeSpan timeout, Action<SocketException>? retrying = null)
     {
         Server? server = host ? new Server(port) : null;
         var deadline = DateTime.UtcNow + timeout;
@@ -54,6 +58,7 @@ public sealed class TcpStore : IDisposable
             {
                 last = e;
                 client.Dispose();
+                retrying?.Invoke(e);
                 Thread.Sleep(50);
             }
         }
@@ -66,11 +71,27 @@ public sealed class TcpStore : IDisposable
     public void Set(string key, string value) => Call(OpSet, key, Encoding.UTF8.GetBytes(value), 0);
 
     /// <summary>Waits until <paramref name="key"/> exists and returns it.</summary>
-    public string Get(string key, TimeSpan timeout)
+    public string Get(string key, TimeSpan timeout) =>
+        TryGet(key, timeout, out string? value) ? value
+            : throw new TimeoutException($"rendezvous: key '{key}' did not appear within {timeout.TotalSeconds:F0} s; a rank may have failed to start");
+
+    /// <summary>Waits up to <paramref name="timeout"/> for <paramref name="key"/>; false when it did not appear.</summary>
+    public bool TryGet(string key, TimeSpan timeout, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? value)
     {
-        var (ok, value) = Call(OpGet, key, [], (int)Math.Min(int.MaxValue, timeout.TotalMilliseconds));
-        if (!ok) throw new TimeoutException($"rendezvous: key '{key}' did not appear within {timeout.TotalSeconds:F0} s; a rank may have failed to start");
-        return Encoding.UTF8.GetString(value);
+        var (ok, bytes) = Call(OpGet, key, [], (int)Math.Clamp(timeout.TotalMilliseconds, 0, int.MaxValue));
+        value = ok ? Encoding.UTF8.GetString(bytes) : null;
+        return ok;
+    }
+
+    /// <summary>Which of <paramref name="prefix"/>0 .. <paramref name="prefix"/>(<paramref name="count"/>−1) are not set yet, in order: one round trip.</summary>
+    public int[] Missing(string prefix, int count)
+    {
+        var request = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(request, count);
+        var reply = Call(OpMissing, prefix, request, 0).Value;
+        var missing = new int[reply.Length / 4];
+        for (int i = 0; i < missing.Length; i++) missing[i] = BinaryPrimitives.ReadInt32LittleEndian(reply.AsSpan(4 * i));
+        return missing;
     }
 
     /// <summary>Adds <paramref name="delta"/> to a counter and returns the new value.</summary>
@@ -208,6 +229,17 @@ public sealed class TcpStore : IDisposable
                         _values[key] = stored;
                         Monitor.PulseAll(_values);
                         return (true, stored);
+                    case OpMissing:
+                        int count = BinaryPrimitives.ReadInt32LittleEndian(value);
+                        var missing = new List<byte>();
+                        Span<byte> index = stackalloc byte[4];
+                        for (int i = 0; i < count; i++)
+                        {
+                            if (_values.ContainsKey(key + i)) continue;
+                            BinaryPrimitives.WriteInt32LittleEndian(index, i);
+                            missing.AddRange(index);
+                        }
+                        return (true, [.. missing]);
                     default:
                         var deadline = DateTime.UtcNow.AddMilliseconds(waitMs);
                         while (!_values.ContainsKey(key))
