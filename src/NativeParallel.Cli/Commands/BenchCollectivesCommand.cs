@@ -10,7 +10,8 @@ namespace NativeParallel.Cli.Commands;
 /// <summary>
 /// <c>nativeparallel bench collectives</c>: nccl-tests' flags and table. Run inside a launched job (launch,
 /// torchrun, mpirun) every process is a rank and rank 0 prints; run alone with --ranks N it starts N local
-/// ranks itself (processes, or threads with --transport threads).
+/// ranks itself (processes, or threads with --transport threads). With --soak N it runs N random collectives
+/// instead of the sweep (<see cref="CollectiveSoak"/>), each checked exactly, and prints one summary line.
 /// </summary>
 internal static class BenchCollectivesCommand
 {
@@ -21,7 +22,8 @@ internal static class BenchCollectivesCommand
         var line = new CommandLine(args, "help");
         if (Entry.HelpRequested(line)) return 0;
         string op = line.Option("op", "all_reduce")!;
-        long minBytes = ParseSize(line.Option("b", "8")!), maxBytes = ParseSize(line.Option("e", "64M")!);
+        string? maxOption = line.Option("e");
+        long minBytes = ParseSize(line.Option("b", "8")!), maxBytes = ParseSize(maxOption ?? "64M");
         double factor = double.Parse(line.Option("f", "2")!, CultureInfo.InvariantCulture);
         int iterations = (int)line.Int("n", 20), warmup = (int)line.Int("w", 5);
         bool check = line.Int("c", 1) != 0;
@@ -33,18 +35,27 @@ internal static class BenchCollectivesCommand
         string? transport = line.Option("transport");
         string device = line.Option("device", "cpu")!;
         string? json = line.Option("json");
+        long soak = line.Int("soak", 0);
+        string seedText = line.Option("seed", "1")!;
         line.RejectUnknown();
+        if (soak < 0 || soak > int.MaxValue) throw new UsageException($"--soak must be a number of collectives from 1 to {int.MaxValue}; got {soak}");
+        if (!ulong.TryParse(seedText, out ulong seed)) throw new UsageException($"--seed must be a non-negative integer; got '{seedText}'");
         if (!Ops.Contains(op)) throw new UsageException($"--op must be one of {string.Join(", ", Ops)}");
         if (minBytes < 0 || maxBytes < minBytes || factor < 1 || iterations < 1 || warmup < 0) throw new UsageException("need 0 <= -b <= -e, -f >= 1, -n >= 1, -w >= 0");
         if (transport is not null and not ("shm" or "tcp" or "threads")) throw new UsageException("--transport must be shm, tcp or threads");
         var options = new CollectiveBenchmark.Options(op, minBytes, maxBytes, factor, iterations, warmup, check, dtype, redop, root);
         using var buffers = device == "cpu" ? null : DeviceRegistry.Open(device);
         options = options with { Device = buffers };
+        // A soak's sizes go up to 8 MB unless -e caps them.
+        var soakOptions = new CollectiveSoak.Options((int)soak, seed, maxOption is null ? 8L << 20 : maxBytes);
+        if (soak > 0 && buffers is not null) throw new UsageException("--soak runs on host buffers only (--device cpu)");
+        int Work(ProcessGroup group, bool print, string? jsonPath) =>
+            soak > 0 ? SoakCommand.Soak(group, soakOptions, print, jsonPath) : Bench(group, options, jsonPath, print);
 
         if (LaunchEnvironment.Detect() is not null)
         {
             using var group = ProcessGroup.FromEnvironment("bench", transport == "threads" ? null : transport);
-            return Bench(group, options, json, print: group.Rank == 0);
+            return Work(group, group.Rank == 0, json);
         }
         if (ranks > 1 && transport != "threads")
         {
@@ -63,7 +74,7 @@ internal static class BenchCollectivesCommand
         }
         var groups = ProcessGroup.CreateThreadGroup(Math.Max(ranks, 1), "bench");
         var codes = new int[groups.Length];
-        var threads = groups.Select((g, r) => new Thread(() => codes[r] = Bench(g, options, r == 0 ? json : null, print: r == 0))).ToArray();
+        var threads = groups.Select((g, r) => new Thread(() => codes[r] = Work(g, r == 0, r == 0 ? json : null))).ToArray();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         foreach (var g in groups) g.Dispose();

@@ -38,8 +38,15 @@ public sealed partial class ProcessGroup
         });
     }
 
-    /// <summary>All-reduce as an ordered async operation; the task completes when this rank's part is done.</summary>
+    /// <summary>
+    /// All-reduce as an ordered async operation: it runs after every call issued before it on this group, and
+    /// every later call (async or not) runs after it. The task completes when this rank's part is done; the
+    /// tensors must stay untouched until then.
+    /// </summary>
     public Task AllReduceAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => AllReduce(input, output, op));
+
+    /// <summary>In-place all-reduce as an ordered async operation.</summary>
+    public Task AllReduceAsync(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduceAsync(tensor, tensor, op);
 
     // ---- all_gather, reduce_scatter --------------------------------------------------------------------------
 
@@ -85,6 +92,9 @@ public sealed partial class ProcessGroup
         });
     }
 
+    /// <summary>Reduce-scatter as an ordered async operation.</summary>
+    public Task ReduceScatterAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => ReduceScatter(input, output, op));
+
     // ---- broadcast, reduce -----------------------------------------------------------------------------------
 
     /// <summary>Every rank's <paramref name="tensor"/> becomes the root's.</summary>
@@ -109,6 +119,12 @@ public sealed partial class ProcessGroup
         });
     }
 
+    /// <summary>In-place broadcast as an ordered async operation.</summary>
+    public Task BroadcastAsync(Tensor tensor, int root) => Async(() => Broadcast(tensor, root));
+
+    /// <summary>Out-of-place broadcast as an ordered async operation.</summary>
+    public Task BroadcastAsync(Tensor input, Tensor output, int root) => Async(() => Broadcast(input, output, root));
+
     /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
     public void Reduce(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum)
     {
@@ -131,6 +147,9 @@ public sealed partial class ProcessGroup
             }
         });
     }
+
+    /// <summary>Reduce as an ordered async operation.</summary>
+    public Task ReduceAsync(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum) => Async(() => Reduce(input, output, root, op));
 
     // ---- all_to_all ------------------------------------------------------------------------------------------
 
@@ -166,6 +185,9 @@ public sealed partial class ProcessGroup
         });
     }
 
+    /// <summary>Equal-split all-to-all as an ordered async operation.</summary>
+    public Task AllToAllAsync(Tensor input, Tensor output) => Async(() => AllToAll(input, output));
+
     // ---- send / recv, barrier --------------------------------------------------------------------------------
 
     /// <summary>Sends <paramref name="tensor"/> to <paramref name="peer"/>; the peer's matching Recv must use the same tag and size.</summary>
@@ -195,6 +217,12 @@ public sealed partial class ProcessGroup
         });
     }
 
+    /// <summary>Send as an ordered async operation (point-to-point calls keep the group's one order too).</summary>
+    public Task SendAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Send(tensor, peer, tag));
+
+    /// <summary>Recv as an ordered async operation.</summary>
+    public Task RecvAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Recv(tensor, peer, tag));
+
     /// <summary>
     /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
     /// <paramref name="receivePeer"/>, at once (a ring shift or a pipeline hop in both directions never deadlocks).
@@ -221,6 +249,10 @@ public sealed partial class ProcessGroup
             _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
         });
     }
+
+    /// <summary>SendRecv as an ordered async operation.</summary>
+    public Task SendRecvAsync(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
+        Async(() => SendRecv(send, sendPeer, receive, receivePeer, tag));
 
     /// <summary>Returns once every rank has called it.</summary>
     public void Barrier()

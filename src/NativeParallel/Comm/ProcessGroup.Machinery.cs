@@ -6,7 +6,7 @@ using NativeParallel.Tensors;
 
 namespace NativeParallel.Comm;
 
-// Sequence numbers, the agreement handshake, message headers, async ordering, staging and argument rules.
+// Sequence numbers, the order of calls, the agreement handshake, message headers, staging and argument rules.
 public sealed partial class ProcessGroup
 {
     /// <summary>
@@ -68,24 +68,39 @@ public sealed partial class ProcessGroup
                            $"tag {tag}, {tensor.DType.Name()} x {tensor.Bytes} bytes", peer, abortOthers: true);
     }
 
-    private Task Async(Action operation)
+    // An async call joins the group's one order; its exception (argument checks included) ends its task.
+    private Task Async(Action operation) => _queue.Enqueue(operation);
+
+    // Every call that moves bytes takes its turn in the group's order (OrderedQueue), so a synchronous call never
+    // shares the engine with a queued async one. A failed call leaves the links in an unknown state (a peer may
+    // have sent half a message, the group may be aborted), so later calls are refused at once, not left to hang.
+    private void Ordered(Collective kind, bool pointToPoint, Action body) => _queue.Run(() =>
     {
-        lock (_orderGate)
+        if (_failure is { } earlier) throw Refused(kind, pointToPoint ? Interlocked.Read(ref _messages) : Interlocked.Read(ref _sequence), earlier);
+        try
         {
-            var previous = _tail;
-            _tail = Task.Factory.StartNew(() =>
-            {
-                previous.GetAwaiter().GetResult();
-                operation();
-            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            return _tail;
+            body();
         }
-    }
+        catch (Exception e)
+        {
+            var (failedKind, failedSequence) = _engine.Current;
+            _failure ??= (failedKind, failedSequence, e.Message);
+            throw;
+        }
+    });
+
+    private CollectiveException Refused(Collective kind, long sequence, (Collective Kind, long Sequence, string Message) earlier) => new(
+        $"{kind.Name()} #{sequence} in group '{Name}' was not run on rank {Rank} of {Size}: {earlier.Kind.Name()} #{earlier.Sequence} " +
+        $"failed before it ({earlier.Message}); a group cannot be used after a failed collective: dispose it and create a new one",
+        kind, sequence, Name, Rank, null);
 
     private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, Action body) =>
         Run(kind, dtype, op, count, root, handshake: true, algorithm: "ring", body: _ => body());
 
-    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body)
+    private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body) =>
+        Ordered(kind, pointToPoint: false, () => RunInOrder(kind, dtype, op, count, root, handshake, algorithm, body));
+
+    private void RunInOrder(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body)
     {
         long sequence = Interlocked.Increment(ref _sequence) - 1;
         _engine.Current = (kind, sequence);
@@ -104,12 +119,12 @@ public sealed partial class ProcessGroup
 
     // Point-to-point operations are numbered apart from collectives: each rank of a pipeline sends and receives
     // a different number of messages, but all ranks must agree on the collectives' sequence numbers.
-    private void RunPointToPoint(Collective kind, int peer, Action body)
+    private void RunPointToPoint(Collective kind, int peer, Action body) => Ordered(kind, pointToPoint: true, () =>
     {
         long sequence = Interlocked.Increment(ref _messages) - 1;
         _engine.Current = (kind, sequence);
         body();
-    }
+    });
 
     // Each rank sends its descriptor right and checks the one from its left: any disagreement in the ring is
     // seen by some rank, which aborts the group so the others fail too.

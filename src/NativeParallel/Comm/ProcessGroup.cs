@@ -17,8 +17,8 @@ public sealed partial class ProcessGroup : IDisposable
 {
     private readonly Engine _engine;
     private readonly ITransport _transport;
-    private readonly object _orderGate = new();
-    private Task _tail = Task.CompletedTask;
+    private readonly OrderedQueue _queue;
+    private (Collective Kind, long Sequence, string Message)? _failure;
     private long _sequence;
     private long _messages;
     private TcpStore? _store;
@@ -40,6 +40,7 @@ public sealed partial class ProcessGroup : IDisposable
         Name = name;
         Timeout = timeout;
         _engine = new Engine(transport, rank, size, name, timeout);
+        _queue = new OrderedQueue($"group '{name}' rank {rank}");
     }
 
     /// <summary>This rank's index, 0..Size−1.</summary>
@@ -164,7 +165,8 @@ public sealed partial class ProcessGroup : IDisposable
     /// <summary>Releases the transport (other ranks' pending collectives with this rank fail once it is gone).</summary>
     public void Dispose()
     {
-        try { _tail.Wait(); } catch (AggregateException) { }
+        // Queued calls run first (each bounded by the timeout; after a failure the rest are refused at once).
+        _queue.Dispose();
         if (_store is not null && _ownsStore)
         {
             // Rank 0 hosts the store: it must outlive every rank's last use of it. A short wait: dead peers never come.

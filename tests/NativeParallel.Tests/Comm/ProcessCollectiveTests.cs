@@ -75,7 +75,7 @@ public sealed class ProcessCollectiveTests
 
     private static string CliPath => Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
 
-    private static (int Code, string Output) Cli(Dictionary<string, string>? environment, params string[] args) =>
+    internal static (int Code, string Output) Cli(Dictionary<string, string>? environment, params string[] args) =>
         Run("dotnet", environment, [CliPath, .. args]);
 
     private static (int Code, string Output) Run(string file, Dictionary<string, string>? environment, params string[] args)

@@ -1,0 +1,34 @@
+using System.Globalization;
+using NativeParallel.Comm;
+
+namespace NativeParallel.Cli.Commands;
+
+/// <summary>
+/// <c>bench collectives --soak N --seed S</c> on one rank: runs the soak, prints every mismatch or failure this
+/// rank sees (stderr) and, on rank 0, the header and the one summary line; exit 1 on any error.
+/// </summary>
+internal static class SoakCommand
+{
+    public static int Soak(ProcessGroup group, CollectiveSoak.Options o, bool print, string? json)
+    {
+        if (print)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"# nativeparallel bench collectives --soak {o.Collectives} --seed {o.Seed}: {group.Size} ranks over {group.TransportName}, " +
+                $"sizes 0 to {o.MaxBytes} bytes, up to {o.Window} async calls in flight, every result checked exactly"));
+        var result = CollectiveSoak.Run(group, o, line => Console.Error.WriteLine($"soak: {line}"));
+        if (result.Failure is { } failure) Console.Error.WriteLine($"soak: {failure}");
+        if (print)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"# soak: {result.Collectives} collectives ({result.Async} async), {result.BytesMoved / 1e9:F3} GB moved, " +
+                $"{result.Errors} errors, {result.Elapsed.TotalSeconds:F1} s: {(result.Errors == 0 ? "OK" : "FAILED")}"));
+            JsonReport.Write(json, new
+            {
+                soak = o.Collectives, seed = o.Seed, ranks = group.Size, transport = group.TransportName, maxBytes = o.MaxBytes,
+                collectives = result.Collectives, async = result.Async, bytesMoved = result.BytesMoved, errors = result.Errors,
+                seconds = result.Elapsed.TotalSeconds,
+            });
+        }
+        return result.Errors == 0 ? 0 : 1;
+    }
+}
