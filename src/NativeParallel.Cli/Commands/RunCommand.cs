@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using NativeParallel.Cli.Text;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Models;
@@ -8,8 +9,9 @@ using NativeParallel.Tensors;
 namespace NativeParallel.Cli.Commands;
 
 /// <summary>
-/// <c>nativeparallel run</c>: the main job. Builds the small seeded Llama-style model, runs prefill and greedy
-/// decode on one device, checks logits and tokens against the host reference, and reports what it measured.
+/// <c>nativeparallel run</c>: the main job. Builds the small seeded Llama-style model (or loads --model DIR), runs
+/// prefill and decode (greedy, or sampled) on one device from a seeded prompt, --prompt text or --prompt-ids, checks
+/// logits and tokens against the host reference, and reports what it measured; text prompts stream text back.
 /// </summary>
 internal static class RunCommand
 {
@@ -17,21 +19,32 @@ internal static class RunCommand
     {
         if (Entry.HelpRequested(line)) return 0;
         string? deviceName = line.Option("device");
+        string? promptTokensText = line.Option("prompt-tokens");
         int promptTokens = (int)line.Int("prompt-tokens", 24);
+        string? promptText = line.Option("prompt");
+        string? promptIdsText = line.Option("prompt-ids");
         int newTokens = (int)line.Int("new-tokens", 16);
         string? dtypeText = line.Option("dtype");
         ulong seed = (ulong)line.Int("seed", 1234);
-        string strategies = line.Option("strategy", "all")!;
+        var sampling = new SamplingOptions(line.Double("temperature", 0), (int)line.Int("top-k", 0), line.Double("top-p", 1), seed);
+        string? strategyOption = line.Option("strategy");
         string? modelFolder = line.Option("model");
         string? json = line.Option("json");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
+        if (sampling.Problem() is { } samplingProblem) throw new UsageException("--" + samplingProblem);
+        if (promptTokensText is not null && (promptText ?? promptIdsText) is not null) throw new UsageException("--prompt-tokens sets the seeded prompt's length; give it or --prompt/--prompt-ids, not both");
         DType? dtypeOption = dtypeText is null ? null : ParseDType(dtypeText);
 
         // Everything the options ask is checked here, against the model's shape (config.json only), before any
         // weight is read, device opened or model built.
+        var shape = modelFolder is null ? LlamaConfig.Small : HuggingFaceCheckpoint.LoadConfig(modelFolder);
+        var input = PromptInput.Read(promptText, promptIdsText, modelFolder, shape.Vocab);
+        if (input.Ids is { } given) promptTokens = given.Length;
+        // A prompt run is about its text: the strategy table runs only when asked for by --strategy.
+        string strategies = strategyOption ?? (input.Ids is null ? "all" : "none");
         int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
-        var config = modelFolder is null ? LlamaConfig.Small with { MaxSequence = capacity } : HuggingFaceCheckpoint.LoadConfig(modelFolder, capacity);
+        var config = shape with { MaxSequence = capacity };
         // --dtype converts a loaded folder's weights too (rounded to bf16, or bf16 widened exactly to f32).
         if (dtypeOption is { } chosenDType) config = config with { DType = chosenDType };
         var launch = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
@@ -41,9 +54,9 @@ internal static class RunCommand
             using var rankDevice = DeviceRegistry.Open(deviceName);
             var rankWeights = plan.Twin ? new LlamaWeights(TwinConfig(config), seed)
                 : modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
-            return RunAsRank(rankWeights, plan, rankDevice, promptTokens, newTokens, seed, json);
+            return RunAsRank(rankWeights, plan, rankDevice, input, promptTokens, newTokens, sampling, json);
         }
-        var table = PlanTable(config, strategies);
+        List<(Strategy Layout, bool Twin)> table = strategies == "none" ? [] : PlanTable(config, strategies);
 
         using var device = DeviceRegistry.Open(deviceName);
         var dtype = config.DType;
@@ -53,31 +66,42 @@ internal static class RunCommand
         Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
 
         var weights = modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
-        var prompt = MainPrompt(config, seed, promptTokens);
+        var prompt = input.Ids ?? MainPrompt(config, seed, promptTokens);
+        if (input.Ids is not null)
+            Console.WriteLine($"prompt  {(input.Text is null ? "" : $"\"{input.Text}\" through {input.Tokenizer!.Description}: ")}{prompt.Length} tokens: {string.Join(' ', prompt)}");
+        Console.WriteLine($"sample  {sampling.Describe()}");
 
         using var model = new LlamaModel(device, weights);
         // Warm-up: compiles or loads the kernels and touches every buffer once, so timings are steady state.
         using (model.Forward(prompt)) { }
         model.Reset();
 
+        // Text comes out as each token is chosen; the timings below include writing it (microseconds a token).
+        var stream = input.Tokenizer is { } tokenizer ? new TextStream(tokenizer, Console.Out) : null;
+        if (stream is not null) Console.Write("text    ");
+        var sampler = new Sampler(sampling);
         var generated = new int[newTokens];
         var clock = Stopwatch.StartNew();
         float[] prefillLogits;
         using (var logits = model.Forward(prompt))
         {
-            generated[0] = model.NextToken(logits);
+            generated[0] = model.NextToken(logits, sampler, 0);
             prefillLogits = logits.ToFloats();
         }
+        stream?.Add(generated[0]);
         double prefillMs = clock.Elapsed.TotalMilliseconds;
         clock.Restart();
         for (int i = 1; i < newTokens; i++)
         {
             using var logits = model.Forward([generated[i - 1]]);
-            generated[i] = model.NextToken(logits);
+            generated[i] = model.NextToken(logits, sampler, i);
+            stream?.Add(generated[i]);
         }
         device.Synchronize();
         double decodeMs = clock.Elapsed.TotalMilliseconds;
         int decodeSteps = newTokens - 1;
+        string? text = stream?.Finish();
+        if (stream is not null) Console.WriteLine();
 
         Console.WriteLine($"prefill {promptTokens} tokens in {prefillMs:F2} ms ({promptTokens / (prefillMs / 1000):F0} tokens/s)");
         if (decodeSteps > 0)
@@ -88,15 +112,16 @@ internal static class RunCommand
         // The check: the same model through the host reference kernels (float64 inside every op), judged by the rule.
         var referenceLogits = LlamaReference.Logits(weights, prompt);
         double error = ErrorBounds.RelativeError(prefillLogits, Array.ConvertAll(referenceLogits, v => (double)v));
-        var referenceTokens = LlamaReference.Generate(weights, prompt, newTokens);
+        // Sampled runs are checked the same way: the reference draws with the same seed, so its tokens are the ones to match.
+        var referenceTokens = LlamaReference.Generate(weights, prompt, newTokens, new Sampler(sampling));
         int matching = generated.Zip(referenceTokens).TakeWhile(p => p.First == p.Second).Count();
         var verdict = rule.Judge(error, matching == newTokens);
         Console.WriteLine($"check   prefill logits vs host reference: relative error {error:E2} (bound {rule.LogitsBound:E0}) {(rule.LogitsOk(error) ? "ok" : "FAIL")}");
-        Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical " +
+        Console.WriteLine($"check   {(sampling.IsGreedy ? "greedy" : "sampled")} tokens vs host reference: {matching}/{newTokens} identical " +
                           (matching == newTokens ? "ok" : rule.TokensOk(false) ? $"ok ({dtype.Name()}: near ties may differ)" : "FAIL"));
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
-        var rows = StrategyTable(weights, config, table, seed, device, rule);
+        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, table, seed, device, rule);
         bool ok = verdict.Ok && rows.All(r => r.Verdict.Ok);
 
         JsonReport.Write(json, new
@@ -122,7 +147,10 @@ internal static class RunCommand
             kv_cache_bytes = model.KvCacheBytes,
             logits_relative_error = error,
             logits_bound = rule.LogitsBound,
+            prompt_ids = prompt,
+            sampling = sampling.Describe(),
             tokens = generated,
+            text,
             reference_tokens = referenceTokens,
             ok,
         });
@@ -208,22 +236,26 @@ internal static class RunCommand
     /// Inside a launched job (launch, torchrun, mpirun): this process is one rank of one strategy whose rank count
     /// is the job's size. Every rank runs the same weights (the --model folder's, or the seeded ones), sharded by
     /// the layout, on --device, and checks the outcome against its own single-device run; rank 0 prints the row and
-    /// the greedy tokens of request 0, whose prompt is the single-device run's.
+    /// the tokens of request 0, whose prompt is the single-device run's (or --prompt/--prompt-ids), and their text
+    /// when the folder has a tokenizer. Every rank tokenizes the same text and draws from the same seed, so sampled
+    /// runs are checked against the single-device run like greedy ones.
     /// </summary>
-    private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, int promptTokens, int newTokens, ulong seed, string? json)
+    private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, PromptInput input, int promptTokens, int newTokens,
+        SamplingOptions sampling, string? json)
     {
         var strategy = plan.Strategy;
         var config = weights.Config;
         var rule = CheckRule.For(config.DType);
+        ulong seed = sampling.Seed;
         using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("run");
-        var prompts = new[] { MainPrompt(config, seed, promptTokens) }.Concat(Enumerable.Range(1, plan.Requests - 1).Select(p =>
+        var prompts = new[] { input.Ids ?? MainPrompt(config, seed, promptTokens) }.Concat(Enumerable.Range(1, plan.Requests - 1).Select(p =>
         {
             var ids = new int[promptTokens];
             SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
             return ids;
         })).ToArray();
-        var single = StrategyRun.Single(device, weights, prompts, newTokens);
-        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, newTokens, (single.Logits, single.Tokens), device);
+        var single = StrategyRun.Single(device, weights, prompts, newTokens, sampling);
+        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, newTokens, (single.Logits, single.Tokens), device, sampling);
         var verdict = rule.Judge(r);
         if (world.Rank == 0)
         {
@@ -232,11 +264,16 @@ internal static class RunCommand
                               $"{prompts.Length} requests of {promptTokens} prompt tokens, {newTokens} generated each; weights/rank {Mib(r.WeightBytesPerRank)}, " +
                               $"KV/rank {Mib(r.KvBytesPerRank)}, {r.BytesSentPerToken:F0} B/token sent (predicted {Predictions.BytesPerToken(config, strategy, promptTokens, newTokens):F0}), " +
                               $"prefill {r.PrefillMs:F1} ms, decode {r.DecodeMsPerToken:F2} ms/token, {r.TokensPerSecond:F0} tokens/s");
-            Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, greedy tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
+            Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, {(sampling.IsGreedy ? "greedy" : "sampled")} tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
                               $"ranks {(r.RanksIdentical ? "bitwise identical" : "DISAGREE")}: {verdict.Text}");
+            if (input.Ids is not null) Console.WriteLine($"prompt  {prompts[0].Length} tokens: {string.Join(' ', prompts[0])}");
+            Console.WriteLine($"sample  {sampling.Describe()}");
             Console.WriteLine($"tokens  {string.Join(' ', r.Tokens[0])}");
+            // The tokens arrive at the end of the run, gathered from the last stage, so the text is printed whole.
+            string? text = input.Tokenizer?.Decode(r.Tokens[0]);
+            if (text is not null) Console.WriteLine($"text    {text}");
             JsonReport.Write(json, new { strategy = strategy.Name, moe_twin = plan.Twin, ranks = world.Size, transport = world.TransportName, device = device.Name,
-                result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
+                prompt_ids = prompts[0], sampling = sampling.Describe(), text, result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
         }
         return verdict.Ok ? 0 : 1;
     }
