@@ -63,7 +63,7 @@ internal static class RunCommand
         var rule = CheckRule.For(dtype);
         Console.WriteLine($"model   {(modelFolder is null ? "" : modelFolder + ": ")}{Describe(config)}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
-        Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
+        Console.WriteLine(table.Count > 0 ? "layout  1 rank first (the reference of every parallel strategy below)" : "layout  1 rank");
 
         var weights = modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
         var prompt = input.Ids ?? MainPrompt(config, seed, promptTokens);

@@ -126,7 +126,8 @@ internal sealed class FolderTokenizer
             var tokenizer = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: bos, addEndOfSentence: false);
             return new FolderTokenizer(tokenizer, $"tokenizer.model: SentencePiece, {tokenizer.Vocabulary.Count} tokens");
         }
-        catch (Exception e) when (e is not IOException)
+        // Google.Protobuf's parse errors are IOExceptions, so every failure here is the file's.
+        catch (Exception e)
         {
             throw new InvalidDataException($"{path}: not a SentencePiece model Microsoft.ML.Tokenizers reads ({e.Message}); a Hugging Face folder's tokenizer.json is read instead when it is byte-level BPE");
         }

@@ -23,10 +23,16 @@ internal static class TinyTokenizer
     /// <summary>The text of <paramref name="ids"/>, written out from the table above (the check on the CLI's decoding).</summary>
     public static string Text(IEnumerable<int> ids) => string.Concat(ids.Select(id => Tokens[id].Replace('Ġ', ' ')));
 
-    public static void Write(string folder)
+    /// <summary>
+    /// Writes tokenizer.json into <paramref name="folder"/>; <paramref name="gpt2"/> writes GPT-2's shape instead (a
+    /// ByteLevel pre-tokenizer with its own regex, no template, so no beginning-of-text token); <paramref name="extra"/>
+    /// tokens take ids from <see cref="Size"/> on.
+    /// </summary>
+    public static void Write(string folder, bool gpt2 = false, params string[] extra)
     {
         var vocab = new JsonObject();
         for (int id = 0; id < BeginOfText; id++) vocab[Tokens[id]] = id;
+        for (int i = 0; i < extra.Length; i++) vocab[extra[i]] = Size + i;
         const string llama3Split = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
         var root = new JsonObject
         {
@@ -62,6 +68,11 @@ internal static class TinyTokenizer
                 ["merges"] = new JsonArray(Merges.Select(m => (JsonNode)$"{m.Left} {m.Right}").ToArray()),
             },
         };
+        if (gpt2)
+        {
+            root["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true };
+            root["post_processor"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = false, ["use_regex"] = true };
+        }
         File.WriteAllText(Path.Combine(folder, "tokenizer.json"), root.ToJsonString());
     }
 }
