@@ -33,6 +33,63 @@ public sealed class FolderTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void ASentencePieceModelEncodesWithBeginningTokenAndDecodesToText()
+    {
+        WriteSentencePiece(Path.Combine(_folder, "tokenizer.model"));
+        var tokenizer = FolderTokenizer.Load(_folder);
+        Assert.StartsWith("tokenizer.model: SentencePiece", tokenizer.Description);
+        int hello = Pieces.IndexOf("▁hello"), world = Pieces.IndexOf("▁world");
+        Assert.Equal([1, hello, world], tokenizer.Encode("hello world"));
+        Assert.Equal("hello world", tokenizer.Decode([hello, world]));
+        // tokenizer_config.json's add_bos_token false drops <s>, as transformers does.
+        File.WriteAllText(Path.Combine(_folder, "tokenizer_config.json"), """{"add_bos_token": false}""");
+        Assert.Equal([hello, world], FolderTokenizer.Load(_folder).Encode("hello world"));
+    }
+
+    // <unk>, <s>, </s>, the characters, and merge pieces whose scores order the merges (higher first) so that
+    // "▁hello" and "▁world" are built pair by pair.
+    private static readonly List<string> Pieces =
+        ["<unk>", "<s>", "</s>", "▁", "h", "e", "l", "o", "w", "r", "d", "ll", "he", "▁he", "▁hell", "▁hello", "or", "ld", "▁w", "▁wor", "▁world"];
+
+    // A SentencePiece ModelProto (sentencepiece_model.proto) written field by field: pieces (1), trainer_spec (2:
+    // model_type BPE), normalizer_spec (3: identity, dummy prefix, escaped whitespace).
+    private static void WriteSentencePiece(string path)
+    {
+        using var file = File.Create(path);
+        var output = new Google.Protobuf.CodedOutputStream(file);
+        for (int id = 0; id < Pieces.Count; id++)
+        {
+            int type = id == 0 ? 2 : id < 3 ? 3 : 1; // UNKNOWN, CONTROL, NORMAL
+            float score = id < 11 ? -100 - id : -id; // single characters last, merges by rank
+            var piece = new MemoryStream();
+            var p = new Google.Protobuf.CodedOutputStream(piece);
+            p.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited); p.WriteString(Pieces[id]);
+            p.WriteTag(2, Google.Protobuf.WireFormat.WireType.Fixed32); p.WriteFloat(score);
+            p.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); p.WriteEnum(type);
+            p.Flush();
+            output.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited);
+            output.WriteBytes(Google.Protobuf.ByteString.CopyFrom(piece.ToArray()));
+        }
+        var trainer = new MemoryStream();
+        var t = new Google.Protobuf.CodedOutputStream(trainer);
+        t.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); t.WriteEnum(2);
+        t.WriteTag(4, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(Pieces.Count);
+        t.Flush();
+        output.WriteTag(2, Google.Protobuf.WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(Google.Protobuf.ByteString.CopyFrom(trainer.ToArray()));
+        var normalizer = new MemoryStream();
+        var n = new Google.Protobuf.CodedOutputStream(normalizer);
+        n.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited); n.WriteString("identity");
+        n.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(true);
+        n.WriteTag(4, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(false);
+        n.WriteTag(5, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(true);
+        n.Flush();
+        output.WriteTag(3, Google.Protobuf.WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(Google.Protobuf.ByteString.CopyFrom(normalizer.ToArray()));
+        output.Flush();
+    }
+
+    [Fact]
     public void ATokenizerJsonThatIsNotByteLevelNeedsTokenizerModelBesideIt()
     {
         File.WriteAllText(Path.Combine(_folder, "tokenizer.json"),
