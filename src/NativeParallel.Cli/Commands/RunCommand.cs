@@ -121,7 +121,7 @@ internal static class RunCommand
                           (matching == newTokens ? "ok" : rule.TokensOk(false) ? $"ok ({dtype.Name()}: near ties may differ)" : "FAIL"));
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
-        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, table, seed, device, rule);
+        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, table, sampling, device, rule);
         bool ok = verdict.Ok && rows.All(r => r.Verdict.Ok);
 
         JsonReport.Write(json, new
@@ -289,37 +289,40 @@ internal static class RunCommand
     private sealed record Row(StrategyResult Result, bool Twin, Verdict Verdict);
 
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
-    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, ulong seed, IDevice device, CheckRule rule)
+    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, SamplingOptions sampling, IDevice device, CheckRule rule)
     {
+        ulong seed = sampling.Seed;
+        string tokens = sampling.IsGreedy ? "greedy tokens" : "sampled tokens";
         if (weights.Config.MaxSequence < PromptTokens + NewTokens) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
         var prompts = Prompts(config, seed);
         Console.WriteLine();
         Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads sharing {device.Name}" +
                           (device is HostMemoryDevice ? "; " : " (collectives staged through host memory); ") +
-                          "each checked against the single-device run of its model (logits, greedy tokens, agreement between ranks)");
+                          $"each checked against the single-device run of its model (logits, {tokens}, agreement between ranks)");
         Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
         var rows = new List<Row>();
         // Every layout on the model itself (its own experts when it is a mixture of experts); expert parallelism of
         // a dense model on its mixture-of-experts twin (4 experts, top-2), the same seed.
         var own = plan.Where(p => !p.Twin).Select(p => p.Layout).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
         var twins = plan.Where(p => p.Twin).Select(p => p.Layout).ToList();
-        rows.AddRange(Rows(weights, own, prompts, "", device, rule, twin: false));
+        rows.AddRange(Rows(weights, own, prompts, "", device, rule, sampling, twin: false));
         if (twins.Count > 0)
-            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, twin: true));
+            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, sampling, twin: true));
         Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
         Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
         Console.WriteLine("bubble: (p-1)/(m+p-1)." + (twins.Count > 0 ? " (moe): a 4-expert top-2 mixture-of-experts twin of the dense model, for expert parallelism." : ""));
-        Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, greedy tokens {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
+        Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, {tokens} {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
         return rows;
     }
 
-    private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule, bool twin)
+    private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule,
+        SamplingOptions sampling, bool twin)
     {
-        var single = StrategyRun.Single(device, weights, prompts, NewTokens);
+        var single = StrategyRun.Single(device, weights, prompts, NewTokens, sampling);
         foreach (var layout in layouts)
         {
-            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device);
+            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device, sampling: sampling);
             double predicted = Predictions.BytesPerToken(weights.Config, layout, PromptTokens, NewTokens);
             var verdict = rule.Judge(r);
             string check = verdict.Text;

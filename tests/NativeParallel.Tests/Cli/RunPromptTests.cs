@@ -114,14 +114,28 @@ public sealed class RunPromptTests : IDisposable
     }
 
     [Fact]
-    public void ALaunchedRunSamplesTheSameTokensAsOneDevice()
+    public void EveryStrategyOfTheTableSamplesTheSameTokensAsOneDevice()
+    {
+        var (code, output) = Run("--prompt", "hello world", "--temperature", "1.0", "--top-k", "50", "--seed", "4", "--strategy", "all");
+        Assert.True(code == 0, output);
+        Assert.Contains("check: f32 rule: logits rel err <= 1E-004, sampled tokens identical, ranks bitwise identical", output);
+        // Nine layouts of the model and three of its mixture-of-experts twin, single-device rows included.
+        var rows = Regex.Matches(output, @"(?m)^(\S+(?: \(moe\))?)\s+\d+ .*  (ok|FAIL).*$");
+        Assert.True(rows.Count == 12, output);
+        Assert.All(rows, row => Assert.Equal("ok", row.Groups[2].Value));
+    }
+
+    [Theory]
+    [InlineData("tp=2")]
+    [InlineData("pp=2")]
+    public void ALaunchedRunSamplesTheSameTokensAsOneDevice(string strategy)
     {
         string[] common = ["--prompt", "hello world", "--temperature", "1.0", "--top-p", "0.9", "--seed", "8"];
         var (code, single) = Run(common);
         Assert.True(code == 0, single);
         string cli = Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { cli, "launch", "-n", "2", "--", "dotnet", cli, "run", "--model", _folder, "--device", "cpu", "--new-tokens", "8", "--strategy", "tp=2" }.Concat(common))
+        foreach (string a in new[] { cli, "launch", "-n", "2", "--", "dotnet", cli, "run", "--model", _folder, "--device", "cpu", "--new-tokens", "8", "--strategy", strategy }.Concat(common))
             info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var error = process.StandardError.ReadToEndAsync();
