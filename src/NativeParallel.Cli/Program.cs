@@ -55,7 +55,8 @@ namespace NativeParallel.Cli
                   decides every ok/FAIL and the exit code: logits within 1e-4 (f32) or 3e-2 (bf16), identical greedy
                   tokens (f32; bf16 near ties may flip), ranks bitwise identical. Inside a launched job (launch,
                   torchrun, mpirun) it is one rank of one --strategy: the --model weights sharded by the layout, on
-                  --device, checked the same way; rank 0 prints the greedy tokens of the single-device run's prompt.
+                  --device, checked the same way; rank 0 prints the tokens of the single-device run's prompt (the
+                  --prompt's, with their text, when given).
                   --prompt TEXT tokenizes with the --model folder's own tokenizer (tokenizer.json, byte-level BPE as
                   GPT-2 and Llama 3 write it, or tokenizer.model, SentencePiece; Microsoft.ML.Tokenizers) and prints
                   the continuation as text while it is generated; --prompt-ids takes exact ids (decoded too when the
