@@ -30,6 +30,8 @@ internal static class RunCommand
         string? strategyOption = line.Option("strategy");
         string? modelFolder = line.Option("model");
         string? json = line.Option("json");
+        string? requestsPath = line.Option("requests");
+        string? outPath = line.Option("out");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
         if (sampling.Problem() is { } samplingProblem) throw new UsageException("--" + samplingProblem);
@@ -39,6 +41,8 @@ internal static class RunCommand
         // Everything the options ask is checked here, against the model's shape (config.json only), before any
         // weight is read, device opened or model built.
         var shape = modelFolder is null ? LlamaConfig.Small : HuggingFaceCheckpoint.LoadConfig(modelFolder);
+        if (outPath is not null && requestsPath is null) throw new UsageException("--out FILE.jsonl goes with --requests FILE.jsonl");
+        if (requestsPath is not null) return RunRequestFile(line, shape, dtypeOption, modelFolder, deviceName, newTokens, sampling, requestsPath, outPath, json);
         var input = PromptInput.Read(promptText, promptIdsText, modelFolder, shape.Vocab);
         if (input.Ids is { } given) promptTokens = given.Length;
         // A prompt run is about its text: the strategy table runs only when asked for by --strategy.
@@ -74,31 +78,12 @@ internal static class RunCommand
         using var model = new LlamaModel(device, weights);
         // Warm-up: compiles or loads the kernels and touches every buffer once, so timings are steady state.
         using (model.Forward(prompt)) { }
-        model.Reset();
 
         // Text comes out as each token is chosen; the timings below include writing it (microseconds a token).
         var stream = input.Tokenizer is { } tokenizer ? new TextStream(tokenizer, Console.Out) : null;
         if (stream is not null) Console.Write("text    ");
-        var sampler = new Sampler(sampling);
-        var generated = new int[newTokens];
-        var clock = Stopwatch.StartNew();
-        float[] prefillLogits;
-        using (var logits = model.Forward(prompt))
-        {
-            generated[0] = model.NextToken(logits, sampler, 0);
-            prefillLogits = logits.ToFloats();
-        }
-        stream?.Add(generated[0]);
-        double prefillMs = clock.Elapsed.TotalMilliseconds;
-        clock.Restart();
-        for (int i = 1; i < newTokens; i++)
-        {
-            using var logits = model.Forward([generated[i - 1]]);
-            generated[i] = model.NextToken(logits, sampler, i);
-            stream?.Add(generated[i]);
-        }
-        device.Synchronize();
-        double decodeMs = clock.Elapsed.TotalMilliseconds;
+        var run = Generation.Run(model, device, prompt, newTokens, new Sampler(sampling), stream is null ? null : stream.Add, keepLogits: true);
+        var (generated, prefillLogits, prefillMs, decodeMs) = (run.Tokens, run.PrefillLogits!, run.FirstTokenMs, run.DecodeMs);
         int decodeSteps = newTokens - 1;
         string? text = stream?.Finish();
         if (stream is not null) Console.WriteLine();
@@ -158,6 +143,22 @@ internal static class RunCommand
     }
 
     private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
+
+    /// <summary>--requests: the options it cannot honour refused, the file read and tokenized, then the requests run.</summary>
+    private static int RunRequestFile(CommandLine line, LlamaConfig shape, DType? dtype, string? modelFolder, string? deviceName, int newTokens,
+        SamplingOptions sampling, string requestsPath, string? outPath, string? json)
+    {
+        foreach (string option in new[] { "prompt", "prompt-ids", "prompt-tokens", "strategy" })
+            if (line.Option(option) is not null) throw new UsageException($"--requests takes its prompts from the file; --{option} goes without it");
+        if (json is not null) throw new UsageException("--requests writes its results with --out FILE.jsonl, not --json");
+        if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) throw new UsageException("--requests runs on one device; not yet inside a launched job");
+        FolderTokenizer? tokenizer = modelFolder is not null && FolderTokenizer.Exists(modelFolder) ? FolderTokenizer.Load(modelFolder) : null;
+        string tokenizerWhere = modelFolder is null ? "the seeded model has none" : $"{modelFolder} has none (neither tokenizer.json nor tokenizer.model)";
+        var requests = RequestFile.Read(requestsPath, tokenizer, tokenizerWhere, shape.Vocab, newTokens, sampling);
+        var config = shape with { MaxSequence = requests.Max(r => r.PromptIds.Length + r.MaxTokens) };
+        if (dtype is { } d) config = config with { DType = d };
+        return RunRequests.Run(config, modelFolder, deviceName, sampling.Seed, requestsPath, requests, tokenizer, outPath);
+    }
 
     private static DType ParseDType(string text)
     {
