@@ -44,6 +44,8 @@ namespace NativeParallel.Cli
               nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt TEXT | --prompt-ids 1,2,3 | --prompt-tokens N]
                                  [--new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed N]
                                  [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE]
+              nativeparallel run [--model DIR] [--device D] [--dtype f32|bf16] [--new-tokens N] [sampling options]
+                                 --requests FILE.jsonl [--out FILE.jsonl]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
                   cache) checked against the host reference; then every parallel strategy (dp, pp, tp, sp, tp+sp,
                   ep on a mixture-of-experts twin, and compositions) on local ranks, each checked against the
@@ -65,6 +67,11 @@ namespace NativeParallel.Cli
                   --temperature T (0 greedy), --top-k K (0 off), --top-p P (1 off), drawn from --seed (default 1234)
                   so a rerun, and every rank of a launched job, draws the same tokens; sampled tokens are checked
                   against the host reference drawing with the same seed.
+                  --requests FILE.jsonl: one request per line, {"id": ..., "prompt": "text"} or {"prompt_ids": [..]},
+                  each with optional max_tokens, temperature, top_k, top_p, seed (the options' values otherwise);
+                  run one after another on one device, one JSON line each (id, prompt_ids, tokens, text,
+                  time_to_first_token_ms, latency_ms, decode_ms_per_token, sampling) written to --out FILE.jsonl as
+                  it finishes, or to stdout (the log then goes to stderr). Not checked against the reference.
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]

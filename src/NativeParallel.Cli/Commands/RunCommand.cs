@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using NativeParallel.Cli.Text;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Check;
