@@ -41,8 +41,11 @@ namespace NativeParallel.Cli
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.
-              nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt-tokens N] [--new-tokens N] [--seed N]
-                                 [--strategy all|"tp=2,pp=2;sp=2"] [--json FILE]
+              nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt TEXT | --prompt-ids 1,2,3 | --prompt-tokens N]
+                                 [--new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed N]
+                                 [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE]
+              nativeparallel run [--model DIR] [--device D] [--dtype f32|bf16] [--new-tokens N] [sampling options]
+                                 --requests FILE.jsonl [--out FILE.jsonl]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
                   cache) checked against the host reference; then every parallel strategy (dp, pp, tp, sp, tp+sp,
                   ep on a mixture-of-experts twin, and compositions) on local ranks, each checked against the
@@ -54,7 +57,21 @@ namespace NativeParallel.Cli
                   decides every ok/FAIL and the exit code: logits within 1e-4 (f32) or 3e-2 (bf16), identical greedy
                   tokens (f32; bf16 near ties may flip), ranks bitwise identical. Inside a launched job (launch,
                   torchrun, mpirun) it is one rank of one --strategy: the --model weights sharded by the layout, on
-                  --device, checked the same way; rank 0 prints the greedy tokens of the single-device run's prompt.
+                  --device, checked the same way; rank 0 prints the tokens of the single-device run's prompt (the
+                  --prompt's, with their text, when given).
+                  --prompt TEXT tokenizes with the --model folder's own tokenizer (tokenizer.json, byte-level BPE as
+                  GPT-2 and Llama 3 write it, or tokenizer.model, SentencePiece; Microsoft.ML.Tokenizers) and prints
+                  the continuation as text while it is generated; --prompt-ids takes exact ids (decoded too when the
+                  folder has a tokenizer); without either, a seeded random prompt of --prompt-tokens (default 24).
+                  A prompt run skips the strategy table unless --strategy is given. Sampling (greedy by default):
+                  --temperature T (0 greedy), --top-k K (0 off), --top-p P (1 off), drawn from --seed (default 1234)
+                  so a rerun, and every rank of a launched job, draws the same tokens; sampled tokens are checked
+                  against the host reference drawing with the same seed.
+                  --requests FILE.jsonl: one request per line, {"id": ..., "prompt": "text"} or {"prompt_ids": [..]},
+                  each with optional max_tokens, temperature, top_k, top_p, seed (the options' values otherwise);
+                  run one after another on one device, one JSON line each (id, prompt_ids, tokens, text,
+                  time_to_first_token_ms, latency_ms, decode_ms_per_token, sampling) written to --out FILE.jsonl as
+                  it finishes, or to stdout (the log then goes to stderr). Not checked against the reference.
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]

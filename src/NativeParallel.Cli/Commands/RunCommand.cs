@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using NativeParallel.Cli.Text;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Models;
@@ -8,8 +8,9 @@ using NativeParallel.Tensors;
 namespace NativeParallel.Cli.Commands;
 
 /// <summary>
-/// <c>nativeparallel run</c>: the main job. Builds the small seeded Llama-style model, runs prefill and greedy
-/// decode on one device, checks logits and tokens against the host reference, and reports what it measured.
+/// <c>nativeparallel run</c>: the main job. Builds the small seeded Llama-style model (or loads --model DIR), runs
+/// prefill and decode (greedy, or sampled) on one device from a seeded prompt, --prompt text or --prompt-ids, checks
+/// logits and tokens against the host reference, and reports what it measured; text prompts stream text back.
 /// </summary>
 internal static class RunCommand
 {
@@ -17,21 +18,36 @@ internal static class RunCommand
     {
         if (Entry.HelpRequested(line)) return 0;
         string? deviceName = line.Option("device");
+        string? promptTokensText = line.Option("prompt-tokens");
         int promptTokens = (int)line.Int("prompt-tokens", 24);
+        string? promptText = line.Option("prompt");
+        string? promptIdsText = line.Option("prompt-ids");
         int newTokens = (int)line.Int("new-tokens", 16);
         string? dtypeText = line.Option("dtype");
         ulong seed = (ulong)line.Int("seed", 1234);
-        string strategies = line.Option("strategy", "all")!;
+        var sampling = new SamplingOptions(line.Double("temperature", 0), (int)line.Int("top-k", 0), line.Double("top-p", 1), seed);
+        string? strategyOption = line.Option("strategy");
         string? modelFolder = line.Option("model");
         string? json = line.Option("json");
+        string? requestsPath = line.Option("requests");
+        string? outPath = line.Option("out");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
+        if (sampling.Problem() is { } samplingProblem) throw new UsageException("--" + samplingProblem);
+        if (promptTokensText is not null && (promptText ?? promptIdsText) is not null) throw new UsageException("--prompt-tokens sets the seeded prompt's length; give it or --prompt/--prompt-ids, not both");
         DType? dtypeOption = dtypeText is null ? null : ParseDType(dtypeText);
 
         // Everything the options ask is checked here, against the model's shape (config.json only), before any
         // weight is read, device opened or model built.
+        var shape = modelFolder is null ? LlamaConfig.Small : HuggingFaceCheckpoint.LoadConfig(modelFolder);
+        if (outPath is not null && requestsPath is null) throw new UsageException("--out FILE.jsonl goes with --requests FILE.jsonl");
+        if (requestsPath is not null) return RunRequestFile(line, shape, dtypeOption, modelFolder, deviceName, newTokens, sampling, requestsPath, outPath, json);
+        var input = PromptInput.Read(promptText, promptIdsText, modelFolder, shape.Vocab);
+        if (input.Ids is { } given) promptTokens = given.Length;
+        // A prompt run is about its text: the strategy table runs only when asked for by --strategy.
+        string strategies = strategyOption ?? (input.Ids is null ? "all" : "none");
         int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
-        var config = modelFolder is null ? LlamaConfig.Small with { MaxSequence = capacity } : HuggingFaceCheckpoint.LoadConfig(modelFolder, capacity);
+        var config = shape with { MaxSequence = capacity };
         // --dtype converts a loaded folder's weights too (rounded to bf16, or bf16 widened exactly to f32).
         if (dtypeOption is { } chosenDType) config = config with { DType = chosenDType };
         var launch = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
@@ -41,43 +57,35 @@ internal static class RunCommand
             using var rankDevice = DeviceRegistry.Open(deviceName);
             var rankWeights = plan.Twin ? new LlamaWeights(TwinConfig(config), seed)
                 : modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
-            return RunAsRank(rankWeights, plan, rankDevice, promptTokens, newTokens, seed, json);
+            return RunAsRank(rankWeights, plan, rankDevice, input, promptTokens, newTokens, sampling, json);
         }
-        var table = PlanTable(config, strategies);
+        List<(Strategy Layout, bool Twin)> table = strategies == "none" ? [] : PlanTable(config, strategies);
 
         using var device = DeviceRegistry.Open(deviceName);
         var dtype = config.DType;
         var rule = CheckRule.For(dtype);
         Console.WriteLine($"model   {(modelFolder is null ? "" : modelFolder + ": ")}{Describe(config)}, {config.Parameters / 1e6:F2} M parameters, seed {seed}");
         Console.WriteLine($"device  {device.Name}: {device.Description}");
-        Console.WriteLine("layout  1 rank first (the reference of every parallel strategy below)");
+        Console.WriteLine(table.Count > 0 ? "layout  1 rank first (the reference of every parallel strategy below)" : "layout  1 rank");
 
         var weights = modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
-        var prompt = MainPrompt(config, seed, promptTokens);
+        var prompt = input.Ids ?? MainPrompt(config, seed, promptTokens);
+        if (input.Ids is not null)
+            Console.WriteLine($"prompt  {(input.Text is null ? "" : $"\"{input.Text}\" through {input.Tokenizer!.Description}: ")}{prompt.Length} tokens: {string.Join(' ', prompt)}");
+        Console.WriteLine($"sample  {sampling.Describe()}");
 
         using var model = new LlamaModel(device, weights);
         // Warm-up: compiles or loads the kernels and touches every buffer once, so timings are steady state.
         using (model.Forward(prompt)) { }
-        model.Reset();
 
-        var generated = new int[newTokens];
-        var clock = Stopwatch.StartNew();
-        float[] prefillLogits;
-        using (var logits = model.Forward(prompt))
-        {
-            generated[0] = model.NextToken(logits);
-            prefillLogits = logits.ToFloats();
-        }
-        double prefillMs = clock.Elapsed.TotalMilliseconds;
-        clock.Restart();
-        for (int i = 1; i < newTokens; i++)
-        {
-            using var logits = model.Forward([generated[i - 1]]);
-            generated[i] = model.NextToken(logits);
-        }
-        device.Synchronize();
-        double decodeMs = clock.Elapsed.TotalMilliseconds;
+        // Text comes out as each token is chosen; the timings below include writing it (microseconds a token).
+        var stream = input.Tokenizer is { } tokenizer ? new TextStream(tokenizer, Console.Out) : null;
+        if (stream is not null) Console.Write("text    ");
+        var run = Generation.Run(model, device, prompt, newTokens, new Sampler(sampling), stream is null ? null : stream.Add, keepLogits: true);
+        var (generated, prefillLogits, prefillMs, decodeMs) = (run.Tokens, run.PrefillLogits!, run.FirstTokenMs, run.DecodeMs);
         int decodeSteps = newTokens - 1;
+        string? text = stream?.Finish();
+        if (stream is not null) Console.WriteLine();
 
         Console.WriteLine($"prefill {promptTokens} tokens in {prefillMs:F2} ms ({promptTokens / (prefillMs / 1000):F0} tokens/s)");
         if (decodeSteps > 0)
@@ -88,15 +96,16 @@ internal static class RunCommand
         // The check: the same model through the host reference kernels (float64 inside every op), judged by the rule.
         var referenceLogits = LlamaReference.Logits(weights, prompt);
         double error = ErrorBounds.RelativeError(prefillLogits, Array.ConvertAll(referenceLogits, v => (double)v));
-        var referenceTokens = LlamaReference.Generate(weights, prompt, newTokens);
+        // Sampled runs are checked the same way: the reference draws with the same seed, so its tokens are the ones to match.
+        var referenceTokens = LlamaReference.Generate(weights, prompt, newTokens, new Sampler(sampling));
         int matching = generated.Zip(referenceTokens).TakeWhile(p => p.First == p.Second).Count();
         var verdict = rule.Judge(error, matching == newTokens);
         Console.WriteLine($"check   prefill logits vs host reference: relative error {error:E2} (bound {rule.LogitsBound:E0}) {(rule.LogitsOk(error) ? "ok" : "FAIL")}");
-        Console.WriteLine($"check   greedy tokens vs host reference: {matching}/{newTokens} identical " +
+        Console.WriteLine($"check   {(sampling.IsGreedy ? "greedy" : "sampled")} tokens vs host reference: {matching}/{newTokens} identical " +
                           (matching == newTokens ? "ok" : rule.TokensOk(false) ? $"ok ({dtype.Name()}: near ties may differ)" : "FAIL"));
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
 
-        var rows = StrategyTable(weights, config, table, seed, device, rule);
+        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, table, sampling, device, rule);
         bool ok = verdict.Ok && rows.All(r => r.Verdict.Ok);
 
         JsonReport.Write(json, new
@@ -122,7 +131,10 @@ internal static class RunCommand
             kv_cache_bytes = model.KvCacheBytes,
             logits_relative_error = error,
             logits_bound = rule.LogitsBound,
+            prompt_ids = prompt,
+            sampling = sampling.Describe(),
             tokens = generated,
+            text,
             reference_tokens = referenceTokens,
             ok,
         });
@@ -130,6 +142,22 @@ internal static class RunCommand
     }
 
     private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
+
+    /// <summary>--requests: the options it cannot honour refused, the file read and tokenized, then the requests run.</summary>
+    private static int RunRequestFile(CommandLine line, LlamaConfig shape, DType? dtype, string? modelFolder, string? deviceName, int newTokens,
+        SamplingOptions sampling, string requestsPath, string? outPath, string? json)
+    {
+        foreach (string option in new[] { "prompt", "prompt-ids", "prompt-tokens", "strategy" })
+            if (line.Option(option) is not null) throw new UsageException($"--requests takes its prompts from the file; --{option} goes without it");
+        if (json is not null) throw new UsageException("--requests writes its results with --out FILE.jsonl, not --json");
+        if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) throw new UsageException("--requests runs on one device; not yet inside a launched job");
+        FolderTokenizer? tokenizer = modelFolder is not null && FolderTokenizer.Exists(modelFolder) ? FolderTokenizer.Load(modelFolder) : null;
+        string tokenizerWhere = modelFolder is null ? "the seeded model has none" : $"{modelFolder} has none (neither tokenizer.json nor tokenizer.model)";
+        var requests = RequestFile.Read(requestsPath, tokenizer, tokenizerWhere, shape.Vocab, newTokens, sampling);
+        var config = shape with { MaxSequence = requests.Max(r => r.PromptIds.Length + r.MaxTokens) };
+        if (dtype is { } d) config = config with { DType = d };
+        return RunRequests.Run(config, modelFolder, deviceName, sampling.Seed, requestsPath, requests, tokenizer, outPath);
+    }
 
     private static DType ParseDType(string text)
     {
@@ -208,22 +236,26 @@ internal static class RunCommand
     /// Inside a launched job (launch, torchrun, mpirun): this process is one rank of one strategy whose rank count
     /// is the job's size. Every rank runs the same weights (the --model folder's, or the seeded ones), sharded by
     /// the layout, on --device, and checks the outcome against its own single-device run; rank 0 prints the row and
-    /// the greedy tokens of request 0, whose prompt is the single-device run's.
+    /// the tokens of request 0, whose prompt is the single-device run's (or --prompt/--prompt-ids), and their text
+    /// when the folder has a tokenizer. Every rank tokenizes the same text and draws from the same seed, so sampled
+    /// runs are checked against the single-device run like greedy ones.
     /// </summary>
-    private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, int promptTokens, int newTokens, ulong seed, string? json)
+    private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, PromptInput input, int promptTokens, int newTokens,
+        SamplingOptions sampling, string? json)
     {
         var strategy = plan.Strategy;
         var config = weights.Config;
         var rule = CheckRule.For(config.DType);
+        ulong seed = sampling.Seed;
         using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("run");
-        var prompts = new[] { MainPrompt(config, seed, promptTokens) }.Concat(Enumerable.Range(1, plan.Requests - 1).Select(p =>
+        var prompts = new[] { input.Ids ?? MainPrompt(config, seed, promptTokens) }.Concat(Enumerable.Range(1, plan.Requests - 1).Select(p =>
         {
             var ids = new int[promptTokens];
             SeededRandom.Integers(seed + 10 + (ulong)p, ids, config.Vocab);
             return ids;
         })).ToArray();
-        var single = StrategyRun.Single(device, weights, prompts, newTokens);
-        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, newTokens, (single.Logits, single.Tokens), device);
+        var single = StrategyRun.Single(device, weights, prompts, newTokens, sampling);
+        var r = StrategyRun.RunOnGroup(world, weights, strategy, prompts, newTokens, (single.Logits, single.Tokens), device, sampling);
         var verdict = rule.Judge(r);
         if (world.Rank == 0)
         {
@@ -232,11 +264,16 @@ internal static class RunCommand
                               $"{prompts.Length} requests of {promptTokens} prompt tokens, {newTokens} generated each; weights/rank {Mib(r.WeightBytesPerRank)}, " +
                               $"KV/rank {Mib(r.KvBytesPerRank)}, {r.BytesSentPerToken:F0} B/token sent (predicted {Predictions.BytesPerToken(config, strategy, promptTokens, newTokens):F0}), " +
                               $"prefill {r.PrefillMs:F1} ms, decode {r.DecodeMsPerToken:F2} ms/token, {r.TokensPerSecond:F0} tokens/s");
-            Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, greedy tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
+            Console.WriteLine($"check    vs the single-device run: logits rel err {r.MaxLogitsError:E1}, {(sampling.IsGreedy ? "greedy" : "sampled")} tokens {(r.TokensIdentical ? "identical" : "DIFFER")}, " +
                               $"ranks {(r.RanksIdentical ? "bitwise identical" : "DISAGREE")}: {verdict.Text}");
+            if (input.Ids is not null) Console.WriteLine($"prompt  {prompts[0].Length} tokens: {string.Join(' ', prompts[0])}");
+            Console.WriteLine($"sample  {sampling.Describe()}");
             Console.WriteLine($"tokens  {string.Join(' ', r.Tokens[0])}");
+            // The tokens arrive at the end of the run, gathered from the last stage, so the text is printed whole.
+            string? text = input.Tokenizer?.Decode(r.Tokens[0]);
+            if (text is not null) Console.WriteLine($"text    {text}");
             JsonReport.Write(json, new { strategy = strategy.Name, moe_twin = plan.Twin, ranks = world.Size, transport = world.TransportName, device = device.Name,
-                result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
+                prompt_ids = prompts[0], sampling = sampling.Describe(), text, result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
         }
         return verdict.Ok ? 0 : 1;
     }
@@ -252,37 +289,40 @@ internal static class RunCommand
     private sealed record Row(StrategyResult Result, bool Twin, Verdict Verdict);
 
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
-    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, ulong seed, IDevice device, CheckRule rule)
+    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, SamplingOptions sampling, IDevice device, CheckRule rule)
     {
+        ulong seed = sampling.Seed;
+        string tokens = sampling.IsGreedy ? "greedy tokens" : "sampled tokens";
         if (weights.Config.MaxSequence < PromptTokens + NewTokens) throw new InvalidOperationException("the model's KV cache is smaller than the strategy table needs");
         var prompts = Prompts(config, seed);
         Console.WriteLine();
         Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads sharing {device.Name}" +
                           (device is HostMemoryDevice ? "; " : " (collectives staged through host memory); ") +
-                          "each checked against the single-device run of its model (logits, greedy tokens, agreement between ranks)");
+                          $"each checked against the single-device run of its model (logits, {tokens}, agreement between ranks)");
         Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
         var rows = new List<Row>();
         // Every layout on the model itself (its own experts when it is a mixture of experts); expert parallelism of
         // a dense model on its mixture-of-experts twin (4 experts, top-2), the same seed.
         var own = plan.Where(p => !p.Twin).Select(p => p.Layout).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
         var twins = plan.Where(p => p.Twin).Select(p => p.Layout).ToList();
-        rows.AddRange(Rows(weights, own, prompts, "", device, rule, twin: false));
+        rows.AddRange(Rows(weights, own, prompts, "", device, rule, sampling, twin: false));
         if (twins.Count > 0)
-            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, twin: true));
+            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, sampling, twin: true));
         Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
         Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
         Console.WriteLine("bubble: (p-1)/(m+p-1)." + (twins.Count > 0 ? " (moe): a 4-expert top-2 mixture-of-experts twin of the dense model, for expert parallelism." : ""));
-        Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, greedy tokens {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
+        Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, {tokens} {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
         return rows;
     }
 
-    private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule, bool twin)
+    private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule,
+        SamplingOptions sampling, bool twin)
     {
-        var single = StrategyRun.Single(device, weights, prompts, NewTokens);
+        var single = StrategyRun.Single(device, weights, prompts, NewTokens, sampling);
         foreach (var layout in layouts)
         {
-            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device);
+            var r = StrategyRun.Run(weights, layout, prompts, NewTokens, (single.Logits, single.Tokens), device: device, sampling: sampling);
             double predicted = Predictions.BytesPerToken(weights.Config, layout, PromptTokens, NewTokens);
             var verdict = rule.Judge(r);
             string check = verdict.Text;

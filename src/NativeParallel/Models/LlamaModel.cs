@@ -131,6 +131,16 @@ public sealed class LlamaModel : IDisposable
         return index.ToInts()[0];
     }
 
+    /// <summary>
+    /// The token after the last row of <paramref name="logits"/> drawn by <paramref name="sampler"/> at generation step
+    /// <paramref name="step"/>: greedy stays on the device; sampling reads the row back to the host.
+    /// </summary>
+    public int NextToken(Tensor logits, Sampler? sampler, int step)
+    {
+        if (sampler is null || sampler.Options.IsGreedy) return NextToken(logits);
+        return sampler.Next(logits.Narrow(0, logits.Dim(0) - 1, 1).ToFloats(), step);
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

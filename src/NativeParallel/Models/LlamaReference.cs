@@ -63,8 +63,11 @@ public static class LlamaReference
         return Array.ConvertAll(output, v => (float)v);
     }
 
-    /// <summary>Greedy generation by recomputing the whole sequence per token (slow, obviously right).</summary>
-    public static int[] Generate(LlamaWeights w, int[] prompt, int newTokens)
+    /// <summary>
+    /// Generation by recomputing the whole sequence per token (slow, obviously right): greedy, or drawn by
+    /// <paramref name="sampler"/> (step i is draw i of its stream, as the device runs draw).
+    /// </summary>
+    public static int[] Generate(LlamaWeights w, int[] prompt, int newTokens, Sampler? sampler = null)
     {
         var sequence = prompt.ToList();
         var generated = new int[newTokens];
@@ -72,7 +75,8 @@ public static class LlamaReference
         {
             var logits = Logits(w, sequence.ToArray());
             int last = sequence.Count - 1;
-            generated[i] = ReferenceKernels.Argmax(logits.AsSpan(last * w.Config.Vocab, w.Config.Vocab).ToArray(), 1, w.Config.Vocab)[0];
+            var row = logits.AsSpan(last * w.Config.Vocab, w.Config.Vocab);
+            generated[i] = sampler is null ? ReferenceKernels.Argmax(row.ToArray(), 1, w.Config.Vocab)[0] : sampler.Next(row, i);
             sequence.Add(generated[i]);
         }
         return generated;

@@ -86,8 +86,12 @@ public sealed record StrategyResult(Strategy Strategy, long WeightBytesPerRank, 
 /// </summary>
 public static class StrategyRun
 {
-    /// <summary>The single-device run every strategy is checked against: prefill logits and greedy tokens per prompt.</summary>
-    public static (float[][] Logits, int[][] Tokens, double PrefillMs, double DecodeMsPerToken) Single(IDevice device, LlamaWeights weights, int[][] prompts, int newTokens)
+    /// <summary>
+    /// The single-device run every strategy is checked against: prefill logits and generated tokens per prompt
+    /// (greedy, or drawn by <paramref name="sampling"/> with request p on stream p).
+    /// </summary>
+    public static (float[][] Logits, int[][] Tokens, double PrefillMs, double DecodeMsPerToken) Single(IDevice device, LlamaWeights weights, int[][] prompts, int newTokens,
+        SamplingOptions? sampling = null)
     {
         var logits = new float[prompts.Length][];
         var tokens = new int[prompts.Length][];
@@ -96,19 +100,20 @@ public static class StrategyRun
         for (int p = 0; p < prompts.Length; p++)
         {
             model.Reset();
+            var sampler = new Sampler(sampling ?? SamplingOptions.Greedy, p);
             var clock = Stopwatch.StartNew();
             using (var l = model.Forward(prompts[p]))
             {
                 logits[p] = l.ToFloats();
                 tokens[p] = new int[newTokens];
-                tokens[p][0] = model.NextToken(l);
+                tokens[p][0] = model.NextToken(l, sampler, 0);
             }
             prefill += clock.Elapsed.TotalMilliseconds;
             clock.Restart();
             for (int i = 1; i < newTokens; i++)
             {
                 using var l = model.Forward([tokens[p][i - 1]]);
-                tokens[p][i] = model.NextToken(l);
+                tokens[p][i] = model.NextToken(l, sampler, i);
             }
             decode += clock.Elapsed.TotalMilliseconds;
         }
@@ -117,7 +122,7 @@ public static class StrategyRun
 
     /// <summary>Runs <paramref name="strategy"/> on thread ranks and checks it against <paramref name="reference"/>.</summary>
     public static StrategyResult Run(LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
-        (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null, IDevice? device = null)
+        (float[][] Logits, int[][] Tokens) reference, TimeSpan? timeout = null, IDevice? device = null, SamplingOptions? sampling = null)
     {
         int n = strategy.Ranks;
         var world = ProcessGroup.CreateThreadGroup(n, "world", timeout ?? TimeSpan.FromMinutes(2));
@@ -125,7 +130,7 @@ public static class StrategyRun
         var failures = new Exception?[n];
         var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
         {
-            try { results[r] = RunOnGroup(world[r], weights, strategy, prompts, newTokens, reference, device); }
+            try { results[r] = RunOnGroup(world[r], weights, strategy, prompts, newTokens, reference, device, sampling); }
             catch (Exception e) { failures[r] = e; }
         }) { Name = $"rank {r}" }).ToArray();
         foreach (var t in threads) t.Start();
@@ -139,17 +144,18 @@ public static class StrategyRun
     /// <summary>
     /// This rank's part of a strategy run over <paramref name="world"/> (threads or processes; its size must be
     /// the strategy's rank count). Every rank gathers every rank's logits and tokens and returns the same result,
-    /// checked against <paramref name="reference"/>.
+    /// checked against <paramref name="reference"/>. Tokens are greedy, or drawn by <paramref name="sampling"/> (request p
+    /// on stream p, as <see cref="Single"/> draws them, so the reference's tokens are the ones to match).
     /// </summary>
     public static StrategyResult RunOnGroup(ProcessGroup world, LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
-        (float[][] Logits, int[][] Tokens) reference, IDevice? device = null)
+        (float[][] Logits, int[][] Tokens) reference, IDevice? device = null, SamplingOptions? sampling = null)
     {
         if (world.Size != strategy.Ranks)
             throw new ArgumentException($"strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {world.Size}");
         int vocab = weights.Config.Vocab;
         if (prompts.Length % strategy.Replicas != 0)
             throw new ArgumentException($"{prompts.Length} requests must divide among {strategy.Replicas} replicas (dp x ep) so every expert-parallel rank steps together");
-        RunRank(world, device ?? CpuDevice.Instance, weights, strategy, prompts, newTokens, out var logits, out var tokens, out long weightBytes, out long kvBytes,
+        RunRank(world, device ?? CpuDevice.Instance, weights, strategy, prompts, newTokens, sampling ?? SamplingOptions.Greedy, out var logits, out var tokens, out long weightBytes, out long kvBytes,
             out long sent, out double prefillMs, out double decodeMs, out long dropped);
 
         // Everyone's outputs to everyone: per prompt a flag, the logits (prompt x vocab) and the tokens.
@@ -204,7 +210,7 @@ public static class StrategyRun
     }
 
     private static void RunRank(ProcessGroup world, IDevice device, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
-        out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
+        SamplingOptions sampling, out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
         out long dropped)
     {
         int r = world.Rank;
@@ -232,10 +238,11 @@ public static class StrategyRun
             if (l is not null) logits[p] = l;
         }
         var next = new Dictionary<int, int>();
+        var samplers = mine.ToDictionary(p => p, p => new Sampler(sampling, p));
         foreach (int p in mine)
         {
             tokens[p] = new int[newTokens];
-            next[p] = NextToken(logits[p], weights.Config.Vocab, layout, pp);
+            next[p] = NextToken(logits[p], weights.Config.Vocab, layout, pp, samplers[p], 0);
             tokens[p][0] = next[p];
         }
         prefillMs = clock.Elapsed.TotalMilliseconds;
@@ -246,7 +253,7 @@ public static class StrategyRun
             var step = mine.ToDictionary(p => p, p => model.Forward(p, [next[p]]));
             foreach (int p in mine)
             {
-                next[p] = NextToken(step[p], weights.Config.Vocab, layout, pp);
+                next[p] = NextToken(step[p], weights.Config.Vocab, layout, pp, samplers[p], i);
                 tokens[p][i] = next[p];
             }
         }
@@ -258,15 +265,15 @@ public static class StrategyRun
         world.Barrier();
     }
 
-    // The last stage picks the greedy token (lowest index on ties) and tells the other stages.
-    private static int NextToken(float[]? logits, int vocab, ParallelLayout layout, ProcessGroup pp)
+    // The last stage picks the token (greedy: lowest index on ties) and tells the other stages. Its ranks hold bitwise
+    // the same logits and the draw is a function of (seed, request, step), so they all pick the same one.
+    private static int NextToken(float[]? logits, int vocab, ParallelLayout layout, ProcessGroup pp, Sampler sampler, int step)
     {
         int token = 0;
         if (logits is not null)
         {
             int row = logits.Length / vocab - 1;
-            var last = logits.AsSpan(row * vocab, vocab);
-            for (int j = 1; j < vocab; j++) if (last[j] > last[token]) token = j;
+            token = sampler.Next(logits.AsSpan(row * vocab, vocab), step);
         }
         if (pp.Size == 1) return token;
         using var t = Tensors.Tensor.FromInts(CpuDevice.Instance, [token], 1);
