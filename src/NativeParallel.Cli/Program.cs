@@ -95,7 +95,7 @@ namespace NativeParallel.Cli
                   --bucket-mb buckets (default 25) while backward runs; --zero 1 (ZeRO stage 1): gradients
                   reduce-scattered, AdamW's moments and update sharded, weights all-gathered.
                   --tp N: Megatron tensor parallelism (q/k/v and gate/up column-parallel, o and down
-                  row-parallel; norms, embedding and head replicated).
+                  row-parallel; embedding, LM head and cross-entropy vocabulary-parallel).
                   --pp N --micro-batches M --schedule 1f1b|gpipe: layers in N stages, M micro-batches (default N)
                   under 1F1B (default; at most N-s micro-batches in flight on stage s) or GPipe (all M); bubble
                   (N-1)/(M+N-1). --micro-batches without --pp accumulates gradients.

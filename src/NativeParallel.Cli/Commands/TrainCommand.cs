@@ -273,7 +273,7 @@ internal static class TrainCommand
         Console.WriteLine("memory/rank: the fullest rank's parameters, gradients, optimizer state, activations and scratch; activations: its micro-batches " +
                           "in flight (GPipe holds all m, 1F1B at most p); sent: bytes every rank sent per step, headers and agreement checks included; " +
                           "predicted: the ring formulas' payload (DP 2(n-1)/n of the gradients; ZeRO-1 reduce-scatter plus all-gather; TP 4 all-reduces of " +
-                          "the hidden state per layer; PP activations and their gradients across each boundary); all-reduces up to 64 KiB go one-shot, " +
+                          "the hidden state per layer and the vocabulary-parallel embedding, head and cross-entropy's; PP activations and their gradients across each boundary); all-reduces up to 64 KiB go one-shot, " +
                           "which sends more than the ring; check: losses against the single device and data-parallel replicas bitwise equal; " +
                           "timings on shared cores say little.");
         JsonReport.Write(json, new

@@ -20,7 +20,7 @@ public sealed class LlamaTrainer : IDisposable
     private readonly IDevice _device;
     private readonly IKernels _k;
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens, _lossTokens, _hq, _hkv;
+    private readonly int _batch, _seq, _tokens, _lossTokens, _hq, _hkv, _vocabStart, _vocabLocal;
     private readonly ProcessGroup? _tp;
     // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
@@ -29,7 +29,7 @@ public sealed class LlamaTrainer : IDisposable
     private readonly ActivationSlot[] _slots;
     private ActivationSlot _slot;
     private readonly List<Tensor> _buffers = [];
-    private readonly Tensor _positions, _normTotal;
+    private readonly Tensor _positions, _normTotal, _rowMax, _rowSums;
     private readonly Tensor _proj, _dx, _dtmp, _dn, _dn2, _datt, _dq, _dk, _dv, _dact, _dgate, _dup;
     private readonly int[] _hostIds, _hostTargets;
 
@@ -45,7 +45,10 @@ public sealed class LlamaTrainer : IDisposable
     // Everything one micro-batch's backward reads: its tokens and targets, each layer's activations, the stage output,
     // and on the last stage the final norm's output and the logits (dlogits after forward). A pipeline keeps one slot
     // per micro-batch in flight (GPipe: all m; 1F1B: at most the stages after this one); a plain step uses one.
-    private sealed record ActivationSlot(Tensor Ids, Tensor Targets, LayerActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits, Tensor Losses);
+    // LocalIds: under tensor parallelism, each id minus this rank's first vocabulary row, or −1 where another rank
+    // holds it (the embedding kernels give a zero row and skip it in backward); Ids itself otherwise.
+    private sealed record ActivationSlot(Tensor Ids, Tensor LocalIds, Tensor Targets, LayerActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits,
+        Tensor Losses);
 
     /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
     /// <remarks>
@@ -94,12 +97,19 @@ public sealed class LlamaTrainer : IDisposable
             throw new ArgumentException($"tensor parallelism splits heads and MLP columns: tp={tp} must divide heads ({_c.Heads}), kv heads ({_c.KvHeads}) and ffn ({_c.Ffn})");
         _hq = _c.Heads / tp;
         _hkv = _c.KvHeads / tp;
-        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab;
+        // Vocabulary parallelism (Megatron's): embedding and LM head rows cut into tp blocks of ceil(V/tp), the last
+        // one shorter, so a vocabulary such as GPT-2's 50257 needs no padding.
+        int vocabChunk = (_c.Vocab + tp - 1) / tp;
+        _vocabStart = Math.Min(_c.Vocab, rank * vocabChunk);
+        _vocabLocal = Math.Min(_c.Vocab, _vocabStart + vocabChunk) - _vocabStart;
+        if ((tp - 1) * vocabChunk >= _c.Vocab)
+            throw new ArgumentException($"tensor parallelism splits the vocabulary: {_c.Vocab} rows in blocks of {vocabChunk} leave a rank of tp={tp} without any");
+        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
         Stage = stage ?? new PipelineStage(0, _c.Layers, IsFirst: true, IsLast: true);
         if (Stage.FirstLayer < 0 || Stage.Layers < 0 || Stage.FirstLayer + Stage.Layers > _c.Layers)
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
         _firstLayer = Stage.FirstLayer;
-        long localParameters = (Stage.IsFirst ? (long)vocab * h : 0) + (Stage.IsLast ? (long)vocab * h + h : 0) +
+        long localParameters = (Stage.IsFirst ? (long)vl * h : 0) + (Stage.IsLast ? (long)vl * h + h : 0) +
             Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
 
         _lossTokens = lossTokens ?? _tokens;
@@ -141,7 +151,8 @@ public sealed class LlamaTrainer : IDisposable
             return parameter;
         }
         var whole = ShardPlacement.Whole;
-        _embedding = Stage.IsFirst ? P("model.embed_tokens.weight", weights.Embedding, whole(vocab, h), vocab, h) : null;
+        var vocabBlock = ShardPlacement.RowBlock(vocab, h, _vocabStart, vl);
+        _embedding = Stage.IsFirst ? P("model.embed_tokens.weight", Shards.Rows(weights.Embedding, h, _vocabStart, vl), vocabBlock, vl, h) : null;
         _layers = new LayerParameters[Stage.Layers];
         for (int l = 0; l < Stage.Layers; l++)
         {
@@ -159,7 +170,7 @@ public sealed class LlamaTrainer : IDisposable
                 P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f));
         }
         _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, whole(1, h), h) : null;
-        _lmHead = Stage.IsLast ? P("lm_head.weight", weights.LmHead, whole(vocab, h), vocab, h) : null;
+        _lmHead = Stage.IsLast ? P("lm_head.weight", Shards.Rows(weights.LmHead, h, _vocabStart, vl), vocabBlock, vl, h) : null;
         Parameters = [.. new[] { _embedding }.OfType<TrainParameter>(),
             .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }),
             .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
@@ -185,12 +196,15 @@ public sealed class LlamaTrainer : IDisposable
             var layers = new LayerActivations[Stage.Layers];
             for (int l = 0; l < Stage.Layers; l++)
                 layers[l] = shared is null ? Full() : l == 0 && index == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
-            return new ActivationSlot(I(n), I(n), layers, F(n, h), Stage.IsLast ? F(n, h) : F(0), Stage.IsLast ? F(n, vocab) : F(0), F32(n));
+            var ids = I(n);
+            return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(n, h), Stage.IsLast ? F(n, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
         }
         _slots = Enumerable.Range(0, activationSlots).Select(Slot).ToArray();
         _slot = _slots[0];
         ActivationBytes = BufferBytes() - before;
         _normTotal = F32(1);
+        _rowMax = F32(_tp is null ? 0 : n);
+        _rowSums = F32(_tp is null ? 0 : 2 * n);
         _proj = F(n, h);
         _dx = F(n, h);
         _dtmp = F(n, h);
@@ -271,14 +285,21 @@ public sealed class LlamaTrainer : IDisposable
         var k = _k;
         var (saved, final) = (_slot.Layers, _slot.Final);
         var first = saved.Length > 0 ? saved[0].Input : final;
-        if (_embedding is not null) k.Embedding(_slot.Ids, _embedding.Working, first);
+        if (_embedding is not null)
+        {
+            k.Embedding(_slot.LocalIds, _embedding.Working, first);
+            SumOverTensorParallel(first);  // vocabulary-parallel embedding: each token's row comes from one rank
+        }
         else (stageInput ?? throw new ArgumentException("a pipeline stage after the first needs the previous stage's output")).CopyTo(first);
         for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
         if (_finalNorm is null || _lmHead is null) return 0;
         k.RmsNorm(final, _finalNorm.Working, _slot.FinalNormed, _c.NormEps);
         k.Matmul(_slot.FinalNormed, _lmHead.Working, _slot.Logits);
         // The logits become dlogits in place: probabilities are never stored.
-        CrossEntropy.Run(_slot.Logits, _slot.Targets, _slot.Losses, _slot.Logits, 1f / _lossTokens);
+        if (_tp is null) CrossEntropy.Run(_slot.Logits, _slot.Targets, _slot.Losses, _slot.Logits, 1f / _lossTokens);
+        else
+            CrossEntropyVocabParallel.Run(_slot.Logits, _slot.Targets, _vocabStart, _c.Vocab, _rowMax, _rowSums, _slot.Losses, _slot.Logits, 1f / _lossTokens,
+                t => SumOverTensorParallel(t, ReduceOp.Max), t => SumOverTensorParallel(t));
         double sum = 0;
         foreach (float loss in _slot.Losses.ToFloats()) sum += loss;
         return sum / _lossTokens;
@@ -341,6 +362,7 @@ public sealed class LlamaTrainer : IDisposable
         if (_finalNorm is not null && _lmHead is not null)
         {
             MatmulBackward.InputGrad(_slot.Logits, _lmHead.Working, _dn);
+            SumOverTensorParallel(_dn);  // vocabulary-parallel head: each rank's columns' share of ∂/∂(final normed)
             MatmulBackward.WeightGrad(_slot.Logits, _slot.FinalNormed, _lmHead.Grad, accumulate: true);
             RmsNormBackward.Run(_slot.Final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
             gradientsReady?.Invoke(OffsetOf(_finalNorm));
@@ -382,7 +404,7 @@ public sealed class LlamaTrainer : IDisposable
             k.Add(_dx, _dtmp, _dx);
             gradientsReady?.Invoke(OffsetOf(w.InputNorm));
         }
-        if (_embedding is not null) EmbeddingBackward.Run(_slot.Ids, _dx, _embedding.Grad);
+        if (_embedding is not null) EmbeddingBackward.Run(_slot.LocalIds, _dx, _embedding.Grad);
         gradientsReady?.Invoke(0);
     }
 
@@ -399,11 +421,11 @@ public sealed class LlamaTrainer : IDisposable
     public Tensor StageInputGrad => _dx;
 
     // Megatron's all-reduce over the tensor-parallel group (g in forward, f's conjugate in backward).
-    private void SumOverTensorParallel(Tensor t)
+    private void SumOverTensorParallel(Tensor t, ReduceOp op = ReduceOp.Sum)
     {
         if (_tp is null) return;
         TrainingSteps.FinishQueuedWork(_device);
-        _tp.AllReduce(t);
+        _tp.AllReduce(t, op);
     }
 
     /// <summary>The ranks of the tensor-parallel group, 1 without one.</summary>
@@ -458,18 +480,6 @@ public sealed class LlamaTrainer : IDisposable
     }
 
 
-    /// <summary>The current f32 master weights on the host, as a <see cref="LlamaWeights"/> of an f32 config (to save exactly, or to run).</summary>
-    public LlamaWeights ToWeights()
-    {
-        if (_embedding is null || _lmHead is null || _finalNorm is null || _layers.Length != _c.Layers)
-            throw new NotSupportedException("a pipeline stage holds part of the model; gathering the stages for saving is not implemented yet");
-        if (_tp is not null) throw new NotSupportedException("a tensor-parallel rank holds a shard of the model; gathering it for saving is not implemented yet");
-        var layers = _layers.Select(l => new LlamaWeights.Layer(l.InputNorm.Value.ToFloats(), l.Q.Value.ToFloats(), l.K.Value.ToFloats(),
-            l.V.Value.ToFloats(), l.O.Value.ToFloats(), l.PostNorm.Value.ToFloats(), l.Gate.Value.ToFloats(), l.Up.Value.ToFloats(),
-            l.Down.Value.ToFloats())).ToArray();
-        return new LlamaWeights(_c with { DType = DType.F32 }, _embedding.Value.ToFloats(), layers, _finalNorm.Value.ToFloats(), _lmHead.Value.ToFloats());
-    }
-
     private void Upload(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets)
     {
         if (inputs.Length != _tokens || targets.Length != _tokens)
@@ -482,6 +492,12 @@ public sealed class LlamaTrainer : IDisposable
         inputs.CopyTo(_hostIds);
         targets.CopyTo(_hostTargets);
         _slot.Ids.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostIds.AsSpan()));
+        if (!ReferenceEquals(_slot.LocalIds, _slot.Ids))
+        {
+            for (int i = 0; i < _tokens; i++)
+                _hostIds[i] = (uint)(_hostIds[i] - _vocabStart) < (uint)_vocabLocal ? _hostIds[i] - _vocabStart : -1;
+            _slot.LocalIds.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostIds.AsSpan()));
+        }
         _slot.Targets.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_hostTargets.AsSpan()));
     }
 

@@ -90,7 +90,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
     /// The payload bytes one rank sends per step, on average over ranks, by the ring formulas: DP all-reduces each
     /// rank's gradients (2(n−1)/n of them), ZeRO-1 reduce-scatters them and all-gathers the weights ((n−1)/n of each,
     /// the f32 masters and, in bf16, their copy); TP all-reduces the hidden state of its tokens twice per layer
-    /// forward and twice backward; PP sends each micro-batch's activations forward and their gradients back across
+    /// forward and twice backward (and the vocabulary-parallel embedding, head and cross-entropy's); PP sends each micro-batch's activations forward and their gradients back across
     /// every stage boundary. The loss and norm all-reduce (8 bytes) is left out.
     /// </summary>
     public double PredictedBytesPerRank(LlamaConfig c, int batch, int sequence, DType dtype)
@@ -99,13 +99,16 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         double replicaTokens = (double)batch / Dp * sequence, hidden = replicaTokens * h * es;
         // Parameters per rank on average: tensor-parallel shards split tp ways, the rest whole on every tp rank;
         // the stages' parameters disjoint.
-        double split = c.Layers * (2.0 * c.Heads * d * h + 2.0 * c.KvHeads * d * h + 3.0 * c.Ffn * h);
-        double whole = c.Layers * 2.0 * h + 2.0 * c.Vocab * h + h;
+        double split = c.Layers * (2.0 * c.Heads * d * h + 2.0 * c.KvHeads * d * h + 3.0 * c.Ffn * h) + (Tp > 1 ? 2.0 * c.Vocab * h : 0);
+        double whole = c.Layers * 2.0 * h + h + (Tp > 1 ? 0 : 2.0 * c.Vocab * h);
         double local = (split / Tp + whole) / Pp;
         double bytes = 0;
         if (Dp > 1)
             bytes += Zero == 1 ? (Dp - 1.0) / Dp * local * (es + 4.0 + (dtype == DType.F32 ? 0 : es)) : 2.0 * (Dp - 1) / Dp * local * es;
-        if (Tp > 1) bytes += 4.0 * c.Layers / Pp * 2.0 * (Tp - 1) / Tp * hidden;
+        // TP: four all-reduces of the hidden state per layer, one after the vocabulary-parallel embedding (first
+        // stage) and one of the LM head's input gradient (last stage); the vocabulary-parallel cross-entropy's row
+        // max and (sum, target logit), 12 bytes per token, on the last stage.
+        if (Tp > 1) bytes += (4.0 * c.Layers + 2.0) / Pp * 2.0 * (Tp - 1) / Tp * hidden + 2.0 * (Tp - 1) / Tp * replicaTokens * 12 / Pp;
         if (Pp > 1) bytes += 2.0 * (Pp - 1) / Pp * hidden;
         return bytes;
     }

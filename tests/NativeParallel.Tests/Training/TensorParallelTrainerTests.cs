@@ -53,12 +53,17 @@ public sealed class TensorParallelTrainerTests
                     _ when name.EndsWith("o_proj.weight") => Shards.Columns(full[name], h, qd * tp, r * qd, qd),
                     _ when name.EndsWith("gate_proj.weight") || name.EndsWith("up_proj.weight") => Shards.Rows(full[name], h, r * f, f),
                     _ when name.EndsWith("down_proj.weight") => Shards.Columns(full[name], h, f * tp, r * f, f),
+                    // Vocabulary-parallel: blocks of ceil(V/tp) rows, the last one shorter.
+                    _ when name is "model.embed_tokens.weight" or "lm_head.weight" => Shards.Rows(full[name], h, r * VocabChunk(config.Vocab, tp),
+                        Math.Min(config.Vocab, (r + 1) * VocabChunk(config.Vocab, tp)) - r * VocabChunk(config.Vocab, tp)),
                     _ => full[name],
                 };
                 double error = Kernels.Ops.FiniteDifference.RelativeError(Array.ConvertAll(got, v => (double)v), Array.ConvertAll(want, v => (double)v));
                 Assert.True(error <= 1e-5, $"tp={tp} rank {r} {name}: relative error {error:E2} against the single-device weights");
             }
     }
+
+    private static int VocabChunk(int vocab, int tp) => (vocab + tp - 1) / tp;
 
     [Fact]
     public void ALayoutThatDoesNotDivideTheHeadsIsRefused()
