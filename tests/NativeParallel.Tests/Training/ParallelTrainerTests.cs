@@ -25,6 +25,8 @@ public sealed class ParallelTrainerTests
         { "dp=2,zero=1", 2, 4, 25L << 20 },
         { "dp=3,zero=1", 2, 12, 25L << 20 },
         { "tp=2", 2, 4, 25L << 20 },
+        { "tp=2,sp", 2, 4, 25L << 20 },
+        { "dp=2,tp=2,sp,pp=2,mb=2,1f1b", 2, 8, 1024 },
         { "mb=2", 2, 4, 25L << 20 },
         { "pp=2,gpipe", 2, 4, 25L << 20 },
         { "pp=2,mb=4,gpipe", 2, 4, 25L << 20 },
@@ -36,6 +38,7 @@ public sealed class ParallelTrainerTests
         { "tp=2,pp=2,mb=2,1f1b", 2, 4, 25L << 20 },
         { "dp=2,tp=2,pp=2,mb=2,1f1b", 2, 4, 25L << 20 },
         { "dp=2,zero=1,tp=2,pp=2,mb=2,gpipe", 2, 4, 25L << 20 },
+        { "dp=2,zero=1,tp=2,sp,pp=2,mb=2,gpipe", 2, 8, 25L << 20 },
     };
 
     [Theory]
@@ -128,6 +131,28 @@ public sealed class ParallelTrainerTests
     }
 
     [Fact]
+    public void SequenceParallelismKeepsLessOfTheResidualStream()
+    {
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 4);
+        var held = new Dictionary<bool, long>();
+        foreach (bool sp in new[] { false, true })
+        {
+            long[] bytes = new long[2];
+            ProcessGroup.RunOnThreadRanks(2, world =>
+            {
+                using var mesh = DeviceMesh.Create(world, tp: 2);
+                using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, 4, Sequence, new ParallelTrainingOptions(SequenceParallel: sp));
+                bytes[world.Rank] = trainer.Trainer.ActivationBytes;
+            });
+            held[sp] = bytes[0];
+        }
+        // Per layer the input, mid and both norms' outputs (4 of the hidden size) are halved; the rest is already split by heads.
+        int tokens = 4 * Sequence, hidden = TrainerTests.Tiny.Hidden;
+        long saved = (4L * TrainerTests.Tiny.Layers + 2) * tokens / 2 * hidden * 4;
+        Assert.Equal(held[false] - saved, held[true]);
+    }
+
+    [Fact]
     public void ACheckpointSavedInOneLayoutResumesInAnother()
     {
         // Saved at tp=2,pp=2 (shards and stages merged into one folder), resumed at dp=2 with ZeRO-1 (moments cut
@@ -171,7 +196,7 @@ public sealed class ParallelTrainerTests
     [Theory]
     [InlineData("dp=2")]
     [InlineData("dp=2,zero=1")]
-    [InlineData("tp=2,pp=2,mb=2,1f1b")]
+    [InlineData("tp=2,sp,pp=2,mb=2,1f1b")]
     public void ThreadRanksSharingTheEmulatedDeviceTrainTheModelOfTheCpu(string text)
     {
         // The kernel-device path: collectives and transfers on emulated-device tensors, every training kernel's CUDA
@@ -227,6 +252,6 @@ public sealed class ParallelTrainerTests
         Assert.Equal(8, TrainingLayout.Parse("dp=2,tp=2,pp=2").Ranks);
         Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,ep=2")).Message);
         Assert.Contains("zero=1 shards", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("zero=1")).Message);
-        Assert.Contains("tp=3 must divide", TrainingLayout.Parse("tp=3").Unfit(TrainerTests.Tiny, 4));
+        Assert.Contains("tp=3 must divide", TrainingLayout.Parse("tp=3").Unfit(TrainerTests.Tiny, 4, Sequence));
     }
 }

@@ -120,6 +120,11 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, tp);
         Assert.Contains("tp=2 (Megatron column/row-parallel layers): 2 ranks as threads", tp);
         AssertSameLosses(Losses(single), Losses(tp), "tp=2");
+        (code, string sp) = Run([.. common, "--tp", "2", "--sp"]);
+        Assert.True(code == 0, sp);
+        Assert.Contains("sequence-parallel: norms and residual on 1/tp of the tokens", sp);
+        AssertSameLosses(Losses(single), Losses(sp), "tp=2 with sequence parallelism");
+        Assert.Equal(2, Run([.. common, "--sp"]).Code);                      // sp needs tp
         Assert.Equal(2, Run([.. common, "--tp", "3"]).Code);                 // 8 heads do not split 3 ways
         // Composed with data parallelism, and saved as one folder with the shards merged: the model of one device.
         string saved = Path.Combine(_folder, "tp-dp"), savedSingle = Path.Combine(_folder, "single");
