@@ -72,6 +72,25 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(Losses(straight), Losses(firstHalf));
     }
 
+    [Fact]
+    public void ACheckpointOfOneLayoutResumesInAnother()
+    {
+        // Saved by a tp=2 x pp=2 job (shards and stages merged into one folder), resumed as dp=2 with ZeRO-1 (the
+        // moments cut again): the losses of steps 4..6 are those of one device running straight through.
+        string shard = RandomShard();
+        string[] common = ["--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu"];
+        var (code, straight) = Run(["train", .. common, "--steps", "6"]);
+        Assert.True(code == 0, straight);
+        string checkpoint = Path.Combine(_folder, "tp-pp");
+        (code, string first) = Run(["train", .. common, "--steps", "3", "--strategy", "tp=2,pp=2,mb=2,1f1b", "--checkpoint", checkpoint]);
+        Assert.True(code == 0, first);
+        (code, string resumed) = Run(["train", "--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu", "--steps", "6", "--resume", checkpoint,
+            "--dp", "2", "--zero", "1"]);
+        Assert.True(code == 0, resumed);
+        Assert.Contains("resumed at step 3", resumed);
+        AssertSameLosses(Losses(straight)[3..], Losses(resumed), "tp=2,pp=2 resumed as dp=2,zero=1");
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
