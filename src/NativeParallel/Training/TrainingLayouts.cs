@@ -173,8 +173,7 @@ public static class TrainingLayouts
             long mine = t.ParameterBytes + t.GradientBytes + trainer.OptimizerBytes + trainer.ActivationBytes + t.ScratchBytes;
             InterlockedMax(ref memory, mine);
             InterlockedMax(ref activations, trainer.ActivationBytes);
-            ProcessGroup[] groups = [world, mesh.Tp, mesh.Dp, mesh.Pp, mesh.Ep];
-            long before = groups.Sum(g => g.BytesSent);
+            long before = mesh.BytesSent;
             var clock = new Stopwatch();
             for (int s = 0; s < batches.Count; s++)
             {
@@ -185,7 +184,7 @@ public static class TrainingLayouts
                 times[s] = clock.Elapsed.TotalMilliseconds;
                 losses[s] = result.Loss;
             }
-            Interlocked.Add(ref sentTotal, groups.Sum(g => g.BytesSent) - before);
+            Interlocked.Add(ref sentTotal, mesh.BytesSent - before);
             replicaWeights[world.Rank] = t.Masters.ToBytes();
         }, layout.Name);
         double sent = (double)sentTotal / ranks / batches.Count;
