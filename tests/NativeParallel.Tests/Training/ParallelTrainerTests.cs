@@ -109,6 +109,37 @@ public sealed class ParallelTrainerTests
         }
     }
 
+    [Theory]
+    [InlineData("dp=2,zero=1,tp=2,sp,pp=2,mb=2,1f1b")]
+    [InlineData("dp=2,tp=2,pp=2,mb=2,gpipe")]
+    public void Bf16LayoutsTrainTheModelOfOneBf16DeviceWithinItsBound(string text)
+    {
+        // bf16 rounds differently when sums are cut differently (tensor-parallel partial sums, micro-batches): the
+        // losses agree within bf16's bound, and data-parallel replicas still end bitwise equal.
+        var layout = TrainingLayout.Parse(text);
+        const int batch = 8;
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 17);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(600 + (ulong)i, TrainerTests.Tiny.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence, dtype: global::NativeParallel.Tensors.DType.BF16);
+        var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
+        var losses = new double[layout.Ranks][];
+        var masters = new byte[layout.Ranks][];
+        ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
+        {
+            using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options(global::NativeParallel.Tensors.DType.BF16));
+            losses[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
+            masters[world.Rank] = trainer.Trainer.Working.ToBytes();
+        }, timeout: TimeSpan.FromSeconds(60));
+        for (int s = 0; s < expected.Length; s++)
+            Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-2 * expected[s], $"bf16 {text} step {s + 1}: loss {losses[0][s]} vs one device {expected[s]}");
+        for (int r = 0; r < layout.Ranks; r++)
+        {
+            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"bf16 {text}: rank {r}'s weights differ from its replica on rank {replica0}");
+        }
+    }
+
     [Fact]
     public void OneForwardOneBackwardHoldsFewerActivationsThanGPipe()
     {
