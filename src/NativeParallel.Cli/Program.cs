@@ -191,12 +191,15 @@ namespace NativeParallel.Cli
             or InvalidOperationException or ArgumentException or NotSupportedException or TimeoutException
             or System.Net.Sockets.SocketException or OperationCanceledException;
 
-        // Exceptions from thread ranks or reflection arrive wrapped; the one inside is what went wrong.
+        // Exceptions from thread ranks or reflection arrive wrapped; the one inside is what went wrong. When several
+        // ranks failed, the first whose failure is its own: a rank's collective failing because a peer left is a
+        // consequence, and ranks that failed alike say the same thing once.
         private static Exception Unwrap(Exception e)
         {
             while (true)
             {
-                if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
+                if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: > 0 } inner)
+                    e = inner.FirstOrDefault(x => x is not NativeParallel.Comm.CollectiveException) ?? inner[0];
                 else if (e is System.Reflection.TargetInvocationException { InnerException: { } t }) e = t;
                 else if (e is TypeInitializationException { InnerException: { } ti }) e = ti;
                 else return e;

@@ -91,6 +91,19 @@ public sealed class TrainCommandTests : IDisposable
         AssertSameLosses(Losses(straight)[3..], Losses(resumed), "tp=2,pp=2 resumed as dp=2,zero=1");
     }
 
+    [Fact]
+    public void AFailureOnEveryThreadRankIsOneLineNamingItsCause()
+    {
+        string shard = RandomShard();
+        string checkpoint = Path.Combine(_folder, "no-moments");
+        Assert.Equal(0, Run("train", "--data", shard, "--steps", "1", "--batch", "2", "--seq", "16", "--device", "cpu", "--checkpoint", checkpoint).Code);
+        File.Delete(Path.Combine(checkpoint, "training", "optimizer.safetensors"));
+        var (code, output) = Run("train", "--data", shard, "--steps", "2", "--batch", "2", "--seq", "16", "--device", "cpu", "--resume", checkpoint, "--dp", "2");
+        Assert.Equal(1, code);
+        Assert.Contains("has no optimizer state", output);
+        Assert.DoesNotContain("AggregateException", output);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
