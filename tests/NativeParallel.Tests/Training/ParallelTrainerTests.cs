@@ -33,6 +33,8 @@ public sealed class ParallelTrainerTests
         { "pp=3,mb=2,gpipe", 3, 4, 25L << 20 },
         { "pp=2,mb=4,1f1b", 3, 4, 25L << 20 },
         { "pp=3,mb=4,1f1b", 3, 4, 25L << 20 },
+        { "pp=4,mb=8,1f1b", 4, 8, 25L << 20 },
+        { "dp=4,tp=2", 2, 8, 25L << 20 },
         { "dp=2,tp=2", 2, 4, 25L << 20 },
         { "dp=2,pp=2,mb=2,1f1b", 2, 4, 1024 },
         { "tp=2,pp=2,mb=2,1f1b", 2, 4, 25L << 20 },
