@@ -110,8 +110,9 @@ internal static class TrainCommand
             weights = new LlamaWeights(LlamaConfig.Small with { Vocab = vocab, MaxSequence = Math.Max(256, seq) }, seed);
         }
         var config = weights.Config;
-        if (loader.MaxToken >= config.Vocab)
-            throw new InvalidDataException($"{loader.Files[0]}: token {loader.MaxToken} is outside the model's vocabulary of {config.Vocab} (give --vocab or a model with a larger vocabulary)");
+        // Every shard, training and validation, is checked against the vocabulary as it is read.
+        loader.CheckVocabulary(config.Vocab);
+        validation?.CheckVocabulary(config.Vocab);
         foreach (var l in layouts ?? [layout])
             if (l.Unfit(config, batch) is { } why) throw new UsageException(why);
 
@@ -122,7 +123,9 @@ internal static class TrainCommand
             if (state.Batch != batch || state.Sequence != seq)
                 throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
             if (state.Step >= steps) throw new UsageException($"{resume} has already run {state.Step} steps; ask for more with --steps");
-            loader.Seek(state.Shard, state.Position);
+            // The data position is the checkpoint's: a shard or position the data cannot honour is state.json's error.
+            try { loader.Seek(state.Shard, state.Position); }
+            catch (ArgumentException e) { throw new InvalidDataException($"{TrainingCheckpoint.StatePath(resume)}: {e.Message}"); }
             startStep = state.Step;
         }
 
@@ -165,6 +168,7 @@ internal static class TrainCommand
         TokenLoader OpenLoader(string pattern, bool training)
         {
             var l = new TokenLoader(TokenShard.Expand(pattern), batch, seq);
+            l.CheckVocabulary(config.Vocab);
             if (training && resume is not null) l.Seek(loader.Shard, loader.Position);
             return l;
         }
