@@ -71,6 +71,8 @@ public static class Safetensors
         var header = new byte[headerLength];
         file.ReadExactly(header);
         long dataStart = 8 + header.LongLength, dataBytes = file.Length - dataStart;
+        // JSON strings are read lazily; a byte that is not UTF-8 would fail later, inside a name or a dtype.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new InvalidDataException($"{path}: the safetensors header is not valid UTF-8");
         JsonDocument json;
         try { json = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: the safetensors header is not valid JSON: {FirstLine(e.Message)}"); }
