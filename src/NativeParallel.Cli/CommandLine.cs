@@ -61,6 +61,13 @@ public sealed class CommandLine
         return long.TryParse(text, out long value) ? value : throw new UsageException($"option --{name} expects an integer, got '{text}'");
     }
 
+    /// <summary>An integer option that must fit an int: a larger value is an error, never wrapped to a small one.</summary>
+    public int Int32(string name, int fallback)
+    {
+        long value = Int(name, fallback);
+        return value is >= int.MinValue and <= int.MaxValue ? (int)value : throw new UsageException($"option --{name} is {value}, outside {int.MinValue}..{int.MaxValue}");
+    }
+
     /// <summary>A floating-point option (invariant culture: 3e-4, 0.9).</summary>
     public double Double(string name, double fallback)
     {

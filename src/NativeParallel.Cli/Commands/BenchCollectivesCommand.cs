@@ -24,24 +24,29 @@ internal static class BenchCollectivesCommand
         string op = line.Option("op", "all_reduce")!;
         string? maxOption = line.Option("e");
         long minBytes = ParseSize(line.Option("b", "8")!), maxBytes = ParseSize(maxOption ?? "64M");
-        double factor = double.Parse(line.Option("f", "2")!, CultureInfo.InvariantCulture);
-        int iterations = (int)line.Int("n", 20), warmup = (int)line.Int("w", 5);
+        double factor = line.Double("f", 2);
+        int iterations = line.Int32("n", 20), warmup = line.Int32("w", 5);
         bool check = line.Int("c", 1) != 0;
         var dtype = DTypes.Parse(line.Option("d", "float")!);
         var redop = Enum.TryParse<ReduceOp>(line.Option("o", "sum"), ignoreCase: true, out var parsed) ? parsed
             : throw new UsageException("-o must be sum, prod, max, min or avg");
-        int root = (int)line.Int("r", 0);
-        int ranks = (int)line.Int("ranks", 1);
+        int root = line.Int32("r", 0);
+        int ranks = line.Int32("ranks", 1);
         string? transport = line.Option("transport");
         string device = line.Option("device", "cpu")!;
         string? json = line.Option("json");
+        bool soakGiven = line.Option("soak") is not null;
         long soak = line.Int("soak", 0);
         string seedText = line.Option("seed", "1")!;
         line.RejectUnknown();
-        if (soak < 0 || soak > int.MaxValue) throw new UsageException($"--soak must be a number of collectives from 1 to {int.MaxValue}; got {soak}");
+        if (ranks < 1 || ranks > LocalLauncher.MaxRanks) throw new UsageException($"--ranks must be from 1 to {LocalLauncher.MaxRanks} local ranks; got {ranks}");
+        if (root < 0 || root >= ranks && LaunchEnvironment.Detect() is null) throw new UsageException($"-r (root) must be a rank from 0 to {ranks - 1}; got {root}");
+        if ((soakGiven && soak < 1) || soak > int.MaxValue) throw new UsageException($"--soak must be a number of collectives from 1 to {int.MaxValue}; got {soak}");
         if (!ulong.TryParse(seedText, out ulong seed)) throw new UsageException($"--seed must be a non-negative integer; got '{seedText}'");
         if (!Ops.Contains(op)) throw new UsageException($"--op must be one of {string.Join(", ", Ops)}");
         if (minBytes < 0 || maxBytes < minBytes || factor < 1 || iterations < 1 || warmup < 0) throw new UsageException("need 0 <= -b <= -e, -f >= 1, -n >= 1, -w >= 0");
+        // -f 1 steps one byte at a time: bounded, so -b 0 -e 64M cannot mean 64 million sizes.
+        if (factor < 1.01 && maxBytes - minBytes > 4096) throw new UsageException($"-f {factor} steps about a byte at a time; from -b {minBytes} to -e {maxBytes} give -f 2 (or -e at most 4 KB above -b)");
         if (transport is not null and not ("shm" or "tcp" or "threads")) throw new UsageException("--transport must be shm, tcp or threads");
         var options = new CollectiveBenchmark.Options(op, minBytes, maxBytes, factor, iterations, warmup, check, dtype, redop, root);
         using var buffers = device == "cpu" ? null : DeviceRegistry.Open(device);
@@ -49,8 +54,12 @@ internal static class BenchCollectivesCommand
         // A soak's sizes go up to 8 MB unless -e caps them.
         var soakOptions = new CollectiveSoak.Options((int)soak, seed, maxOption is null ? 8L << 20 : maxBytes);
         if (soak > 0 && buffers is not null) throw new UsageException("--soak runs on host buffers only (--device cpu)");
-        int Work(ProcessGroup group, bool print, string? jsonPath) =>
-            soak > 0 ? SoakCommand.Soak(group, soakOptions, print, jsonPath) : Bench(group, options, jsonPath, print);
+        int Work(ProcessGroup group, bool print, string? jsonPath)
+        {
+            // Inside a launched job the world's size is known only here.
+            if (root >= group.Size) throw new UsageException($"-r (root) must be a rank from 0 to {group.Size - 1}; got {root}");
+            return soak > 0 ? SoakCommand.Soak(group, soakOptions, print, jsonPath) : Bench(group, options, jsonPath, print);
+        }
 
         if (LaunchEnvironment.Detect() is not null)
         {

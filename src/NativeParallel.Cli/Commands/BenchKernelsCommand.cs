@@ -12,8 +12,8 @@ internal static class BenchKernelsCommand
     {
         if (Entry.HelpRequested(line)) return 0;
         string? deviceName = line.Option("device");
-        int warmup = (int)line.Int("warmup", 3);
-        int repeats = (int)line.Int("repeats", 20);
+        int warmup = line.Int32("warmup", 3);
+        int repeats = line.Int32("repeats", 20);
         string? json = line.Option("json");
         string? markdown = line.Option("markdown");
         line.RejectUnknown();

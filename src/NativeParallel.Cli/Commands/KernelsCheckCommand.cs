@@ -19,7 +19,7 @@ internal static class KernelsCheckCommand
         string? opFilter = line.Option("op");
         ulong seed = (ulong)line.Int("seed", (long)(Stopwatch.GetTimestamp() & 0x7FFF_FFFF));
         bool cached = line.Flag("cached");
-        int schedules = (int)line.Int("schedules", 1);
+        int schedules = line.Int32("schedules", 1);
         bool sanitize = line.Flag("sanitize");
         string? kernelsDir = line.Option("kernels");
         string? json = line.Option("json");

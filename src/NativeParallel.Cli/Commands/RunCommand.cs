@@ -19,13 +19,13 @@ internal static class RunCommand
         if (Entry.HelpRequested(line)) return 0;
         string? deviceName = line.Option("device");
         string? promptTokensText = line.Option("prompt-tokens");
-        int promptTokens = (int)line.Int("prompt-tokens", 24);
+        int promptTokens = line.Int32("prompt-tokens", 24);
         string? promptText = line.Option("prompt");
         string? promptIdsText = line.Option("prompt-ids");
-        int newTokens = (int)line.Int("new-tokens", 16);
+        int newTokens = line.Int32("new-tokens", 16);
         string? dtypeText = line.Option("dtype");
         ulong seed = (ulong)line.Int("seed", 1234);
-        var sampling = new SamplingOptions(line.Double("temperature", 0), (int)line.Int("top-k", 0), line.Double("top-p", 1), seed);
+        var sampling = new SamplingOptions(line.Double("temperature", 0), line.Int32("top-k", 0), line.Double("top-p", 1), seed);
         string? strategyOption = line.Option("strategy");
         string? modelFolder = line.Option("model");
         string? json = line.Option("json");
@@ -33,6 +33,7 @@ internal static class RunCommand
         string? outPath = line.Option("out");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
+        if (promptTokens + (long)newTokens > MaxTokens) throw new UsageException($"--prompt-tokens + --new-tokens is {promptTokens + (long)newTokens}; the KV cache holds at most {MaxTokens} tokens");
         if (sampling.Problem() is { } samplingProblem) throw new UsageException("--" + samplingProblem);
         if (promptTokensText is not null && (promptText ?? promptIdsText) is not null) throw new UsageException("--prompt-tokens sets the seeded prompt's length; give it or --prompt/--prompt-ids, not both");
         DType? dtypeOption = dtypeText is null ? null : ParseDType(dtypeText);
@@ -44,6 +45,7 @@ internal static class RunCommand
         if (requestsPath is not null) return RunRequestFile(line, shape, dtypeOption, modelFolder, deviceName, newTokens, sampling, requestsPath, outPath, json);
         var input = PromptInput.Read(promptText, promptIdsText, modelFolder, shape.Vocab);
         if (input.Ids is { } given) promptTokens = given.Length;
+        if (promptTokens + (long)newTokens > MaxTokens) throw new UsageException($"the prompt's {promptTokens} tokens + --new-tokens {newTokens} is more than the {MaxTokens} tokens the KV cache holds");
         // A prompt run is about its text: the strategy table runs only when asked for by --strategy.
         string strategies = strategyOption ?? (input.Ids is null ? "all" : "none");
         int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
@@ -143,6 +145,9 @@ internal static class RunCommand
 
     private const int Requests = 4, PromptTokens = 16, NewTokens = 8;
 
+    /// <summary>The longest sequence (prompt and generated tokens) a run sizes its KV cache for: a bound checked before any allocation.</summary>
+    public const int MaxTokens = 1 << 16;
+
     /// <summary>--requests: the options it cannot honour refused, the file read and tokenized, then the requests run.</summary>
     private static int RunRequestFile(CommandLine line, LlamaConfig shape, DType? dtype, string? modelFolder, string? deviceName, int newTokens,
         SamplingOptions sampling, string requestsPath, string? outPath, string? json)
@@ -154,7 +159,10 @@ internal static class RunCommand
         FolderTokenizer? tokenizer = modelFolder is not null && FolderTokenizer.Exists(modelFolder) ? FolderTokenizer.Load(modelFolder) : null;
         string tokenizerWhere = modelFolder is null ? "the seeded model has none" : $"{modelFolder} has none (neither tokenizer.json nor tokenizer.model)";
         var requests = RequestFile.Read(requestsPath, tokenizer, tokenizerWhere, shape.Vocab, newTokens, sampling);
-        var config = shape with { MaxSequence = requests.Max(r => r.PromptIds.Length + r.MaxTokens) };
+        var longest = requests.MaxBy(r => (long)r.PromptIds.Length + r.MaxTokens)!;
+        if ((long)longest.PromptIds.Length + longest.MaxTokens > MaxTokens)
+            throw new InvalidDataException($"{requestsPath}:{longest.Line}: {longest.PromptIds.Length} prompt tokens + max_tokens {longest.MaxTokens} is more than the {MaxTokens} tokens the KV cache holds");
+        var config = shape with { MaxSequence = (int)((long)longest.PromptIds.Length + longest.MaxTokens) };
         if (dtype is { } d) config = config with { DType = d };
         return RunRequests.Run(config, modelFolder, deviceName, sampling.Seed, requestsPath, requests, tokenizer, outPath);
     }

@@ -16,40 +16,43 @@ internal static class TrainCommand
     /// <summary>The vocabulary of GPT-2's tokenizer, which <c>prepare</c> writes.</summary>
     private const int Gpt2Vocab = 50257;
 
+    /// <summary>The largest --vocab (llm.c shards hold uint16 ids, so more than 65536 is never needed; this leaves room).</summary>
+    private const int MaxVocab = 1 << 20;
+
     public static int Run(CommandLine line)
     {
         if (Entry.HelpRequested(line)) return 0;
         string? modelFolder = line.Option("model");
         string data = line.Option("data") ?? throw new UsageException("train needs --data FILE|GLOB (llm.c token shards; make one with 'nativeparallel prepare --text FILE --out FILE.bin')");
         string? valData = line.Option("val-data");
-        int valEvery = (int)line.Int("val-every", 25);
-        int valBatches = (int)line.Int("val-batches", 4);
-        int batch = (int)line.Int("batch", 8);
-        int seq = (int)line.Int("seq", 64);
-        int steps = (int)line.Int("steps", 50);
+        int valEvery = line.Int32("val-every", 25);
+        int valBatches = line.Int32("val-batches", 4);
+        int batch = line.Int32("batch", 8);
+        int seq = line.Int32("seq", 64);
+        int steps = line.Int32("steps", 50);
         double lr = line.Double("lr", 1e-3);
         double weightDecay = line.Double("weight-decay", 0.01);
         double beta1 = line.Double("beta1", 0.9), beta2 = line.Double("beta2", 0.999), eps = line.Double("eps", 1e-8);
         double gradClip = line.Double("grad-clip", 1.0);
-        int warmup = (int)line.Int("warmup", 0);
+        int warmup = line.Int32("warmup", 0);
         bool cosine = line.Flag("cosine");
         bool recompute = line.Flag("recompute");
         double minLr = line.Double("min-lr", 0);
         var dtype = DTypes.Parse(line.Option("dtype", "f32")!);
         string? deviceName = line.Option("device");
         ulong seed = (ulong)line.Int("seed", 1234);
-        int vocabOption = (int)line.Int("vocab", 0);
+        int vocabOption = line.Int32("vocab", 0);
         string? save = line.Option("save");
         string? checkpoint = line.Option("checkpoint");
-        int checkpointEvery = (int)line.Int("checkpoint-every", 0);
+        int checkpointEvery = line.Int32("checkpoint-every", 0);
         string? resume = line.Option("resume");
         string? json = line.Option("json");
-        int dpOption = (int)line.Int("dp", 0);
+        int dpOption = line.Int32("dp", 0);
         double bucketMb = line.Double("bucket-mb", 25);
-        int zero = (int)line.Int("zero", 0);
-        int tpOption = (int)line.Int("tp", 1);
-        int ppOption = (int)line.Int("pp", 1);
-        int microBatches = (int)line.Int("micro-batches", 0);
+        int zero = line.Int32("zero", 0);
+        int tpOption = line.Int32("tp", 1);
+        int ppOption = line.Int32("pp", 1);
+        int microBatches = line.Int32("micro-batches", 0);
         string? strategy = line.Option("strategy");
         string? scheduleOption = line.Option("schedule");
         bool sequenceParallel = line.Flag("sp");
@@ -74,6 +77,8 @@ internal static class TrainCommand
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
         if (batch < 1 || seq < 1 || steps < 1) throw new UsageException("--batch, --seq and --steps must be at least 1");
+        if (vocabOption < 0 || vocabOption > MaxVocab) throw new UsageException($"--vocab must be from 1 to {MaxVocab} (0: sized from the data); got {vocabOption}");
+        if (seq > RunCommand.MaxTokens) throw new UsageException($"--seq must be at most {RunCommand.MaxTokens}; got {seq}");
         if (lr <= 0 || weightDecay < 0 || gradClip < 0 || minLr < 0 || warmup < 0 || valEvery < 0 || valBatches < 1 || checkpointEvery < 0)
             throw new UsageException("--lr must be positive; --weight-decay, --grad-clip, --min-lr, --warmup, --val-every, --checkpoint-every must not be negative; --val-batches at least 1");
         if (beta1 is < 0 or >= 1 || beta2 is < 0 or >= 1 || eps <= 0) throw new UsageException("--beta1 and --beta2 must be in [0, 1), --eps positive");
@@ -112,8 +117,9 @@ internal static class TrainCommand
             weights = new LlamaWeights(LlamaConfig.Small with { Vocab = vocab, MaxSequence = Math.Max(256, seq) }, seed);
         }
         var config = weights.Config;
-        if (loader.MaxToken >= config.Vocab)
-            throw new InvalidDataException($"{loader.Files[0]}: token {loader.MaxToken} is outside the model's vocabulary of {config.Vocab} (give --vocab or a model with a larger vocabulary)");
+        // Every shard, training and validation, is checked against the vocabulary as it is read.
+        loader.CheckVocabulary(config.Vocab);
+        validation?.CheckVocabulary(config.Vocab);
         foreach (var l in layouts ?? [layout])
             if (l.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
@@ -124,7 +130,9 @@ internal static class TrainCommand
             if (state.Batch != batch || state.Sequence != seq)
                 throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
             if (state.Step >= steps) throw new UsageException($"{resume} has already run {state.Step} steps; ask for more with --steps");
-            loader.Seek(state.Shard, state.Position);
+            // The data position is the checkpoint's: a shard or position the data cannot honour is state.json's error.
+            try { loader.Seek(state.Shard, state.Position); }
+            catch (ArgumentException e) { throw new InvalidDataException($"{TrainingCheckpoint.StatePath(resume)}: {e.Message}"); }
             startStep = state.Step;
         }
 
@@ -167,6 +175,7 @@ internal static class TrainCommand
         TokenLoader OpenLoader(string pattern, bool training)
         {
             var l = new TokenLoader(TokenShard.Expand(pattern), batch, seq);
+            l.CheckVocabulary(config.Vocab);
             if (training && resume is not null) l.Seek(loader.Shard, loader.Position);
             return l;
         }

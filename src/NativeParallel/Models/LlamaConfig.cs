@@ -45,6 +45,11 @@ public sealed record LlamaConfig
     /// <summary>Throws when the shape is inconsistent.</summary>
     public void Validate()
     {
+        // Sizes first: the divisions below need them positive.
+        if (Vocab < 1 || Hidden < 1 || Layers < 1 || Heads < 1 || KvHeads < 1 || Ffn < 1 || MaxSequence < 1)
+            throw new ArgumentException($"vocab ({Vocab}), hidden ({Hidden}), layers ({Layers}), heads ({Heads}), kv heads ({KvHeads}), ffn ({Ffn}) and max sequence ({MaxSequence}) must be at least 1");
+        if (!float.IsFinite(RopeTheta) || RopeTheta <= 0) throw new ArgumentException($"rope theta ({RopeTheta}) must be a positive number");
+        if (!float.IsFinite(NormEps) || NormEps < 0) throw new ArgumentException($"norm epsilon ({NormEps}) must be a number at least 0");
         if (Hidden % Heads != 0) throw new ArgumentException($"hidden ({Hidden}) must be a multiple of heads ({Heads})");
         if (Heads % KvHeads != 0) throw new ArgumentException($"heads ({Heads}) must be a multiple of kv heads ({KvHeads})");
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dimension ({HeadDim}) must be even for RoPE");

@@ -45,6 +45,28 @@ public sealed class TokenLoader
     /// <summary>The largest token id of the first shard (to size or check a vocabulary).</summary>
     public int MaxToken { get; }
 
+    /// <summary>The vocabulary every token must fall in, checked on each shard as it is read (null: unchecked).</summary>
+    public int? Vocabulary { get; private set; }
+
+    /// <summary>
+    /// Checks the current shard's tokens, and from now on every shard's as it is read, against a vocabulary of
+    /// <paramref name="vocabulary"/> ids: a token outside it would index past the embedding.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A token is outside the vocabulary; the message names the file, the token's index and its id.</exception>
+    public void CheckVocabulary(int vocabulary)
+    {
+        if (vocabulary < 1) throw new ArgumentException($"vocabulary ({vocabulary}) must be at least 1");
+        Vocabulary = vocabulary;
+        Check(_files[Shard], _tokens);
+    }
+
+    private void Check(string file, ushort[] tokens)
+    {
+        if (Vocabulary is not { } v || v > ushort.MaxValue) return;
+        int i = tokens.AsSpan().IndexOfAnyInRange((ushort)v, ushort.MaxValue);
+        if (i >= 0) throw new InvalidDataException($"{file}: the token at index {i} is {tokens[i]}, outside the model's vocabulary of {v} (give --vocab or a model with a larger vocabulary)");
+    }
+
     /// <summary>The shard files, in the order they are read.</summary>
     public IReadOnlyList<string> Files => _files;
 
@@ -67,7 +89,12 @@ public sealed class TokenLoader
     public void Seek(int shard, long position)
     {
         if ((uint)shard >= (uint)_files.Length) throw new ArgumentException($"shard {shard} is outside the {_files.Length} shard file(s)");
-        if (shard != Shard || _tokens is null) _tokens = TokenShard.Read(_files[shard]);
+        if (shard != Shard || _tokens is null)
+        {
+            var tokens = TokenShard.Read(_files[shard]);
+            Check(_files[shard], tokens);
+            _tokens = tokens;
+        }
         if (position < 0 || position + (long)Batch * Sequence + 1 > _tokens.Length)
             throw new ArgumentException($"position {position} leaves no room for a batch in {_files[shard]} ({_tokens.Length} tokens)");
         Shard = shard;

@@ -150,17 +150,30 @@ public static class TrainingCheckpoint
         return new LlamaWeights(c with { DType = DType.F32 }, t["model.embed_tokens.weight"], layers, t["model.norm.weight"], t["lm_head.weight"]);
     }
 
+    /// <summary>The state file of the checkpoint in <paramref name="folder"/>.</summary>
+    public static string StatePath(string folder) => Path.Combine(folder, StateFolder, "state.json");
+
     /// <summary>Reads the state of a checkpoint written by <see cref="Save"/>.</summary>
+    /// <exception cref="InvalidDataException">state.json is not valid JSON, or a field is missing, of the wrong kind or out of range; the message names the file and the field.</exception>
     public static State ReadState(string folder)
     {
-        string path = Path.Combine(folder, StateFolder, "state.json");
+        string path = StatePath(folder);
         if (!File.Exists(path)) throw new FileNotFoundException($"{folder} is not a training checkpoint: {path} is missing (was it written with --checkpoint?)");
+        if (new FileInfo(path).Length > 1 << 20) throw new InvalidDataException($"{path}: {new FileInfo(path).Length} bytes is too large for a checkpoint's state");
         JsonNode? node;
         try { node = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})"); }
-        int Int(string key) => node?[key]?.GetValue<int>() ?? throw new InvalidDataException($"{path}: field '{key}' is missing");
-        long position = node?["position"]?.GetValue<long>() ?? throw new InvalidDataException($"{path}: field 'position' is missing");
-        return new State(Int("step"), Int("shard"), position, Int("batch"), Int("sequence"));
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('\n')[0].Trim()})"); }
+        if (node is not JsonObject root) throw new InvalidDataException($"{path}: {(node is null ? "null" : "a JSON " + node.GetValueKind())}, not an object of fields");
+        long Number(string key, long minimum, long maximum)
+        {
+            var value = root[key] ?? throw new InvalidDataException($"{path}: field '{key}' is missing");
+            string shown = value.ToJsonString();
+            if (value.GetValueKind() != JsonValueKind.Number || !value.AsValue().TryGetValue(out long n))
+                throw new InvalidDataException($"{path}: field '{key}' is {(shown.Length <= 40 ? shown : shown[..40] + "...")}, not an integer");
+            return n >= minimum && n <= maximum ? n : throw new InvalidDataException($"{path}: field '{key}' is {n}, outside {minimum}..{maximum}");
+        }
+        return new State((int)Number("step", 0, int.MaxValue), (int)Number("shard", 0, int.MaxValue), Number("position", 0, long.MaxValue),
+            (int)Number("batch", 1, int.MaxValue), (int)Number("sequence", 1, int.MaxValue));
     }
 
     /// <summary>Loads AdamW's moments of a checkpoint into <paramref name="trainer"/> (whose weights came from the same folder).</summary>

@@ -12,6 +12,9 @@ namespace NativeParallel.Comm.Rendezvous;
 /// </summary>
 public static class LocalLauncher
 {
+    /// <summary>The most ranks one host starts (a bound that catches a mistyped count before it forks thousands of processes).</summary>
+    public const int MaxRanks = 256;
+
     /// <summary>Runs <paramref name="command"/> as <paramref name="ranks"/> processes; <paramref name="output"/> gets (rank, line, isError).</summary>
     public static int Run(int ranks, IReadOnlyList<string> command, IReadOnlyDictionary<string, string>? environment,
         Action<int, string, bool> output, TimeSpan? grace = null)
