@@ -18,9 +18,16 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
     private readonly Dictionary<string, CUevent> _openedEvents = new(StringComparer.Ordinal);
     private CUevent _progress;
 
-    /// <summary>Writes the export of <paramref name="pointer"/> (a cuMemAlloc allocation, or inside one) into <paramref name="destination"/>.</summary>
+    /// <summary>Writes the export of <paramref name="pointer"/> (a cuMemAlloc allocation, or inside one, or 0 for none) into <paramref name="destination"/>.</summary>
     public void Export(ulong pointer, Span<byte> destination)
     {
+        // An empty tensor has no allocation to export: offset −1 says so, and its peers get address 0.
+        if (pointer == 0)
+        {
+            destination[..CUipcMemHandle.Size].Clear();
+            BitConverter.TryWriteBytes(destination[CUipcMemHandle.Size..], -1L);
+            return;
+        }
         device.MakeCurrent();
         ulong start = 0;
         CudaException.Check(Cuda.cuPointerGetAttribute(&start, CUpointer_attribute.RANGE_START_ADDR, new CUdeviceptr(pointer)));
@@ -34,6 +41,7 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
     {
         var handleBytes = export[..CUipcMemHandle.Size];
         long offset = BitConverter.ToInt64(export[CUipcMemHandle.Size..]);
+        if (offset < 0) return 0;
         string key = Convert.ToHexString(handleBytes);
         if (!_opened.TryGetValue(key, out ulong start))
         {
