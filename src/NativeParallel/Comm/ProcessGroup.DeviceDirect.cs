@@ -29,11 +29,12 @@ public sealed partial class ProcessGroup
     /// <summary>
     /// Whether input and output can go device-direct: both on one kernel device that every rank reaches, thread
     /// ranks (a GPU they share, or the emulated device) or processes on one GPU. The decision is this rank's; the
-    /// agreement check compares algorithms, so ranks that decide differently fail at once, naming both.
+    /// agreement check compares algorithms, so ranks that decide differently fail at once, naming both. A group of
+    /// one goes direct too: a device copy instead of two trips through host memory.
     /// </summary>
     private bool CanGoDirect(Tensor input, Tensor output)
     {
-        if (Size == 1 || !ReferenceEquals(input.Device, output.Device)) return false;
+        if (!ReferenceEquals(input.Device, output.Device)) return false;
         bool threads = _threadShared is not null && input.Device is CudaDevice or EmuDevice;
         bool processes = _store is not null && input.Device is CudaDevice;
         return threads || processes;

@@ -178,6 +178,31 @@ public sealed class DeviceCollectiveTests
     }
 
     [Fact]
+    public void AGroupOfOneCopiesOnTheDevice()
+    {
+        // What `bench collectives --device emu` runs by default (one rank): device copies, never host memory.
+        OnRanks(1, g =>
+        {
+            using var input = Make(DType.F32, 1001, i => Tag(0, i));
+            using var output = Poisoned(DType.F32, 1001);
+            var expected = Expect(1001, i => Tag(0, i));
+            Direct(g, 0, () => g.AllReduce(input, output, ReduceOp.Avg));
+            Assert.Equal(expected, Read(output));
+            foreach (var run in new Action[]
+            {
+                () => g.AllGather(input, output), () => g.ReduceScatter(input, output, ReduceOp.Max),
+                () => g.Broadcast(input, output, 0), () => g.AllToAll(input, output),
+            })
+            {
+                using var poison = Poisoned(DType.F32, 1001);
+                g.Broadcast(poison, output, 0);
+                Direct(g, 0, run);
+                Assert.Equal(expected, Read(output));
+            }
+        });
+    }
+
+    [Fact]
     public void AllToAllCountsThatDisagreeFailInOneLineOnEveryRank()
     {
         Hardware.RequireEmu();

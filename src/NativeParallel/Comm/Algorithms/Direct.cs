@@ -37,6 +37,11 @@ internal sealed class Direct(DevicePeers peers, Action barrier, ulong[] inputs, 
     /// <summary>All-reduce of <paramref name="count"/> elements: reduce-scatter into each owner's output, then all-gather by copies.</summary>
     public void AllReduce(long count, ReduceOp op)
     {
+        if (_size == 1)
+        {
+            Copy(inputs[0], outputs[0], count); // op over one rank is the identity, avg included
+            return;
+        }
         var chunks = new Chunks(count, _size, _es);
         // 1. Reduce this rank's chunk from every rank's input, in rank order: every rank gets the same bits.
         for (int p = 0; p < _size; p++) peers.Await(p);
@@ -61,6 +66,11 @@ internal sealed class Direct(DevicePeers peers, Action barrier, ulong[] inputs, 
     private void ReduceChunk(long start, long length, ulong destination, ReduceOp op)
     {
         if (length == 0) return;
+        if (_size == 1)
+        {
+            Copy(At(inputs[0], start), destination, length);
+            return;
+        }
         var sources = new Tensor[_size];
         for (int p = 0; p < _size; p++) sources[p] = Wrap(At(inputs[p], start), length);
         _device.Kernels.Reduce(op, sources, Wrap(destination, length));
