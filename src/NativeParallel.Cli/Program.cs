@@ -35,9 +35,10 @@ namespace NativeParallel.Cli
                   nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
                   out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
                   process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
-                  --device puts the buffers on a GPU (or the emulated device): ranks sharing it all-reduce device-direct
-                  with the reduce kernel (thread ranks by address, process ranks on one GPU through CUDA IPC); other
-                  collectives stage through host memory.
+                  --device puts the buffers on a GPU (or the emulated device): ranks sharing it run all_reduce,
+                  all_gather, reduce_scatter, broadcast and all_to_all device-direct on each other's buffers (thread
+                  ranks by address, process ranks on one GPU through CUDA IPC); reduce and sendrecv stage through host
+                  memory. The footer's "# Device path" line counts direct calls and staged bytes.
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.

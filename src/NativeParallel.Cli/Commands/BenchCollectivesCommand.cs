@@ -115,6 +115,9 @@ internal static class BenchCollectivesCommand
         if (print)
         {
             Console.WriteLine($"# Out of bounds values : {wrong} {(wrong == 0 ? "OK" : "FAILED")}");
+            // Which path device buffers took (rank 0's counts): device-direct on peers' buffers, or through host memory.
+            if (o.Device is { } device && device is not CpuDevice)
+                Console.WriteLine($"# Device path          : {group.DeviceDirectCalls} collectives device-direct, {group.StagedBytes} bytes staged through host memory");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# Avg bus bandwidth    : {(busbws.Length > 0 ? busbws.Average() : 0):F5}"));
             Console.WriteLine("#");
             JsonReport.Write(json, new { op = o.Op, ranks = group.Size, transport = group.TransportName, dtype = o.DType.Name(), rows, wrong });

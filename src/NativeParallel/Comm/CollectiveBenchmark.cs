@@ -107,6 +107,8 @@ public static class CollectiveBenchmark
         g.Barrier();
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < o.Iterations; i++) Once();
+        // Device collectives are stream-ordered: the call returns once its work is enqueued, so time until it is done.
+        o.Device?.Synchronize();
         double us = clock.Elapsed.TotalMicroseconds / Math.Max(o.Iterations, 1);
         // The slowest rank's time, as nccl-tests reports it.
         using var time = Tensor.FromLongs(CpuDevice.Instance, [(long)(us * 1000)], 1);

@@ -35,7 +35,7 @@ public static class CommTunables
         }
     }
 
-    /// <summary>NATIVEPARALLEL_ALGO: ring or oneshot forces the all-reduce algorithm; unset picks by size.</summary>
+    /// <summary>NATIVEPARALLEL_ALGO: ring or oneshot forces the all-reduce algorithm (and the device-direct all-gather's and broadcast's); unset picks by size.</summary>
     public static string Algorithm => Tunables.Raw("NATIVEPARALLEL_ALGO")?.ToLowerInvariant() switch
     {
         null => "auto",

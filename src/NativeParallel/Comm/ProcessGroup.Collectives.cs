@@ -5,7 +5,8 @@ using NativeParallel.Tensors;
 
 namespace NativeParallel.Comm;
 
-// The collectives: argument checks, staging of off-host tensors, then the algorithm.
+// The collectives: device-direct where the ranks reach each other's device buffers, else argument checks, staging
+// of off-host tensors, then the algorithm over the links.
 public sealed partial class ProcessGroup
 {
     // ---- all_reduce ------------------------------------------------------------------------------------------
@@ -53,6 +54,7 @@ public sealed partial class ProcessGroup
     /// <summary><paramref name="output"/> (Size × input.Count elements) receives every rank's input, in rank order.</summary>
     public void AllGather(Tensor input, Tensor output)
     {
+        if (DeviceDirectAllGather(input, output)) return;
         if (Staged([input], [output], (i, o) => AllGather(i[0], o[0]))) return;
         Blocks(Collective.AllGather, input, output, output.Count == input.Count * Size, "output must hold Size × input elements");
         Run(Collective.AllGather, input.DType, ReduceOp.Sum, input.Count, -1, () =>
@@ -70,6 +72,7 @@ public sealed partial class ProcessGroup
     /// <summary>Block r of op over all ranks' <paramref name="input"/> (Size × output.Count elements) lands in rank r's <paramref name="output"/>.</summary>
     public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
+        if (DeviceDirectReduceScatter(input, output, op)) return;
         if (Staged([input], [output], (i, o) => ReduceScatter(i[0], o[0], op))) return;
         Blocks(Collective.ReduceScatter, input, output, input.Count == output.Count * Size, "input must hold Size × output elements");
         Run(Collective.ReduceScatter, input.DType, op, output.Count, -1, () =>
@@ -100,6 +103,7 @@ public sealed partial class ProcessGroup
     /// <summary>Every rank's <paramref name="tensor"/> becomes the root's.</summary>
     public void Broadcast(Tensor tensor, int root)
     {
+        if (DeviceDirectBroadcast(tensor, tensor, root)) return;
         if (Staged([tensor], [tensor], (i, o) => Broadcast(o[0], root))) return;
         CheckRoot(root);
         Same(Collective.Broadcast, tensor, tensor);
@@ -109,6 +113,7 @@ public sealed partial class ProcessGroup
     /// <summary>Out-of-place broadcast: every rank's <paramref name="output"/> becomes the root's <paramref name="input"/>.</summary>
     public void Broadcast(Tensor input, Tensor output, int root)
     {
+        if (DeviceDirectBroadcast(input, output, root)) return;
         if (Staged([input], [output], (i, o) => Broadcast(i[0], o[0], root))) return;
         CheckRoot(root);
         Same(Collective.Broadcast, input, output);
@@ -166,10 +171,9 @@ public sealed partial class ProcessGroup
     /// <summary>Variable splits (in elements): sendCounts[p] elements to rank p, receiveCounts[p] from rank p, packed in rank order.</summary>
     public void AllToAll(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts)
     {
+        if (DeviceDirectAllToAll(input, sendCounts, output, receiveCounts)) return;
         if (Staged([input], [output], (i, o) => AllToAll(i[0], sendCounts, o[0], receiveCounts))) return;
-        Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
-            sendCounts.Sum() <= input.Count && receiveCounts.Sum() <= output.Count && sendCounts.All(c => c >= 0) && receiveCounts.All(c => c >= 0),
-            "sendCounts and receiveCounts need one non-negative count per rank, within the tensors");
+        CheckSplits(input, sendCounts, output, receiveCounts);
         int es = input.DType.SizeOf();
         // Sizes differ per rank legitimately, so only kind and dtype are checked (count −1).
         Run(Collective.AllToAll, input.DType, ReduceOp.Sum, -1, -1, () =>
@@ -187,6 +191,11 @@ public sealed partial class ProcessGroup
 
     /// <summary>Equal-split all-to-all as an ordered async operation.</summary>
     public Task AllToAllAsync(Tensor input, Tensor output) => Async(() => AllToAll(input, output));
+
+    private void CheckSplits(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts) =>
+        Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
+            sendCounts.Sum() <= input.Count && receiveCounts.Sum() <= output.Count && sendCounts.All(c => c >= 0) && receiveCounts.All(c => c >= 0),
+            "sendCounts and receiveCounts need one non-negative count per rank, within the tensors");
 
     // ---- send / recv, barrier --------------------------------------------------------------------------------
 

@@ -7,83 +7,156 @@ using NativeParallel.Tensors;
 
 namespace NativeParallel.Comm;
 
-// All-reduce on a shared kernel device: thread ranks by address, process ranks through CUDA IPC.
+// Collectives on a kernel device the ranks share: thread ranks by address, process ranks on one GPU through CUDA IPC.
 public sealed partial class ProcessGroup
 {
+    private DevicePeers? _devicePeers;
+    private long _deviceDirectCalls;
+    private long _stagedBytes;
+
     /// <summary>
-    /// Ranks whose tensors live on one kernel device reduce without the host. Thread ranks (a GPU they share, or
-    /// the emulated device) publish their buffers' addresses; process ranks on one GPU exchange CUDA IPC exports.
-    /// Then every rank reduces its own chunk straight out of all ranks' inputs with the reduce kernel (inputs in
-    /// rank order: the same bits everywhere) and copies the other chunks from their owners' outputs, with a
-    /// barrier between the phases.
+    /// Collectives this rank has run device-direct: on device tensors, reading its peers' device buffers, with no
+    /// copy through host memory (all_reduce, all_gather, reduce_scatter, broadcast, all_to_all).
     /// </summary>
-    private bool DeviceDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
+    public long DeviceDirectCalls => Interlocked.Read(ref _deviceDirectCalls);
+
+    /// <summary>
+    /// Bytes this rank has copied between a device and host memory to run collectives on device tensors that
+    /// its peers cannot address (a GPU without a shared address or CUDA IPC, point-to-point calls, reduce).
+    /// </summary>
+    public long StagedBytes => Interlocked.Read(ref _stagedBytes);
+
+    /// <summary>
+    /// Whether input and output can go device-direct: both on one kernel device that every rank reaches, thread
+    /// ranks (a GPU they share, or the emulated device) or processes on one GPU. The decision is this rank's; the
+    /// agreement check compares algorithms, so ranks that decide differently fail at once, naming both. A group of
+    /// one goes direct too: a device copy instead of two trips through host memory.
+    /// </summary>
+    private bool CanGoDirect(Tensor input, Tensor output)
     {
-        if (Size == 1 || Size > KernelLimits.MaxReduceInputs || !ReferenceEquals(input.Device, output.Device)) return false;
+        if (!ReferenceEquals(input.Device, output.Device)) return false;
         bool threads = _threadShared is not null && input.Device is CudaDevice or EmuDevice;
         bool processes = _store is not null && input.Device is CudaDevice;
-        if (!threads && !processes) return false;
-        Same(Collective.AllReduce, input, output);
+        return threads || processes;
+    }
+
+    // The reduce kernel has float entry points only, and takes at most MaxReduceInputs sources.
+    private bool CanReduceDirect(Tensor input, Tensor output) =>
+        CanGoDirect(input, output) && input.DType is DType.F32 or DType.BF16 or DType.F16 && Size <= KernelLimits.MaxReduceInputs;
+
+    // Rings and chains above the one-shot size, as the host all-reduce chooses (NATIVEPARALLEL_ALGO overrides).
+    private string DirectAlgorithm(long bytes) => _algorithm switch
+    {
+        "ring" => "direct-ring",
+        "oneshot" => "direct",
+        _ => bytes <= _oneShotBytes ? "direct" : "direct-ring",
+    };
+
+    /// <summary>
+    /// Runs one device-direct collective in the group's order: the agreement check, then the ranks meet so that
+    /// each one's producers are what its peers wait for, exchange addresses, run <paramref name="body"/>, and meet
+    /// again so that no stream goes on to overwrite a buffer a peer may still read. Every wait is stream-ordered
+    /// (events); the host only meets at barriers.
+    /// </summary>
+    private void RunDirect(Collective kind, Tensor input, Tensor output, ReduceOp op, long count, int root, string algorithm, Action<Direct> body)
+    {
         input.RequireContiguous("a collective");
         output.RequireContiguous("a collective");
-        var device = input.Device;
-        Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: true, algorithm: "direct", body: _ =>
+        Run(kind, input.DType, op, count, root, handshake: true, algorithm, _ =>
         {
-            var (inputs, outputs) = threads ? SharedAddresses(input, output) : IpcAddresses((CudaDevice)device, input, output);
-            var chunks = new Algorithms.Chunks(input.Count, Size, input.DType.SizeOf());
-            int es = input.DType.SizeOf();
-            Tensor Piece(ulong basePointer, int chunk) =>
-                Tensor.Wrap(device, basePointer + (ulong)(chunks.Start(chunk) * es), input.DType, (int)chunks.Length(chunk));
-            var sources = Enumerable.Range(0, Size).Select(p => Piece(inputs[p], Rank)).ToArray();
-            if (chunks.Length(Rank) > 0) device.Kernels.Reduce(op, sources, Piece(output.Pointer, Rank));
-            device.Synchronize();
+            var peers = Peers(input.Device);
+            peers.Signal();
+            // An empty tensor has no allocation to export; nobody reads it.
+            var (inputs, outputs) = peers.Exchange(input.Bytes > 0 ? input.Pointer : 0, output.Bytes > 0 ? output.Pointer : 0);
+            body(new Direct(peers, HostBarrier, inputs, outputs, input.DType));
+            peers.Signal();
             HostBarrier();
-            for (int p = 0; p < Size; p++)
-            {
-                if (p == Rank || chunks.Length(p) == 0) continue;
-                device.CopyDeviceToDevice(outputs[p] + (ulong)(chunks.Start(p) * es), output.Pointer + (ulong)(chunks.Start(p) * es), chunks.Length(p) * es);
-            }
-            device.Synchronize();
-            HostBarrier(); // nobody reuses its buffers while a peer may still read them
+            for (int p = 0; p < Size; p++) peers.Await(p);
+            Interlocked.Increment(ref _deviceDirectCalls);
+        });
+    }
+
+    private DevicePeers Peers(IDevice device)
+    {
+        if (_devicePeers is { } cached && ReferenceEquals(cached.Device, device)) return cached;
+        _devicePeers?.Dispose();
+        if (_threadShared is not null)
+            return _devicePeers = new ThreadDevicePeers(_threadShared, device, Rank, Size, HostBarrier, why => _engine.Fail(why, null, abortOthers: false));
+        _ipc ??= new CudaIpcPeers((CudaDevice)device);
+        return _devicePeers = new IpcDevicePeers((CudaDevice)device, _ipc, _engine, Rank, Size);
+    }
+
+    private bool DeviceDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
+    {
+        if (!CanReduceDirect(input, output)) return false;
+        Same(Collective.AllReduce, input, output);
+        RunDirect(Collective.AllReduce, input, output, op, input.Count, -1, "direct", d => d.AllReduce(input.Count, op));
+        return true;
+    }
+
+    private bool DeviceDirectAllGather(Tensor input, Tensor output)
+    {
+        if (!CanGoDirect(input, output)) return false;
+        Blocks(Collective.AllGather, input, output, output.Count == input.Count * Size, "output must hold Size × input elements");
+        string algorithm = DirectAlgorithm(output.Bytes);
+        RunDirect(Collective.AllGather, input, output, ReduceOp.Sum, input.Count, -1, algorithm, d =>
+        {
+            if (algorithm == "direct") d.AllGatherOneShot(input.Count);
+            else d.AllGatherRing(input.Count);
         });
         return true;
     }
 
-    // Thread ranks: addresses are valid in every rank; publish them, then meet.
-    private (ulong[] Inputs, ulong[] Outputs) SharedAddresses(Tensor input, Tensor output)
+    private bool DeviceDirectReduceScatter(Tensor input, Tensor output, ReduceOp op)
     {
-        var pointers = _threadShared!.DevicePointers;
-        Volatile.Write(ref pointers[2 * Rank], input.Pointer);
-        Volatile.Write(ref pointers[2 * Rank + 1], output.Pointer);
-        HostBarrier();
-        return (Enumerable.Range(0, Size).Select(p => Volatile.Read(ref pointers[2 * p])).ToArray(),
-                Enumerable.Range(0, Size).Select(p => Volatile.Read(ref pointers[2 * p + 1])).ToArray());
+        if (!CanReduceDirect(input, output)) return false;
+        Blocks(Collective.ReduceScatter, input, output, input.Count == output.Count * Size, "input must hold Size × output elements");
+        // One shot at every size: on memory all ranks address, each rank reads Size blocks either way, and a ring
+        // would need scratch buffers and pairwise steps that cannot average.
+        RunDirect(Collective.ReduceScatter, input, output, op, output.Count, -1, "direct", d => d.ReduceScatter(output.Count, op));
+        return true;
     }
 
-    // Process ranks on one GPU: all-gather the CUDA IPC exports of both buffers, open the peers' (cached).
-    private (ulong[] Inputs, ulong[] Outputs) IpcAddresses(CudaDevice device, Tensor input, Tensor output)
+    private bool DeviceDirectBroadcast(Tensor input, Tensor output, int root)
     {
-        _ipc ??= new CudaIpcPeers(device);
-        int slot = 2 * CudaIpcPeers.ExportBytes;
-        var all = new byte[slot * Size];
-        var mine = all.AsSpan(Rank * slot, slot);
-        _ipc.Export(input.Pointer, mine[..CudaIpcPeers.ExportBytes]);
-        _ipc.Export(output.Pointer, mine[CudaIpcPeers.ExportBytes..]);
-        Ring.AllGather(_engine, all, new Algorithms.Chunks(all.Length, Size, 1));
-        var inputs = new ulong[Size];
-        var outputs = new ulong[Size];
-        for (int p = 0; p < Size; p++)
+        if (!CanGoDirect(input, output)) return false;
+        CheckRoot(root);
+        Same(Collective.Broadcast, input, output);
+        string algorithm = DirectAlgorithm(output.Bytes);
+        RunDirect(Collective.Broadcast, input, output, ReduceOp.Sum, output.Count, root, algorithm, d =>
         {
-            if (p == Rank)
+            if (algorithm == "direct") d.BroadcastOneShot(output.Count, root);
+            else d.BroadcastChain(output.Count, root, ChainPieces(output.Bytes));
+        });
+        return true;
+    }
+
+    // Pieces of about 1 MiB keep the chain's pipeline full without a meeting per few bytes; at most 64 meetings.
+    private static int ChainPieces(long bytes) => (int)Math.Clamp((bytes + (1 << 20) - 1) >> 20, 1, 64);
+
+    private bool DeviceDirectAllToAll(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts)
+    {
+        if (!CanGoDirect(input, output)) return false;
+        CheckSplits(input, sendCounts, output, receiveCounts);
+        RunDirect(Collective.AllToAll, input, output, ReduceOp.Sum, -1, -1, "direct", d =>
+        {
+            // Each rank needs every rank's send counts to find its part of their inputs: gather them (one
+            // small message per rank), and check them against this rank's receive counts before any copy.
+            var all = new long[Size * Size];
+            sendCounts.CopyTo(all, Rank * Size);
+            var bytes = MemoryMarshal.AsBytes(all.AsSpan());
+            Ring.AllGather(_engine, bytes, new Chunks(bytes.Length, Size, 1));
+            var sent = new long[Size][];
+            for (int p = 0; p < Size; p++)
             {
-                (inputs[p], outputs[p]) = (input.Pointer, output.Pointer);
-                continue;
+                sent[p] = all.AsSpan(p * Size, Size).ToArray();
+                if (sent[p][Rank] != receiveCounts[p])
+                    throw _engine.Fail($"rank {p} sends {sent[p][Rank]} elements to this rank, which expects {receiveCounts[p]} from it; " +
+                                       "make receiveCounts[p] on rank r equal sendCounts[r] on rank p", p, abortOthers: true);
             }
-            var theirs = all.AsSpan(p * slot, slot);
-            inputs[p] = _ipc.Open(theirs[..CudaIpcPeers.ExportBytes]);
-            outputs[p] = _ipc.Open(theirs[CudaIpcPeers.ExportBytes..]);
-        }
-        return (inputs, outputs);
+            d.AllToAll(sent);
+        });
+        return true;
     }
 
     // A barrier inside a collective: one all-reduce of a token through the links, no sequence number of its own.

@@ -10,9 +10,9 @@ namespace NativeParallel.Comm;
 public sealed partial class ProcessGroup
 {
     /// <summary>
-    /// Collectives move host memory. Tensors on another device (a GPU) are staged: inputs copied to host tensors,
-    /// the collective run on those, outputs copied back. Correct on any device; the CUDA IPC transport will make
-    /// GPU tensors travel directly instead.
+    /// Collectives over the links move host memory. Tensors on a device the peers cannot address (a GPU without a
+    /// shared address or CUDA IPC, or calls with no device-direct form) are staged: inputs copied to host tensors,
+    /// the collective run on those, outputs copied back, each copy counted in <see cref="StagedBytes"/>.
     /// </summary>
     private bool Staged(Tensor[] inputs, Tensor[] outputs, Action<Tensor[], Tensor[]> run)
     {
@@ -30,19 +30,31 @@ public sealed partial class ProcessGroup
             var hostInputs = inputs.Select(t =>
             {
                 var h = Host(t);
-                if (!ReferenceEquals(h, t)) h.CopyFromHost(t.ToBytes());
+                if (!ReferenceEquals(h, t))
+                {
+                    h.CopyFromHost(t.ToBytes());
+                    Interlocked.Add(ref _stagedBytes, t.Bytes);
+                }
                 return h;
             }).ToArray();
             var hostOutputs = outputs.Select(t =>
             {
                 var h = Host(t);
                 // Outputs some ranks leave alone (reduce off the root) must come back unchanged.
-                if (!ReferenceEquals(h, t) && !inputs.Contains(t, ReferenceEqualityComparer.Instance)) h.CopyFromHost(t.ToBytes());
+                if (!ReferenceEquals(h, t) && !inputs.Contains(t, ReferenceEqualityComparer.Instance))
+                {
+                    h.CopyFromHost(t.ToBytes());
+                    Interlocked.Add(ref _stagedBytes, t.Bytes);
+                }
                 return h;
             }).ToArray();
             run(hostInputs, hostOutputs);
             foreach (var t in outputs)
-                if (!ReferenceEquals(map[t], t) && t.Bytes > 0) t.Device.CopyHostToDevice(map[t].ToBytes(), t.Pointer);
+                if (!ReferenceEquals(map[t], t) && t.Bytes > 0)
+                {
+                    t.Device.CopyHostToDevice(map[t].ToBytes(), t.Pointer);
+                    Interlocked.Add(ref _stagedBytes, t.Bytes);
+                }
         }
         finally
         {
@@ -59,7 +71,7 @@ public sealed partial class ProcessGroup
     [StructLayout(LayoutKind.Sequential)]
     private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root, int Algorithm);
 
-    private static readonly string[] Algorithms = ["ring", "oneshot", "direct"];
+    private static readonly string[] Algorithms = ["ring", "oneshot", "direct", "direct-ring"];
 
     private void CheckHeader(MessageHeader header, int peer, int tag, Tensor tensor)
     {

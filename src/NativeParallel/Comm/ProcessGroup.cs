@@ -173,6 +173,7 @@ public sealed partial class ProcessGroup : IDisposable
             try { _store.Barrier($"{Name}/shutdown", Size, TimeSpan.FromSeconds(10)); }
             catch (Exception e) when (e is TimeoutException or IOException) { }
         }
+        _devicePeers?.Dispose();
         _ipc?.Dispose();
         _transport.Dispose();
         if (_ownsStore) _store?.Dispose();

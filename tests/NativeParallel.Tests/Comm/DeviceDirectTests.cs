@@ -29,6 +29,8 @@ public sealed class DeviceDirectTests
             using var input = Tensor.FromFloats(device, values, dtype, count);
             using var output = Tensor.Empty(device, dtype, count);
             g.AllReduce(input, output, op);
+            Assert.Equal(1, g.DeviceDirectCalls);
+            Assert.Equal(0, g.StagedBytes);
             var expected = Enumerable.Range(0, count).Select(i => (float)ExactInputs.Reduced(op, ranks, i)).ToArray();
             Assert.Equal(expected, output.ToFloats());
             g.AllReduce(input, op); // in place
@@ -61,17 +63,28 @@ public sealed class DeviceDirectTests
     }
 }
 
-/// <summary>The GPU paths of device-direct all-reduce: thread ranks sharing a GPU, and processes through CUDA IPC.</summary>
+/// <summary>
+/// The GPU paths of the device-direct collectives: thread ranks sharing a GPU, and processes through CUDA IPC memory
+/// and event handles; each exact, and (rank 0's count) device-direct with nothing staged through host memory.
+/// </summary>
 public sealed class CudaDeviceDirectTests
 {
     [Theory]
-    [InlineData("threads")]
-    [InlineData("processes")]
-    public void AllReduceOnOneGpuIsExact(string ranks)
+    [InlineData("threads", "all_reduce")]
+    [InlineData("processes", "all_reduce")]
+    [InlineData("threads", "all_gather")]
+    [InlineData("processes", "all_gather")]
+    [InlineData("threads", "reduce_scatter")]
+    [InlineData("processes", "reduce_scatter")]
+    [InlineData("threads", "broadcast")]
+    [InlineData("processes", "broadcast")]
+    [InlineData("threads", "all_to_all")]
+    [InlineData("processes", "all_to_all")]
+    public void CollectivesOnOneGpuAreExactAndDirect(string ranks, string op)
     {
         Hardware.RequireCuda();
         var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        string[] args = [Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"), "bench", "collectives", "--ranks", "2", "--device", "cuda",
+        string[] args = [Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"), "bench", "collectives", "--ranks", "2", "--device", "cuda", "--op", op,
             "-b", "1K", "-e", "16M", "-f", "64", "-n", "3", "-w", "1", .. ranks == "threads" ? new[] { "--transport", "threads" } : []];
         foreach (string a in args) info.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(info)!;
@@ -79,5 +92,6 @@ public sealed class CudaDeviceDirectTests
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)));
         Assert.True(process.ExitCode == 0, output);
         Assert.Contains("# Out of bounds values : 0 OK", output);
+        Assert.Matches(@"# Device path +: [1-9]\d* collectives device-direct, 0 bytes staged", output);
     }
 }

@@ -94,6 +94,11 @@ public sealed class StagingTests
                 ? Enumerable.Range(0, 50).Select(i => Math.Max(Value(0, i), Math.Max(Value(1, i), Value(2, i)))).ToArray()
                 : Enumerable.Range(0, 50).Select(i => -1f - i).ToArray();
             Assert.Equal(expected, output.ToFloats());
+
+            // Peers cannot address this device, so nothing went device-direct and every byte was staged.
+            Assert.Equal(0, g.DeviceDirectCalls);
+            // all_reduce in place: in and back; all_gather: input in, output in and back; reduce: input in, output in and back.
+            Assert.Equal(50 * 4 * 2 + (50 + 150 + 150) * 4 + 50 * 4 * 3, g.StagedBytes);
         });
         Assert.True(device.CopiesOut > 0 && device.CopiesIn > 0);
         foreach (var g in groups) g.Dispose();

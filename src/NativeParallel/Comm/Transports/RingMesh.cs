@@ -84,6 +84,9 @@ public sealed unsafe class ThreadTransport : ITransport
         /// <summary>Device addresses the ranks publish for device-direct collectives (input, output per rank).</summary>
         public readonly ulong[] DevicePointers = new ulong[2 * size];
 
+        /// <summary>Each rank's device and progress event, for the same collectives (see <see cref="DevicePeers"/>).</summary>
+        public readonly DeviceRank?[] DeviceRanks = new DeviceRank?[size];
+
         private static byte* Allocate(int size, long capacity)
         {
             long segment = RingMesh.SegmentBytes(size, capacity);
