@@ -78,6 +78,27 @@ public sealed class TracerTests
     }
 
     [Fact]
+    public void EmulatedLaunchesNestInsideTheirOpWithTheirGrid()
+    {
+        Hardware.RequireEmu();
+        using var emu = new EmuDevice();
+        using var a = Tensor.FromFloats(emu, [1, 2, 3], DType.F32, 3);
+        using var c = Tensor.Empty(emu, DType.F32, 3);
+        emu.Kernels.Add(a, a, c); // compiled before the trace, so the trace holds the run only
+        using var session = Tracer.Start();
+        emu.Kernels.Add(a, a, c);
+        session.Dispose();
+        var events = session.Events;
+        Assert.Equal(2, events.Count);
+        var (op, launch) = (events[0], events[1]);
+        Assert.Equal(("kernel", "add"), (op.Category, op.Name));
+        Assert.Equal("launch", launch.Category);
+        Assert.StartsWith("residual_add", launch.Name);
+        Assert.Matches(@"^\(\d+, 1, 1\)$", (string)launch.Arg("grid")!);
+        Assert.True(launch.StartUs >= op.StartUs && launch.EndUs <= op.EndUs, "the launch lies outside its op");
+    }
+
+    [Fact]
     public void ThreadRanksGetTheirOwnProcessAndEachGroupALane()
     {
         using var session = Tracer.Start();
