@@ -87,7 +87,24 @@ public sealed class TraceCommandTests : IDisposable
     }
 
     [Fact]
-    public void ProcessRanksWriteAFileEachAndAMissingFolderIsAUsageError()
+    public void ProcessRanksOfALaunchedJobWriteAFileEach()
+    {
+        string file = Path.Combine(_folder, "job.json");
+        var (code, output) = Comm.ProcessCollectiveTests.Cli(null, "launch", "-n", "2", "--", "dotnet", Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"),
+            "bench", "collectives", "-b", "1K", "-e", "1K", "-n", "1", "-w", "0", "--trace", file);
+        Assert.True(code == 0, output);
+        Assert.False(File.Exists(file), "a launched job wrote the unnumbered file");
+        foreach (int rank in new[] { 0, 1 })
+        {
+            var trace = TraceJson.Parse(File.ReadAllBytes(TraceFile.ForRank(file, rank)));
+            Assert.NotEmpty(trace.Complete);
+            Assert.All(trace.Complete, e => Assert.Equal(rank, e.Pid));
+            Assert.Contains(trace.Complete, e => e.Name == "all_reduce" && e.Args.GetProperty("transport").GetString() is "shm" or "tcp");
+        }
+    }
+
+    [Fact]
+    public void RankFileNamesAndAMissingFolderIsAUsageError()
     {
         Assert.Equal(Path.Combine("/tmp", "t.rank3.json"), TraceFile.ForRank("/tmp/t.json", 3));
         var (code, output) = InProcessCli.Run("bench", "collectives", "-b", "8", "-e", "8", "--trace", Path.Combine(_folder, "no", "t.json"));

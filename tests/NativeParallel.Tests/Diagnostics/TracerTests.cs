@@ -46,7 +46,7 @@ public sealed class TracerTests
     }
 
     [Fact]
-    public void AsecondStartWhileRecordingIsRefused()
+    public void ASecondStartWhileRecordingIsRefused()
     {
         using var session = Tracer.Start();
         var e = Assert.Throws<InvalidOperationException>(() => Tracer.Start());
@@ -119,7 +119,7 @@ public sealed class TracerTests
             var sync = Assert.Single(mine, e => e.Name == "all_reduce" && e.Arg("group") is "world");
             var async = Assert.Single(mine, e => e.Name == "all_reduce" && e.Arg("group") is "pair");
             Assert.NotEqual(sync.Lane, async.Lane);
-            Assert.Equal($"communication: group 'world'", session.LaneName(rank, sync.Lane));
+            Assert.Equal("communication: group 'world'", session.LaneName(rank, sync.Lane));
             Assert.Equal(false, sync.Arg("async"));
             Assert.Equal(true, async.Arg("async"));
             Assert.Equal(8L, sync.Arg("bytes"));
