@@ -62,7 +62,7 @@ if [ "$DEVICE" = cuda ]; then
   fi
 fi
 
-step kernels-check 85 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
+step kernels-check 80 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
 step kernels-check-warm 15 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
 step bench-kernels 50 bench kernels --device "$DEVICE" --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
 step run 30 run --device "$DEVICE" --json "$RAW/run.json"
@@ -72,8 +72,9 @@ step prepare 15 prepare --text README.md --text docs --out "$WORK/docs.bin"
 step train 35 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
 step train-cpu 25 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
 # The training layouts on the device (thread ranks sharing it): dp=2 (bucket all-reduces device-direct), ZeRO-1,
-# tp=2, pp=2 with 4 micro-batches, each against the single-device losses, with memory and bytes beside the formulas.
-step train-layouts 40 train --data "$WORK/docs.bin" --device "$DEVICE" --strategy all --steps 4 --batch 8 --seq 128 --vocab 50304 --json "$RAW/train-layouts.json"
+# tp=2 with and without sequence parallelism (vocabulary-parallel cross-entropy), pp=2 under 1F1B, and the 8-rank
+# composition, each against the single-device losses, with memory and bytes beside the formulas.
+step train-layouts 45 train --data "$WORK/docs.bin" --device "$DEVICE" --strategy "dp=2;dp=2,zero=1;tp=2;tp=2,sp;pp=2,mb=4,1f1b;dp=2,tp=2,pp=2,mb=2,1f1b" --steps 4 --batch 8 --seq 128 --vocab 50304 --json "$RAW/train-layouts.json"
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels above.
 step bench-collectives 20 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
@@ -101,7 +102,7 @@ section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output,
   section run run.txt
   section "train on $DEVICE (20 steps)" train.txt
   section "train on cpu (the first 5 of the same steps)" train-cpu.txt
-  section "training layouts on $DEVICE (dp=2, ZeRO-1, tp=2, pp=2; thread ranks sharing the device)" train-layouts.txt
+  section "training layouts on $DEVICE (dp=2, ZeRO-1, tp=2, tp=2+sp, pp=2 1F1B, dp×tp×pp; thread ranks sharing the device)" train-layouts.txt
   section "all_reduce, 2 thread ranks sharing the device (device-direct)" bench-collectives.txt
   section "all_reduce, 2 processes sharing the device (CUDA IPC)" bench-collectives-ipc.txt
 } > "$OUT/report.md"

@@ -5,6 +5,15 @@ grouped-query attention, SwiGLU, untied LM head), batch, sequence, AdamW and thr
 
   python3 bench/baselines/train_torch.py --data FILE.bin [--batch 8] [--seq 128] [--steps 20] [--threads 2]
 
+Data parallelism, the peer of `train --dp N` in a launched job: PyTorch DDP over Gloo (bucket_cap_mb 25, DDP's
+default), --batch rows per rank, each rank its own rows of the same global batch; tokens/s counts every rank's:
+
+  for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 \
+    python3 bench/baselines/train_torch.py --data FILE.bin --ddp --threads 1 & done; wait
+
+(Debian's torch 1.13 `torch.distributed.run` fails on Python 3.11 before starting any worker, so the two ranks are
+started by hand with torch's env:// variables.)
+
 Install Debian's python3-torch with libopenblas0-pthread (else its BLAS is the slow reference one), and for a
 fair peer name the real core in the benchmark command (never in tests): OPENBLAS_CORETYPE=SkylakeX where AVX-512
 is present, Haswell otherwise.
@@ -93,20 +102,29 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab", type=int, default=1000)
+    p.add_argument("--ddp", action="store_true", help="DistributedDataParallel over Gloo (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    rank, world = 0, 1
+    if args.ddp:
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(1234)
     header = np.fromfile(args.data, dtype=np.int32, count=256)
     assert header[0] == 20240520 and header[1] == 1, "not an llm.c token shard"
     tokens = torch.from_numpy(np.fromfile(args.data, dtype=np.uint16, offset=1024).astype(np.int64))
     model = Llama(args.vocab, 256, 2, 8, 2, 688)
+    if args.ddp:
+        model = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    n = args.batch * args.seq
+    n = args.batch * args.seq * world
     position, times, losses = 0, [], []
     for step in range(args.warmup + args.steps):
         window = tokens[position:position + n + 1]
         position = position + n if position + 2 * n + 1 <= len(tokens) else 0
-        x, y = window[:-1].view(args.batch, args.seq), window[1:].view(args.batch, args.seq)
+        x, y = window[:-1].view(world * args.batch, args.seq), window[1:].view(world * args.batch, args.seq)
+        x, y = x[rank * args.batch:(rank + 1) * args.batch], y[rank * args.batch:(rank + 1) * args.batch]
         start = time.perf_counter()
         loss = F.cross_entropy(model(x).view(-1, args.vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -118,8 +136,11 @@ def main():
             times.append(elapsed)
             losses.append(loss.item())
     median = sorted(times)[len(times) // 2]
+    if rank != 0:
+        return
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads): {args.vocab}-vocab Llama, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch} x seq {args.seq}: "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, batch {args.batch} x seq {args.seq}"
+          f"{f' per rank x {world} DDP ranks over gloo' if args.ddp else ''}: "
           f"median step {median * 1000:.1f} ms, {n / median:.0f} tokens/s (first loss {losses[0]:.3f})")
 
 

@@ -77,7 +77,7 @@ namespace NativeParallel.Cli
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
-                                   [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE] [--trace FILE]
+                                   [--sp] [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE] [--trace FILE]
                   Trains a Llama-style decoder from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -96,6 +96,8 @@ namespace NativeParallel.Cli
                   reduce-scattered, AdamW's moments and update sharded, weights all-gathered.
                   --tp N: Megatron tensor parallelism (q/k/v and gate/up column-parallel, o and down
                   row-parallel; embedding, LM head and cross-entropy vocabulary-parallel).
+                  --sp (with --tp): Megatron's sequence parallelism: norms and the residual stream on 1/tp of
+                  the tokens, all-gathers before and reduce-scatters after the parallel blocks.
                   --pp N --micro-batches M --schedule 1f1b|gpipe: layers in N stages, M micro-batches (default N)
                   under 1F1B (default; at most N-s micro-batches in flight on stage s) or GPipe (all M); bubble
                   (N-1)/(M+N-1). --micro-batches without --pp accumulates gradients.
@@ -139,7 +141,7 @@ namespace NativeParallel.Cli
                     "bench" when args.Length > 1 && args[1] == "collectives" => BenchCollectivesCommand.Run(args[2..]),
                     "launch" => LaunchCommand.Run(args[1..]),
                     "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
-                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute")),
+                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute", "sp")),
                     "prepare" => PrepareCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
                 };
@@ -194,12 +196,15 @@ namespace NativeParallel.Cli
             or InvalidOperationException or ArgumentException or NotSupportedException or TimeoutException
             or System.Net.Sockets.SocketException or OperationCanceledException;
 
-        // Exceptions from thread ranks or reflection arrive wrapped; the one inside is what went wrong.
+        // Exceptions from thread ranks or reflection arrive wrapped; the one inside is what went wrong. When several
+        // ranks failed, the first whose failure is its own: a rank's collective failing because a peer left is a
+        // consequence, and ranks that failed alike say the same thing once.
         private static Exception Unwrap(Exception e)
         {
             while (true)
             {
-                if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
+                if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: > 0 } inner)
+                    e = inner.FirstOrDefault(x => x is not NativeParallel.Comm.CollectiveException) ?? inner[0];
                 else if (e is System.Reflection.TargetInvocationException { InnerException: { } t }) e = t;
                 else if (e is TypeInitializationException { InnerException: { } ti }) e = ti;
                 else return e;

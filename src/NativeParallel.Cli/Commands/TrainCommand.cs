@@ -52,6 +52,7 @@ internal static class TrainCommand
         int microBatches = (int)line.Int("micro-batches", 0);
         string? strategy = line.Option("strategy");
         string? scheduleOption = line.Option("schedule");
+        bool sequenceParallel = line.Flag("sp");
         string? tracePath = line.Option("trace");
         line.RejectUnknown();
         bool table = strategy is not null && (strategy == "all" || strategy.Contains(';'));
@@ -61,9 +62,9 @@ internal static class TrainCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
         }
         var layouts = !table ? null : (strategy == "all" ? TrainingLayouts.All : strategy!.Split(';', StringSplitOptions.RemoveEmptyEntries)).Select(Parse).ToArray();
-        bool axisOptions = dpOption > 0 || tpOption != 1 || ppOption != 1 || zero != 0 || microBatches != 0 || scheduleOption is not null;
+        bool axisOptions = dpOption > 0 || tpOption != 1 || ppOption != 1 || zero != 0 || microBatches != 0 || scheduleOption is not null || sequenceParallel;
         if (strategy is not null && axisOptions)
-            throw new UsageException("give the layout either as --strategy \"dp=2,tp=2,pp=2,mb=4,1f1b\" or with --dp/--tp/--pp/--zero/--micro-batches/--schedule, not both");
+            throw new UsageException("give the layout either as --strategy \"dp=2,tp=2,pp=2,mb=4,1f1b\" or with --dp/--tp/--sp/--pp/--zero/--micro-batches/--schedule, not both");
         if (table && (save is not null || checkpoint is not null || resume is not null))
             throw new UsageException("--strategy all (or a ';' list) runs the table of training layouts; it does not --save, --checkpoint or --resume");
         if (dpOption < 0 || tpOption < 1 || ppOption < 1 || microBatches < 0 || bucketMb <= 0)
@@ -84,7 +85,8 @@ internal static class TrainCommand
         // The job's layout: --strategy's, or the axis options'; in a launched job dp fills the world unless given.
         var launched = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
         var layout = strategy is not null && !table ? Parse(strategy)
-            : new TrainingLayout(Math.Max(1, dpOption), zero, tpOption, ppOption, microBatches == 0 ? ppOption : microBatches, scheduleKind);
+            : new TrainingLayout(Math.Max(1, dpOption), zero, tpOption, ppOption, microBatches == 0 ? ppOption : microBatches, scheduleKind, sequenceParallel);
+        if (layout.Sp && layout.Tp < 2) throw new UsageException("--sp (sequence parallelism) cuts tokens over the tensor-parallel ranks: give --tp N, N > 1");
         if (launched is not null && !table)
         {
             int others = layout.Tp * layout.Pp;
@@ -114,7 +116,7 @@ internal static class TrainCommand
         if (loader.MaxToken >= config.Vocab)
             throw new InvalidDataException($"{loader.Files[0]}: token {loader.MaxToken} is outside the model's vocabulary of {config.Vocab} (give --vocab or a model with a larger vocabulary)");
         foreach (var l in layouts ?? [layout])
-            if (l.Unfit(config, batch) is { } why) throw new UsageException(why);
+            if (l.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
         int startStep = 0;
         if (resume is not null)
@@ -142,7 +144,7 @@ internal static class TrainCommand
             var parts = new List<string>();
             if (layout.Dp > 1) parts.Add(layout.Zero == 1 ? $"dp={layout.Dp} with ZeRO-1 (gradients reduce-scattered, AdamW state and update sharded, weights all-gathered)"
                 : $"dp={layout.Dp} (gradients all-reduced in {bucketMb:G3} MiB buckets during backward)");
-            if (layout.Tp > 1) parts.Add($"tp={layout.Tp} (Megatron column/row-parallel layers)");
+            if (layout.Tp > 1) parts.Add($"tp={layout.Tp} (Megatron column/row-parallel layers{(layout.Sp ? ", sequence-parallel: norms and residual on 1/tp of the tokens" : "")})");
             if (layout.Pp > 1) parts.Add($"pp={layout.Pp} ({layout.Schedule.Name()} over {layout.MicroBatches} micro-batches of {batch / layout.Dp / layout.MicroBatches} rows, bubble {t.Bubble:P0})");
             else if (layout.MicroBatches > 1) parts.Add($"{layout.MicroBatches} micro-batches of {batch / layout.Dp / layout.MicroBatches} rows, gradients accumulated");
             return parts.Count == 0 ? "" : $"; {string.Join(", ", parts)}: {layout.Ranks} ranks {transport}";

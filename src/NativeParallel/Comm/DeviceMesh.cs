@@ -1,38 +1,46 @@
 namespace NativeParallel.Comm;
 
 /// <summary>
-/// The groups of a parallel layout, Megatron's way: world = pp × dp × tp ranks, tensor parallelism innermost
-/// (ranks r and r+1 share a TP group, the fastest links), then data, then pipeline. Global rank =
-/// (pp_rank × dp + dp_rank) × tp + tp_rank. Expert parallelism splits each DP group into groups of <c>ep</c>
-/// consecutive DP ranks.
+/// The groups of a parallel layout, Megatron's way: world = pp × dp × sp × tp ranks, tensor parallelism innermost
+/// (ranks r and r+1 share a TP group, the fastest links), then sequence (context) parallelism, then data, then
+/// pipeline. Global rank = ((pp_rank × dp + dp_rank) × sp + sp_rank) × tp + tp_rank. Expert parallelism splits each
+/// DP group into groups of <c>ep</c> consecutive DP ranks. Training and <c>run</c> (threads or a launched job's
+/// processes) both take their groups from here.
 /// </summary>
 public sealed class DeviceMesh : IDisposable
 {
-    private DeviceMesh(ProcessGroup world, int tp, int pp, int dp, int ep)
+    private DeviceMesh(ProcessGroup world, int tp, int pp, int dp, int ep, int sp)
     {
         World = world;
-        (TensorParallel, PipelineParallel, DataParallel, ExpertParallelSize) = (tp, pp, dp, ep);
+        (TensorParallel, PipelineParallel, DataParallel, ExpertParallelSize, SequenceParallel) = (tp, pp, dp, ep, sp);
         int r = world.Rank;
         TpRank = r % tp;
-        DpRank = r / tp % dp;
-        PpRank = r / (tp * dp);
-        // Every rank takes part in every split, in the same order (splits are collectives of the world).
-        Tp = world.Split(PpRank * dp + DpRank, TpRank, $"tp{PpRank * dp + DpRank}");
-        Dp = world.Split(PpRank * tp + TpRank, DpRank, $"dp{PpRank * tp + TpRank}");
-        Pp = world.Split(DpRank * tp + TpRank, PpRank, $"pp{DpRank * tp + TpRank}");
-        int epColor = (PpRank * tp + TpRank) * (dp / ep) + DpRank / ep;
+        SpRank = r / tp % sp;
+        DpRank = r / (tp * sp) % dp;
+        PpRank = r / (tp * sp * dp);
+        // A group's color numbers every other coordinate; its key is the coordinate along it. Every rank takes part
+        // in every split, in the same order (splits are collectives of the world).
+        int tpColor = (PpRank * dp + DpRank) * sp + SpRank;
+        int spColor = (PpRank * dp + DpRank) * tp + TpRank;
+        int dpColor = (PpRank * sp + SpRank) * tp + TpRank;
+        int ppColor = (DpRank * sp + SpRank) * tp + TpRank;
+        int epColor = dpColor * (dp / ep) + DpRank / ep;
+        Tp = world.Split(tpColor, TpRank, $"tp{tpColor}");
+        Sp = world.Split(spColor, SpRank, $"sp{spColor}");
+        Dp = world.Split(dpColor, DpRank, $"dp{dpColor}");
+        Pp = world.Split(ppColor, PpRank, $"pp{ppColor}");
         Ep = world.Split(epColor, DpRank % ep, $"ep{epColor}");
     }
 
     /// <summary>Builds the mesh; every rank of <paramref name="world"/> must call it with the same sizes.</summary>
-    public static DeviceMesh Create(ProcessGroup world, int tp = 1, int pp = 1, int dp = -1, int ep = 1)
+    public static DeviceMesh Create(ProcessGroup world, int tp = 1, int pp = 1, int dp = -1, int ep = 1, int sp = 1)
     {
-        if (tp < 1 || pp < 1) throw new ArgumentException("tp and pp must be at least 1");
-        if (dp == -1) dp = world.Size / (tp * pp);
-        if (tp * pp * dp != world.Size)
-            throw new ArgumentException($"tp {tp} x pp {pp} x dp {dp} = {tp * pp * dp} ranks, but the world has {world.Size}");
+        if (tp < 1 || pp < 1 || sp < 1) throw new ArgumentException("tp, pp and sp must be at least 1");
+        if (dp == -1) dp = world.Size / (tp * pp * sp);
+        if (tp * pp * sp * dp != world.Size)
+            throw new ArgumentException($"tp {tp} x sp {sp} x pp {pp} x dp {dp} = {tp * pp * sp * dp} ranks, but the world has {world.Size}");
         if (ep < 1 || dp % ep != 0) throw new ArgumentException($"ep ({ep}) must divide dp ({dp})");
-        return new DeviceMesh(world, tp, pp, dp, ep);
+        return new DeviceMesh(world, tp, pp, dp, ep, sp);
     }
 
     /// <summary>The whole job.</summary>
@@ -45,6 +53,14 @@ public sealed class DeviceMesh : IDisposable
     public ProcessGroup Pp { get; }
     /// <summary>This rank's expert-parallel group.</summary>
     public ProcessGroup Ep { get; }
+    /// <summary>This rank's sequence-parallel group (inference's token split across ranks).</summary>
+    public ProcessGroup Sp { get; }
+    /// <summary>Sequence-parallel ranks.</summary>
+    public int SequenceParallel { get; }
+    /// <summary>Sequence-parallel index.</summary>
+    public int SpRank { get; }
+    /// <summary>Every group's bytes sent so far (world, tp, sp, dp, pp, ep).</summary>
+    public long BytesSent => World.BytesSent + Tp.BytesSent + Sp.BytesSent + Dp.BytesSent + Pp.BytesSent + Ep.BytesSent;
     /// <summary>Sizes.</summary>
     public int TensorParallel { get; }
     /// <summary>Pipeline stages.</summary>
@@ -64,6 +80,7 @@ public sealed class DeviceMesh : IDisposable
     public void Dispose()
     {
         Tp.Dispose();
+        Sp.Dispose();
         Dp.Dispose();
         Pp.Dispose();
         Ep.Dispose();

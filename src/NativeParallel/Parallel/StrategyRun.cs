@@ -215,14 +215,11 @@ public static class StrategyRun
         SamplingOptions sampling, out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
         out long dropped)
     {
-        int r = world.Rank;
-        // Coordinates, tensor parallelism innermost: rank = (((pp·dp + dp_i)·ep + ep_i)·sp + sp_i)·tp + tp_i.
-        int tpI = r % s.Tp, spI = r / s.Tp % s.Sp, epI = r / (s.Tp * s.Sp) % s.Ep, dpI = r / (s.Tp * s.Sp * s.Ep) % s.Dp;
-        int ppI = r / (s.Tp * s.Sp * s.Ep * s.Dp), replica = dpI * s.Ep + epI;
-        using var tp = world.Split(r / s.Tp, tpI, "tp");
-        using var sp = world.Split(((ppI * s.Dp + dpI) * s.Ep + epI) * s.Tp + tpI, spI, "sp");
-        using var ep = world.Split(((ppI * s.Dp + dpI) * s.Sp + spI) * s.Tp + tpI, epI, "ep");
-        using var pp = world.Split(((dpI * s.Ep + epI) * s.Sp + spI) * s.Tp + tpI, ppI, "pp");
+        // One mesh for every layout: data and expert parallelism are both replica axes here (dp·ep replicas, expert
+        // groups of ep consecutive replicas), tensor parallelism innermost.
+        using var mesh = DeviceMesh.Create(world, tp: s.Tp, pp: s.Pp, dp: s.Dp * s.Ep, ep: s.Ep, sp: s.Sp);
+        var (tp, sp, ep, pp) = (mesh.Tp, mesh.Sp, mesh.Ep, mesh.Pp);
+        int replica = mesh.DpRank;
         var layout = new ParallelLayout(weights.Config, tp, pp, sp, ep, megatronSequenceParallel: s.MegatronSp);
         using var model = new ParallelLlama(device, weights, layout);
         weightBytes = model.WeightBytes;
@@ -230,7 +227,7 @@ public static class StrategyRun
         var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Replicas == replica).ToArray();
         logits = new float[prompts.Length][];
         tokens = new int[prompts.Length][];
-        long sentBefore = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent + ep.BytesSent;
+        long sentBefore = mesh.BytesSent;
         world.Barrier();
         var clock = Stopwatch.StartNew();
         // Prefill every request; pipeline stages overlap because each stage moves on to the next request at once.
@@ -261,7 +258,7 @@ public static class StrategyRun
         }
         decodeMs = clock.Elapsed.TotalMilliseconds;
         kvBytes = model.KvCacheBytes;
-        sent = world.BytesSent + tp.BytesSent + sp.BytesSent + pp.BytesSent + ep.BytesSent - sentBefore;
+        sent = mesh.BytesSent - sentBefore;
         dropped = model.DroppedTokens;
         if (!layout.LastStage) logits = new float[prompts.Length][];
         world.Barrier();

@@ -20,7 +20,8 @@ public sealed class LlamaTrainer : IDisposable
     private readonly IDevice _device;
     private readonly IKernels _k;
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens, _lossTokens, _hq, _hkv, _vocabStart, _vocabLocal;
+    private readonly int _batch, _seq, _tokens, _rows, _lossTokens, _hq, _hkv, _vocabStart, _vocabLocal;
+    private readonly bool _sp;
     private readonly ProcessGroup? _tp;
     // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
@@ -31,6 +32,8 @@ public sealed class LlamaTrainer : IDisposable
     private readonly List<Tensor> _buffers = [];
     private readonly Tensor _positions, _normTotal, _rowMax, _rowSums;
     private readonly Tensor _proj, _dx, _dtmp, _dn, _dn2, _datt, _dq, _dk, _dv, _dact, _dgate, _dup;
+    // Sequence parallelism: the whole-token copy of a sharded activation or gradient, and a token shard of a reduction.
+    private readonly Tensor _gathered, _scattered;
     private readonly int[] _hostIds, _hostTargets;
 
     private sealed record LayerParameters(TrainParameter InputNorm, TrainParameter Q, TrainParameter K, TrainParameter V, TrainParameter O,
@@ -76,9 +79,17 @@ public sealed class LlamaTrainer : IDisposable
     /// Pipeline parallelism: this trainer is one stage, holding layers [FirstLayer, FirstLayer + Layers), the embedding
     /// only on the first stage and the final norm, LM head and loss only on the last. Null: the whole model.
     /// </param>
+    /// <param name="sequenceParallel">
+    /// With tensor parallelism, Megatron's sequence parallelism: the residual stream, the norms and their outputs are
+    /// cut by tokens over the group (rank r holds rows [r·n/tp, (r+1)·n/tp) of the B·T tokens); each column-parallel
+    /// block's input is all-gathered before it (and again in backward, for the weight gradients) and each
+    /// row-parallel block's output reduce-scattered after it, in place of Megatron's all-reduces; the norms' weight
+    /// gradients are summed over the group by <see cref="SumSequenceParallelGradients"/>.
+    /// </param>
     /// <param name="activationSlots">How many micro-batches' activations are kept at once (a pipeline schedule's micro-batches in flight); each <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?, int)"/> and <see cref="Backward(Action{long}?, Tensor?, bool, int)"/> names its slot.</param>
     public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
-        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null, int activationSlots = 1)
+        int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null, int activationSlots = 1,
+        bool sequenceParallel = false)
     {
         if (activationSlots < 1) throw new ArgumentException($"at least one activation slot is needed, got {activationSlots}");
         _c = weights.Config;
@@ -104,7 +115,11 @@ public sealed class LlamaTrainer : IDisposable
         _vocabLocal = Math.Min(_c.Vocab, _vocabStart + vocabChunk) - _vocabStart;
         if ((tp - 1) * vocabChunk >= _c.Vocab)
             throw new ArgumentException($"tensor parallelism splits the vocabulary: {_c.Vocab} rows in blocks of {vocabChunk} leave a rank of tp={tp} without any");
-        int n = _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
+        _sp = sequenceParallel && _tp is not null;
+        if (_sp && _tokens % tp != 0)
+            throw new ArgumentException($"sequence parallelism cuts the B·T = {_tokens} tokens of a micro-batch over tp={tp} ranks: they do not divide");
+        _rows = _sp ? _tokens / tp : _tokens;
+        int n = _tokens, rows = _rows, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
         Stage = stage ?? new PipelineStage(0, _c.Layers, IsFirst: true, IsLast: true);
         if (Stage.FirstLayer < 0 || Stage.Layers < 0 || Stage.FirstLayer + Stage.Layers > _c.Layers)
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
@@ -186,8 +201,9 @@ public sealed class LlamaTrainer : IDisposable
         _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
         long before = BufferBytes();
         Recompute = recompute;
-        LayerActivations Full() => new(F(n, h), F(n, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
-            F(n, h), F(n, h), F(n, f), F(n, f), F(n, f));
+        // The residual stream and the norms' outputs have this rank's token rows (all of them without sequence parallelism).
+        LayerActivations Full() => new(F(rows, h), F(rows, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
+            F(rows, h), F(rows, h), F(n, f), F(n, f), F(n, f));
         // Recompute: one set of everything but the residual stream, shared by the layers and the slots; each layer
         // of each slot keeps its input and mid.
         var shared = recompute && Stage.Layers > 0 ? Full() : null;
@@ -195,9 +211,9 @@ public sealed class LlamaTrainer : IDisposable
         {
             var layers = new LayerActivations[Stage.Layers];
             for (int l = 0; l < Stage.Layers; l++)
-                layers[l] = shared is null ? Full() : l == 0 && index == 0 ? shared : shared with { Input = F(n, h), Mid = F(n, h) };
+                layers[l] = shared is null ? Full() : l == 0 && index == 0 ? shared : shared with { Input = F(rows, h), Mid = F(rows, h) };
             var ids = I(n);
-            return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(n, h), Stage.IsLast ? F(n, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
+            return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(rows, h), Stage.IsLast ? F(rows, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
         }
         _slots = Enumerable.Range(0, activationSlots).Select(Slot).ToArray();
         _slot = _slots[0];
@@ -206,8 +222,10 @@ public sealed class LlamaTrainer : IDisposable
         _rowMax = F32(_tp is null ? 0 : n);
         _rowSums = F32(_tp is null ? 0 : 2 * n);
         _proj = F(n, h);
-        _dx = F(n, h);
-        _dtmp = F(n, h);
+        _dx = F(rows, h);
+        _dtmp = F(rows, h);
+        _gathered = _sp ? F(n, h) : F(0);
+        _scattered = _sp ? F(rows, h) : F(0);
         _dn = F(n, h);
         _dn2 = F(n, h);
         _datt = F(n, qd);
@@ -287,14 +305,16 @@ public sealed class LlamaTrainer : IDisposable
         var first = saved.Length > 0 ? saved[0].Input : final;
         if (_embedding is not null)
         {
-            k.Embedding(_slot.LocalIds, _embedding.Working, first);
-            SumOverTensorParallel(first);  // vocabulary-parallel embedding: each token's row comes from one rank
+            // Vocabulary-parallel embedding: each token's row comes from one rank; summed (to this rank's tokens).
+            var rowsOfThisRank = _sp ? _proj : first;
+            k.Embedding(_slot.LocalIds, _embedding.Working, rowsOfThisRank);
+            ToTokenShard(rowsOfThisRank, first);
         }
         else (stageInput ?? throw new ArgumentException("a pipeline stage after the first needs the previous stage's output")).CopyTo(first);
         for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
         if (_finalNorm is null || _lmHead is null) return 0;
         k.RmsNorm(final, _finalNorm.Working, _slot.FinalNormed, _c.NormEps);
-        k.Matmul(_slot.FinalNormed, _lmHead.Working, _slot.Logits);
+        k.Matmul(AllTokens(_slot.FinalNormed), _lmHead.Working, _slot.Logits);
         // The logits become dlogits in place: probabilities are never stored.
         if (_tp is null) CrossEntropy.Run(_slot.Logits, _slot.Targets, _slot.Losses, _slot.Logits, 1f / _lossTokens);
         else
@@ -313,9 +333,10 @@ public sealed class LlamaTrainer : IDisposable
         int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
         var (w, a) = (_layers[l], _slot.Layers[l]);
         k.RmsNorm(a.Input, w.InputNorm.Working, a.Normed1, _c.NormEps);
-        k.Matmul(a.Normed1, w.Q.Working, a.Q);
-        k.Matmul(a.Normed1, w.K.Working, a.K);
-        k.Matmul(a.Normed1, w.V.Working, a.V);
+        var normed1 = AllTokens(a.Normed1);
+        k.Matmul(normed1, w.Q.Working, a.Q);
+        k.Matmul(normed1, w.K.Working, a.K);
+        k.Matmul(normed1, w.V.Working, a.V);
         k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
         k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
         AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
@@ -323,18 +344,18 @@ public sealed class LlamaTrainer : IDisposable
         if (residual)
         {
             k.Matmul(a.Attention, w.O.Working, _proj);
-            SumOverTensorParallel(_proj);  // row-parallel o: partial sums over this rank's heads
-            k.Add(a.Input, _proj, a.Mid);
+            k.Add(a.Input, ToTokenShard(_proj, _scattered), a.Mid);  // row-parallel o: partial sums over this rank's heads
         }
         k.RmsNorm(a.Mid, w.PostNorm.Working, a.Normed2, _c.NormEps);
-        k.Matmul(a.Normed2, w.Gate.Working, a.Gate);
-        k.Matmul(a.Normed2, w.Up.Working, a.Up);
+        var normed2 = AllTokens(a.Normed2);
+        k.Matmul(normed2, w.Gate.Working, a.Gate);
+        k.Matmul(normed2, w.Up.Working, a.Up);
         k.SwiGlu(a.Gate, a.Up, a.Act);
         if (residual)
         {
             k.Matmul(a.Act, w.Down.Working, _proj);
-            SumOverTensorParallel(_proj);  // row-parallel down: partial sums over this rank's MLP columns
-            k.Add(a.Mid, _proj, l + 1 < _layers.Length ? _slot.Layers[l + 1].Input : _slot.Final);
+            // Row-parallel down: partial sums over this rank's MLP columns.
+            k.Add(a.Mid, ToTokenShard(_proj, _scattered), l + 1 < _layers.Length ? _slot.Layers[l + 1].Input : _slot.Final);
         }
     }
 
@@ -362,9 +383,9 @@ public sealed class LlamaTrainer : IDisposable
         if (_finalNorm is not null && _lmHead is not null)
         {
             MatmulBackward.InputGrad(_slot.Logits, _lmHead.Working, _dn);
-            SumOverTensorParallel(_dn);  // vocabulary-parallel head: each rank's columns' share of ∂/∂(final normed)
-            MatmulBackward.WeightGrad(_slot.Logits, _slot.FinalNormed, _lmHead.Grad, accumulate: true);
-            RmsNormBackward.Run(_slot.Final, _finalNorm.Working, _dn, _dx, _finalNorm.Grad, _c.NormEps);
+            var dNormed = ToTokenShard(_dn, _scattered);  // vocabulary-parallel head: each rank's columns' share
+            MatmulBackward.WeightGrad(_slot.Logits, AllTokens(_slot.FinalNormed), _lmHead.Grad, accumulate: true);
+            RmsNormBackward.Run(_slot.Final, _finalNorm.Working, dNormed, _dx, _finalNorm.Grad, _c.NormEps);
             gradientsReady?.Invoke(OffsetOf(_finalNorm));
         }
         else (stageOutputGrad ?? throw new ArgumentException("a pipeline stage before the last needs the gradient of its output")).CopyTo(_dx);
@@ -373,20 +394,23 @@ public sealed class LlamaTrainer : IDisposable
             var (w, a) = (_layers[l], _slot.Layers[l]);
             if (Recompute) ForwardLayer(l, residual: false);
             // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
-            MatmulBackward.InputGrad(_dx, w.Down.Working, _dact);
-            MatmulBackward.WeightGrad(_dx, a.Act, w.Down.Grad, accumulate: true);
+            var dOutput = AllTokens(_dx);
+            MatmulBackward.InputGrad(dOutput, w.Down.Working, _dact);
+            MatmulBackward.WeightGrad(dOutput, a.Act, w.Down.Grad, accumulate: true);
             SwiGluBackward.Run(a.Gate, a.Up, _dact, _dgate, _dup);
             MatmulBackward.InputGrad(_dgate, w.Gate.Working, _dn);
             MatmulBackward.InputGrad(_dup, w.Up.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
-            SumOverTensorParallel(_dn);  // column-parallel gate/up: each rank's share of ∂/∂n2
-            MatmulBackward.WeightGrad(_dgate, a.Normed2, w.Gate.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dup, a.Normed2, w.Up.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Mid, w.PostNorm.Working, _dn, _dtmp, w.PostNorm.Grad, _c.NormEps);
+            var dNormed2 = ToTokenShard(_dn, _scattered);  // column-parallel gate/up: each rank's share of ∂/∂n2
+            var normed2 = AllTokens(a.Normed2);
+            MatmulBackward.WeightGrad(_dgate, normed2, w.Gate.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dup, normed2, w.Up.Grad, accumulate: true);
+            RmsNormBackward.Run(a.Mid, w.PostNorm.Working, dNormed2, _dtmp, w.PostNorm.Grad, _c.NormEps);
             k.Add(_dx, _dtmp, _dx);
             // Attention block: mid = input + attention(rope(n1·Wqᵀ), rope(n1·Wkᵀ), n1·Wvᵀ)·Woᵀ. _dx holds ∂/∂mid.
-            MatmulBackward.InputGrad(_dx, w.O.Working, _datt);
-            MatmulBackward.WeightGrad(_dx, a.Attention, w.O.Grad, accumulate: true);
+            var dMid = AllTokens(_dx);
+            MatmulBackward.InputGrad(dMid, w.O.Working, _datt);
+            MatmulBackward.WeightGrad(dMid, a.Attention, w.O.Grad, accumulate: true);
             AttentionTraining.Backward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
                 _datt.View(b, t, hq, d), _dq.View(b, t, hq, d), _dk.View(b, t, hkv, d), _dv.View(b, t, hkv, d), scale);
             RopeBackward.Run(_dq.View(_tokens, hq, d), _positions, _c.RopeTheta);
@@ -396,15 +420,16 @@ public sealed class LlamaTrainer : IDisposable
             k.Add(_dn, _dn2, _dn);
             MatmulBackward.InputGrad(_dv, w.V.Working, _dn2);
             k.Add(_dn, _dn2, _dn);
-            SumOverTensorParallel(_dn);  // column-parallel q/k/v: each rank's share of ∂/∂n1
-            MatmulBackward.WeightGrad(_dq, a.Normed1, w.Q.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dk, a.Normed1, w.K.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dv, a.Normed1, w.V.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Input, w.InputNorm.Working, _dn, _dtmp, w.InputNorm.Grad, _c.NormEps);
+            var dNormed1 = ToTokenShard(_dn, _scattered);  // column-parallel q/k/v: each rank's share of ∂/∂n1
+            var normed1 = AllTokens(a.Normed1);
+            MatmulBackward.WeightGrad(_dq, normed1, w.Q.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dk, normed1, w.K.Grad, accumulate: true);
+            MatmulBackward.WeightGrad(_dv, normed1, w.V.Grad, accumulate: true);
+            RmsNormBackward.Run(a.Input, w.InputNorm.Working, dNormed1, _dtmp, w.InputNorm.Grad, _c.NormEps);
             k.Add(_dx, _dtmp, _dx);
             gradientsReady?.Invoke(OffsetOf(w.InputNorm));
         }
-        if (_embedding is not null) EmbeddingBackward.Run(_slot.LocalIds, _dx, _embedding.Grad);
+        if (_embedding is not null) EmbeddingBackward.Run(_slot.LocalIds, AllTokens(_dx), _embedding.Grad);
         gradientsReady?.Invoke(0);
     }
 
@@ -420,7 +445,51 @@ public sealed class LlamaTrainer : IDisposable
     /// <summary>∂loss/∂(stage input) after a stage's backward, (tokens, hidden): what goes to the previous stage.</summary>
     public Tensor StageInputGrad => _dx;
 
-    // Megatron's all-reduce over the tensor-parallel group (g in forward, f's conjugate in backward).
+    // Sequence parallelism's all-gather (before a column-parallel block, and in backward to rebuild its input): this
+    // rank's token rows to every token, in _gathered; the tensor itself otherwise.
+    private Tensor AllTokens(Tensor tokenShard)
+    {
+        if (!_sp) return tokenShard;
+        TrainingSteps.FinishQueuedWork(_device);
+        _tp!.AllGather(tokenShard, _gathered);
+        return _gathered;
+    }
+
+    // A partial sum over the tensor-parallel group, to this rank's token rows: sequence parallelism's reduce-scatter
+    // into `shard` (after a row-parallel block, or for the gradient of a column-parallel block's input), Megatron's
+    // all-reduce in place otherwise (g in forward, f's conjugate in backward); without a group, the tensor itself.
+    private Tensor ToTokenShard(Tensor partial, Tensor shard)
+    {
+        if (_tp is null) return partial;
+        TrainingSteps.FinishQueuedWork(_device);
+        if (!_sp)
+        {
+            _tp.AllReduce(partial);
+            return partial;
+        }
+        _tp.ReduceScatter(partial, shard);
+        return shard;
+    }
+
+    /// <summary>
+    /// Under sequence parallelism each rank's norm-weight gradients cover its own tokens only: sums them over the
+    /// tensor-parallel group (once per step, after every micro-batch's backward). Nothing otherwise.
+    /// </summary>
+    public void SumSequenceParallelGradients()
+    {
+        if (!_sp) return;
+        TrainingSteps.FinishQueuedWork(_device);
+        foreach (var p in Parameters)
+            if (!p.IsTensorParallelShard) _tp!.AllReduce(p.Grad);
+    }
+
+    /// <summary>Whether the residual stream is cut by tokens over the tensor-parallel group.</summary>
+    public bool SequenceParallel => _sp;
+
+    /// <summary>Token rows of the residual stream on this rank (a pipeline stage's input and output): B·T, or B·T/tp under sequence parallelism.</summary>
+    public int StageRows => _rows;
+
+    // Megatron's all-reduce over the tensor-parallel group, in place (the cross-entropy's statistics).
     private void SumOverTensorParallel(Tensor t, ReduceOp op = ReduceOp.Sum)
     {
         if (_tp is null) return;
@@ -473,6 +542,7 @@ public sealed class LlamaTrainer : IDisposable
     {
         double loss = Forward(inputs, targets);
         Backward();
+        SumSequenceParallelGradients();
         double norm = GradientNorm();
         float coefficient = TrainingSteps.ClipCoefficient(norm, gradClip);
         Update(settings, step, coefficient);

@@ -14,8 +14,9 @@ namespace NativeParallel.Training;
 /// <param name="Recompute">See <see cref="LlamaTrainer"/>.</param>
 /// <param name="DType">f32, or bf16 mixed precision.</param>
 /// <param name="Zero">0: every data-parallel rank keeps the whole optimizer state; 1: ZeRO stage 1.</param>
+/// <param name="SequenceParallel">With tensor parallelism, Megatron's sequence parallelism (see <see cref="LlamaTrainer"/>).</param>
 public sealed record ParallelTrainingOptions(int MicroBatches = 1, PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward,
-    long BucketBytes = 25L << 20, bool Recompute = false, DType DType = DType.F32, int Zero = 0);
+    long BucketBytes = 25L << 20, bool Recompute = false, DType DType = DType.F32, int Zero = 0, bool SequenceParallel = false);
 
 /// <summary>
 /// One rank of a training job on a 3-D mesh (<see cref="DeviceMesh"/>: dp replicas × pp stages × tp shards, tensor
@@ -68,12 +69,15 @@ public sealed class ParallelTrainer : IDisposable
         var stage = PipelineStage.Of(mesh.PpRank, pp, weights.Config.Layers);
         int slots = PipelineSchedule.InFlight(options.Schedule, pp, mesh.PpRank, m);
         Trainer = new LlamaTrainer(device, weights, _rowsPerMicroBatch, sequence, options.Recompute, options.DType, lossTokens: globalBatch * sequence,
-            padTo: options.Zero == 1 ? dp : 1, moments: options.Zero == 0, tensorParallel: mesh.Tp, stage: stage, activationSlots: slots);
+            padTo: options.Zero == 1 ? dp : 1, moments: options.Zero == 0, tensorParallel: mesh.Tp, stage: stage, activationSlots: slots,
+            sequenceParallel: options.SequenceParallel);
+        if (options.SequenceParallel && mesh.TensorParallel < 2)
+            throw new ArgumentException("sequence parallelism cuts tokens over the tensor-parallel group: give tp=N, N > 1");
         _training = PipelineSchedule.Training(options.Schedule, pp, mesh.PpRank, m);
         _forwardOnly = PipelineSchedule.ForwardOnly(pp, mesh.PpRank, m);
-        int tokens = _rowsPerMicroBatch * sequence, h = weights.Config.Hidden;
-        _stageInputs = stage.IsFirst ? [] : Enumerable.Range(0, slots).Select(_ => Tensor.Empty(device, options.DType, tokens, h)).ToArray();
-        _outputGrad = stage.IsLast ? null : Tensor.Empty(device, options.DType, tokens, h);
+        int tokens = _rowsPerMicroBatch * sequence, stageRows = Trainer.StageRows, h = weights.Config.Hidden;
+        _stageInputs = stage.IsFirst ? [] : Enumerable.Range(0, slots).Select(_ => Tensor.Empty(device, options.DType, stageRows, h)).ToArray();
+        _outputGrad = stage.IsLast ? null : Tensor.Empty(device, options.DType, stageRows, h);
         _reduced = Tensor.Empty(device, DType.F32, 2);
         if (options.Zero == 1) _zero = new ZeroOneOptimizer(mesh.Dp, device, Trainer);
         else if (dp > 1)
@@ -134,6 +138,7 @@ public sealed class ParallelTrainer : IDisposable
             else loss += Run(action, inputs, targets);
         }
         _buckets?.Finish();
+        Trainer.SumSequenceParallelGradients();
         _zero?.ReduceScatter();
 
         // One all-reduce over the world carries the loss (the last stage's, once per tensor-parallel group) and the

@@ -13,7 +13,7 @@ namespace NativeParallel.Training;
 /// <c>dp=2</c>, <c>dp=2,zero=1</c>, <c>tp=2</c>, <c>pp=2,mb=4,gpipe</c>, <c>dp=2,tp=2,pp=2,mb=2,1f1b</c>.
 /// </summary>
 public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp = 1, int MicroBatches = 1,
-    PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward)
+    PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward, bool Sp = false)
 {
     /// <summary>Ranks the layout runs on.</summary>
     public int Ranks => Dp * Tp * Pp;
@@ -27,6 +27,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
             if (Dp > 1) parts.Add($"dp={Dp}");
             if (Zero == 1) parts.Add("zero=1");
             if (Tp > 1) parts.Add($"tp={Tp}");
+            if (Sp) parts.Add("sp");
             if (Pp > 1) parts.Add($"pp={Pp}");
             if (MicroBatches > 1) parts.Add($"mb={MicroBatches}");
             if (Pp > 1) parts.Add(Schedule.Name());
@@ -36,7 +37,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
 
     /// <summary>How a trainer runs this layout.</summary>
     public ParallelTrainingOptions Options(DType dtype = DType.F32, bool recompute = false, long bucketBytes = 25L << 20) =>
-        new(MicroBatches, Schedule, bucketBytes, recompute, dtype, Zero);
+        new(MicroBatches, Schedule, bucketBytes, recompute, dtype, Zero, Sp);
 
     /// <summary>Parses one layout; throws <see cref="ArgumentException"/> naming what is wrong.</summary>
     public static TrainingLayout Parse(string text)
@@ -45,6 +46,11 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         if (text.Trim() == "single") return layout;
         foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            if (part == "sp")
+            {
+                layout = layout with { Sp = true };
+                continue;
+            }
             if (part is "gpipe" or "1f1b")
             {
                 layout = layout with { Schedule = PipelineSchedule.Parse(part) };
@@ -67,22 +73,25 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
                 "tp" => layout with { Tp = value },
                 "pp" => layout with { Pp = value },
                 "mb" => layout with { MicroBatches = value },
-                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb, and gpipe or 1f1b)"),
+                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb, and sp, gpipe or 1f1b)"),
             };
         }
         if (layout.Dp < 1 || layout.Tp < 1 || layout.Pp < 1 || layout.MicroBatches < 1 || layout.Zero is not (0 or 1))
             throw new ArgumentException($"training layout '{text}': degrees and micro-batches must be at least 1, zero 0 or 1");
         if (layout.Zero == 1 && layout.Dp < 2) throw new ArgumentException($"training layout '{text}': zero=1 shards over data-parallel ranks: give dp=N, N > 1");
+        if (layout.Sp && layout.Tp < 2) throw new ArgumentException($"training layout '{text}': sp cuts tokens over the tensor-parallel ranks: give tp=N, N > 1");
         return layout;
     }
 
     /// <summary>Why this layout cannot train <paramref name="c"/> on batches of <paramref name="batch"/> rows, or null when it can.</summary>
-    public string? Unfit(LlamaConfig c, int batch)
+    public string? Unfit(LlamaConfig c, int batch, int sequence)
     {
         if (batch % (Dp * MicroBatches) != 0) return $"{Name}: --batch {batch} does not split into dp × micro-batches = {Dp * MicroBatches} parts";
         if (c.Heads % Tp != 0 || c.KvHeads % Tp != 0 || c.Ffn % Tp != 0)
             return $"{Name}: tp={Tp} must divide the heads ({c.Heads}), kv heads ({c.KvHeads}) and MLP width ({c.Ffn})";
         if (Pp > c.Layers) return $"{Name}: {c.Layers} layers cannot fill pp={Pp} stages";
+        if (Sp && (long)batch / (Dp * MicroBatches) * sequence % Tp != 0)
+            return $"{Name}: sp cuts each micro-batch's {batch / (Dp * MicroBatches) * sequence} tokens over tp={Tp} ranks: they do not divide";
         return null;
     }
 
@@ -108,7 +117,15 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         // TP: four all-reduces of the hidden state per layer, one after the vocabulary-parallel embedding (first
         // stage) and one of the LM head's input gradient (last stage); the vocabulary-parallel cross-entropy's row
         // max and (sum, target logit), 12 bytes per token, on the last stage.
-        if (Tp > 1) bytes += (4.0 * c.Layers + 2.0) / Pp * 2.0 * (Tp - 1) / Tp * hidden + 2.0 * (Tp - 1) / Tp * replicaTokens * 12 / Pp;
+        double tpShare = (Tp - 1.0) / Tp;
+        if (Tp > 1 && !Sp) bytes += (4.0 * c.Layers + 2.0) / Pp * 2.0 * tpShare * hidden + 2.0 * tpShare * replicaTokens * 12 / Pp;
+        // TP with SP: per layer two all-gathers and two reduce-scatters forward; backward two all-gathers of the
+        // gradient, two reduce-scatters and the two normed inputs gathered again; the embedding's reduce-scatter and
+        // its gradient's all-gather, the head's input all-gathered twice and its gradient reduce-scattered; the
+        // norms' weight gradients all-reduced once a step.
+        if (Tp > 1 && Sp)
+            bytes += (10.0 * c.Layers + 5.0) / Pp * tpShare * hidden + 2.0 * tpShare * replicaTokens * 12 / Pp
+                     + 2.0 * tpShare * (2.0 * c.Layers + 1) / Pp * h * es;
         if (Pp > 1) bytes += 2.0 * (Pp - 1) / Pp * hidden;
         return bytes;
     }
@@ -133,7 +150,7 @@ public static class TrainingLayouts
 {
     /// <summary>The seed's training table: each axis alone, both pipeline schedules, and the compositions.</summary>
     public static readonly string[] All =
-        ["dp=2", "dp=2,zero=1", "tp=2", "pp=2,mb=4,gpipe", "pp=2,mb=4,1f1b", "dp=2,tp=2", "dp=2,pp=2,mb=2,1f1b", "tp=2,pp=2,mb=2,1f1b", "dp=2,tp=2,pp=2,mb=2,1f1b"];
+        ["dp=2", "dp=2,zero=1", "tp=2", "tp=2,sp", "pp=2,mb=4,gpipe", "pp=2,mb=4,1f1b", "dp=2,tp=2", "dp=2,pp=2,mb=2,1f1b", "tp=2,pp=2,mb=2,1f1b", "dp=2,tp=2,pp=2,mb=2,1f1b"];
 
     /// <summary>
     /// Trains <paramref name="layout"/> from <paramref name="weights"/> on <paramref name="batches"/> (global B·T each)
@@ -156,8 +173,7 @@ public static class TrainingLayouts
             long mine = t.ParameterBytes + t.GradientBytes + trainer.OptimizerBytes + trainer.ActivationBytes + t.ScratchBytes;
             InterlockedMax(ref memory, mine);
             InterlockedMax(ref activations, trainer.ActivationBytes);
-            ProcessGroup[] groups = [world, mesh.Tp, mesh.Dp, mesh.Pp, mesh.Ep];
-            long before = groups.Sum(g => g.BytesSent);
+            long before = mesh.BytesSent;
             var clock = new Stopwatch();
             for (int s = 0; s < batches.Count; s++)
             {
@@ -168,7 +184,7 @@ public static class TrainingLayouts
                 times[s] = clock.Elapsed.TotalMilliseconds;
                 losses[s] = result.Loss;
             }
-            Interlocked.Add(ref sentTotal, groups.Sum(g => g.BytesSent) - before);
+            Interlocked.Add(ref sentTotal, mesh.BytesSent - before);
             replicaWeights[world.Rank] = t.Masters.ToBytes();
         }, layout.Name);
         double sent = (double)sentTotal / ranks / batches.Count;

@@ -25,17 +25,22 @@ public sealed class ParallelTrainerTests
         { "dp=2,zero=1", 2, 4, 25L << 20 },
         { "dp=3,zero=1", 2, 12, 25L << 20 },
         { "tp=2", 2, 4, 25L << 20 },
+        { "tp=2,sp", 2, 4, 25L << 20 },
+        { "dp=2,tp=2,sp,pp=2,mb=2,1f1b", 2, 8, 1024 },
         { "mb=2", 2, 4, 25L << 20 },
         { "pp=2,gpipe", 2, 4, 25L << 20 },
         { "pp=2,mb=4,gpipe", 2, 4, 25L << 20 },
         { "pp=3,mb=2,gpipe", 3, 4, 25L << 20 },
         { "pp=2,mb=4,1f1b", 3, 4, 25L << 20 },
         { "pp=3,mb=4,1f1b", 3, 4, 25L << 20 },
+        { "pp=4,mb=8,1f1b", 4, 8, 25L << 20 },
+        { "dp=4,tp=2", 2, 8, 25L << 20 },
         { "dp=2,tp=2", 2, 4, 25L << 20 },
         { "dp=2,pp=2,mb=2,1f1b", 2, 4, 1024 },
         { "tp=2,pp=2,mb=2,1f1b", 2, 4, 25L << 20 },
         { "dp=2,tp=2,pp=2,mb=2,1f1b", 2, 4, 25L << 20 },
         { "dp=2,zero=1,tp=2,pp=2,mb=2,gpipe", 2, 4, 25L << 20 },
+        { "dp=2,zero=1,tp=2,sp,pp=2,mb=2,gpipe", 2, 8, 25L << 20 },
     };
 
     [Theory]
@@ -106,6 +111,37 @@ public sealed class ParallelTrainerTests
         }
     }
 
+    [Theory]
+    [InlineData("dp=2,zero=1,tp=2,sp,pp=2,mb=2,1f1b")]
+    [InlineData("dp=2,tp=2,pp=2,mb=2,gpipe")]
+    public void Bf16LayoutsTrainTheModelOfOneBf16DeviceWithinItsBound(string text)
+    {
+        // bf16 rounds differently when sums are cut differently (tensor-parallel partial sums, micro-batches): the
+        // losses agree within bf16's bound, and data-parallel replicas still end bitwise equal.
+        var layout = TrainingLayout.Parse(text);
+        const int batch = 8;
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 17);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(600 + (ulong)i, TrainerTests.Tiny.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence, dtype: global::NativeParallel.Tensors.DType.BF16);
+        var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
+        var losses = new double[layout.Ranks][];
+        var masters = new byte[layout.Ranks][];
+        ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
+        {
+            using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options(global::NativeParallel.Tensors.DType.BF16));
+            losses[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
+            masters[world.Rank] = trainer.Trainer.Working.ToBytes();
+        }, timeout: TimeSpan.FromSeconds(60));
+        for (int s = 0; s < expected.Length; s++)
+            Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-2 * expected[s], $"bf16 {text} step {s + 1}: loss {losses[0][s]} vs one device {expected[s]}");
+        for (int r = 0; r < layout.Ranks; r++)
+        {
+            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"bf16 {text}: rank {r}'s weights differ from its replica on rank {replica0}");
+        }
+    }
+
     [Fact]
     public void OneForwardOneBackwardHoldsFewerActivationsThanGPipe()
     {
@@ -125,6 +161,28 @@ public sealed class ParallelTrainerTests
         }
         // Stage 0 keeps 4 micro-batches under GPipe, 2 (= p) under 1F1B.
         Assert.Equal(2 * held["pp=2,mb=4,1f1b"], held["pp=2,mb=4,gpipe"]);
+    }
+
+    [Fact]
+    public void SequenceParallelismKeepsLessOfTheResidualStream()
+    {
+        var weights = new LlamaWeights(TrainerTests.Tiny, seed: 4);
+        var held = new Dictionary<bool, long>();
+        foreach (bool sp in new[] { false, true })
+        {
+            long[] bytes = new long[2];
+            ProcessGroup.RunOnThreadRanks(2, world =>
+            {
+                using var mesh = DeviceMesh.Create(world, tp: 2);
+                using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, 4, Sequence, new ParallelTrainingOptions(SequenceParallel: sp));
+                bytes[world.Rank] = trainer.Trainer.ActivationBytes;
+            });
+            held[sp] = bytes[0];
+        }
+        // Per layer the input, mid and both norms' outputs (4 of the hidden size) are halved; the rest is already split by heads.
+        int tokens = 4 * Sequence, hidden = TrainerTests.Tiny.Hidden;
+        long saved = (4L * TrainerTests.Tiny.Layers + 2) * tokens / 2 * hidden * 4;
+        Assert.Equal(held[false] - saved, held[true]);
     }
 
     [Fact]
@@ -171,7 +229,7 @@ public sealed class ParallelTrainerTests
     [Theory]
     [InlineData("dp=2")]
     [InlineData("dp=2,zero=1")]
-    [InlineData("tp=2,pp=2,mb=2,1f1b")]
+    [InlineData("tp=2,sp,pp=2,mb=2,1f1b")]
     public void ThreadRanksSharingTheEmulatedDeviceTrainTheModelOfTheCpu(string text)
     {
         // The kernel-device path: collectives and transfers on emulated-device tensors, every training kernel's CUDA
@@ -227,6 +285,6 @@ public sealed class ParallelTrainerTests
         Assert.Equal(8, TrainingLayout.Parse("dp=2,tp=2,pp=2").Ranks);
         Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,ep=2")).Message);
         Assert.Contains("zero=1 shards", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("zero=1")).Message);
-        Assert.Contains("tp=3 must divide", TrainingLayout.Parse("tp=3").Unfit(TrainerTests.Tiny, 4));
+        Assert.Contains("tp=3 must divide", TrainingLayout.Parse("tp=3").Unfit(TrainerTests.Tiny, 4, Sequence));
     }
 }

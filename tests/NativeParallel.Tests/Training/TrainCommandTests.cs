@@ -72,6 +72,38 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(Losses(straight), Losses(firstHalf));
     }
 
+    [Fact]
+    public void ACheckpointOfOneLayoutResumesInAnother()
+    {
+        // Saved by a tp=2 x pp=2 job (shards and stages merged into one folder), resumed as dp=2 with ZeRO-1 (the
+        // moments cut again): the losses of steps 4..6 are those of one device running straight through.
+        string shard = RandomShard();
+        string[] common = ["--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu"];
+        var (code, straight) = Run(["train", .. common, "--steps", "6"]);
+        Assert.True(code == 0, straight);
+        string checkpoint = Path.Combine(_folder, "tp-pp");
+        (code, string first) = Run(["train", .. common, "--steps", "3", "--strategy", "tp=2,pp=2,mb=2,1f1b", "--checkpoint", checkpoint]);
+        Assert.True(code == 0, first);
+        (code, string resumed) = Run(["train", "--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu", "--steps", "6", "--resume", checkpoint,
+            "--dp", "2", "--zero", "1"]);
+        Assert.True(code == 0, resumed);
+        Assert.Contains("resumed at step 3", resumed);
+        AssertSameLosses(Losses(straight)[3..], Losses(resumed), "tp=2,pp=2 resumed as dp=2,zero=1");
+    }
+
+    [Fact]
+    public void AFailureOnEveryThreadRankIsOneLineNamingItsCause()
+    {
+        string shard = RandomShard();
+        string checkpoint = Path.Combine(_folder, "no-moments");
+        Assert.Equal(0, Run("train", "--data", shard, "--steps", "1", "--batch", "2", "--seq", "16", "--device", "cpu", "--checkpoint", checkpoint).Code);
+        File.Delete(Path.Combine(checkpoint, "training", "optimizer.safetensors"));
+        var (code, output) = Run("train", "--data", shard, "--steps", "2", "--batch", "2", "--seq", "16", "--device", "cpu", "--resume", checkpoint, "--dp", "2");
+        Assert.Equal(1, code);
+        Assert.Contains("has no optimizer state", output);
+        Assert.DoesNotContain("AggregateException", output);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
@@ -120,6 +152,11 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(code == 0, tp);
         Assert.Contains("tp=2 (Megatron column/row-parallel layers): 2 ranks as threads", tp);
         AssertSameLosses(Losses(single), Losses(tp), "tp=2");
+        (code, string sp) = Run([.. common, "--tp", "2", "--sp"]);
+        Assert.True(code == 0, sp);
+        Assert.Contains("sequence-parallel: norms and residual on 1/tp of the tokens", sp);
+        AssertSameLosses(Losses(single), Losses(sp), "tp=2 with sequence parallelism");
+        Assert.Equal(2, Run([.. common, "--sp"]).Code);                      // sp needs tp
         Assert.Equal(2, Run([.. common, "--tp", "3"]).Code);                 // 8 heads do not split 3 ways
         // Composed with data parallelism, and saved as one folder with the shards merged: the model of one device.
         string saved = Path.Combine(_folder, "tp-dp"), savedSingle = Path.Combine(_folder, "single");
