@@ -25,13 +25,13 @@ namespace NativeParallel.Cli
                   emu only: --schedules K runs each case under K fiber interleavings (forward, reverse, seeded
                   shuffles; a different output is a race); --sanitize builds the kernels with AddressSanitizer and
                   UndefinedBehaviorSanitizer. --kernels DIR takes kernel sources from DIR instead of the library.
-              nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE]
+              nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE] [--trace FILE]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
                                                [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d float|bfloat16|half|int32|int64]
                                                [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads]
-                                               [--device cpu|emu|cuda] [--json FILE]
+                                               [--device cpu|emu|cuda] [--json FILE] [--trace FILE]
                   nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
                   out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
                   process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
@@ -44,7 +44,7 @@ namespace NativeParallel.Cli
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.
               nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt TEXT | --prompt-ids 1,2,3 | --prompt-tokens N]
                                  [--new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed N]
-                                 [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE]
+                                 [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE] [--trace FILE]
               nativeparallel run [--model DIR] [--device D] [--dtype f32|bf16] [--new-tokens N] [sampling options]
                                  --requests FILE.jsonl [--out FILE.jsonl]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
@@ -78,7 +78,7 @@ namespace NativeParallel.Cli
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
-                                   [--sp] [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE]
+                                   [--sp] [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE] [--trace FILE]
                   Trains a Llama-style decoder from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -116,6 +116,11 @@ namespace NativeParallel.Cli
                   keeps the last F (default 0.1) of the documents as a validation shard.
 
             Every command takes --help and exits non-zero on failure.
+            --trace FILE (run, train, bench kernels, bench collectives) writes a Chrome trace that Perfetto
+            (ui.perfetto.dev) and chrome://tracing open: a process per rank, a compute lane (phases, kernels, launches)
+            and a lane per process group (collectives with bytes, peers, algorithm, sequence number); host clock, so
+            on CUDA a launch is its enqueue. train prints the share of the gradient buckets' all-reduce time that ran
+            during backward. Processes of a launched job each write FILE with .rankN before the extension.
 
             Environment (read in one place):
             """;

@@ -2,6 +2,7 @@ using System.Globalization;
 using NativeParallel.Comm;
 using NativeParallel.Comm.Rendezvous;
 using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 
@@ -38,6 +39,7 @@ internal static class BenchCollectivesCommand
         bool soakGiven = line.Option("soak") is not null;
         long soak = line.Int("soak", 0);
         string seedText = line.Option("seed", "1")!;
+        string? tracePath = line.Option("trace");
         line.RejectUnknown();
         if (ranks < 1 || ranks > LocalLauncher.MaxRanks) throw new UsageException($"--ranks must be from 1 to {LocalLauncher.MaxRanks} local ranks; got {ranks}");
         if (root < 0 || root >= ranks && LaunchEnvironment.Detect() is null) throw new UsageException($"-r (root) must be a rank from 0 to {ranks - 1}; got {root}");
@@ -63,6 +65,7 @@ internal static class BenchCollectivesCommand
 
         if (LaunchEnvironment.Detect() is not null)
         {
+            using var trace = TraceFile.Start(tracePath);
             using var group = ProcessGroup.FromEnvironment("bench", transport == "threads" ? null : transport);
             return Work(group, group.Rank == 0, json);
         }
@@ -81,9 +84,15 @@ internal static class BenchCollectivesCommand
                 if (rank == 0 || error) lock (gate) (error ? Console.Error : Console.Out).WriteLine(rank == 0 ? text : $"[rank {rank}] {text}");
             });
         }
+        // Local process ranks get --trace with the rest of the command line and write a file each; thread ranks share one.
+        using var threadTrace = TraceFile.Start(tracePath);
         var groups = ProcessGroup.CreateThreadGroup(Math.Max(ranks, 1), "bench");
         var codes = new int[groups.Length];
-        var threads = groups.Select((g, r) => new Thread(() => codes[r] = Work(g, r == 0, r == 0 ? json : null))).ToArray();
+        var threads = groups.Select((g, r) => new Thread(() =>
+        {
+            using var traced = Tracer.BindRank(r);
+            codes[r] = Work(g, r == 0, r == 0 ? json : null);
+        })).ToArray();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         foreach (var g in groups) g.Dispose();

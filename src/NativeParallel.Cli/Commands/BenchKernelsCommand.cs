@@ -16,9 +16,11 @@ internal static class BenchKernelsCommand
         int repeats = line.Int32("repeats", 20);
         string? json = line.Option("json");
         string? markdown = line.Option("markdown");
+        string? tracePath = line.Option("trace");
         line.RejectUnknown();
         if (repeats < 1 || warmup < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0");
 
+        using var trace = TraceFile.Start(tracePath);
         using var device = DeviceRegistry.Open(deviceName);
         if (device.Kind == DeviceKind.Emu)
             throw new UsageException("bench kernels: the emulated device checks kernels, it does not time them (fibers are thousands of times slower than a GPU); use --device cuda or cpu");

@@ -31,12 +31,14 @@ internal static class RunCommand
         string? json = line.Option("json");
         string? requestsPath = line.Option("requests");
         string? outPath = line.Option("out");
+        string? tracePath = line.Option("trace");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
         if (promptTokens + (long)newTokens > MaxTokens) throw new UsageException($"--prompt-tokens + --new-tokens is {promptTokens + (long)newTokens}; the KV cache holds at most {MaxTokens} tokens");
         if (sampling.Problem() is { } samplingProblem) throw new UsageException("--" + samplingProblem);
         if (promptTokensText is not null && (promptText ?? promptIdsText) is not null) throw new UsageException("--prompt-tokens sets the seeded prompt's length; give it or --prompt/--prompt-ids, not both");
         DType? dtypeOption = dtypeText is null ? null : ParseDType(dtypeText);
+        using var trace = TraceFile.Start(tracePath);
 
         // Everything the options ask is checked here, against the model's shape (config.json only), before any
         // weight is read, device opened or model built.

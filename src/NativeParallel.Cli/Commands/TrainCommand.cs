@@ -56,6 +56,7 @@ internal static class TrainCommand
         string? strategy = line.Option("strategy");
         string? scheduleOption = line.Option("schedule");
         bool sequenceParallel = line.Flag("sp");
+        string? tracePath = line.Option("trace");
         line.RejectUnknown();
         bool table = strategy is not null && (strategy == "all" || strategy.Contains(';'));
         TrainingLayout Parse(string text)
@@ -136,6 +137,7 @@ internal static class TrainCommand
             startStep = state.Step;
         }
 
+        using var trace = TraceFile.Start(tracePath);
         using var device = DeviceRegistry.Open(deviceName);
         if (layouts is not null)
             return LayoutTable(layouts, device, weights, loader, batch, seq, steps, new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay),
@@ -207,13 +209,17 @@ internal static class TrainCommand
         }
 
         if (launched is null)
+        {
             NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(layout.Ranks, world => Rank(world, world.Rank == 0, "as threads sharing it"), "train");
+            TraceFile.PrintHiddenShare(Console.Out);
+        }
         else
         {
             using var world = NativeParallel.Comm.ProcessGroup.FromEnvironment("train");
             Rank(world, firstLocal: true, $"as processes over {world.TransportName}");
             // Nobody leaves before rank 0 has written its files.
             world.Barrier();
+            if (world.Rank == 0) TraceFile.PrintHiddenShare(Console.Out);
         }
 
         void Finish(ParallelTrainer t)

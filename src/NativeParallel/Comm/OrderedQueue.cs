@@ -24,6 +24,10 @@ internal sealed class OrderedQueue(string owner) : IDisposable
     }
 
     [ThreadStatic] private static OrderedQueue? t_holding;
+    [ThreadStatic] private static bool t_worker;
+
+    /// <summary>Whether the calling thread is a queue's worker, i.e. runs a call that was issued async (traces mark such calls).</summary>
+    public static bool OnWorker => t_worker;
 
     private readonly object _gate = new();
     private readonly Queue<Item> _items = new();
@@ -108,6 +112,7 @@ internal sealed class OrderedQueue(string owner) : IDisposable
 
     private void Work()
     {
+        t_worker = true;
         while (true)
         {
             Item item;

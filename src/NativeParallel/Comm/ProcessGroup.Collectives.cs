@@ -209,7 +209,7 @@ public sealed partial class ProcessGroup
         {
             _engine.SendReceive(peer, MemoryMarshal.AsBytes(new ReadOnlySpan<MessageHeader>(in header)), -1, default);
             _engine.SendReceive(peer, Bytes(tensor), -1, default);
-        });
+        }, tensor.Bytes, tag);
     }
 
     /// <summary>Receives into <paramref name="tensor"/> from <paramref name="peer"/>, checking tag, dtype and size against the sender's.</summary>
@@ -223,7 +223,7 @@ public sealed partial class ProcessGroup
             _engine.SendReceive(-1, default, peer, MemoryMarshal.AsBytes(new Span<MessageHeader>(ref header)));
             CheckHeader(header, peer, tag, tensor);
             _engine.SendReceive(-1, default, peer, Bytes(tensor));
-        });
+        }, tensor.Bytes, tag);
     }
 
     /// <summary>Send as an ordered async operation (point-to-point calls keep the group's one order too).</summary>
@@ -256,7 +256,7 @@ public sealed partial class ProcessGroup
                 MemoryMarshal.AsBytes(new Span<MessageHeader>(ref incoming)));
             CheckHeader(incoming, receivePeer, receiveTag, receive);
             _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
-        });
+        }, send.Bytes + receive.Bytes, sendTag, "sendrecv");
     }
 
     /// <summary>SendRecv as an ordered async operation.</summary>

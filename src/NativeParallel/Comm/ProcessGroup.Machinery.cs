@@ -125,16 +125,41 @@ public sealed partial class ProcessGroup
             Log.Info($"{Name} rank {Rank}/{Size}: {kind.Name()} #{sequence} {dtype.Name()} x {count} op {op.ToString().ToLowerInvariant()} " +
                      $"root {root} algo {algorithm} transport {_transport.Name}");
         var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root, Array.IndexOf(Algorithms, algorithm));
+        using var traced = Tracer.Current is null ? default : Tracer.Collective(kind.Name(), TraceRank, Name, TraceArgs(kind, dtype, op, count, root, algorithm, sequence));
         if (Size > 1 && handshake) Handshake(descriptor);
         body(descriptor);
     }
 
+    // A collective's trace details (built only while a trace records): what Perfetto shows when the slice is selected.
+    private List<KeyValuePair<string, object>> TraceArgs(Collective kind, DType dtype, ReduceOp op, long count, int root, string algorithm, long sequence)
+    {
+        int left = (Rank + Size - 1) % Size, right = (Rank + 1) % Size;
+        var peers = algorithm == "ring" ? new[] { left, right }.Distinct().Where(r => r != Rank) : Enumerable.Range(0, Size).Where(r => r != Rank);
+        var args = new List<KeyValuePair<string, object>>(12)
+        {
+            new("seq", sequence), new("group", Name), new("rank_in_group", (long)Rank), new("group_size", (long)Size),
+            new("peers", string.Join(",", peers)), new("algorithm", algorithm), new("transport", _transport.Name), new("dtype", dtype.Name()),
+            new("async", OrderedQueue.OnWorker),
+        };
+        if (count >= 0)
+        {
+            args.Add(new("count", count));
+            args.Add(new("bytes", count * dtype.SizeOf()));
+        }
+        if (kind is Collective.AllReduce or Collective.ReduceScatter or Collective.Reduce) args.Add(new("op", op.ToString().ToLowerInvariant()));
+        if (root >= 0) args.Add(new("root", (long)root));
+        return args;
+    }
+
     // Point-to-point operations are numbered apart from collectives: each rank of a pipeline sends and receives
     // a different number of messages, but all ranks must agree on the collectives' sequence numbers.
-    private void RunPointToPoint(Collective kind, int peer, Action body) => Ordered(kind, pointToPoint: true, () =>
+    private void RunPointToPoint(Collective kind, int peer, Action body, long bytes, int tag, string? traceName = null) => Ordered(kind, pointToPoint: true, () =>
     {
         long sequence = Interlocked.Increment(ref _messages) - 1;
         _engine.Current = (kind, sequence);
+        using var traced = Tracer.Current is null ? default : Tracer.Collective(traceName ?? kind.Name(), TraceRank, Name,
+            [new("message", sequence), new("group", Name), new("peers", peer.ToString()), new("bytes", bytes), new("tag", (long)tag),
+             new("transport", _transport.Name), new("async", OrderedQueue.OnWorker)]);
         body();
     });
 

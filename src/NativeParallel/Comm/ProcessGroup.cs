@@ -39,6 +39,7 @@ public sealed partial class ProcessGroup : IDisposable
         Size = size;
         Name = name;
         Timeout = timeout;
+        TraceRank = rank;
         _engine = new Engine(transport, rank, size, name, timeout);
         _queue = new OrderedQueue($"group '{name}' rank {rank}");
     }
@@ -48,6 +49,9 @@ public sealed partial class ProcessGroup : IDisposable
 
     /// <summary>Number of ranks.</summary>
     public int Size { get; }
+
+    /// <summary>This rank's rank in the world its group was split from (the process of its events in a trace).</summary>
+    internal int TraceRank { get; private init; }
 
     /// <summary>The group's name (in errors and logs).</summary>
     public string Name { get; }
@@ -84,7 +88,11 @@ public sealed partial class ProcessGroup : IDisposable
         var groups = CreateThreadGroup(size, name, timeout);
         try
         {
-            Task.WaitAll(groups.Select(g => Task.Factory.StartNew(() => rank(g), TaskCreationOptions.LongRunning)).ToArray());
+            Task.WaitAll(groups.Select(g => Task.Factory.StartNew(() =>
+            {
+                using var traced = Tracer.BindRank(g.Rank);
+                rank(g);
+            }, TaskCreationOptions.LongRunning)).ToArray());
         }
         finally
         {
@@ -159,7 +167,7 @@ public sealed partial class ProcessGroup : IDisposable
         }
         else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
         Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
-        return new ProcessGroup(transport, rank, size, child, Timeout) { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}" };
+        return new ProcessGroup(transport, rank, size, child, Timeout) { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank };
     }
 
     /// <summary>Releases the transport (other ranks' pending collectives with this rank fail once it is gone).</summary>

@@ -37,7 +37,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         _defaultStream = new CudaStream(this);
         // Up to an eighth of the device's memory waits for reuse; the rest goes back to the driver when freed.
         _blocks = new BlockCache(TotalMemoryBytes / 8, p => CudaException.Check(Cuda.cuMemFree_v2(new CUdeviceptr(p))));
-        Kernels = new GpuKernels(this);
+        Kernels = new TracedKernels(new GpuKernels(this));
         Log.Info($"opened cuda:{ordinal} {ModelName} sm_{ComputeCapability.Major}{ComputeCapability.Minor}, {MultiprocessorCount} SMs");
     }
 
@@ -228,6 +228,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     /// <inheritdoc/>
     public void Launch<TArgs>(string file, string function, Dim3 grid, Dim3 block, uint sharedBytes, in TArgs args) where TArgs : unmanaged
     {
+        // Host time: on CUDA the enqueue, on the emulated device the whole run (it runs the kernel before returning).
+        using var traced = Tracer.Launch(function, Name, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes);
         var f = GetFunction(file, function);
         MakeCurrent();
         TArgs copy = args;

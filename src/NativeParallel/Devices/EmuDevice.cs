@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels;
 using NativeParallel.Kernels.Gpu;
 
@@ -34,7 +35,7 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     {
         if (EmuCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"the emulated device is unavailable: {reason}");
         Sanitize = sanitize;
-        Kernels = new GpuKernels(this);
+        Kernels = new TracedKernels(new GpuKernels(this));
     }
 
     /// <summary>Fiber interleaving of later launches: 0 forward, 1 reverse, 2 and above seeded shuffles.</summary>
@@ -65,6 +66,8 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     /// <inheritdoc/>
     public void Launch<TArgs>(string file, string function, Dim3 grid, Dim3 block, uint sharedBytes, in TArgs args) where TArgs : unmanaged
     {
+        // Host time: on CUDA the enqueue, on the emulated device the whole run (it runs the kernel before returning).
+        using var traced = Tracer.Launch(function, Name, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes);
         var module = GetModule(file);
         nint entry = module.Entries.GetOrAdd(function, name =>
             NativeLibrary.TryGetExport(module.Handle, "np_emu_entry_" + name, out nint address)

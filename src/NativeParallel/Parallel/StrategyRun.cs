@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using NativeParallel.Comm;
 using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Models;
@@ -150,6 +151,7 @@ public static class StrategyRun
     public static StrategyResult RunOnGroup(ProcessGroup world, LlamaWeights weights, Strategy strategy, int[][] prompts, int newTokens,
         (float[][] Logits, int[][] Tokens) reference, IDevice? device = null, SamplingOptions? sampling = null)
     {
+        using var traced = Tracer.BindRank(world.Rank); // this thread's kernels are the rank's in a trace
         if (world.Size != strategy.Ranks)
             throw new ArgumentException($"strategy {strategy.Name} needs {strategy.Ranks} ranks; the job has {world.Size}");
         int vocab = weights.Config.Vocab;

@@ -1,5 +1,6 @@
 using NativeParallel.Comm;
 using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Ops;
 using NativeParallel.Models;
 using NativeParallel.Tensors;
@@ -130,6 +131,7 @@ public sealed class ParallelTrainer : IDisposable
             if (action.Op == PipelineOp.Backward)
             {
                 // Buckets go while the last micro-batch's backward runs: only then is each gradient final.
+                using var traced = Tracer.Phase("backward"); // a trace shows the buckets' all-reduces against it
                 Trainer.Backward(i == lastBackward ? _bucketsReady : null, _outputGrad, accumulate: !firstBackward, Slot(action.MicroBatch));
                 firstBackward = false;
             }
@@ -184,8 +186,11 @@ public sealed class ParallelTrainer : IDisposable
                 pp.Recv(_stageInputs[slot], previous, action.MicroBatch);
                 return 0;
             case PipelineOp.Forward:
+            {
+                using var traced = Tracer.Phase("forward");
                 Load(inputs, targets, action.MicroBatch);
                 return Trainer.Forward(_inputs, _targets, Trainer.Stage.IsFirst ? null : _stageInputs[slot], slot);
+            }
             case PipelineOp.SendActivation:
                 TrainingSteps.FinishQueuedWork(_device);
                 pp.Send(Trainer.StageOutputOf(slot), next, action.MicroBatch);

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -33,6 +34,7 @@ public static unsafe class AdamW
     /// <summary>Runs on the tensors' device.</summary>
     public static void Step(Tensor param, Tensor grad, Tensor m, Tensor v, in AdamWSettings s, int step, float gradScale, Tensor? paramCopy = null)
     {
+        using var traced = Tracer.Kernel("adamw", param, grad, m, v);
         long count = Check(param, grad, m, v, paramCopy, step);
         if (count == 0) return;
         var args = ArgsFor(s, step, gradScale);

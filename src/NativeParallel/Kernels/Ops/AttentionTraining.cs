@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -55,6 +56,7 @@ public static unsafe class AttentionTraining
     /// <summary>output = softmax(scale·q·kᵀ, causal)·v and the row log-sum-exp <paramref name="lse"/>, on the tensors' device.</summary>
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale)
     {
+        using var traced = Tracer.Kernel("attention_fwd", q, k, v, output, lse);
         var s = Check(q, k, v, lse, ("output", output));
         if ((long)s.B * s.T * s.Hq == 0) return;
         if (OpLaunch.LauncherOf(q, Op) is { } launcher)
@@ -74,6 +76,7 @@ public static unsafe class AttentionTraining
     /// <summary>dq, dk, dv from the forward's <paramref name="output"/> and <paramref name="lse"/>, on the tensors' device.</summary>
     public static void Backward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor dOutput, Tensor dq, Tensor dk, Tensor dv, float scale)
     {
+        using var traced = Tracer.Kernel("attention_bwd", q, k, v, output, lse, dOutput, dq, dk, dv);
         var s = Check(q, k, v, lse, ("output", output), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv));
         if ((long)s.B * s.T * s.Hq == 0) return;
         if (OpLaunch.LauncherOf(q, Op) is { } launcher)

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -33,6 +34,7 @@ public static unsafe class CrossEntropy
     /// <summary>Runs on the tensors' device.</summary>
     public static void Run(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float gradScale)
     {
+        using var traced = Tracer.Kernel("cross_entropy", logits, targets, losses, dLogits);
         var (rows, v) = Check(logits, targets, losses, dLogits);
         if (rows == 0) return;
         if (OpLaunch.LauncherOf(logits, Op) is { } launcher)

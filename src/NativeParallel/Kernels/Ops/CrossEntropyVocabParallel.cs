@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -56,6 +57,7 @@ public static unsafe class CrossEntropyVocabParallel
     /// <summary>Pass 1: each row's maximum over this rank's columns.</summary>
     public static void Stats(Tensor logits, Tensor rowMax)
     {
+        using var traced = Tracer.Kernel("cross_entropy_vocab_stats", logits, rowMax);
         var (rows, v) = Check(logits, rowMax: rowMax);
         Launch(StatsEntry, rows, new CrossEntropyVocabArgs { Logits = logits.Pointer, RowMax = rowMax.Pointer, Rows = rows, V = v }, logits,
             () => CpuStats(logits, rowMax, rows, v));
@@ -64,6 +66,7 @@ public static unsafe class CrossEntropyVocabParallel
     /// <summary>Pass 2: each row's sum of exp(logit − the row's global max) over this rank's columns, and its target logit where this rank holds it.</summary>
     public static void Sums(Tensor logits, Tensor targets, int vocabStart, Tensor rowMax, Tensor rowSums)
     {
+        using var traced = Tracer.Kernel("cross_entropy_vocab_sums", logits, targets, rowMax, rowSums);
         var (rows, v) = Check(logits, targets, rowMax, rowSums);
         Launch(SumsEntry, rows, new CrossEntropyVocabArgs
         {
@@ -74,6 +77,7 @@ public static unsafe class CrossEntropyVocabParallel
     /// <summary>Pass 3: the losses and this rank's columns of dLogits from the group's max and sums.</summary>
     public static void Grad(Tensor logits, Tensor targets, int vocabStart, int vocabTotal, Tensor rowMax, Tensor rowSums, Tensor losses, Tensor dLogits, float gradScale)
     {
+        using var traced = Tracer.Kernel("cross_entropy_vocab_grad", logits, targets, rowMax, rowSums, losses, dLogits);
         var (rows, v) = Check(logits, targets, rowMax, rowSums, losses, dLogits);
         OpShapes.Require(vocabStart >= 0 && vocabStart + v <= vocabTotal, Op, $"columns [{vocabStart}, {vocabStart + v}) are outside the vocabulary of {vocabTotal}");
         Launch(GradEntry, rows, new CrossEntropyVocabArgs

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -31,6 +32,7 @@ public static unsafe class EmbeddingBackward
     /// <summary>Runs on the tensors' device; dTable is accumulated.</summary>
     public static void Run(Tensor ids, Tensor dOut, Tensor dTable)
     {
+        using var traced = Tracer.Kernel("embedding_bwd", ids, dOut, dTable);
         OpShapes.Require(dTable.DType is DType.F32 or DType.BF16, Op, $"dTable has dtype {dTable.DType.Name()}; supported: f32, bf16");
         var (tokens, hidden, vocab) = OpShapes.Embedding(ids, dTable, dOut);
         if (tokens == 0 || hidden == 0 || vocab == 0) return;

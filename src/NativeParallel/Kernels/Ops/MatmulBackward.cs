@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -34,6 +35,7 @@ public static unsafe class MatmulBackward
     /// <summary>dX (m, k) = dY (m, n) · W (n, k), on the tensors' device; dX is overwritten.</summary>
     public static void InputGrad(Tensor dY, Tensor w, Tensor dX)
     {
+        using var traced = Tracer.Kernel("matmul_bwd_input", w.Rank == 2 ? 2 * dY.Count * w.Dim(1) : 0, dY, w, dX);
         Check(("dY", dY), ("w", w), ("dX", dX));
         int m = dY.Dim(0), n = dY.Dim(1), k = w.Dim(1);
         OpShapes.Require(w.Dim(0) == n, Op, $"w must be ({n}, k) to match dY {dY}, got {w}");
@@ -52,6 +54,7 @@ public static unsafe class MatmulBackward
     /// <summary>dW (n, k) = (accumulate ? dW : 0) + dYᵀ · x with dY (m, n), x (m, k), on the tensors' device.</summary>
     public static void WeightGrad(Tensor dY, Tensor x, Tensor dW, bool accumulate)
     {
+        using var traced = Tracer.Kernel("matmul_bwd_weight", x.Rank == 2 ? 2 * dY.Count * x.Dim(1) : 0, dY, x, dW);
         Check(("dY", dY), ("x", x), ("dW", dW));
         int m = dY.Dim(0), n = dY.Dim(1), k = x.Dim(1);
         OpShapes.Require(x.Dim(0) == m, Op, $"x must be ({m}, k) to match dY {dY}, got {x}");

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -32,6 +33,7 @@ public static unsafe class RmsNormBackward
     /// <summary>Runs on the tensors' device: dX overwritten, dWeight accumulated.</summary>
     public static void Run(Tensor x, Tensor weight, Tensor dY, Tensor dX, Tensor dWeight, float eps)
     {
+        using var traced = Tracer.Kernel("rmsnorm_bwd", x, weight, dY, dX, dWeight);
         var (rows, d) = OpShapes.Norm(Op, x, weight, null, dY);
         OpShapes.Norm(Op, x, weight, null, dX);
         OpShapes.Norm(Op, x, dWeight, null, dX);

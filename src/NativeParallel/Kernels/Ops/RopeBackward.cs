@@ -1,3 +1,4 @@
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -20,6 +21,7 @@ public static unsafe class RopeBackward
     /// <summary>Runs on the tensors' device; dx holds dY on entry and dX on return.</summary>
     public static void Run(Tensor dx, Tensor positions, float theta)
     {
+        using var traced = Tracer.Kernel("rope_bwd", dx, positions);
         var (tokens, heads, d) = OpShapes.Rope(dx, positions);
         long pairs = (long)tokens * heads * (d / 2);
         if (pairs == 0) return;

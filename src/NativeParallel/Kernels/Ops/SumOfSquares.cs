@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using NativeParallel.Devices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -41,6 +42,7 @@ public static unsafe class SumOfSquares
     /// <summary>Adds Σ x² to total[0], on the tensors' device.</summary>
     public static void Accumulate(Tensor x, Tensor total)
     {
+        using var traced = Tracer.Kernel("sum_of_squares", x, total);
         foreach (var (name, t) in new[] { ("x", x), ("total", total) })
         {
             OpShapes.Require(t.IsContiguous, Op, $"{name} must be contiguous, got a strided view {t}");

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
@@ -28,6 +29,7 @@ public static unsafe class SwiGluBackward
     /// <summary>Runs on the tensors' device.</summary>
     public static void Run(Tensor gate, Tensor up, Tensor dOut, Tensor dGate, Tensor dUp)
     {
+        using var traced = Tracer.Kernel("swiglu_bwd", gate, up, dOut, dGate, dUp);
         long count = OpShapes.Elementwise("swiglu_bwd", gate, up, dOut);
         OpShapes.Elementwise("swiglu_bwd", gate, dGate, dUp);
         if (count == 0) return;
