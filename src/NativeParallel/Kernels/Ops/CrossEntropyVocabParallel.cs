@@ -138,10 +138,12 @@ public static unsafe class CrossEntropyVocabParallel
             for (int r = start; r < end; r++)
             {
                 float* row = x + (long)r * v;
-                float s = 0f, m = max[r];
+                // A double accumulator: a plain f32 running sum over a vocabulary of 50 k drifts past f32's bound.
+                double s = 0;
+                float m = max[r];
                 for (int j = 0; j < v; j++) s += MathF.Exp(row[j] - m);
                 int local = target[r] - vocabStart;
-                sums[2 * r] = s;
+                sums[2 * r] = (float)s;
                 sums[2 * r + 1] = (uint)local < (uint)v ? row[local] : 0f;
             }
         });
