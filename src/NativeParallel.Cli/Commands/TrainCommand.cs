@@ -173,12 +173,14 @@ internal static class TrainCommand
                               $"{(recompute ? "--recompute: the residual stream kept, the rest recomputed layer by layer" : "kept for backward")}), backward scratch {Mib(trainer.ScratchBytes)}");
         }
 
-        // Every rank reads the same global batches from its own loader and takes its rows.
+        // Every rank reads the same global batches from its own loader and takes its rows, all from where the run
+        // starts: taken now, because rank 0's loader moves on as soon as its first step begins.
+        var (startShard, startPosition) = (loader.Shard, loader.Position);
         TokenLoader OpenLoader(string pattern, bool training)
         {
             var l = new TokenLoader(TokenShard.Expand(pattern), batch, seq);
             l.CheckVocabulary(config.Vocab);
-            if (training && resume is not null) l.Seek(loader.Shard, loader.Position);
+            if (training && resume is not null) l.Seek(startShard, startPosition);
             return l;
         }
 

@@ -27,6 +27,10 @@ public sealed partial class ProcessGroup : IDisposable
     private string? _storePrefix;
     private ThreadTransport.Shared? _threadShared;
     private int _splits;
+    // Groups split from this one, so that aborting it reaches every group its rank takes part in.
+    private readonly List<ProcessGroup> _children = [];
+    private ProcessGroup? _parent;
+    private volatile bool _disposed;
     private readonly (int Rank, long Sequence)? _faultAt = CommTunables.Fault;
     private readonly string _algorithm = CommTunables.Algorithm;
     private readonly long _oneShotBytes = CommTunables.OneShotBytes;
@@ -91,7 +95,16 @@ public sealed partial class ProcessGroup : IDisposable
             Task.WaitAll(groups.Select(g => Task.Factory.StartNew(() =>
             {
                 using var traced = Tracer.BindRank(g.Rank);
-                rank(g);
+                try
+                {
+                    rank(g);
+                }
+                catch (Exception e)
+                {
+                    // The other ranks would wait for this one until the timeout: tell them at once.
+                    g.Abort($"rank {g.Rank} failed: {e.Message.Split('\n')[0]}");
+                    throw;
+                }
             }, TaskCreationOptions.LongRunning)).ToArray());
         }
         finally
@@ -167,12 +180,30 @@ public sealed partial class ProcessGroup : IDisposable
         }
         else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
         Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
-        return new ProcessGroup(transport, rank, size, child, Timeout) { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank };
+        var group = new ProcessGroup(transport, rank, size, child, Timeout)
+            { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this };
+        lock (_children) _children.Add(group);
+        return group;
+    }
+
+    /// <summary>
+    /// Fails every pending and later call of this group, and of every group split from it, on every rank at once:
+    /// what a rank does when it cannot go on, so that its peers stop waiting for it (each gets a
+    /// <see cref="CollectiveException"/> carrying <paramref name="reason"/> instead of waiting for the timeout).
+    /// </summary>
+    public void Abort(string reason)
+    {
+        if (_disposed) return;
+        _transport.Abort(reason);
+        ProcessGroup[] children;
+        lock (_children) children = [.. _children];
+        foreach (var c in children) c.Abort(reason);
     }
 
     /// <summary>Releases the transport (other ranks' pending collectives with this rank fail once it is gone).</summary>
     public void Dispose()
     {
+        if (_parent is { } parent) lock (parent._children) parent._children.Remove(this);
         // Queued calls run first (each bounded by the timeout; after a failure the rest are refused at once).
         _queue.Dispose();
         if (_store is not null && _ownsStore)
@@ -183,6 +214,7 @@ public sealed partial class ProcessGroup : IDisposable
         }
         _devicePeers?.Dispose();
         _ipc?.Dispose();
+        _disposed = true;
         _transport.Dispose();
         if (_ownsStore) _store?.Dispose();
     }

@@ -81,6 +81,9 @@ public sealed unsafe class ThreadTransport : ITransport
         public readonly byte* Memory = Allocate(size, ringCapacity);
         public int Alive = size;
 
+        /// <summary>Ranks whose transport was disposed: a peer still waiting on one fails instead of waiting for the timeout.</summary>
+        public readonly bool[] Departed = new bool[size];
+
         /// <summary>Device addresses the ranks publish for device-direct collectives (input, output per rank).</summary>
         public readonly ulong[] DevicePointers = new ulong[2 * size];
 
@@ -112,8 +115,11 @@ public sealed unsafe class ThreadTransport : ITransport
         for (int p = 0; p < shared.Size; p++)
         {
             if (p == rank) continue;
+            int peer = p;
+            // Checked only when the link makes no progress: bytes a departed rank left in the ring are still read.
             _links[p] = new RingLink(p, RingMesh.Ring(shared.Segment(p), rank, shared.RingCapacity),
-                RingMesh.Ring(shared.Segment(rank), p, shared.RingCapacity), static () => null);
+                RingMesh.Ring(shared.Segment(rank), p, shared.RingCapacity),
+                () => Volatile.Read(ref shared.Departed[peer]) ? $"rank {peer} left the group (its thread ended or disposed it)" : null);
         }
     }
 
@@ -138,6 +144,7 @@ public sealed unsafe class ThreadTransport : ITransport
     /// <inheritdoc/>
     public void Dispose()
     {
+        Volatile.Write(ref _shared.Departed[_rank], true);
         if (Interlocked.Decrement(ref _shared.Alive) == 0) NativeMemory.AlignedFree(_shared.Memory);
     }
 }
