@@ -166,10 +166,13 @@ public sealed partial class ProcessGroup : IDisposable
         int rank = Array.IndexOf(members, Rank), size = members.Length;
         string child = name ?? $"{Name}.{color}";
         ITransport transport;
+        ThreadTransport.Shared? threadShared = null;
         if (_threadShared is not null)
         {
-            var shared = ThreadTransport.Shared.ForSplit(_threadShared, $"{split}/{color}", size);
-            transport = new ThreadTransport(shared, rank);
+            // The sub-group's own shared memory: its ranks reach each other's device buffers (device-direct
+            // collectives in tensor-parallel groups) and can split again.
+            threadShared = ThreadTransport.Shared.ForSplit(_threadShared, $"{split}/{color}", size);
+            transport = new ThreadTransport(threadShared, rank);
         }
         else if (_store is not null)
         {
@@ -181,7 +184,7 @@ public sealed partial class ProcessGroup : IDisposable
         else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
         Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
         var group = new ProcessGroup(transport, rank, size, child, Timeout)
-            { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this };
+            { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this, _threadShared = threadShared };
         lock (_children) _children.Add(group);
         return group;
     }

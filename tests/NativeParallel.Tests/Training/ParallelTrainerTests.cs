@@ -242,12 +242,16 @@ public sealed class ParallelTrainerTests
         using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence);
         var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
         var losses = new double[layout.Ranks][];
+        long directInSubGroup = 0;
         ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
         {
             using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
             using var trainer = new ParallelTrainer(mesh, EmuDevices.Shared, weights, batch, Sequence, layout.Options(bucketBytes: 2048));
             losses[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
+            if (world.Rank == 0) directInSubGroup = layout.Tp > 1 ? mesh.Tp.DeviceDirectCalls : mesh.Dp.DeviceDirectCalls;
         }, timeout: TimeSpan.FromSeconds(120));
+        // The split groups' collectives on device tensors went device-direct (peers' buffers), not through the host.
+        Assert.True(directInSubGroup > 0, $"emu {text}: no collective of the tensor- or data-parallel group went device-direct");
         for (int s = 0; s < expected.Length; s++)
             Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-5 * expected[s], $"emu {text} step {s + 1}: loss {losses[0][s]} vs cpu {expected[s]}");
         for (int r = 1; r < layout.Ranks; r++) Assert.Equal(losses[0], losses[r]);
