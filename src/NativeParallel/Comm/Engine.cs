@@ -179,7 +179,8 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         transport.Idle(idle++);
         if ((idle & 255) != 0) return;
         if (transport.AbortReason() is { } reason) throw Fail($"the group was aborted: {reason}", null, abortOthers: false);
-        foreach (var link in new[] { sendLink, receiveLink })
+        // Only a direction with work left: a peer that has taken (or given) everything and gone is no failure.
+        foreach (var link in new[] { sent < sendTotal ? sendLink : null, received < receiveTotal ? receiveLink : null })
             if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
         if (Stopwatch.GetElapsedTime(started) > timeout)
         {
