@@ -119,19 +119,43 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     public override void Synchronize()
     {
         foreach (var stream in LiveStreams()) stream.Synchronize();
+        ReleasePassed();
     }
 
+    // Memory freed while streams still had work queued: given back once each of those streams has passed the
+    // point it had reached at the free (the fence a caching allocator keeps), never by making the streams run,
+    // which would hide a missing event behind every free.
+    private readonly List<(ulong Pointer, Action<ulong> Free, (EmuStream Stream, long Position)[] Fences)> _freedLater = new();
+
     /// <inheritdoc/>
-    protected override void BeforeFree()
+    protected override void Release(ulong pointer, Action<ulong> free)
     {
-        foreach (var stream in LiveStreams())
-            if (stream.Pending) stream.Synchronize();
+        var fences = LiveStreams().Where(s => s.Pending).Select(s => (s, s.Issued)).ToArray();
+        if (fences.Length == 0) free(pointer);
+        else lock (_freedLater) _freedLater.Add((pointer, free, fences));
+        ReleasePassed();
+    }
+
+    private void ReleasePassed()
+    {
+        List<(ulong Pointer, Action<ulong> Free)> ready = new();
+        lock (_freedLater)
+        {
+            for (int i = _freedLater.Count - 1; i >= 0; i--)
+            {
+                if (!_freedLater[i].Fences.All(f => f.Stream.Passed(f.Position))) continue;
+                ready.Add((_freedLater[i].Pointer, _freedLater[i].Free));
+                _freedLater.RemoveAt(i);
+            }
+        }
+        foreach (var (p, free) in ready) free(p);
     }
 
     /// <inheritdoc/>
     public override void Dispose()
     {
         foreach (var stream in LiveStreams()) stream.Dispose();
+        ReleasePassed();
         base.Dispose();
     }
 

@@ -51,6 +51,18 @@ internal sealed class EmuStream : IDeviceStream
         get { lock (_gate) return _done < _issued; }
     }
 
+    /// <summary>The position of the last work queued.</summary>
+    public long Issued
+    {
+        get { lock (_gate) return _issued; }
+    }
+
+    /// <summary>Whether the work up to <paramref name="position"/> has finished (or the stream has failed or ended: nothing more will run).</summary>
+    public bool Passed(long position)
+    {
+        lock (_gate) return _done >= position || _failure is not null || (_disposed && _work.Count == 0);
+    }
+
     /// <summary>Queues <paramref name="work"/>; returns its position, which <see cref="Reach"/> waits for (0 for the default stream, whose work is done on return).</summary>
     public long Enqueue(Action work)
     {

@@ -18,20 +18,12 @@ public abstract unsafe class HostMemoryDevice : IDevice
     protected HostMemoryDevice()
     {
         _stream = new HostStream(this);
-        _free = p =>
-        {
-            BeforeFree();
-            NativeMemory.Free((void*)p);
-        };
-        _alignedFree = p =>
-        {
-            BeforeFree();
-            NativeMemory.AlignedFree((void*)p);
-        };
+        _free = p => Release(p, static q => NativeMemory.Free((void*)q));
+        _alignedFree = p => Release(p, static q => NativeMemory.AlignedFree((void*)q));
     }
 
-    /// <summary>Runs before memory goes back: a device whose streams run apart lets queued work that may use it finish (cuMemFree does the same).</summary>
-    protected virtual void BeforeFree() { }
+    /// <summary>Gives memory back; a device whose streams run apart waits until no queued work can still use it.</summary>
+    protected virtual void Release(ulong pointer, Action<ulong> free) => free(pointer);
 
     /// <inheritdoc/>
     public abstract DeviceKind Kind { get; }

@@ -247,6 +247,7 @@ public sealed class ParallelTrainer : IDisposable
     public void Dispose()
     {
         Trainer.Dispose();
+        _buckets?.Dispose();
         foreach (var t in _stageInputs) t.Dispose();
         _outputGrad?.Dispose();
         _reduced.Dispose();
