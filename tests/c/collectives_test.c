@@ -4,6 +4,8 @@
  * passes each the id in hex, and fails if any rank fails or the ranks take more than 120 s. Each rank checks
  * every collective's result exactly (small integers, exact in every type) and that bad arguments come back as
  * result codes with a message, the process still running. Prints one "ok" line per check and rank.
+ * `collectives_test NRANKS --peer-exits`: the last rank exits after one all_reduce; the others' next call must
+ * return npRemoteError (a peer gone is an error code, never a hang or an abort of the host).
  *
  *   gcc -std=c11 -Wall -Werror -I out/native/include tests/c/collectives_test.c -L out/native/lib \
  *       -lnativeparallel -Wl,-rpath,"$PWD/out/native/lib" -o out/native/collectives_test
@@ -171,7 +173,24 @@ static void check_errors(npComm_t comm, int n) {
     ok("errors as codes with messages");
 }
 
-static int run_rank(int rank, int n, const char* hex) {
+/* The last rank exits without a word; the others' next call must come back as npRemoteError, not hang or abort. */
+static int peer_exits(npComm_t comm, int n) {
+    float x[256];
+    for (int i = 0; i < 256; i++) x[i] = 1.0f;
+    CHECK(npAllReduce(x, x, 256, npFloat32, npSum, comm, NULL));
+    if (g_rank == n - 1) _exit(0);
+    npResult_t r = npAllReduce(x, x, 256, npFloat32, npSum, comm, NULL);
+    if (r != npRemoteError) {
+        fprintf(stderr, "rank %d: an all_reduce with an exited peer gave %d (%s)\n", g_rank, r, npGetLastError(NULL));
+        return 1;
+    }
+    printf("rank %d: exited peer -> %s: %s\n", g_rank, npGetErrorString(r), npGetLastError(NULL));
+    CHECK(npCommAbort(comm));
+    ok("exited peer as npRemoteError");
+    return 0;
+}
+
+static int run_rank(int rank, int n, const char* hex, int exits) {
     g_rank = rank;
     npUniqueId id;
     if (strlen(hex) != 2 * sizeof id) { fprintf(stderr, "rank %d: the id must be %zu hex digits\n", rank, 2 * sizeof id); return 2; }
@@ -186,6 +205,7 @@ static int run_rank(int rank, int n, const char* hex) {
     CHECK(npCommCount(comm, &count));
     CHECK(npCommUserRank(comm, &me));
     if (count != n || me != rank) { fprintf(stderr, "rank %d: npCommCount %d, npCommUserRank %d\n", rank, count, me); return 1; }
+    if (exits) return peer_exits(comm, n);
     check_all_reduce(comm, n);
     check_all_gather_reduce_scatter(comm, n);
     check_broadcast_send_recv(comm, n);
@@ -197,9 +217,13 @@ static int run_rank(int rank, int n, const char* hex) {
 }
 
 int main(int argc, char** argv) {
-    if (argc == 5 && strcmp(argv[1], "--rank") == 0) return run_rank(atoi(argv[2]), atoi(argv[3]), argv[4]);
+    if (argc >= 5 && strcmp(argv[1], "--rank") == 0) return run_rank(atoi(argv[2]), atoi(argv[3]), argv[4], argc > 5);
     int n = argc > 1 ? atoi(argv[1]) : 3;
-    if (n < 1 || n > 64) { fprintf(stderr, "usage: %s [NRANKS 1-64]\n", argv[0]); return 2; }
+    int exits = argc > 2 && strcmp(argv[2], "--peer-exits") == 0;
+    if (n < 1 || n > 64 || (argc > 2 && !exits) || (exits && n < 2)) {
+        fprintf(stderr, "usage: %s [NRANKS 1-64] [--peer-exits (2 or more ranks)]\n", argv[0]);
+        return 2;
+    }
 
     int version = 0;
     CHECK(npGetVersion(&version));
@@ -215,7 +239,7 @@ int main(int argc, char** argv) {
         snprintf(rank, sizeof rank, "%d", r);
         pids[r] = fork();
         if (pids[r] == 0) {
-            char* args[] = {argv[0], "--rank", rank, count, hex, NULL};
+            char* args[] = {argv[0], "--rank", rank, count, hex, exits ? "--peer-exits" : NULL, NULL};
             execv("/proc/self/exe", args);
             _exit(127);
         }
