@@ -233,8 +233,10 @@ public sealed class ParallelTrainerTests
     public void ThreadRanksSharingTheEmulatedDeviceTrainTheModelOfTheCpu(string text)
     {
         // The kernel-device path: collectives and transfers on emulated-device tensors, every training kernel's CUDA
-        // source, against the CPU run of the same global batches.
+        // source, against the CPU run of the same global batches. The device defers every stream but the default
+        // one, so a gradient bucket reduced on the communication stream without its events would train wrong.
         Hardware.RequireEmu();
+        using var device = new EmuDevice { StreamOrder = EmuStreamOrder.Deferred };
         const int batch = 4;
         var layout = TrainingLayout.Parse(text);
         var weights = new LlamaWeights(TrainerTests.Tiny, seed: 13);
@@ -246,7 +248,7 @@ public sealed class ParallelTrainerTests
         ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
         {
             using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
-            using var trainer = new ParallelTrainer(mesh, EmuDevices.Shared, weights, batch, Sequence, layout.Options(bucketBytes: 2048));
+            using var trainer = new ParallelTrainer(mesh, device, weights, batch, Sequence, layout.Options(bucketBytes: 2048));
             losses[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
             if (world.Rank == 0) directInSubGroup = layout.Tp > 1 ? mesh.Tp.DeviceDirectCalls : mesh.Dp.DeviceDirectCalls;
         }, timeout: TimeSpan.FromSeconds(120));
