@@ -59,7 +59,7 @@ internal sealed unsafe class Communicator(ProcessGroup group) : IDisposable
     public void Finish(params Tensor[] tensors)
     {
         foreach (var t in tensors)
-            if (t.Device is CudaDevice gpu) gpu.DefaultStream.Synchronize();
+            if (t.Device is CudaDevice gpu) gpu.CurrentStream().Synchronize(); // where the collective ordered its work
     }
 
     private IDevice DeviceOf(ulong address)
