@@ -7,7 +7,7 @@ return Entry.Run(args);
 namespace NativeParallel.Cli
 {
     /// <summary>The <c>nativeparallel</c> command: dispatch, usage text and error reporting.</summary>
-    public static class Entry
+    internal static class Entry
     {
         public const string Usage = """
             nativeparallel: CUDA kernels and parallel runtime for .NET

@@ -123,8 +123,19 @@ public sealed partial class ProcessGroup : IDisposable
     public static ProcessGroup FromEnvironment(string name = "world", string? transport = null)
     {
         var env = LaunchEnvironment.Detect();
+        if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, CommTunables.Timeout)[0];
+        return Join(env, name, transport);
+    }
+
+    /// <summary>
+    /// Joins the job that <paramref name="env"/> describes (rank, world size, the store's address and port), as
+    /// <see cref="FromEnvironment"/> does for a launcher's job: for hosts that learn their coordinates some other
+    /// way (the C API's npCommInitRank). Rank 0 hosts the store, so its address must be rank 0's host.
+    /// </summary>
+    public static ProcessGroup Join(LaunchEnvironment env, string name = "world", string? transport = null)
+    {
         var timeout = CommTunables.Timeout;
-        if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
+        if (env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
         var (store, job, hosts) = RendezvousJoin.Join(env, timeout, CommTunables.RendezvousProgressInterval, Console.Error);
         try
         {
