@@ -29,17 +29,25 @@ public sealed class TcpTransport : ITransport
         _links = new StripedLink?[size];
     }
 
-    /// <summary>Listens, publishes the address, connects the mesh.</summary>
-    public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout)
+    /// <summary>
+    /// Listens, publishes the address, connects the mesh: to every other rank, or to <paramref name="peers"/> only
+    /// (the ranks on other hosts, when those on this one share memory); every rank of the group calls it.
+    /// <paramref name="acrossHosts"/>: some peer is on another host, so a loopback address would not reach it.
+    /// </summary>
+    public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout, IReadOnlyCollection<int>? peers = null, bool acrossHosts = false)
     {
         var t = new TcpTransport(rank, size, store, prefix);
         int perPeer = CommTunables.SocketsPerPeer;
+        var linked = peers is null ? Enumerable.Range(0, size).Where(p => p != rank).ToHashSet() : peers.ToHashSet();
         IPAddress address = InterfaceAddress() ?? store.LocalAddress;
+        if (acrossHosts && IPAddress.IsLoopback(address))
+            throw new InvalidOperationException($"tcp: rank {rank} reaches the store at a loopback address ({address}), which its peers on other hosts " +
+                                                "cannot reach; set MASTER_ADDR to rank 0's network address, or NATIVEPARALLEL_SOCKET_IFNAME to the interface to use");
         using var listener = new TcpListener(address, 0);
         listener.Start(backlog: Math.Max(size * perPeer, 16));
         store.Set($"{prefix}/addr/{rank}", $"{address}|{((IPEndPoint)listener.LocalEndpoint).Port}");
         var sockets = new Socket?[size, perPeer];
-        for (int p = 0; p < rank; p++)
+        foreach (int p in linked.Where(p => p < rank).Order())
         {
             var parts = store.Get($"{prefix}/addr/{p}", timeout).Split('|');
             for (int s = 0; s < perPeer; s++)
@@ -51,7 +59,7 @@ public sealed class TcpTransport : ITransport
             }
         }
         var deadline = DateTime.UtcNow + timeout;
-        int expected = (size - 1 - rank) * perPeer;
+        int expected = linked.Count(p => p > rank) * perPeer;
         for (int accepted = 0; accepted < expected; accepted++)
         {
             var wait = listener.AcceptSocketAsync();
@@ -65,9 +73,8 @@ public sealed class TcpTransport : ITransport
             int id = BitConverter.ToInt32(who);
             sockets[id / 1024, id % 1024] = socket;
         }
-        for (int p = 0; p < size; p++)
+        foreach (int p in linked)
         {
-            if (p == rank) continue;
             t._links[p] = new StripedLink(p, Enumerable.Range(0, perPeer).Select(s => new SocketLink(p, sockets[p, s]!)).ToArray());
         }
         foreach (var link in t._links) link?.MakeNonBlocking();
@@ -96,7 +103,11 @@ public sealed class TcpTransport : ITransport
     {
         if (_abort is not null) return;
         _abort = reason;
-        try { _store.Set($"{_prefix}/abort", reason); } catch (IOException) { }
+        // In the background: after a network fault the store may be out of reach, and the failing rank must not wait for it.
+        ThreadPool.QueueUserWorkItem(_ =>
+        {
+            try { _store.Set($"{_prefix}/abort", reason); } catch (IOException) { }
+        });
         foreach (var link in _links) link?.Dispose();
     }
 
