@@ -180,7 +180,7 @@ public sealed partial class ProcessGroup : IDisposable
             transport = TransportChoice.Connect(_store, prefix, rank, childHosts!, _requestedTransport, child, Timeout);
         }
         else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
-        Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
+        Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)}) over {transport.Name}");
         var group = new ProcessGroup(transport, rank, size, child, Timeout)
             { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this, _threadShared = threadShared,
               _hosts = childHosts, _requestedTransport = _requestedTransport };

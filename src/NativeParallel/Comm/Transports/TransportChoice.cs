@@ -1,4 +1,5 @@
 using NativeParallel.Comm.Rendezvous;
+using NativeParallel.Diagnostics;
 
 namespace NativeParallel.Comm.Transports;
 
@@ -46,6 +47,7 @@ internal static class TransportChoice
         {
             if (here.Length > 1) local = ShmTransport.Create(store, $"{prefix}-h{here[0]}", rank, size, CommTunables.ShmRingBytes, timeout, here);
             remote = TcpTransport.Create(store, prefix, rank, size, timeout, elsewhere, acrossHosts: true);
+            Log.Info($"{group}: rank {rank} of {size} links to ranks {Ranks(here.Where(r => r != rank))} over shm (same host) and to ranks {Ranks(elsewhere)} over tcp");
             return new MixedTransport(name, rank, local, remote);
         }
         catch
@@ -55,4 +57,6 @@ internal static class TransportChoice
             throw;
         }
     }
+
+    private static string Ranks(IEnumerable<int> ranks) => ranks.Any() ? string.Join(',', ranks) : "none";
 }
