@@ -29,7 +29,7 @@ public static class Tunables
         ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
         ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and the benchmarks: auto (CUDA when present, else cpu), cpu, emu, cuda or cuda:N"),
-        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, mpi, cuda): tests fail instead of skipping"),
+        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, mpi, fortunes, netns, cuda): tests fail instead of skipping"),
     ];
 
     /// <summary>Raw value of a variable, or null when unset or empty.</summary>

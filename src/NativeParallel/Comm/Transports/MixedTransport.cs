@@ -6,7 +6,7 @@ namespace NativeParallel.Comm.Transports;
 /// part may be missing (a rank alone on its host has no shared-memory peers). An abort reaches both: the
 /// shared-memory flag stops this host's ranks, the closed sockets stop the others.
 /// </summary>
-public sealed class MixedTransport : ITransport
+public sealed class MixedTransport : ITransport, ILinkHealth
 {
     private readonly int _rank;
     private readonly ShmTransport? _local;
@@ -44,6 +44,9 @@ public sealed class MixedTransport : ITransport
 
     /// <inheritdoc/>
     public void Idle(int spins) => Backoff.Idle(spins);
+
+    /// <inheritdoc/>
+    public (int Peer, string Why)? Stalled() => _remote?.Stalled();
 
     /// <inheritdoc/>
     public void Dispose()

@@ -13,8 +13,12 @@ namespace NativeParallel.Comm.Transports;
 /// through the store; NATIVEPARALLEL_SOCKET_IFNAME picks the interface (default: the one that reaches the
 /// store). A closed or reset connection is a peer failure; an abort closes every connection so peers stop too.
 /// </summary>
-public sealed class TcpTransport : ITransport
+public sealed class TcpTransport : ITransport, ILinkHealth
 {
+    // Acknowledgements come within round trips (milliseconds) on a live path, even a congested one; seconds of
+    // silence with data outstanding means the path or the peer's host is gone.
+    private const uint DeadPathSilenceMs = 2000;
+
     private readonly int _rank;
     private readonly TcpStore _store;
     private readonly string _prefix;
@@ -118,6 +122,16 @@ public sealed class TcpTransport : ITransport
     public void Idle(int spins) => Backoff.Idle(spins);
 
     /// <inheritdoc/>
+    public (int Peer, string Why)? Stalled()
+    {
+        foreach (var link in _links)
+            if (link?.Unacknowledged() is { } stall && stall.SilentMs >= DeadPathSilenceMs)
+                return (link.Peer, $"rank {link.Peer} is unreachable: {stall.Segments} segments sent to it over tcp ({stall.Remote}) have had no acknowledgement " +
+                                   $"for {stall.SilentMs / 1000.0:F1} s, so the network path to its host is down (or that host is)");
+        return null;
+    }
+
+    /// <inheritdoc/>
     public void Dispose()
     {
         foreach (var link in _links) link?.Dispose();
@@ -169,6 +183,16 @@ public sealed class TcpTransport : ITransport
 
         public string? PeerFailure() => sockets.Select(s => s.PeerFailure()).FirstOrDefault(f => f is not null);
 
+        /// <summary>The socket to this peer that has waited longest for an acknowledgement, if any waits.</summary>
+        public (uint Segments, uint SilentMs, string Remote)? Unacknowledged()
+        {
+            (uint Segments, uint SilentMs, string Remote)? longest = null;
+            foreach (var s in sockets)
+                if (s.Unacknowledged() is { } u && (longest is null || u.SilentMs > longest.Value.SilentMs))
+                    longest = (u.Segments, u.SilentMs, s.Remote);
+            return longest;
+        }
+
         public void Dispose()
         {
             foreach (var s in sockets) s.Dispose();
@@ -206,6 +230,12 @@ public sealed class TcpTransport : ITransport
         }
 
         public string? PeerFailure() => _failure;
+
+        public (uint Segments, uint SilentMs)? Unacknowledged() => TcpAcknowledgements.Unacknowledged(socket);
+
+        public string Remote { get; } = socket.RemoteEndPoint is IPEndPoint end
+            ? $"{(end.Address.IsIPv4MappedToIPv6 ? end.Address.MapToIPv4() : end.Address)}:{end.Port}"
+            : "?";
 
         public void Dispose()
         {
