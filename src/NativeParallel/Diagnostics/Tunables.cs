@@ -23,7 +23,7 @@ public static class Tunables
         ("NATIVEPARALLEL_RENDEZVOUS_PROGRESS_S", "seconds between a waiting rank's rendezvous progress lines on stderr: the store, who joined, who is missing (default 10)"),
         ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
         ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
-        ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
+        ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one the route to the store host takes)"),
         ("NATIVEPARALLEL_ALGO", "all_reduce algorithm: ring or oneshot (default: oneshot up to NATIVEPARALLEL_ONESHOT_BYTES, else ring)"),
         ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 65536)"),
         ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
