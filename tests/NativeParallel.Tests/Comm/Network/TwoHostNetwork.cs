@@ -171,6 +171,9 @@ internal sealed class TwoHostNetwork : IDisposable
         }
     }
 
+    /// <summary>What is left of <paramref name="limit"/> since <paramref name="clock"/> started (never negative).</summary>
+    public static TimeSpan Left(TimeSpan limit, Stopwatch clock) => limit > clock.Elapsed ? limit - clock.Elapsed : TimeSpan.Zero;
+
     private static string CliPath => Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
 
     // The test host's own launcher variables (a CI job under Slurm or torchrun) must not leak into the simulated jobs.
