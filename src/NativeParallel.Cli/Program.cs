@@ -35,6 +35,8 @@ namespace NativeParallel.Cli
                   nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
                   out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
                   process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
+                  Processes take shm between ranks on one host and tcp between hosts (the header says shm, tcp or
+                  shm+tcp); --transport shm|tcp forces one for every pair.
                   --device puts the buffers on a GPU (or the emulated device): ranks sharing it run all_reduce,
                   all_gather, reduce_scatter, broadcast and all_to_all device-direct on each other's buffers (thread
                   ranks by address, process ranks on one GPU through CUDA IPC); reduce and sendrecv stage through host

@@ -16,18 +16,20 @@ public static class Tunables
         ("NATIVEPARALLEL_CUBLAS", "path (file or folder) of cuBLAS, libcublas.so.* / cublas64_*.dll"),
         ("NATIVEPARALLEL_KERNELS_DIR", "a kernels/ folder whose .cu/.cuh files replace the embedded ones (edit and check a kernel without rebuilding)"),
         ("NATIVEPARALLEL_CXX", "host C++ compiler of the emulated device (default g++, then clang++)"),
-        ("NATIVEPARALLEL_TRANSPORT", "collectives between processes: shm (one host) or tcp; default shm when every rank shares a host"),
+        ("NATIVEPARALLEL_TRANSPORT", "collectives between processes: shm (one host) or tcp for every pair; default chosen per pair: shm within a host, tcp between hosts"),
+        ("NATIVEPARALLEL_HOST_ID", "this rank's host identity: ranks with equal ones share memory (default: hostname and boot id; set it where namespaces or containers share a kernel but should act as hosts)"),
+        ("NATIVEPARALLEL_HOSTS_FILE", "a hosts file (/etc/hosts format) consulted first for MASTER_ADDR and Slurm node names, before the system resolver"),
         ("NATIVEPARALLEL_TIMEOUT_S", "seconds a collective, or the rendezvous, waits on its peers before failing every rank (default 300)"),
         ("NATIVEPARALLEL_RENDEZVOUS_PROGRESS_S", "seconds between a waiting rank's rendezvous progress lines on stderr: the store, who joined, who is missing (default 10)"),
         ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
         ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
-        ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),
+        ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one the route to the store host takes)"),
         ("NATIVEPARALLEL_ALGO", "all_reduce algorithm: ring or oneshot (default: oneshot up to NATIVEPARALLEL_ONESHOT_BYTES, else ring)"),
         ("NATIVEPARALLEL_ONESHOT_BYTES", "largest all_reduce sent one-shot, every rank to every rank in one hop (default 65536)"),
         ("NATIVEPARALLEL_DETERMINISTIC", "accepted for NCCL users; every algorithm already reduces in a fixed order, so results are bitwise identical on every rank and run"),
         ("NATIVEPARALLEL_FAULT", "fault injection for process ranks: exit:RANK:SEQUENCE makes that rank exit as it starts that collective"),
         ("NATIVEPARALLEL_DEVICE", "default device for run and the benchmarks: auto (CUDA when present, else cpu), cpu, emu, cuda or cuda:N"),
-        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, mpi, cuda): tests fail instead of skipping"),
+        ("NATIVEPARALLEL_REQUIRE", "comma list of capabilities that must be present (nvrtc, emu, mpi, fortunes, netns, cuda): tests fail instead of skipping"),
     ];
 
     /// <summary>Raw value of a variable, or null when unset or empty.</summary>
