@@ -137,12 +137,12 @@ namespace NativeParallel.Cli
                 return args[0] switch
                 {
                     "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
-                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize")),
+                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize", "quiet")),
                     "bench" when args.Length > 1 && args[1] == "kernels" => BenchKernelsCommand.Run(new CommandLine(args[2..], "help")),
                     "bench" when args.Length > 1 && args[1] == "collectives" => BenchCollectivesCommand.Run(args[2..]),
                     "launch" => LaunchCommand.Run(args[1..]),
-                    "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
-                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute", "sp")),
+                    "run" => RunCommand.Run(new CommandLine(args[1..], "help", "quiet")),
+                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute", "sp", "quiet")),
                     "prepare" => PrepareCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
                 };
