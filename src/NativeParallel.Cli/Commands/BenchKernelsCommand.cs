@@ -31,7 +31,7 @@ internal static class BenchKernelsCommand
         var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)));
 
         JsonReport.Write(json, "bench kernels", line, new { device = device.Name, description = device.Description, warmup, repeats, results });
-        if (plotPath is not null) KernelsPlot.Save(plotPath, $"{device.Name} ({device.Description})", results);
+        if (plotPath is not null) KernelsPlot.Save(plotPath, device.Name, results);
         if (markdown is not null)
         {
             var sb = new StringBuilder();

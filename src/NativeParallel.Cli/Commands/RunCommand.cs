@@ -157,7 +157,7 @@ internal static class RunCommand
             ok,
         });
         if (plotPath is not null)
-            StrategiesPlot.Save(plotPath, $"run on {device.Name}: {Describe(config)}", rows.Select(row => new StrategyPoint(
+            StrategiesPlot.Save(plotPath, $"run on {device.Name}, {config.Layers} layers, hidden {config.Hidden}, {dtype.Name()}", rows.Select(row => new StrategyPoint(
                 row.Result.Strategy.Name + (row.Twin ? " (moe)" : ""), row.Result.WeightBytesPerRank, row.Result.KvBytesPerRank, row.Result.BytesSentPerToken,
                 Predictions.BytesPerToken(row.Twin ? TwinConfig(config) : config, row.Result.Strategy, PromptTokens, NewTokens),
                 row.Result.PrefillMs, row.Result.DecodeMsPerToken, row.Result.TokensPerSecond)).ToList());

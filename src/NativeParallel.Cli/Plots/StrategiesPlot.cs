@@ -22,7 +22,7 @@ internal static class StrategiesPlot
         double Row(int i) => points.Count - 1 - i;
         const double MiB = 1048576.0;
 
-        Panel(multiplot.GetPlot(0), $"{title}\nmemory per rank", "MiB", names,
+        Panel(multiplot.GetPlot(0), $"{title}: memory per rank", "MiB", names,
             ("weights", points.Select(p => p.WeightBytesPerRank / MiB).ToArray(), null),
             ("KV cache", points.Select(p => p.KvBytesPerRank / MiB).ToArray(), points.Select(p => p.WeightBytesPerRank / MiB).ToArray()));
         Panel(multiplot.GetPlot(1), "communication per token", "bytes sent per token per rank", names,
@@ -43,7 +43,8 @@ internal static class StrategiesPlot
             int slot = 0;
             foreach (var (label, values, stackOn) in series)
             {
-                double offset = stackOn is null ? (slot++ - (sideBySide - 1) / 2.0) * width : (slot - 1 - (sideBySide - 1) / 2.0) * width;
+                // The first series on top within a strategy's row; a stacked series sits on the bar it stacks on.
+                double offset = -((stackOn is null ? slot++ : slot - 1) - (sideBySide - 1) / 2.0) * width;
                 var bars = values.Select((v, i) => new Bar
                 {
                     Position = Row(i) + offset, Value = (stackOn?[i] ?? 0) + v, ValueBase = stackOn?[i] ?? 0, Size = width * 0.95, Orientation = Orientation.Horizontal,
@@ -51,7 +52,7 @@ internal static class StrategiesPlot
                 var color = plot.Add.Palette.GetColor(plot.GetPlottables().Count());
                 var plotted = plot.Add.Bars(bars);
                 plotted.Horizontal = true;
-                plotted.LegendText = label;
+                if (series.Length > 1) plotted.LegendText = label;
                 plotted.Color = color;
             }
             plot.Axes.Left.TickGenerator = Ticks.Names(rowNames);
@@ -60,7 +61,8 @@ internal static class StrategiesPlot
             plot.Axes.Margins(left: 0, right: 0.1);
             plot.Title(panelTitle);
             plot.XLabel(unit);
-            if (series.Length > 1) plot.ShowLegend(Alignment.LowerRight);
+            // Below the panel: inside it the legend would cover the longest bars.
+            if (series.Length > 1) plot.ShowLegend(Edge.Bottom);
         }
     }
 }
