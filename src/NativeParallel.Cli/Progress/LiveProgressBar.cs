@@ -80,8 +80,13 @@ internal sealed class LiveProgressBar : IDisposable
                     _line.Append(value);
                     return;
                 }
-                console.Write(new Spectre.Console.Text(_line + "\n"));
+                // Broken here, one column short of the terminal's width: a line Spectre wraps itself, or one that fills
+                // the last column, leaves the bar's old drawing behind when it is redrawn.
+                int width = Math.Max(20, console.Profile.Width - 1);
+                string line = _line.ToString();
                 _line.Clear();
+                for (int start = 0; start == 0 || start < line.Length; start += width)
+                    console.Write(new Spectre.Console.Text(line.Substring(start, Math.Min(width, line.Length - start)) + "\n"));
             }
         }
 

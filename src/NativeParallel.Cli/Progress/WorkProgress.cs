@@ -77,7 +77,7 @@ internal sealed class WorkProgress : IDisposable
             _live?.Update(Describe(now), _done);
             if (_plain is null) return;
             double seconds = _clock.Elapsed.TotalSeconds;
-            if (seconds - _lastPlainSeconds < _plainInterval && _done < _total) return;
+            if (seconds - _lastPlainSeconds < _plainInterval) return;
             _lastPlainSeconds = seconds;
             _plain.WriteLine(PlainLine(now, seconds));
         }
