@@ -132,8 +132,8 @@ namespace NativeParallel.Cli
             --json FILE (info, kernels check, bench kernels, bench collectives, run, train) writes one JSON object that
             starts with the same header: command, options (as given: a value's text, true for a flag, a list when
             repeated), version, git_revision (the commit the build was made from, or "unknown"), created_utc and
-            machine (host, cpu_model, logical_cores, memory_bytes, os, architecture, dotnet, cuda_driver and gpus where
-            present, nvrtc where found); the command's own results follow.
+            machine (host, cpu_model, logical_cores, memory_bytes, os, architecture, dotnet; cuda_driver, nvidia_driver
+            and gpus where present, nvrtc where found); the command's own results follow.
             --plot FILE (bench collectives, bench kernels, run, train) draws a chart with ScottPlot: PNG or SVG by the
             file's extension.
             Progress: kernels check, run, train and the soak show a live bar on an interactive terminal and write a

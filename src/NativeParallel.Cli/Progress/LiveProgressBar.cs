@@ -35,6 +35,11 @@ internal sealed class LiveProgressBar : IDisposable
                         _finished.Wait();
                     });
             }
+            catch (Exception)
+            {
+                // The bar is a convenience: a terminal Spectre cannot draw on must not end the command (an exception
+                // on this thread would end the process), which then runs without a bar.
+            }
             finally
             {
                 _started.Set();

@@ -11,11 +11,12 @@ internal sealed record GpuReport(int Ordinal, string Name, string Arch, long Mem
 
 /// <summary>
 /// The machine a result was measured on, for --json reports: CPU model and logical cores, memory, OS, .NET, the CUDA
-/// driver and GPUs where present, and NVRTC where found. Null means absent (no GPU driver, no NVRTC), never unknown.
+/// driver (its CUDA version, and the NVIDIA kernel module's version on Linux) and GPUs where present, and NVRTC where
+/// found. Null means absent (no GPU driver, no NVRTC), never unknown.
 /// </summary>
 internal sealed record MachineReport(
     string Host, string CpuModel, int LogicalCores, long MemoryBytes, string Os, string Architecture, string Dotnet,
-    string? CudaDriver, IReadOnlyList<GpuReport> Gpus, string? Nvrtc)
+    string? CudaDriver, string? NvidiaDriver, IReadOnlyList<GpuReport> Gpus, string? Nvrtc)
 {
     private static readonly Lazy<MachineReport> s_current = new(Read);
 
@@ -35,7 +36,7 @@ internal sealed record MachineReport(
         string? nvrtc = NativeLibraries.IsAvailable(NativeLibraryKind.Nvrtc) ? KernelCompiler.NvrtcVersion : null;
         return new MachineReport(Environment.MachineName, ReadCpuModel(), Environment.ProcessorCount, ReadMemoryBytes(),
             RuntimeInformation.OSDescription, RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant(), RuntimeInformation.FrameworkDescription,
-            driver, gpus, nvrtc);
+            driver, ReadNvidiaDriver(), gpus, nvrtc);
     }
 
     // The name and limits of GPU `ordinal` straight from the driver: opening a CudaDevice would create a context,
@@ -50,6 +51,22 @@ internal sealed record MachineReport(
         Cuda.cuDeviceGetAttribute(out int minor, CUdevice_attribute.COMPUTE_CAPABILITY_MINOR, device);
         Cuda.cuDeviceTotalMem_v2(out nuint bytes, device);
         return new GpuReport(ordinal, name, $"sm_{major}{minor}", (long)bytes);
+    }
+
+    // The kernel module's version as nvidia-smi shows it ("550.54.15"), from /proc/driver/nvidia/version: the CUDA
+    // driver API only tells the CUDA version it supports.
+    private static string? ReadNvidiaDriver()
+    {
+        try
+        {
+            const string path = "/proc/driver/nvidia/version";
+            if (!File.Exists(path)) return null;
+            string first = File.ReadLines(path).FirstOrDefault() ?? "";
+            var match = System.Text.RegularExpressions.Regex.Match(first, @"Kernel Module(?: for [^ ]+)?\s+(\d[\d.]*)");
+            return match.Success ? match.Groups[1].Value : first.Trim() is { Length: > 0 } line ? line : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
     }
 
     // /proc/cpuinfo's "model name" (x86) or "Model"/"Hardware" (Arm boards); elsewhere only the architecture is known.

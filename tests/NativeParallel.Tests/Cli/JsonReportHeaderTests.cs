@@ -57,6 +57,8 @@ public sealed class JsonReportHeaderTests : IDisposable
         Assert.NotEmpty(String(machine, "architecture"));
         Assert.StartsWith(".NET", String(machine, "dotnet"));
         var gpus = machine["gpus"]!.AsArray();
+        if (File.Exists("/proc/driver/nvidia/version")) Assert.NotEmpty(String(machine, "nvidia_driver"));
+        else Assert.Null(machine["nvidia_driver"]);
         if (Hardware.HasCuda)
         {
             Assert.Matches(@"^\d+\.\d+$", String(machine, "cuda_driver"));
