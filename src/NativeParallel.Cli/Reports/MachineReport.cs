@@ -61,12 +61,17 @@ internal sealed record MachineReport(
         {
             const string path = "/proc/driver/nvidia/version";
             if (!File.Exists(path)) return null;
-            string first = File.ReadLines(path).FirstOrDefault() ?? "";
-            var match = System.Text.RegularExpressions.Regex.Match(first, @"Kernel Module(?: for [^ ]+)?\s+(\d[\d.]*)");
-            return match.Success ? match.Groups[1].Value : first.Trim() is { Length: > 0 } line ? line : null;
+            return NvidiaDriverVersion(File.ReadLines(path).FirstOrDefault() ?? "");
         }
         catch (IOException) { return null; }
         catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The version in the file's first line (proprietary or open kernel module), else the line itself.</summary>
+    internal static string? NvidiaDriverVersion(string firstLine)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(firstLine, @"Kernel Module(?: for [^ ]+)?\s+(\d[\d.]*)");
+        return match.Success ? match.Groups[1].Value : firstLine.Trim() is { Length: > 0 } line ? line : null;
     }
 
     // /proc/cpuinfo's "model name" (x86) or "Model"/"Hardware" (Arm boards); elsewhere only the architecture is known.

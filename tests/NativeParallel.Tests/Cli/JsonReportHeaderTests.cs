@@ -98,6 +98,14 @@ public sealed class JsonReportHeaderTests : IDisposable
         Assert.DoesNotMatch(new Regex(@"\+"), BuildInfo.Version);
     }
 
+    [Theory]
+    [InlineData("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024", "550.54.15")]
+    [InlineData("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  565.57.01  Release Build  (dvs-builder@U16-I3-B03-4-3)", "565.57.01")]
+    [InlineData("something else", "something else")]
+    [InlineData("", null)]
+    public void TheNvidiaDriverVersionIsReadFromEitherKernelModulesLine(string line, string? version) =>
+        Assert.Equal(version, MachineReport.NvidiaDriverVersion(line));
+
     private static string String(JsonObject o, string name)
     {
         Assert.True(o.ContainsKey(name), $"missing field {name}");
