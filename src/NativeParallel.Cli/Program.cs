@@ -136,9 +136,9 @@ namespace NativeParallel.Cli
             and gpus where present, nvrtc where found); the command's own results follow.
             --plot FILE (bench collectives, bench kernels, run, train) draws a chart with ScottPlot: PNG or SVG by the
             file's extension.
-            Progress: kernels check, run, train and the soak show a live bar on an interactive terminal and write a
-            plain "progress ..." line to stderr every NATIVEPARALLEL_PROGRESS_S seconds when output is redirected (no
-            ANSI codes); --quiet shows neither (results and errors still print).
+            Progress: kernels check, run, train and the soak show a live bar on an interactive terminal; when output
+            is redirected they write plain "progress ..." lines to stderr instead (no ANSI codes), as items finish, at
+            most one per NATIVEPARALLEL_PROGRESS_S seconds; --quiet shows neither (results and errors still print).
             --trace FILE (run, train, bench kernels, bench collectives) writes a Chrome trace that Perfetto
             (ui.perfetto.dev) and chrome://tracing open: a process per rank, a compute lane (phases, kernels, launches)
             and a lane per process group (collectives with bytes, peers, algorithm, sequence number); host clock, so

@@ -10,7 +10,7 @@ internal enum ProgressMode
 {
     /// <summary>--quiet: nothing (results and errors still print).</summary>
     Off,
-    /// <summary>Output redirected to a pipe or file: a plain line on stderr every NATIVEPARALLEL_PROGRESS_S seconds, no ANSI codes.</summary>
+    /// <summary>Output redirected to a pipe or file: a plain line on stderr as items finish, at most one per NATIVEPARALLEL_PROGRESS_S seconds, no ANSI codes.</summary>
     Plain,
     /// <summary>An interactive terminal: a Spectre.Console bar under the command's output.</summary>
     Live,
