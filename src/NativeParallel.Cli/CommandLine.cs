@@ -43,6 +43,14 @@ internal sealed class CommandLine
         }
     }
 
+    /// <summary>
+    /// The options as given, in their order of first appearance: a flag is true, a value its text, a repeated option
+    /// the list of its values (what --json reports as the command's options).
+    /// </summary>
+    public IReadOnlyList<(string Name, object Value)> Given => _options.Keys
+        .Select(name => (name, _multi.TryGetValue(name, out var values) ? values.Count > 1 ? (object)values.ToArray() : values[0] : true))
+        .ToList();
+
     /// <summary>True when --help was given.</summary>
     public bool Help => Flag("help");
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using NativeParallel.Benchmarks;
+using NativeParallel.Cli.Plots;
 using NativeParallel.Devices;
 
 namespace NativeParallel.Cli.Commands;
@@ -17,6 +18,7 @@ internal static class BenchKernelsCommand
         string? json = line.Option("json");
         string? markdown = line.Option("markdown");
         string? tracePath = line.Option("trace");
+        string? plotPath = PlotFile.Check(line.Option("plot"));
         line.RejectUnknown();
         if (repeats < 1 || warmup < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0");
 
@@ -28,7 +30,8 @@ internal static class BenchKernelsCommand
         Console.WriteLine($"{"kernel",-38} {"shape",-34} {"median ms",10} {"achieved",16} {"baseline",24} {"ratio",7}  check");
         var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)));
 
-        JsonReport.Write(json, new { device = device.Name, description = device.Description, warmup, repeats, results });
+        JsonReport.Write(json, "bench kernels", line, new { device = device.Name, description = device.Description, warmup, repeats, results });
+        if (plotPath is not null) KernelsPlot.Save(plotPath, device.Name, results);
         if (markdown is not null)
         {
             var sb = new StringBuilder();

@@ -21,6 +21,7 @@ public static class Tunables
         ("NATIVEPARALLEL_HOSTS_FILE", "a hosts file (/etc/hosts format) consulted first for MASTER_ADDR and Slurm node names, before the system resolver"),
         ("NATIVEPARALLEL_TIMEOUT_S", "seconds a collective, or the rendezvous, waits on its peers before failing every rank (default 300)"),
         ("NATIVEPARALLEL_RENDEZVOUS_PROGRESS_S", "seconds between a waiting rank's rendezvous progress lines on stderr: the store, who joined, who is missing (default 10)"),
+        ("NATIVEPARALLEL_PROGRESS_S", "least seconds between the plain progress lines (stderr) of kernels check, run, train and the soak when output is redirected (default 10; 0: one per item); a terminal gets a live bar, --quiet neither"),
         ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
         ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
         ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one the route to the store host takes)"),
