@@ -275,7 +275,11 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         MakeCurrent();
         TArgs copy = args;
         void* parameter = &copy;
-        var result = Cuda.cuLaunchKernel(f, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes, Stream(null), &parameter, null);
+        var stream = this.CurrentStream();
+        var timing = Tracer.DeviceLaunch(this, stream, function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z);
+        timing?.Start.Record(stream);
+        var result = Cuda.cuLaunchKernel(f, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes, Stream(stream), &parameter, null);
+        timing?.Stop.Record(stream);
         if (result != CUresult.CUDA_SUCCESS)
             throw new KernelLaunchException($"{Name}: launch of {function} (kernels/{file}) failed, grid {grid} block {block} shared {sharedBytes} B",
                 CudaException.Create(result, "cuLaunchKernel"));

@@ -200,7 +200,11 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
         GetModule(file);
         TArgs copy = args;
         uint schedule = Schedule;
+        // Traced, the stream's own lane shows when the launch really ran (its host span above is only the enqueue).
+        var timing = Tracer.DeviceLaunch(this, stream, function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z);
+        timing?.Start.Record(stream);
         stream.Enqueue(() => Run(file, function, grid, block, copy, schedule));
+        timing?.Stop.Record(stream);
     }
 
     private void Run<TArgs>(string file, string function, Dim3 grid, Dim3 block, TArgs copy, uint schedule) where TArgs : unmanaged
