@@ -99,7 +99,7 @@ public sealed class ParallelTrainerTests
         // Data-parallel replicas (the same tensor and pipeline coordinates) stay bitwise identical.
         for (int r = 0; r < layout.Ranks; r++)
         {
-            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            int replica0 = DeviceMesh.FirstReplicaOf(r, layout.Tp, layout.Dp);
             Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"{text}: rank {r}'s weights differ from its replica on rank {replica0}");
         }
         if (layout.Dp > 1 && layout.Zero == 0 && bucketBytes < 4096)
@@ -137,7 +137,7 @@ public sealed class ParallelTrainerTests
             Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-2 * expected[s], $"bf16 {text} step {s + 1}: loss {losses[0][s]} vs one device {expected[s]}");
         for (int r = 0; r < layout.Ranks; r++)
         {
-            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            int replica0 = DeviceMesh.FirstReplicaOf(r, layout.Tp, layout.Dp);
             Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"bf16 {text}: rank {r}'s weights differ from its replica on rank {replica0}");
         }
     }
