@@ -499,19 +499,17 @@ public sealed class LlamaTrainer : IDisposable
     // Where a parameter's gradient starts in the flat buffer.
     private static long OffsetOf(TrainParameter p) => p.Offset;
 
-    /// <summary>‖all gradients‖₂ (the norm torch.nn.utils.clip_grad_norm_ computes), reduced on the device.</summary>
+    /// <summary>
+    /// ‖all gradients‖₂ of the whole model held here (the norm torch.nn.utils.clip_grad_norm_ computes), reduced on the
+    /// device. A tensor-parallel shard holds part of the model: <see cref="ParallelTrainer"/> computes the norm over
+    /// every rank's part (shards, replicated tensors, stages and replicas in one all-reduce).
+    /// </summary>
     public double GradientNorm()
     {
+        if (_tp is not null)
+            throw new InvalidOperationException($"this trainer is one of {_tp.Size} tensor-parallel shards; its gradients are part of the model's: train it through ParallelTrainer");
         _normTotal.FillBytes(0);
-        if (_tp is null)
-        {
-            foreach (var p in Parameters) SumOfSquares.Accumulate(p.Grad, _normTotal);
-            return Math.Sqrt(_normTotal.ToFloats()[0]);
-        }
-        // Sharded tensors (2-D layer weights) summed over the group; replicated ones (norms, embedding, head) once.
-        foreach (var p in Parameters) if (p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
-        _tp.AllReduce(_normTotal);
-        foreach (var p in Parameters) if (!p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
+        foreach (var p in Parameters) SumOfSquares.Accumulate(p.Grad, _normTotal);
         return Math.Sqrt(_normTotal.ToFloats()[0]);
     }
 
@@ -530,7 +528,7 @@ public sealed class LlamaTrainer : IDisposable
     }
 
     /// <summary>
-    /// A whole training step: forward, backward, the gradient norm, clipping as torch.nn.utils.clip_grad_norm_
+    /// A whole single-device training step (a tensor-parallel shard steps through <see cref="ParallelTrainer"/>): forward, backward, the gradient norm, clipping as torch.nn.utils.clip_grad_norm_
     /// (coefficient min(1, clip / (norm + 1e-6)); <paramref name="gradClip"/> 0 turns it off) and the AdamW update.
     /// </summary>
     public StepResult Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, AdamWSettings settings, int step, float gradClip)

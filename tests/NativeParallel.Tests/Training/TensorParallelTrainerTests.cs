@@ -29,9 +29,10 @@ public sealed class TensorParallelTrainerTests
         var shards = new Dictionary<string, float[]>[tp];
         ProcessGroup.RunOnThreadRanks(tp, group =>
         {
-            using var rank = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, recompute, tensorParallel: group);
+            using var mesh = DeviceMesh.Create(group, tp: tp);
+            using var rank = new ParallelTrainer(mesh, CpuDevice.Instance, weights, Batch, Sequence, new ParallelTrainingOptions(Recompute: recompute));
             results[group.Rank] = batches.Select((b, i) => rank.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
-            shards[group.Rank] = rank.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+            shards[group.Rank] = rank.Trainer.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
         }, timeout: TimeSpan.FromSeconds(60));
         for (int s = 0; s < batches.Length; s++)
             for (int r = 0; r < tp; r++)
