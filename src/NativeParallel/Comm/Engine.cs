@@ -13,7 +13,9 @@ namespace NativeParallel.Comm;
 /// </summary>
 internal sealed class Engine(ITransport transport, int rank, int size, string group, TimeSpan timeout)
 {
+    private static readonly long CheckTicks = Stopwatch.Frequency / 1000;
     private byte[] _scratch = [];
+    private long _nextCheck;
 
     public int Rank => rank;
     public int Size => size;
@@ -123,8 +125,9 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     /// </summary>
     public void ExchangeAll(ReadOnlySpan<byte> send, Span<byte> slots, int slotBytes)
     {
-        var sent = new int[size];
-        var received = new int[size];
+        // On the stack: the small-message path allocates nothing per call.
+        Span<int> sent = size <= 256 ? stackalloc int[size] : new int[size];
+        Span<int> received = size <= 256 ? stackalloc int[size] : new int[size];
         int pending = 2 * (size - 1), idle = 0;
         long started = Stopwatch.GetTimestamp();
         while (pending > 0)
@@ -153,7 +156,13 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else
             {
-                int laggard = Enumerable.Range(0, size).FirstOrDefault(p => p != rank && received[p] < slotBytes, (rank + 1) % size);
+                int laggard = (rank + 1) % size;
+                for (int p = 0; p < size; p++)
+                    if (p != rank && received[p] < slotBytes)
+                    {
+                        laggard = p;
+                        break;
+                    }
                 Wait(ref idle, started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
             }
         }
@@ -177,11 +186,16 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     private void Wait(ref int idle, long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
     {
         transport.Idle(idle++);
-        if ((idle & 255) != 0) return;
+        // The checks read /proc and the clock: once a millisecond of waiting, not on every poll (a poll of shared
+        // memory costs nanoseconds, and a check landing as the data arrives would add its cost to the latency).
+        long now = Stopwatch.GetTimestamp();
+        if (idle == 1) _nextCheck = now + CheckTicks;
+        if (now < _nextCheck) return;
+        _nextCheck = now + CheckTicks;
         if (transport.AbortReason() is { } reason) throw Fail($"the group was aborted: {reason}", null, abortOthers: false);
         // Only a direction with work left: a peer that has taken (or given) everything and gone is no failure.
-        foreach (var link in new[] { sent < sendTotal ? sendLink : null, received < receiveTotal ? receiveLink : null })
-            if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
+        CheckPeer(sent < sendTotal ? sendLink : null);
+        CheckPeer(received < receiveTotal ? receiveLink : null);
         if (Stopwatch.GetElapsedTime(started) > timeout)
         {
             var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
@@ -190,6 +204,11 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); raise NATIVEPARALLEL_TIMEOUT_S if the peers are just slow",
                 waitingOn?.Peer, abortOthers: true);
         }
+    }
+
+    private void CheckPeer(ILink? link)
+    {
+        if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
     }
 
     /// <summary>Builds the error for this rank and, for failures the others cannot see, aborts the group so they stop too.</summary>

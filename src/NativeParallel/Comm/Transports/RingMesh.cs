@@ -72,6 +72,7 @@ public sealed unsafe class ThreadTransport : ITransport
     private readonly Shared _shared;
     private readonly int _rank;
     private readonly RingLink?[] _links;
+    private readonly Backoff _backoff;
 
     /// <summary>Memory shared by the thread ranks of one group; freed when the last rank disposes.</summary>
     internal sealed class Shared(int size, long ringCapacity)
@@ -112,6 +113,8 @@ public sealed unsafe class ThreadTransport : ITransport
         _shared = shared;
         _rank = rank;
         _links = new RingLink?[shared.Size];
+        // Thread ranks spin only briefly: a split group does not know how many other thread ranks share the cores.
+        _backoff = new Backoff(int.MaxValue);
         for (int p = 0; p < shared.Size; p++)
         {
             if (p == rank) continue;
@@ -139,23 +142,12 @@ public sealed unsafe class ThreadTransport : ITransport
     public string? AbortReason() => RingMesh.AbortReason(_shared.Segment(_rank));
 
     /// <inheritdoc/>
-    public void Idle(int spins) => Backoff.Idle(spins);
+    public void Idle(int spins) => _backoff.Idle(spins);
 
     /// <inheritdoc/>
     public void Dispose()
     {
         Volatile.Write(ref _shared.Departed[_rank], true);
         if (Interlocked.Decrement(ref _shared.Alive) == 0) NativeMemory.AlignedFree(_shared.Memory);
-    }
-}
-
-/// <summary>The wait step of every polling loop: spin briefly (latency), then yield, then sleep (fairness on few cores).</summary>
-internal static class Backoff
-{
-    public static void Idle(int spins)
-    {
-        if (spins < 64) Thread.SpinWait(20);
-        else if (spins < 2048) Thread.Yield();
-        else Thread.Sleep(spins < 16384 ? 0 : 1);
     }
 }
