@@ -16,6 +16,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     private static readonly long CheckTicks = Stopwatch.Frequency / 1000;
     private byte[] _scratch = [];
     private long _nextCheck;
+    private int _suspectedAt = -1;
 
     public int Rank => rank;
     public int Size => size;
@@ -189,13 +190,26 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         // The checks read /proc and the clock: once a millisecond of waiting, not on every poll (a poll of shared
         // memory costs nanoseconds, and a check landing as the data arrives would add its cost to the latency).
         long now = Stopwatch.GetTimestamp();
-        if (idle == 1) _nextCheck = now + CheckTicks;
+        if (idle == 1)
+        {
+            _nextCheck = now + CheckTicks;
+            _suspectedAt = -1;
+        }
         if (now < _nextCheck) return;
         _nextCheck = now + CheckTicks;
         if (transport.AbortReason() is { } reason) throw Fail($"the group was aborted: {reason}", null, abortOthers: false);
         // Only a direction with work left: a peer that has taken (or given) everything and gone is no failure.
-        CheckPeer(sent < sendTotal ? sendLink : null);
-        CheckPeer(received < receiveTotal ? receiveLink : null);
+        var failed = Failed(sent < sendTotal ? sendLink : null) ?? Failed(received < receiveTotal ? receiveLink : null);
+        if (failed is { } gone)
+        {
+            // Final only after one more empty poll: what a peer wrote just before it left is visible once its leaving
+            // is, and the poll that came up empty may have looked just before both.
+            if (_suspectedAt >= 0 && idle > _suspectedAt)
+                throw Fail($"peer rank {gone.Link.Peer} failed: {gone.Why}", gone.Link.Peer, abortOthers: true);
+            _suspectedAt = idle;
+            _nextCheck = now;
+            return;
+        }
         if (Stopwatch.GetElapsedTime(started) > timeout)
         {
             var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
@@ -206,10 +220,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         }
     }
 
-    private void CheckPeer(ILink? link)
-    {
-        if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
-    }
+    private static (ILink Link, string Why)? Failed(ILink? link) => link?.PeerFailure() is { } why ? (link, why) : null;
 
     /// <summary>Builds the error for this rank and, for failures the others cannot see, aborts the group so they stop too.</summary>
     public CollectiveException Fail(string what, int? peer, bool abortOthers)
