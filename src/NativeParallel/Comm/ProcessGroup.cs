@@ -125,6 +125,7 @@ public sealed partial class ProcessGroup : IDisposable
         var env = LaunchEnvironment.Detect();
         var timeout = CommTunables.Timeout;
         if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
+        CoreBinding.Apply(env);
         var (store, job, hosts) = RendezvousJoin.Join(env, timeout, CommTunables.RendezvousProgressInterval, Console.Error);
         try
         {
