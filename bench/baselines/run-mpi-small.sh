@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 11's small-message and 16 MB comparison: OpenMPI's MPI_Allreduce over shared memory (btl vader) and our
 # all_reduce over shm, 2 processes, float sum, interleaved REPEATS times in one run so both see the same load.
-#   bench/baselines/run-mpi-small.sh [REPEATS]
+#   bench/baselines/run-mpi-small.sh [REPEATS]       (CLI=path/to/NativeParallel.Cli.dll times another build)
 # Prints one line per measurement and, per size, each repeat's ratio (1 KB: our out-of-place time / OpenMPI's;
 # 16 MB: our out-of-place busbw / OpenMPI's). Needs libopenmpi-dev (mpicc) and a Release build (dotnet build -c Release).
 set -euo pipefail
@@ -10,7 +10,7 @@ repeats=${1:-5}
 command -v mpicc >/dev/null || { echo "needs mpicc: apt-get install libopenmpi-dev" >&2; exit 1; }
 bin=$(mktemp -d)/mpi_allreduce
 mpicc -O2 -o "$bin" bench/baselines/mpi_allreduce.c
-cli=src/NativeParallel.Cli/bin/Release/net10.0/NativeParallel.Cli.dll
+cli=${CLI:-src/NativeParallel.Cli/bin/Release/net10.0/NativeParallel.Cli.dll}  # CLI=another build (e.g. main before a change)
 [ -f "$cli" ] || { echo "build first: dotnet build NativeParallel.sln -c Release" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpi() { mpirun -n 2 --oversubscribe --mca btl self,vader "$bin" "$1" "$1" "$2" "$3" | awk '$1 ~ /^[0-9]+$/ {print $5, $7}'; }

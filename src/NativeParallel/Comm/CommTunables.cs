@@ -62,13 +62,6 @@ public static class CommTunables
     /// <summary>NATIVEPARALLEL_TRANSPORT: shm or tcp, or null to choose by topology.</summary>
     public static string? Transport => Tunables.Raw("NATIVEPARALLEL_TRANSPORT");
 
-    /// <summary>
-    /// NATIVEPARALLEL_SPIN_US: how long a shared-memory rank busy-polls before it yields the core (default 1000 µs;
-    /// at most 20 µs when the host has fewer cores than the group's ranks).
-    /// </summary>
-    public static double SpinMicroseconds =>
-        double.TryParse(Tunables.Raw("NATIVEPARALLEL_SPIN_US"), System.Globalization.CultureInfo.InvariantCulture, out double us) && us >= 0 ? us : 1000;
-
     /// <summary>NATIVEPARALLEL_SHM_BUFFER: bytes of each shared-memory ring (default 4 MiB).</summary>
     public static long ShmRingBytes => long.TryParse(Tunables.Raw("NATIVEPARALLEL_SHM_BUFFER"), out long b) && b >= 4096 ? b : 4L << 20;
 }

@@ -22,7 +22,6 @@ public static class Tunables
         ("NATIVEPARALLEL_JOB_SECRET", "the job's secret: the store and tcp connections admit only ranks that prove it (launch sets a random one; torchrun, mpirun -x, srun: pass the same token to every rank; unset, a key derived from the job's launcher, size, address and port, with a warning)"),
         ("NATIVEPARALLEL_HANDSHAKE_TIMEOUT_S", "seconds a new store or tcp connection has to prove the job's secret before it is dropped (default 10)"),
         ("NATIVEPARALLEL_BIND", "core: each launched rank binds to core LOCAL_RANK mod cores, as mpirun does (bench collectives --ranks N sets it when N <= cores); none (default)"),
-        ("NATIVEPARALLEL_SPIN_US", "microseconds a shared-memory rank busy-polls for its peers before yielding the core (default 1000; at most 20 when the host has fewer cores than ranks)"),
         ("NATIVEPARALLEL_SHM_BUFFER", "bytes of each shared-memory ring between two ranks (default 4 MiB)"),
         ("NATIVEPARALLEL_SOCKETS", "tcp connections per peer, striped in 64 KiB slices (default 1; more for real networks)"),
         ("NATIVEPARALLEL_SOCKET_IFNAME", "network interface for the tcp transport (default: the one that reaches MASTER_ADDR)"),

@@ -1,44 +1,15 @@
-using System.Diagnostics;
-
 namespace NativeParallel.Comm.Transports;
 
 /// <summary>
-/// The wait step of every polling loop. Shared memory: busy-poll for a bounded time (a small message's answer
-/// comes within microseconds, and yielding the core on a loaded host hands it to another process for a whole
-/// time slice), then yield, then sleep, so a rank waiting long on a slow peer costs almost no CPU. When the host
-/// has fewer cores than ranks a spinning rank would hold the core its peer needs, so it only spins briefly
-/// (as OpenMPI yields when oversubscribed). Phases are measured in time, not in polls: a poll costs tens of
-/// nanoseconds in shared memory and a system call over TCP.
+/// The wait step of every polling loop: spin briefly (latency), then yield, then sleep (fairness on few cores).
+/// A longer spin measured in time (up to 1 ms before the first yield) was tried for small messages: it did not
+/// beat this on the 2-core VM, and it halved 16 MB all_reduce bandwidth there under other processes' load (a
+/// spinning rank pushes that load onto its peer's core), so polls stay counted.
 /// </summary>
-internal sealed class Backoff
+internal static class Backoff
 {
-    private readonly long _spinTicks, _yieldTicks, _sleepZeroTicks;
-    private long _idleSince;
-
-    /// <summary>A backoff for <paramref name="ranksOnHost"/> ranks polling on this host's cores.</summary>
-    public Backoff(int ranksOnHost)
-    {
-        bool oversubscribed = ranksOnHost > Environment.ProcessorCount;
-        _spinTicks = Ticks(oversubscribed ? Math.Min(CommTunables.SpinMicroseconds, 20) : CommTunables.SpinMicroseconds);
-        _yieldTicks = _spinTicks + Ticks(2_000);
-        _sleepZeroTicks = _yieldTicks + Ticks(20_000);
-    }
-
-    private static long Ticks(double microseconds) => (long)(microseconds * Stopwatch.Frequency / 1e6);
-
-    /// <summary>One idle step; <paramref name="spins"/> is 0 on the first step of a wait (it starts the clock).</summary>
-    public void Idle(int spins)
-    {
-        long now = Stopwatch.GetTimestamp();
-        if (spins == 0) _idleSince = now;
-        long idle = now - _idleSince;
-        if (idle < _spinTicks) Thread.SpinWait(4);
-        else if (idle < _yieldTicks) Thread.Yield();
-        else Thread.Sleep(idle < _sleepZeroTicks ? 0 : 1);
-    }
-
-    /// <summary>The count-based step the tcp transport uses (each poll is a system call already).</summary>
-    public static void IdleByCount(int spins)
+    /// <summary>One idle step; <paramref name="spins"/> counts the empty polls of this wait so far.</summary>
+    public static void Idle(int spins)
     {
         if (spins < 64) Thread.SpinWait(20);
         else if (spins < 2048) Thread.Yield();

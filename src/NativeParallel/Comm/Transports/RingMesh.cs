@@ -86,7 +86,6 @@ public sealed unsafe class ThreadTransport : ITransport
     private readonly Shared _shared;
     private readonly int _rank;
     private readonly RingLink?[] _links;
-    private readonly Backoff _backoff;
 
     /// <summary>Memory shared by the thread ranks of one group; freed when the last rank disposes.</summary>
     internal sealed class Shared(int size, long ringCapacity)
@@ -127,8 +126,6 @@ public sealed unsafe class ThreadTransport : ITransport
         _shared = shared;
         _rank = rank;
         _links = new RingLink?[shared.Size];
-        // Thread ranks spin only briefly: a split group does not know how many other thread ranks share the cores.
-        _backoff = new Backoff(int.MaxValue);
         for (int p = 0; p < shared.Size; p++)
         {
             if (p == rank) continue;
@@ -156,7 +153,7 @@ public sealed unsafe class ThreadTransport : ITransport
     public string? AbortReason() => RingMesh.AbortReason(_shared.Segment(_rank));
 
     /// <inheritdoc/>
-    public void Idle(int spins) => _backoff.Idle(spins);
+    public void Idle(int spins) => Backoff.Idle(spins);
 
     /// <inheritdoc/>
     public void Dispose()

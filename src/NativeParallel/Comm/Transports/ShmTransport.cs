@@ -17,7 +17,6 @@ public sealed unsafe class ShmTransport : ITransport
     private readonly MemoryMappedViewAccessor[] _views;
     private readonly byte*[] _segments;
     private readonly RingLink?[] _links;
-    private readonly Backoff _backoff;
 
     private ShmTransport(int rank, int size, long ringBytes)
     {
@@ -28,8 +27,6 @@ public sealed unsafe class ShmTransport : ITransport
         _views = new MemoryMappedViewAccessor[size];
         _segments = new byte*[size];
         _links = new RingLink?[size];
-        // Every rank of a shm group runs on this host, and so may the rest of the job (a split group is part of it).
-        _backoff = new Backoff(Math.Max(size, LaunchEnvironment.Detect()?.LocalWorldSize ?? size));
     }
 
     /// <summary>Creates this rank's segment, waits for every rank's, maps them and links to every peer.</summary>
@@ -94,7 +91,7 @@ public sealed unsafe class ShmTransport : ITransport
     public string? AbortReason() => RingMesh.AbortReason(_segments[_rank]);
 
     /// <inheritdoc/>
-    public void Idle(int spins) => _backoff.Idle(spins);
+    public void Idle(int spins) => Backoff.Idle(spins);
 
     /// <inheritdoc/>
     public void Dispose()

@@ -183,7 +183,7 @@ public sealed class TcpTransport : ITransport
     public string? AbortReason() => _abort;
 
     /// <inheritdoc/>
-    public void Idle(int spins) => Backoff.IdleByCount(spins);
+    public void Idle(int spins) => Backoff.Idle(spins);
 
     /// <inheritdoc/>
     public void Dispose()
