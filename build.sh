@@ -6,6 +6,9 @@
 #   cli ARGS...        any CLI command, e.g. ./build.sh cli kernels check --arch sm_80,sm_90
 #   bench [ARGS...]    BenchmarkDotNet suites of the CPU paths (bench/), e.g. ./build.sh bench --filter '*Gemm*'
 #   publish [RID]      self-contained CLI for machines without .NET (default linux-x64) into out/nativeparallel-RID/
+#   pack               NuGet packages into out/packages/: NativeParallel, NativeParallel.Interop, the nativeparallel tool
+#   sample             pack, build samples/AllReduce against the packages, run it under the packed tool's launch -n 2
+#   native [RID]       the C API: NativeAOT libnativeparallel.so and nativeparallel.h into out/native/ (lib/, include/)
 #   setup              install what this machine lacks (NVRTC from Debian non-free when run as root on Debian)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -89,6 +92,52 @@ run_main() {
   dotnet "$cli_dll" train --data "$shard" --strategy all --steps 3 --batch 4 --seq 64
 }
 
+# The C API (native/include/nativeparallel.h) as a NativeAOT shared library. The ILCompiler package comes from the
+# NuGet feed at the SDK's version; it links with clang, or gcc where clang is missing.
+build_native() {
+  need_dotnet
+  local rid=${1:-linux-x64} out=out/native log
+  log=$(mktemp)
+  if ! dotnet publish src/NativeParallel.Native/NativeParallel.Native.csproj -c Release -r "$rid" -o "$out/publish" -v q -nologo > "$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+  mkdir -p "$out/lib" "$out/include"
+  cp "$out/publish/NativeParallel.Native.so" "$out/lib/libnativeparallel.so"
+  cp native/include/nativeparallel.h "$out/include/"
+  echo "built $out/lib/libnativeparallel.so and $out/include/nativeparallel.h"
+}
+
+# The two libraries and the dotnet tool (PackAsTool: `dotnet tool install --add-source out/packages NativeParallel.Cli`).
+pack() {
+  need_dotnet
+  local log project
+  log=$(mktemp)
+  rm -rf out/packages
+  for project in interop/NativeParallel.Interop.csproj src/NativeParallel/NativeParallel.csproj "$CLI_PROJECT"; do
+    if ! dotnet pack "$project" -c Release -o out/packages -v q -nologo > "$log" 2>&1; then
+      cat "$log" >&2; rm -f "$log"; exit 1
+    fi
+  done
+  rm -f "$log"
+  ls out/packages/*.nupkg
+}
+
+# What a user does with the packages: a project referencing NativeParallel from the local feed (samples/nuget.config),
+# run as 2 ranks by the packed tool. The samples' own package folder forgets the previous pack of the same version.
+sample() {
+  pack
+  local log
+  log=$(mktemp)
+  rm -rf out/sample-packages/nativeparallel out/sample-packages/nativeparallel.interop out/sample-tool
+  if ! dotnet build samples/AllReduce/AllReduce.csproj -c Release -o out/sample -v q -nologo > "$log" 2>&1 ||
+     ! dotnet tool install NativeParallel.Cli --version 0.1.0 --tool-path out/sample-tool --configfile samples/nuget.config > "$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+  out/sample-tool/nativeparallel launch -n 2 -- dotnet out/sample/AllReduce.dll
+}
+
 verb=${1:-help}
 [ $# -gt 0 ] && shift
 case "$verb" in
@@ -108,6 +157,9 @@ case "$verb" in
     mv "out/nativeparallel-$rid/NativeParallel.Cli" "out/nativeparallel-$rid/nativeparallel"
     echo "published out/nativeparallel-$rid/nativeparallel (self-contained, no .NET needed)"
     ;;
-  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "build.sh: unknown verb '$verb'" >&2; sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  native) build_native "$@" ;;
+  pack) pack ;;
+  sample) sample ;;
+  help|-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "build.sh: unknown verb '$verb'" >&2; sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

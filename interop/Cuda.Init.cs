@@ -26,9 +26,11 @@ public static unsafe partial class Cuda
 
     // ---- devices ----
 
+    /// <summary>The handle of device <paramref name="ordinal"/>.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDeviceGet")]
     public static partial CUresult cuDeviceGet(out CUdevice device, int ordinal);
 
+    /// <summary>Number of CUDA devices.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDeviceGetCount")]
     public static partial CUresult cuDeviceGetCount(out int count);
 
@@ -36,9 +38,11 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDeviceGetName")]
     public static partial CUresult cuDeviceGetName(byte* name, int len, CUdevice dev);
 
+    /// <summary>Reads one attribute of a device (see <see cref="CUdevice_attribute"/>).</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDeviceGetAttribute")]
     public static partial CUresult cuDeviceGetAttribute(out int value, CUdevice_attribute attrib, CUdevice dev);
 
+    /// <summary>Total memory of a device, in bytes.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDeviceTotalMem_v2")]
     public static partial CUresult cuDeviceTotalMem_v2(out nuint bytes, CUdevice dev);
 
@@ -52,6 +56,7 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDevicePrimaryCtxRetain")]
     public static partial CUresult cuDevicePrimaryCtxRetain(out CUcontext ctx, CUdevice dev);
 
+    /// <summary>Releases one reference to a device's primary context.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuDevicePrimaryCtxRelease_v2")]
     public static partial CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev);
 
@@ -59,9 +64,11 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuCtxSetCurrent")]
     public static partial CUresult cuCtxSetCurrent(CUcontext ctx);
 
+    /// <summary>The calling thread's current context (null when none).</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuCtxGetCurrent")]
     public static partial CUresult cuCtxGetCurrent(out CUcontext ctx);
 
+    /// <summary>Blocks until all work in the current context has finished.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuCtxSynchronize")]
     public static partial CUresult cuCtxSynchronize();
 

@@ -18,6 +18,7 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuIpcOpenMemHandle_v2")]
     public static partial CUresult cuIpcOpenMemHandle_v2(out CUdeviceptr ptr, CUipcMemHandle handle, CUipcMem_flags flags);
 
+    /// <summary>Unmaps memory opened with cuIpcOpenMemHandle_v2.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuIpcCloseMemHandle")]
     public static partial CUresult cuIpcCloseMemHandle(CUdeviceptr ptr);
 
@@ -25,6 +26,7 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuIpcGetEventHandle")]
     public static partial CUresult cuIpcGetEventHandle(out CUipcEventHandle handle, CUevent evt);
 
+    /// <summary>Opens an event another process exported with cuIpcGetEventHandle.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuIpcOpenEventHandle")]
     public static partial CUresult cuIpcOpenEventHandle(out CUevent evt, CUipcEventHandle handle);
 }

@@ -18,6 +18,7 @@ public static unsafe partial class Cuda
     public static partial CUresult cuModuleLoadDataEx(out CUmodule module, void* image, uint numOptions,
         CUjit_option* options, void** optionValues);
 
+    /// <summary>Unloads a module and its functions.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuModuleUnload")]
     public static partial CUresult cuModuleUnload(CUmodule module);
 
@@ -52,12 +53,15 @@ public static unsafe partial class Cuda
 
     // ---- kernel attributes and occupancy ----
 
+    /// <summary>Reads one attribute of a kernel (registers, shared or local memory, ...).</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuFuncGetAttribute")]
     public static partial CUresult cuFuncGetAttribute(out int value, CUfunction_attribute attrib, CUfunction function);
 
+    /// <summary>Sets one attribute of a kernel (e.g. its dynamic shared memory limit).</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuFuncSetAttribute")]
     public static partial CUresult cuFuncSetAttribute(CUfunction function, CUfunction_attribute attrib, int value);
 
+    /// <summary>How many blocks of this size and dynamic shared memory fit on one multiprocessor.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuOccupancyMaxActiveBlocksPerMultiprocessor")]
     public static partial CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(out int numBlocks, CUfunction function,
         int blockSize, nuint dynamicSMemSize);

@@ -6,6 +6,7 @@ public static unsafe partial class Cuda
 {
     // ---- streams ----
 
+    /// <summary>Creates a stream in the current context.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuStreamCreate")]
     public static partial CUresult cuStreamCreate(out CUstream stream, CUstream_flags flags);
 
@@ -13,9 +14,11 @@ public static unsafe partial class Cuda
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuStreamCreateWithPriority")]
     public static partial CUresult cuStreamCreateWithPriority(out CUstream stream, CUstream_flags flags, int priority);
 
+    /// <summary>Destroys a stream once its work has finished.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuStreamDestroy_v2")]
     public static partial CUresult cuStreamDestroy_v2(CUstream stream);
 
+    /// <summary>Blocks until all work on the stream has finished.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuStreamSynchronize")]
     public static partial CUresult cuStreamSynchronize(CUstream stream);
 
@@ -29,15 +32,19 @@ public static unsafe partial class Cuda
 
     // ---- events ----
 
+    /// <summary>Creates an event in the current context.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuEventCreate")]
     public static partial CUresult cuEventCreate(out CUevent evt, CUevent_flags flags);
 
+    /// <summary>Destroys an event.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuEventDestroy_v2")]
     public static partial CUresult cuEventDestroy_v2(CUevent evt);
 
+    /// <summary>Records the event at the current end of <paramref name="stream"/>.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuEventRecord")]
     public static partial CUresult cuEventRecord(CUevent evt, CUstream stream);
 
+    /// <summary>Blocks until the event's recorded point has been reached.</summary>
     [LibraryImport(Libraries.Cuda, EntryPoint = "cuEventSynchronize")]
     public static partial CUresult cuEventSynchronize(CUevent evt);
 

@@ -13,6 +13,7 @@ namespace NativeParallel.Interop;
 /// </remarks>
 public static unsafe partial class Nvrtc
 {
+    /// <summary>NVRTC's version (the CUDA toolkit it ships with).</summary>
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcVersion")]
     public static partial NvrtcResult nvrtcVersion(out int major, out int minor);
 
@@ -41,6 +42,7 @@ public static unsafe partial class Nvrtc
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetPTXSize")]
     public static partial NvrtcResult nvrtcGetPTXSize(nint prog, out nuint ptxSizeRet);
 
+    /// <summary>Copies the PTX (size from nvrtcGetPTXSize) into <paramref name="ptx"/>.</summary>
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetPTX")]
     public static partial NvrtcResult nvrtcGetPTX(nint prog, byte* ptx);
 
@@ -48,6 +50,7 @@ public static unsafe partial class Nvrtc
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetCUBINSize")]
     public static partial NvrtcResult nvrtcGetCUBINSize(nint prog, out nuint cubinSizeRet);
 
+    /// <summary>Copies the CUBIN (size from nvrtcGetCUBINSize) into <paramref name="cubin"/>.</summary>
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetCUBIN")]
     public static partial NvrtcResult nvrtcGetCUBIN(nint prog, byte* cubin);
 
@@ -55,6 +58,7 @@ public static unsafe partial class Nvrtc
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetProgramLogSize")]
     public static partial NvrtcResult nvrtcGetProgramLogSize(nint prog, out nuint logSizeRet);
 
+    /// <summary>Copies the compile log (size from nvrtcGetProgramLogSize) into <paramref name="log"/>.</summary>
     [LibraryImport(Libraries.Nvrtc, EntryPoint = "nvrtcGetProgramLog")]
     public static partial NvrtcResult nvrtcGetProgramLog(nint prog, byte* log);
 

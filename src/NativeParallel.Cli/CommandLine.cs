@@ -1,13 +1,13 @@
 namespace NativeParallel.Cli;
 
 /// <summary>A bad command line: printed with a pointer to --help, exit code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
+internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
 /// The arguments after the command words: <c>--name value</c>, <c>--name=value</c>, <c>--flag</c>, <c>-x value</c>. Options are
 /// declared by the command as it reads them; anything left unread is an error, so typos never pass silently.
 /// </summary>
-public sealed class CommandLine
+internal sealed class CommandLine
 {
     private readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
     private readonly HashSet<string> _read = new(StringComparer.Ordinal);
@@ -42,6 +42,14 @@ public sealed class CommandLine
             }
         }
     }
+
+    /// <summary>
+    /// The options as given, in their order of first appearance: a flag is true, a value its text, a repeated option
+    /// the list of its values (what --json reports as the command's options).
+    /// </summary>
+    public IReadOnlyList<(string Name, object Value)> Given => _options.Keys
+        .Select(name => (name, _multi.TryGetValue(name, out var values) ? values.Count > 1 ? (object)values.ToArray() : values[0] : true))
+        .ToList();
 
     /// <summary>True when --help was given.</summary>
     public bool Help => Flag("help");

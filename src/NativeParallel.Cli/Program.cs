@@ -7,7 +7,7 @@ return Entry.Run(args);
 namespace NativeParallel.Cli
 {
     /// <summary>The <c>nativeparallel</c> command: dispatch, usage text and error reporting.</summary>
-    public static class Entry
+    internal static class Entry
     {
         public const string Usage = """
             nativeparallel: CUDA kernels and parallel runtime for .NET
@@ -17,7 +17,7 @@ namespace NativeParallel.Cli
                   Devices, CUDA driver, NVRTC (with the builtins library loaded beside it) and cuBLAS (version and
                   path), kernel cache folder, tunables.
               nativeparallel kernels check [--device cpu|emu|cuda] [--arch sm_80,sm_90] [--op NAME] [--seed N] [--cached]
-                                           [--schedules K] [--sanitize] [--kernels DIR] [--json FILE]
+                                           [--schedules K] [--sanitize] [--kernels DIR] [--json FILE] [--quiet]
                   Compiles every kernel in kernels/ with NVRTC for each arch and prints registers, spill bytes,
                   shared memory and compile time per entry point (a compile error or any spill fails). With
                   --device, also runs every kernel case on fresh random inputs against the CPU reference
@@ -26,25 +26,39 @@ namespace NativeParallel.Cli
                   shuffles; a different output is a race); --sanitize builds the kernels with AddressSanitizer and
                   UndefinedBehaviorSanitizer. --kernels DIR takes kernel sources from DIR instead of the library.
               nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE] [--trace FILE]
+                                           [--plot FILE.png|FILE.svg] [--op NAME] [--version default|all]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
-                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA).
+                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA). --plot draws each
+                  kernel's achieved figure as a share of that limit. --op times one op (residual_add, rmsnorm,
+                  softmax, attention_decode, cross_entropy, adamw, matmul_bwd, attention_train, matmul) beside the
+                  device copy; --version all times every version of it side by side (so far the CPU matmul's: v1 dot
+                  products, v2 packed on Vector256 and, with AVX-512, on Vector512).
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
                                                [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d float|bfloat16|half|int32|int64]
                                                [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads]
-                                               [--device cpu|emu|cuda] [--json FILE] [--trace FILE]
+                                               [--device cpu|emu|cuda] [--json FILE] [--trace FILE] [--plot FILE.png|FILE.svg [--baseline FILE]]
                   nccl-tests for our collectives: its flags, columns (size count type redop root | time algbw busbw #wrong,
                   out-of-place then in-place), busbw formulas and footer. #wrong is exact. Inside a launched job each
                   process is a rank; alone, --ranks N starts N local ranks (processes, or threads with --transport threads).
+                  Processes take shm between ranks on one host and tcp between hosts (the header says shm, tcp or
+                  shm+tcp); --transport shm|tcp forces one for every pair.
                   --device puts the buffers on a GPU (or the emulated device): ranks sharing it run all_reduce,
                   all_gather, reduce_scatter, broadcast and all_to_all device-direct on each other's buffers (thread
                   ranks by address, process ranks on one GPU through CUDA IPC); reduce and sendrecv stage through host
                   memory. The footer's "# Device path" line counts direct calls and staged bytes.
+                  --plot draws busbw against message size (log scale), out-of-place and in-place; --baseline FILE adds
+                  another run's curve: our own bench collectives --json report, or a CSV of bytes,busbw lines (GB/s; an
+                  optional header line and # comments allowed), labelled with the file's name.
+              nativeparallel bench collectives --soak N [--seed S] [-e MAX] [--ranks N] [--transport shm|tcp|threads] [--json FILE] [--quiet]
+                  N random collectives (op, dtype, reduction, size 0 to MAX (default 8M), root, in or out of place,
+                  sync and async), every rank's result checked exactly against a host computation; one summary line,
+                  each wrong step on stderr, exit 1 on any error.
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.
               nativeparallel run [--device auto|cpu|cuda] [--model DIR] [--dtype f32|bf16] [--prompt TEXT | --prompt-ids 1,2,3 | --prompt-tokens N]
                                  [--new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed N]
-                                 [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE] [--trace FILE]
+                                 [--strategy all|none|"tp=2,pp=2;sp=2"] [--json FILE] [--trace FILE] [--plot FILE.png|FILE.svg] [--quiet]
               nativeparallel run [--model DIR] [--device D] [--dtype f32|bf16] [--new-tokens N] [sampling options]
                                  --requests FILE.jsonl [--out FILE.jsonl]
                   The main job: a small Llama-style decoder on one device (prefill, then greedy decode over a KV
@@ -59,7 +73,8 @@ namespace NativeParallel.Cli
                   tokens (f32; bf16 near ties may flip), ranks bitwise identical. Inside a launched job (launch,
                   torchrun, mpirun) it is one rank of one --strategy: the --model weights sharded by the layout, on
                   --device, checked the same way; rank 0 prints the tokens of the single-device run's prompt (the
-                  --prompt's, with their text, when given).
+                  --prompt's, with their text, when given). --plot draws the table's four axes per strategy (memory
+                  per rank, bytes per token measured and predicted, prefill and decode latency, tokens/s).
                   --prompt TEXT tokenizes with the --model folder's own tokenizer (tokenizer.json, byte-level BPE as
                   GPT-2 and Llama 3 write it, or tokenizer.model, SentencePiece; Microsoft.ML.Tokenizers) and prints
                   the continuation as text while it is generated; --prompt-ids takes exact ids (decoded too when the
@@ -79,6 +94,7 @@ namespace NativeParallel.Cli
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
                                    [--sp] [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE] [--trace FILE]
+                                   [--plot FILE.png|FILE.svg] [--quiet]
                   Trains a Llama-style decoder from llm.c token shards (step s reads B·T+1 tokens at
                   position s·B·T, wrapping at the end). Loss: mean cross-entropy over B·T targets; gradients clipped
                   to a global norm as torch.nn.utils.clip_grad_norm_ (0 = off); AdamW as torch.optim.AdamW (decay on
@@ -110,12 +126,24 @@ namespace NativeParallel.Cli
                   bubble, and its check against the single-device losses and replica equality.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
+                  --plot draws the loss curve (validation losses as markers), or with --strategy all every layout's
+                  curve on one chart.
               nativeparallel prepare --text FILE|DIR [--text ...] --out FILE.bin [--val-out FILE.bin] [--val-fraction F]
                   Text into an llm.c token shard with GPT-2's tokenizer (Microsoft.ML.Tokenizers); every document
                   starts with <|endoftext|>; a file is a document, fortune files split at '%' lines. --val-out
                   keeps the last F (default 0.1) of the documents as a validation shard.
 
             Every command takes --help and exits non-zero on failure.
+            --json FILE (info, kernels check, bench kernels, bench collectives, run, train) writes one JSON object that
+            starts with the same header: command, options (as given: a value's text, true for a flag, a list when
+            repeated), version, git_revision (the commit the build was made from, or "unknown"), created_utc and
+            machine (host, cpu_model, logical_cores, memory_bytes, os, architecture, dotnet; cuda_driver, nvidia_driver
+            and gpus where present, nvrtc where found); the command's own results follow.
+            --plot FILE (bench collectives, bench kernels, run, train) draws a chart with ScottPlot: PNG or SVG by the
+            file's extension.
+            Progress: kernels check, run, train and the soak show a live bar on an interactive terminal; when output
+            is redirected they write plain "progress ..." lines to stderr instead (no ANSI codes), as items finish, at
+            most one per NATIVEPARALLEL_PROGRESS_S seconds; --quiet shows neither (results and errors still print).
             --trace FILE (run, train, bench kernels, bench collectives) writes a Chrome trace that Perfetto
             (ui.perfetto.dev) and chrome://tracing open: a process per rank, a compute lane (phases, kernels, launches)
             and a lane per process group (collectives with bytes, peers, algorithm, sequence number); host clock, so
@@ -137,12 +165,12 @@ namespace NativeParallel.Cli
                 return args[0] switch
                 {
                     "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
-                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize")),
+                    "kernels" when args.Length > 1 && args[1] == "check" => KernelsCheckCommand.Run(new CommandLine(args[2..], "help", "cached", "sanitize", "quiet")),
                     "bench" when args.Length > 1 && args[1] == "kernels" => BenchKernelsCommand.Run(new CommandLine(args[2..], "help")),
                     "bench" when args.Length > 1 && args[1] == "collectives" => BenchCollectivesCommand.Run(args[2..]),
                     "launch" => LaunchCommand.Run(args[1..]),
-                    "run" => RunCommand.Run(new CommandLine(args[1..], "help")),
-                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute", "sp")),
+                    "run" => RunCommand.Run(new CommandLine(args[1..], "help", "quiet")),
+                    "train" => TrainCommand.Run(new CommandLine(args[1..], "help", "cosine", "recompute", "sp", "quiet")),
                     "prepare" => PrepareCommand.Run(new CommandLine(args[1..], "help")),
                     _ => throw new UsageException($"unknown command '{string.Join(' ', args.Take(2))}'"),
                 };

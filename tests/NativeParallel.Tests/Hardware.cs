@@ -41,6 +41,13 @@ internal static class Hardware
         Missing("fortunes", $"needs Debian's fortunes package ({FortunesFolder}) as a real text corpus: apt-get install fortunes, or ./build.sh setup as root");
     }
 
+    /// <summary>gcc, which compiles the C API's test program (and links NativeAOT where clang is missing).</summary>
+    public static void RequireGcc()
+    {
+        if (Packaging.RepositoryCommand.OnPath("gcc")) return;
+        Missing("gcc", "needs gcc to compile the C API's test program: apt-get install gcc");
+    }
+
     private static void Missing(string capability, string reason)
     {
         if (Tunables.Required.Contains(capability))

@@ -1,4 +1,5 @@
 using System.Globalization;
+using NativeParallel.Cli.Plots;
 using NativeParallel.Comm;
 using NativeParallel.Comm.Rendezvous;
 using NativeParallel.Devices;
@@ -20,7 +21,7 @@ internal static class BenchCollectivesCommand
 
     public static int Run(string[] args)
     {
-        var line = new CommandLine(args, "help");
+        var line = new CommandLine(args, "help", "quiet");
         if (Entry.HelpRequested(line)) return 0;
         string op = line.Option("op", "all_reduce")!;
         string? maxOption = line.Option("e");
@@ -40,7 +41,14 @@ internal static class BenchCollectivesCommand
         long soak = line.Int("soak", 0);
         string seedText = line.Option("seed", "1")!;
         string? tracePath = line.Option("trace");
+        string? plotPath = PlotFile.Check(line.Option("plot"));
+        string? baselinePath = line.Option("baseline");
+        bool quiet = line.Flag("quiet");
         line.RejectUnknown();
+        if (baselinePath is not null && plotPath is null) throw new UsageException("--baseline FILE is drawn on the plot: give --plot FILE.png or FILE.svg too");
+        if (soakGiven && plotPath is not null) throw new UsageException("--plot draws the size sweep; the soak (--soak N) has no curve to plot");
+        // Read before any rank starts, so a bad baseline costs no benchmark run.
+        var baseline = baselinePath is null ? null : CollectiveBaseline.Read(baselinePath);
         if (ranks < 1 || ranks > LocalLauncher.MaxRanks) throw new UsageException($"--ranks must be from 1 to {LocalLauncher.MaxRanks} local ranks; got {ranks}");
         if (root < 0 || root >= ranks && LaunchEnvironment.Detect() is null) throw new UsageException($"-r (root) must be a rank from 0 to {ranks - 1}; got {root}");
         if ((soakGiven && soak < 1) || soak > int.MaxValue) throw new UsageException($"--soak must be a number of collectives from 1 to {int.MaxValue}; got {soak}");
@@ -60,7 +68,7 @@ internal static class BenchCollectivesCommand
         {
             // Inside a launched job the world's size is known only here.
             if (root >= group.Size) throw new UsageException($"-r (root) must be a rank from 0 to {group.Size - 1}; got {root}");
-            return soak > 0 ? SoakCommand.Soak(group, soakOptions, print, jsonPath) : Bench(group, options, jsonPath, print);
+            return soak > 0 ? SoakCommand.Soak(group, soakOptions, print, jsonPath, line, quiet) : Bench(group, options, jsonPath, print, line, plotPath, baseline);
         }
 
         if (LaunchEnvironment.Detect() is not null)
@@ -102,7 +110,7 @@ internal static class BenchCollectivesCommand
         return codes.Max();
     }
 
-    private static int Bench(ProcessGroup group, CollectiveBenchmark.Options o, string? json, bool print)
+    private static int Bench(ProcessGroup group, CollectiveBenchmark.Options o, string? json, bool print, CommandLine line, string? plot, CollectiveBaseline? baseline)
     {
         if (print)
         {
@@ -132,7 +140,9 @@ internal static class BenchCollectivesCommand
                 Console.WriteLine($"# Device path          : {group.DeviceDirectCalls} collectives device-direct, {group.StagedBytes} bytes staged through host memory");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# Avg bus bandwidth    : {(busbws.Length > 0 ? busbws.Average() : 0):F5}"));
             Console.WriteLine("#");
-            JsonReport.Write(json, new { op = o.Op, ranks = group.Size, transport = group.TransportName, dtype = o.DType.Name(), rows, wrong });
+            JsonReport.Write(json, "bench collectives", line, new { op = o.Op, ranks = group.Size, transport = group.TransportName, dtype = o.DType.Name(), rows, wrong });
+            if (plot is not null)
+                CollectivesPlot.Save(plot, $"{o.Op}, {group.Size} ranks over {group.TransportName}, {o.DType.Name()}, buffers on {o.Device?.Name ?? "cpu"}", rows, baseline);
         }
         return wrong == 0 ? 0 : 1;
     }

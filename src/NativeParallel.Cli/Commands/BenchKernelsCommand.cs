@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using NativeParallel.Benchmarks;
+using NativeParallel.Cli.Plots;
 using NativeParallel.Devices;
 
 namespace NativeParallel.Cli.Commands;
@@ -17,8 +18,14 @@ internal static class BenchKernelsCommand
         string? json = line.Option("json");
         string? markdown = line.Option("markdown");
         string? tracePath = line.Option("trace");
+        string? plotPath = PlotFile.Check(line.Option("plot"));
+        string? op = line.Option("op");
+        string version = line.Option("version") ?? "default";
         line.RejectUnknown();
         if (repeats < 1 || warmup < 0) throw new UsageException("--repeats must be at least 1 and --warmup at least 0");
+        if (op is not null && !KernelBenchmarks.Ops.Contains(op))
+            throw new UsageException($"--op {op}: no such kernel benchmark; there are {string.Join(", ", KernelBenchmarks.Ops)}");
+        if (version is not ("default" or "all")) throw new UsageException($"--version {version}: expected default or all");
 
         using var trace = TraceFile.Start(tracePath);
         using var device = DeviceRegistry.Open(deviceName);
@@ -26,9 +33,10 @@ internal static class BenchKernelsCommand
             throw new UsageException("bench kernels: the emulated device checks kernels, it does not time them (fibers are thousands of times slower than a GPU); use --device cuda or cpu");
         Console.WriteLine($"bench kernels on {device.Name}: {device.Description}; median of {repeats} runs after {warmup} warm-up, L2 flushed before each");
         Console.WriteLine($"{"kernel",-38} {"shape",-34} {"median ms",10} {"achieved",16} {"baseline",24} {"ratio",7}  check");
-        var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)));
+        var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)), op, allVersions: version == "all");
 
-        JsonReport.Write(json, new { device = device.Name, description = device.Description, warmup, repeats, results });
+        JsonReport.Write(json, "bench kernels", line, new { device = device.Name, description = device.Description, warmup, repeats, results });
+        if (plotPath is not null) KernelsPlot.Save(plotPath, device.Name, results);
         if (markdown is not null)
         {
             var sb = new StringBuilder();

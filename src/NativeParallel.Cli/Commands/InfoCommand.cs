@@ -50,7 +50,7 @@ internal static class InfoCommand
             string? value = Tunables.Raw(name);
             if (value is not null) Console.WriteLine($"env        {name}={value}");
         }
-        JsonReport.Write(json, new
+        JsonReport.Write(json, "info", line, new
         {
             devices,
             cuda = cudaReason is null ? $"driver {driver}" : $"unavailable: {cudaReason}",

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using NativeParallel.Cli.Progress;
 using NativeParallel.Devices;
 using NativeParallel.Diagnostics;
 using NativeParallel.Interop;
@@ -23,6 +24,7 @@ internal static class KernelsCheckCommand
         bool sanitize = line.Flag("sanitize");
         string? kernelsDir = line.Option("kernels");
         string? json = line.Option("json");
+        bool quiet = line.Flag("quiet");
         line.RejectUnknown();
         if (schedules < 1) throw new UsageException("--schedules must be at least 1");
         if ((schedules > 1 || sanitize) && deviceName != "emu") throw new UsageException("--schedules and --sanitize need --device emu");
@@ -49,7 +51,7 @@ internal static class KernelsCheckCommand
         else
         {
             var archs = (archOption ?? "sm_80,sm_90").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            compileOk = CompileAll(archs, cached, compileRows);
+            compileOk = CompileAll(archs, cached, compileRows, quiet);
         }
 
         var caseRows = new List<object>();
@@ -63,9 +65,10 @@ internal static class KernelsCheckCommand
             Console.WriteLine($"running kernel cases on {deviceDescription}, seed {seed} (reproduce with --seed {seed})" +
                               (schedules > 1 ? $", {schedules} fiber schedules per case" : ""));
             Console.WriteLine($"{"op",-18} {"dtype",-5} {"shape",-58} {"rel err",10} {"bound",8}  result");
-            foreach (var kernelCase in KernelSuite.Cases)
+            var cases = KernelSuite.Cases.Where(c => opFilter is null || c.Op == opFilter).ToList();
+            using var progress = WorkProgress.Start($"kernels check on {device.Name}", cases.Count, "cases", quiet);
+            foreach (var kernelCase in cases)
             {
-                if (opFilter is not null && kernelCase.Op != opFilter) continue;
                 var result = ScheduledCheck.Run(kernelCase, device, seed, schedules);
                 if (result.Passed) passed++;
                 else failed++;
@@ -76,12 +79,13 @@ internal static class KernelsCheckCommand
                     op = kernelCase.Op, dtype = kernelCase.DType.Name(), shape = kernelCase.Shape, relative_error = result.RelativeError,
                     bound = result.Bound, passed = result.Passed, message = result.Message,
                 });
+                progress.Advance($"{kernelCase.Op} {kernelCase.DType.Name()}");
             }
             Console.WriteLine($"{passed} passed, {failed} failed on {device.Name}");
         }
 
         bool ok = compileOk && failed == 0;
-        JsonReport.Write(json, new
+        JsonReport.Write(json, "kernels check", line, new
         {
             nvrtc = NativeLibraries.IsAvailable(NativeLibraryKind.Nvrtc) ? KernelCompiler.NvrtcVersion : null,
             compiled = compileRows,
@@ -95,9 +99,10 @@ internal static class KernelsCheckCommand
         return ok ? 0 : 1;
     }
 
-    private static bool CompileAll(string[] archs, bool cached, List<object> rows)
+    private static bool CompileAll(string[] archs, bool cached, List<object> rows, bool quiet)
     {
         bool ok = true;
+        using var progress = WorkProgress.Start("kernels check: compile", (long)archs.Length * KernelSources.Files.Count, "files", quiet);
         Console.WriteLine($"NVRTC {KernelCompiler.NvrtcVersion} ({NativeLibraries.LoadedPath(NativeLibraryKind.Nvrtc)}), {KernelSources.Files.Count} kernel files, targets {string.Join(", ", archs)}");
         Console.WriteLine($"{"file",-16} {"entry point",-24} {"arch",-6} {"regs",5} {"spill B",8} {"stack B",8} {"smem B",7} {"compile ms",11}");
         foreach (string arch in archs)
@@ -114,6 +119,7 @@ internal static class KernelsCheckCommand
                     Console.WriteLine($"{file,-16} {"COMPILE ERROR",-24} {arch,-6}");
                     Console.WriteLine(e.Message);
                     rows.Add(new { file, arch, error = e.Message });
+                    progress.Advance($"{file} {arch}");
                     continue;
                 }
                 string ms = compiled.FromCache ? "cache" : $"{compiled.CompileTime.TotalMilliseconds:F0}";
@@ -134,6 +140,7 @@ internal static class KernelsCheckCommand
                         compile_ms = compiled.CompileTime.TotalMilliseconds, from_cache = compiled.FromCache,
                     });
                 }
+                progress.Advance($"{file} {arch}");
             }
         Console.WriteLine(ok ? "compile: every kernel built with 0 spill bytes" : "compile: FAILED (see rows above)");
         return ok;

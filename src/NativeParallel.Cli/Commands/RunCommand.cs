@@ -1,3 +1,5 @@
+using NativeParallel.Cli.Plots;
+using NativeParallel.Cli.Progress;
 using NativeParallel.Cli.Text;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Check;
@@ -32,6 +34,8 @@ internal static class RunCommand
         string? requestsPath = line.Option("requests");
         string? outPath = line.Option("out");
         string? tracePath = line.Option("trace");
+        string? plotPath = PlotFile.Check(line.Option("plot"));
+        bool quiet = line.Flag("quiet");
         line.RejectUnknown();
         if (promptTokens < 1 || newTokens < 1) throw new UsageException("--prompt-tokens and --new-tokens must be at least 1");
         if (promptTokens + (long)newTokens > MaxTokens) throw new UsageException($"--prompt-tokens + --new-tokens is {promptTokens + (long)newTokens}; the KV cache holds at most {MaxTokens} tokens");
@@ -50,6 +54,8 @@ internal static class RunCommand
         if (promptTokens + (long)newTokens > MaxTokens) throw new UsageException($"the prompt's {promptTokens} tokens + --new-tokens {newTokens} is more than the {MaxTokens} tokens the KV cache holds");
         // A prompt run is about its text: the strategy table runs only when asked for by --strategy.
         string strategies = strategyOption ?? (input.Ids is null ? "all" : "none");
+        if (plotPath is not null && strategies == "none")
+            throw new UsageException("--plot draws the strategy table; a prompt run has none unless --strategy is given (e.g. --strategy all)");
         int capacity = Math.Max(promptTokens + newTokens, PromptTokens + NewTokens);
         var config = shape with { MaxSequence = capacity };
         // --dtype converts a loaded folder's weights too (rounded to bf16, or bf16 widened exactly to f32).
@@ -57,13 +63,15 @@ internal static class RunCommand
         var launch = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
         if (launch is not null)
         {
+            if (plotPath is not null) throw new UsageException("--plot draws the strategy table of a local run; inside a launched job run is one rank of one strategy");
             var plan = PlanRank(config, strategies, launch.WorldSize, promptTokens, modelFolder);
             using var rankDevice = DeviceRegistry.Open(deviceName);
             var rankWeights = plan.Twin ? new LlamaWeights(TwinConfig(config), seed)
                 : modelFolder is null ? new LlamaWeights(config, seed) : HuggingFaceCheckpoint.Load(modelFolder, capacity, config.DType);
-            return RunAsRank(rankWeights, plan, rankDevice, input, promptTokens, newTokens, sampling, json);
+            return RunAsRank(rankWeights, plan, rankDevice, input, promptTokens, newTokens, sampling, json, line);
         }
         List<(Strategy Layout, bool Twin)> table = strategies == "none" ? [] : PlanTable(config, strategies);
+        if (plotPath is not null && table.Count == 0) throw new UsageException("--plot draws the strategy table, and no strategy fits this model");
 
         using var device = DeviceRegistry.Open(deviceName);
         var dtype = config.DType;
@@ -97,6 +105,10 @@ internal static class RunCommand
         Console.WriteLine($"memory  weights {model.WeightBytes / 1048576.0:F2} MiB, KV cache {model.KvCacheBytes / 1048576.0:F3} MiB " +
                           $"({2 * config.Layers * config.KvHeads * config.HeadDim * dtype.SizeOf()} bytes per token)");
 
+        // Progress from here (not during generation, whose streamed text must reach the terminal as it comes): the
+        // host reference check, then each row of the strategy table.
+        var (ownLayouts, twinLayouts) = TableLayouts(table);
+        using var progress = WorkProgress.Start("run", 1 + ownLayouts.Count + twinLayouts.Count, "checks", quiet);
         // The check: the same model through the host reference kernels (float64 inside every op), judged by the rule.
         var referenceLogits = LlamaReference.Logits(weights, prompt);
         double error = ErrorBounds.RelativeError(prefillLogits, Array.ConvertAll(referenceLogits, v => (double)v));
@@ -108,11 +120,13 @@ internal static class RunCommand
         Console.WriteLine($"check   {(sampling.IsGreedy ? "greedy" : "sampled")} tokens vs host reference: {matching}/{newTokens} identical " +
                           (matching == newTokens ? "ok" : rule.TokensOk(false) ? $"ok ({dtype.Name()}: near ties may differ)" : "FAIL"));
         Console.WriteLine($"tokens  {string.Join(' ', generated)}");
+        progress.Advance("host reference check");
 
-        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, table, sampling, device, rule);
+        List<Row> rows = table.Count == 0 ? [] : StrategyTable(weights, config, (ownLayouts, twinLayouts), sampling, device, rule, progress);
+        progress.Dispose();
         bool ok = verdict.Ok && rows.All(r => r.Verdict.Ok);
 
-        JsonReport.Write(json, new
+        JsonReport.Write(json, "run", line, new
         {
             strategies = rows.Select(row => new
             {
@@ -142,6 +156,11 @@ internal static class RunCommand
             reference_tokens = referenceTokens,
             ok,
         });
+        if (plotPath is not null)
+            StrategiesPlot.Save(plotPath, $"run on {device.Name}, {config.Layers} layers, hidden {config.Hidden}, {dtype.Name()}", rows.Select(row => new StrategyPoint(
+                row.Result.Strategy.Name + (row.Twin ? " (moe)" : ""), row.Result.WeightBytesPerRank, row.Result.KvBytesPerRank, row.Result.BytesSentPerToken,
+                Predictions.BytesPerToken(row.Twin ? TwinConfig(config) : config, row.Result.Strategy, PromptTokens, NewTokens),
+                row.Result.PrefillMs, row.Result.DecodeMsPerToken, row.Result.TokensPerSecond)).ToList());
         return ok ? 0 : 1;
     }
 
@@ -154,7 +173,7 @@ internal static class RunCommand
     private static int RunRequestFile(CommandLine line, LlamaConfig shape, DType? dtype, string? modelFolder, string? deviceName, int newTokens,
         SamplingOptions sampling, string requestsPath, string? outPath, string? json)
     {
-        foreach (string option in new[] { "prompt", "prompt-ids", "prompt-tokens", "strategy" })
+        foreach (string option in new[] { "prompt", "prompt-ids", "prompt-tokens", "strategy", "plot" })
             if (line.Option(option) is not null) throw new UsageException($"--requests takes its prompts from the file; --{option} goes without it");
         if (json is not null) throw new UsageException("--requests writes its results with --out FILE.jsonl, not --json");
         if (NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect() is not null) throw new UsageException("--requests runs on one device; not yet inside a launched job");
@@ -251,7 +270,7 @@ internal static class RunCommand
     /// runs are checked against the single-device run like greedy ones.
     /// </summary>
     private static int RunAsRank(LlamaWeights weights, RankPlan plan, IDevice device, PromptInput input, int promptTokens, int newTokens,
-        SamplingOptions sampling, string? json)
+        SamplingOptions sampling, string? json, CommandLine line)
     {
         var strategy = plan.Strategy;
         var config = weights.Config;
@@ -282,7 +301,7 @@ internal static class RunCommand
             // The tokens arrive at the end of the run, gathered from the last stage, so the text is printed whole.
             string? text = input.Tokenizer?.Decode(r.Tokens[0]);
             if (text is not null) Console.WriteLine($"text    {text}");
-            JsonReport.Write(json, new { strategy = strategy.Name, moe_twin = plan.Twin, ranks = world.Size, transport = world.TransportName, device = device.Name,
+            JsonReport.Write(json, "run", line, new { strategy = strategy.Name, moe_twin = plan.Twin, ranks = world.Size, transport = world.TransportName, device = device.Name,
                 prompt_ids = prompts[0], sampling = sampling.Describe(), text, result = r, logits_bound = rule.LogitsBound, ok = verdict.Ok });
         }
         return verdict.Ok ? 0 : 1;
@@ -299,7 +318,8 @@ internal static class RunCommand
     private sealed record Row(StrategyResult Result, bool Twin, Verdict Verdict);
 
     /// <summary>The seed's table: every strategy on thread ranks, measured, beside the formulas, checked against one device.</summary>
-    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, List<(Strategy Layout, bool Twin)> plan, SamplingOptions sampling, IDevice device, CheckRule rule)
+    private static List<Row> StrategyTable(LlamaWeights weights, LlamaConfig config, (List<Strategy> Own, List<Strategy> Twins) layouts, SamplingOptions sampling,
+        IDevice device, CheckRule rule, WorkProgress progress)
     {
         ulong seed = sampling.Seed;
         string tokens = sampling.IsGreedy ? "greedy tokens" : "sampled tokens";
@@ -313,11 +333,10 @@ internal static class RunCommand
         var rows = new List<Row>();
         // Every layout on the model itself (its own experts when it is a mixture of experts); expert parallelism of
         // a dense model on its mixture-of-experts twin (4 experts, top-2), the same seed.
-        var own = plan.Where(p => !p.Twin).Select(p => p.Layout).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
-        var twins = plan.Where(p => p.Twin).Select(p => p.Layout).ToList();
-        rows.AddRange(Rows(weights, own, prompts, "", device, rule, sampling, twin: false));
+        var (own, twins) = layouts;
+        rows.AddRange(Rows(weights, own, prompts, "", device, rule, sampling, twin: false, progress));
         if (twins.Count > 0)
-            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList(), prompts, " (moe)", device, rule, sampling, twin: true));
+            rows.AddRange(Rows(new LlamaWeights(TwinConfig(config), seed), twins, prompts, " (moe)", device, rule, sampling, twin: true, progress));
         Console.WriteLine("comm B/token: bytes every rank sent, per processed token (prompt and generated), headers and agreement checks included;");
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
         Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
@@ -327,7 +346,7 @@ internal static class RunCommand
     }
 
     private static IEnumerable<Row> Rows(LlamaWeights weights, List<Strategy> layouts, int[][] prompts, string label, IDevice device, CheckRule rule,
-        SamplingOptions sampling, bool twin)
+        SamplingOptions sampling, bool twin, WorkProgress progress)
     {
         var single = StrategyRun.Single(device, weights, prompts, NewTokens, sampling);
         foreach (var layout in layouts)
@@ -340,9 +359,23 @@ internal static class RunCommand
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{layout.Name + label,-16} {layout.Ranks,5} {Mib(r.WeightBytesPerRank),12} {Mib(r.KvBytesPerRank),9} {r.BytesSentPerToken,13:F0} {predicted,10:F0} " +
                 $"{r.PrefillMs,10:F1} {r.DecodeMsPerToken,13:F2} {r.TokensPerSecond,9:F0} {Predictions.Bubble(layout.Pp, Requests / layout.Replicas),7:P0}  {check}"));
+            progress.Advance(layout.Name + label);
             yield return new Row(r, twin, verdict);
         }
     }
 
     private static string Mib(long bytes) => $"{bytes / 1048576.0:F2} MiB";
+
+    /// <summary>
+    /// The table's rows by model: the layouts on the model itself (its own experts when it is a mixture of experts) after
+    /// the single-device row, then expert parallelism of a dense model on its mixture-of-experts twin (4 experts, top-2,
+    /// the same seed) after the twin's single-device row. Empty when no table runs.
+    /// </summary>
+    private static (List<Strategy> Own, List<Strategy> Twins) TableLayouts(List<(Strategy Layout, bool Twin)> plan)
+    {
+        if (plan.Count == 0) return ([], []);
+        var own = plan.Where(p => !p.Twin).Select(p => p.Layout).Prepend(new Strategy()).DistinctBy(l => l.Name).ToList();
+        var twins = plan.Where(p => p.Twin).Select(p => p.Layout).ToList();
+        return (own, twins.Count == 0 ? [] : twins.Prepend(new Strategy()).DistinctBy(l => l.Name).ToList());
+    }
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using NativeParallel.Cli.Progress;
 using NativeParallel.Comm;
 
 namespace NativeParallel.Cli.Commands;
@@ -9,20 +10,21 @@ namespace NativeParallel.Cli.Commands;
 /// </summary>
 internal static class SoakCommand
 {
-    public static int Soak(ProcessGroup group, CollectiveSoak.Options o, bool print, string? json)
+    public static int Soak(ProcessGroup group, CollectiveSoak.Options o, bool print, string? json, CommandLine line, bool quiet)
     {
         if (print)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"# nativeparallel bench collectives --soak {o.Collectives} --seed {o.Seed}: {group.Size} ranks over {group.TransportName}, " +
                 $"sizes 0 to {o.MaxBytes} bytes, up to {o.Window} async calls in flight, every result checked exactly"));
-        var result = CollectiveSoak.Run(group, o, line => Console.Error.WriteLine($"soak: {line}"));
+        // Rank 0 shows how far the soak is (every rank runs the same schedule in step).
+        var result = RunWithProgress(group, o, print && !quiet);
         if (result.Failure is { } failure) Console.Error.WriteLine($"soak: {failure}");
         if (print)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"# soak: {result.Collectives} collectives ({result.Async} async), {result.BytesMoved / 1e9:F3} GB moved, " +
                 $"{result.Errors} errors, {result.Elapsed.TotalSeconds:F1} s: {(result.Errors == 0 ? "OK" : "FAILED")}"));
-            JsonReport.Write(json, new
+            JsonReport.Write(json, "bench collectives", line, new
             {
                 soak = o.Collectives, seed = o.Seed, ranks = group.Size, transport = group.TransportName, maxBytes = o.MaxBytes,
                 collectives = result.Collectives, async = result.Async, bytesMoved = result.BytesMoved, errors = result.Errors,
@@ -30,5 +32,11 @@ internal static class SoakCommand
             });
         }
         return result.Errors == 0 ? 0 : 1;
+    }
+
+    private static CollectiveSoak.Result RunWithProgress(ProcessGroup group, CollectiveSoak.Options o, bool show)
+    {
+        using var progress = show ? WorkProgress.Start("soak", o.Collectives, "collectives", quiet: false) : null;
+        return CollectiveSoak.Run(group, o, mismatch => Console.Error.WriteLine($"soak: {mismatch}"), progress is null ? null : _ => progress.Advance());
     }
 }

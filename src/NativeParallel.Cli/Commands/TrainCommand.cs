@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using NativeParallel.Cli.Plots;
+using NativeParallel.Cli.Progress;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Ops;
 using NativeParallel.Models;
@@ -57,6 +59,8 @@ internal static class TrainCommand
         string? scheduleOption = line.Option("schedule");
         bool sequenceParallel = line.Flag("sp");
         string? tracePath = line.Option("trace");
+        string? plotPath = PlotFile.Check(line.Option("plot"));
+        bool quiet = line.Flag("quiet");
         line.RejectUnknown();
         bool table = strategy is not null && (strategy == "all" || strategy.Contains(';'));
         TrainingLayout Parse(string text)
@@ -141,7 +145,7 @@ internal static class TrainCommand
         using var device = DeviceRegistry.Open(deviceName);
         if (layouts is not null)
             return LayoutTable(layouts, device, weights, loader, batch, seq, steps, new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay),
-                (float)gradClip, dtype, json);
+                (float)gradClip, dtype, json, line, plotPath, quiet);
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
         var run = new RunSettings(batch, seq, steps, startStep, schedule, settings, (float)gradClip, valEvery, valBatches, checkpoint, checkpointEvery);
@@ -193,8 +197,10 @@ internal static class TrainCommand
             if (resume is not null) TrainingCheckpoint.LoadMoments(resume, trainer);
             bool print = world.Rank == 0;
             if (print) Header(trainer, transport);
-            var mine = TrainLoop(trainer, device, firstLocal ? loader : OpenLoader(data, true),
-                valData is null ? null : firstLocal ? validation : OpenLoader(valData, false), run, print);
+            List<StepRecord> mine;
+            using (var progress = print ? WorkProgress.Start("train", steps - startStep, "steps", quiet) : null)
+                mine = TrainLoop(trainer, device, firstLocal ? loader : OpenLoader(data, true),
+                    valData is null ? null : firstLocal ? validation : OpenLoader(valData, false), run, print, progress);
             if (checkpoint is not null)
             {
                 TrainingCheckpoint.Save(checkpoint, trainer, new TrainingCheckpoint.State(steps, loader.Shard, loader.Position, batch, seq));
@@ -227,9 +233,8 @@ internal static class TrainCommand
         void Finish(ParallelTrainer t)
         {
             var trainer = t.Trainer;
-            JsonReport.Write(json, new
+            JsonReport.Write(json, "train", line, new
             {
-                Command = "train",
                 Model = new { config.Layers, config.Hidden, config.Heads, config.KvHeads, config.Ffn, config.Vocab, config.Parameters },
                 Device = device.Name,
                 Layout = layout.Name,
@@ -248,6 +253,10 @@ internal static class TrainCommand
                 Memory = new { trainer.ParameterBytes, trainer.GradientBytes, t.OptimizerBytes, t.ActivationBytes, trainer.ScratchBytes },
                 Steps = records,
             });
+            if (plotPath is not null && records is not null)
+                TrainingLossPlot.Save(plotPath, $"train: {layout.Name} on {device.Name}, batch {batch} x seq {seq}",
+                    [new LossCurve(layout.Name, records.Select(r => (r.Step, r.Loss)).ToList(),
+                        records.Where(r => r.ValLoss is not null).Select(r => (r.Step, r.ValLoss!.Value)).ToList())]);
         }
         return 0;
     }
@@ -255,7 +264,7 @@ internal static class TrainCommand
     // The seed's four axes for training: every layout on thread ranks sharing the device, the same steps, measured
     // beside the formulas, each checked against the single-device losses.
     private static int LayoutTable(TrainingLayout[] layouts, IDevice device, LlamaWeights weights, TokenLoader loader, int batch, int seq, int steps,
-        AdamWSettings settings, float gradClip, DType dtype, string? json)
+        AdamWSettings settings, float gradClip, DType dtype, string? json, CommandLine line, string? plotPath, bool quiet)
     {
         var batches = new List<(int[], int[])>();
         for (int i = 0; i < steps; i++)
@@ -271,6 +280,7 @@ internal static class TrainCommand
         Console.WriteLine($"training layouts: batch {batch} × seq {seq}, {steps} AdamW steps each from the same weights and data, ranks are threads sharing {device.Name}; " +
                           "each checked against the single-device losses");
         Console.WriteLine($"{"layout",-26} {"ranks",5} {"memory/rank",12} {"activations",12} {"sent/rank/step",15} {"predicted",12} {"ms/step",9} {"tokens/s",9} {"bubble",7}  check");
+        using var progress = WorkProgress.Start("train --strategy", layouts.Length + 1, "layouts", quiet);
         var single = TrainingLayouts.Run(new TrainingLayout(), device, weights, batch, seq, batches, settings, gradClip, null, dtype);
         var results = new List<TrainingLayoutResult> { single };
         bool ok = true;
@@ -283,21 +293,23 @@ internal static class TrainCommand
                               $"{(r.ReplicasIdentical ? "" : "; data-parallel replicas differ")})");
         }
         Print(single);
+        progress.Advance(single.Layout.Name);
         foreach (var layout in layouts)
         {
             var r = TrainingLayouts.Run(layout, device, weights, batch, seq, batches, settings, gradClip, single.Losses, dtype);
             results.Add(r);
             Print(r);
+            progress.Advance(layout.Name);
         }
+        progress.Dispose();
         Console.WriteLine("memory/rank: the fullest rank's parameters, gradients, optimizer state, activations and scratch; activations: its micro-batches " +
                           "in flight (GPipe holds all m, 1F1B at most p); sent: bytes every rank sent per step, headers and agreement checks included; " +
                           "predicted: the ring formulas' payload (DP 2(n-1)/n of the gradients; ZeRO-1 reduce-scatter plus all-gather; TP 4 all-reduces of " +
                           "the hidden state per layer and the vocabulary-parallel embedding, head and cross-entropy's; PP activations and their gradients across each boundary); all-reduces up to 64 KiB go one-shot, " +
                           "which sends more than the ring; check: losses against the single device and data-parallel replicas bitwise equal; " +
                           "timings on shared cores say little.");
-        JsonReport.Write(json, new
+        JsonReport.Write(json, "train", line, new
         {
-            Command = "train --strategy",
             Batch = batch,
             Sequence = seq,
             Steps = steps,
@@ -309,6 +321,9 @@ internal static class TrainCommand
             }),
             Ok = ok,
         });
+        if (plotPath is not null)
+            TrainingLossPlot.Save(plotPath, $"train: {results.Count} layouts on {device.Name}, batch {batch} x seq {seq}, the same weights and data",
+                results.Select(r => new LossCurve(r.Layout.Name, r.Losses.Select((loss, i) => (i + 1, loss)).ToList(), [])).ToList());
         return ok ? 0 : 1;
     }
 
@@ -318,7 +333,8 @@ internal static class TrainCommand
         float GradClip, int ValEvery, int ValBatches, string? Checkpoint, int CheckpointEvery);
 
     // The step loop of one rank; only the printing rank writes step lines. Intermediate checkpoints are collectives.
-    private static List<StepRecord> TrainLoop(ParallelTrainer trainer, IDevice device, TokenLoader loader, TokenLoader? validation, RunSettings o, bool print)
+    private static List<StepRecord> TrainLoop(ParallelTrainer trainer, IDevice device, TokenLoader loader, TokenLoader? validation, RunSettings o, bool print,
+        WorkProgress? progress)
     {
         var inputs = new int[o.Batch * o.Sequence];
         var targets = new int[o.Batch * o.Sequence];
@@ -342,6 +358,7 @@ internal static class TrainCommand
                                   $"lr {rate:E2} | {ms,8:F1} ms | {o.Batch * o.Sequence / (ms / 1000),8:F0} tok/s{(valLoss is { } v ? $" | val loss {v:F4}" : "")}");
             if (o.Checkpoint is not null && o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0 && step + 1 < o.Steps)
                 TrainingCheckpoint.Save(o.Checkpoint, trainer, new TrainingCheckpoint.State(step + 1, loader.Shard, loader.Position, o.Batch, o.Sequence));
+            progress?.Advance($"step {step + 1}, loss {result.Loss:F4}");
         }
         return records;
     }

@@ -27,9 +27,21 @@ public sealed record KernelBenchmarkResult(string Name, string Shape, double Med
 /// </summary>
 public static class KernelBenchmarks
 {
-    /// <summary>Runs every benchmark on <paramref name="device"/>; <paramref name="progress"/> gets one line per result.</summary>
-    public static IReadOnlyList<KernelBenchmarkResult> Run(IDevice device, int warmup, int repeats, Action<KernelBenchmarkResult> progress)
+    /// <summary>The op names <c>bench kernels --op</c> takes (the first word of each result's name).</summary>
+    public static readonly IReadOnlyList<string> Ops =
+        ["residual_add", "rmsnorm", "softmax", "attention_decode", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
+
+    /// <summary>
+    /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
+    /// roof of the others, always); <paramref name="allVersions"/> times every version of an op side by side (llm.c's
+    /// kernel versions; so far the CPU's matmul: v1 dot products, v2 packed on Vector256 and, with AVX-512, on
+    /// Vector512). <paramref name="progress"/> gets one line per result.
+    /// </summary>
+    public static IReadOnlyList<KernelBenchmarkResult> Run(IDevice device, int warmup, int repeats, Action<KernelBenchmarkResult> progress,
+        string? op = null, bool allVersions = false)
     {
+        if (op is not null && !Ops.Contains(op)) throw new ArgumentException($"no kernel benchmark named '{op}'; there are {string.Join(", ", Ops)}", nameof(op));
+        bool Wants(string stem) => op is null || op == stem;
         bool gpu = device.Kind == DeviceKind.Cuda;
         var results = new List<KernelBenchmarkResult>();
         void Add(KernelBenchmarkResult r)
@@ -56,6 +68,7 @@ public static class KernelBenchmarks
         KernelBenchmarkResult Bandwidth(string name, string shape, double ms, double bytes) =>
             new(name, shape, ms, bytes / (ms * 1e6), "GB/s", "device copy", copyGBs, "");
 
+        if (Wants("residual_add"))
         {
             int count = gpu ? 64 << 20 : 16 << 20;
             using var a = Tensor.Uniform(device, DType.F32, 1, -1, 1, count);
@@ -64,6 +77,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.Add(a, b, o));
             Add(Bandwidth("residual_add f32", $"{count >> 20} M elements", ms, 3.0 * count * 4));
         }
+        if (Wants("rmsnorm"))
         {
             int rows = gpu ? 16384 : 2048, d = 4096;
             using var x = Tensor.Uniform(device, DType.BF16, 3, -1, 1, rows, d);
@@ -72,6 +86,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.RmsNorm(x, w, y, 1e-5f));
             Add(Bandwidth("rmsnorm bf16", $"{rows} x {d}", ms, 2.0 * rows * d * 2 + d * 2));
         }
+        if (Wants("softmax"))
         {
             int rows = gpu ? 4096 : 256, n = 32000;
             using var x = Tensor.Uniform(device, DType.F32, 5, -8, 8, rows, n);
@@ -79,6 +94,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.Softmax(x, y, 1f));
             Add(Bandwidth("softmax f32", $"{rows} x {n}", ms, 2.0 * rows * n * 4));
         }
+        if (Wants("attention_decode"))
         {
             int batch = gpu ? 32 : 4, capacity = gpu ? 4096 : 1024, hq = 32, hkv = 8, d = 128;
             using var q = Tensor.Uniform(device, DType.BF16, 6, -1, 1, batch, hq, d);
@@ -89,7 +105,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)));
             Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}", ms, 2.0 * batch * capacity * hkv * d * 2));
         }
-        TrainingKernels(device, gpu, timer, Bandwidth, Add);
+        TrainingKernels(device, gpu, timer, Bandwidth, Add, Wants);
         CublasHandle? cublas = null;
         string cublasNote = "cuBLAS";
         if (device is CudaDevice cuda)
@@ -99,17 +115,25 @@ public static class KernelBenchmarks
         }
         try
         {
-            foreach (var dtype in new[] { DType.BF16, DType.F32 })
+            foreach (var dtype in Wants("matmul") ? new[] { DType.BF16, DType.F32 } : [])
             {
                 int m = gpu ? 4096 : 512;
                 using var a = Tensor.Uniform(device, dtype, 9, -1, 1, m, m);
                 using var b = Tensor.Uniform(device, dtype, 10, -1, 1, m, m);
                 using var c = Tensor.Empty(device, dtype, m, m);
                 double flops = 2.0 * m * m * m;
+                if (device.Kind == DeviceKind.Cpu)
+                {
+                    foreach (var (version, run) in CpuMatmulVersions(allVersions))
+                    {
+                        double cpuMs = timer.Median(() => run(() => k.Matmul(a, b, c)));
+                        Add(new($"matmul {dtype.Name()} ({version})", $"{m}^3", cpuMs, flops / (cpuMs * 1e9), "TFLOP/s", "none on cpu", null, ""));
+                    }
+                    continue;
+                }
                 double ms = timer.Median(() => k.Matmul(a, b, c));
                 double tflops = flops / (ms * 1e9);
-                string name = device.Kind == DeviceKind.Cpu ? $"matmul {dtype.Name()} (blocked, Vector256)"
-                    : dtype == DType.BF16 ? "matmul bf16 (mma.sync tensor cores)" : "matmul f32 (SIMT tiles)";
+                string name = dtype == DType.BF16 ? "matmul bf16 (mma.sync tensor cores)" : "matmul f32 (SIMT tiles)";
                 if (cublas is null)
                 {
                     Add(new(name, $"{m}^3", ms, tflops, "TFLOP/s", gpu ? cublasNote : "none on cpu", null, ""));
@@ -132,10 +156,11 @@ public static class KernelBenchmarks
     // The training step's kernels (Kernels/Ops/), at the shapes of a GPT-2-vocabulary training step: memory-bound ones
     // against the copy bandwidth, matmul and attention in TFLOP/s.
     private static void TrainingKernels(IDevice device, bool gpu, Timer timer, Func<string, string, double, double, KernelBenchmarkResult> bandwidth,
-        Action<KernelBenchmarkResult> add)
+        Action<KernelBenchmarkResult> add, Func<string, bool> wants)
     {
         KernelBenchmarkResult Flops(string name, string shape, double ms, double flops) =>
             new(name, shape, ms, flops / (ms * 1e9), "TFLOP/s", gpu ? "none yet (SIMT v1)" : "none on cpu", null, "");
+        if (wants("cross_entropy"))
         {
             int rows = gpu ? 8192 : 256, vocab = 50257;
             using var logits = Tensor.Uniform(device, DType.BF16, 20, -4, 4, rows, vocab);
@@ -145,6 +170,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => Kernels.Ops.CrossEntropy.Run(logits, targets, losses, dLogits, 1f / rows));
             add(bandwidth("cross_entropy bf16 (loss + dlogits)", $"{rows} x {vocab}", ms, 2.0 * rows * vocab * 2));
         }
+        if (wants("adamw"))
         {
             int count = gpu ? 64 << 20 : 8 << 20;
             using var p = Tensor.Uniform(device, DType.F32, 21, -1, 1, count);
@@ -157,6 +183,7 @@ public static class KernelBenchmarks
             // Reads p, g, m, v; writes p, m, v and the bf16 copy.
             add(bandwidth("adamw (f32 master, bf16 grad and copy)", $"{count >> 20} M parameters", ms, count * (4.0 * 6 + 2 * 2)));
         }
+        if (wants("matmul_bwd"))
         {
             int m = gpu ? 8192 : 512, n = gpu ? 4096 : 512, k = gpu ? 4096 : 512;
             using var dY = Tensor.Uniform(device, DType.BF16, 25, -1, 1, m, n);
@@ -168,6 +195,7 @@ public static class KernelBenchmarks
             add(Flops("matmul_bwd dX = dY·W bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.InputGrad(dY, w, dX)), flops));
             add(Flops("matmul_bwd dW = dYᵀ·X bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.WeightGrad(dY, x, dW, accumulate: false)), flops));
         }
+        if (wants("attention_train"))
         {
             int b = gpu ? 8 : 2, t = gpu ? 1024 : 128, hq = 8, hkv = 2, d = 64;
             using var q = Tensor.Uniform(device, DType.BF16, 28, -1, 1, b, t, hq, d);
@@ -185,6 +213,36 @@ public static class KernelBenchmarks
             add(Flops("attention_train forward bf16", $"b{b} t{t} hq{hq} hkv{hkv} d{d}", timer.Median(() => Kernels.Ops.AttentionTraining.Forward(q, kk, vv, o, lse, scale)), forward));
             add(Flops("attention_train backward bf16", $"b{b} t{t} hq{hq} hkv{hkv} d{d}",
                 timer.Median(() => Kernels.Ops.AttentionTraining.Backward(q, kk, vv, o, lse, dO, dq, dk, dv, scale)), forward * 2.5));
+        }
+    }
+
+    // The CPU matmul's versions, each a way to run the op: the default only, or all of them side by side.
+    private static IEnumerable<(string Name, Action<Action> Run)> CpuMatmulVersions(bool all)
+    {
+        string packed = Kernels.Cpu.CpuPackedGemm.UsesVector512 ? "v2 packed 6x32, Vector512" : "v2 packed 6x16, Vector256";
+        if (!all)
+        {
+            yield return (packed, op => op());
+            yield break;
+        }
+        yield return ("v1 dot products, Vector256", op => WithCpuGemm(int.MaxValue, Kernels.Cpu.CpuPackedGemm.ForceVector256, op));
+        yield return ("v2 packed 6x16, Vector256", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, op));
+        if (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
+            yield return ("v2 packed 6x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, false, op));
+    }
+
+    private static void WithCpuGemm(int packedFromRows, bool force256, Action op)
+    {
+        int rows = Kernels.Cpu.CpuGemm.PackedFromRows;
+        bool wide = Kernels.Cpu.CpuPackedGemm.ForceVector256;
+        try
+        {
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.ForceVector256) = (packedFromRows, force256);
+            op();
+        }
+        finally
+        {
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.ForceVector256) = (rows, wide);
         }
     }
 

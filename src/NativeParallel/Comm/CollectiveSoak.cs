@@ -63,11 +63,12 @@ public static class CollectiveSoak
 
     /// <summary>
     /// Runs the soak on this rank of <paramref name="group"/>; every rank of the group must call it with the same
-    /// options. <paramref name="mismatch"/> gets one line per step whose result on this rank is wrong.
+    /// options. <paramref name="mismatch"/> gets one line per step whose result on this rank is wrong;
+    /// <paramref name="issued"/> gets the number of collectives issued so far after each one (progress).
     /// </summary>
-    public static Result Run(ProcessGroup group, Options o, Action<string>? mismatch = null)
+    public static Result Run(ProcessGroup group, Options o, Action<string>? mismatch = null, Action<int>? issued = null)
     {
-        int n = group.Size, r = group.Rank, asyncCount = 0, issued = 0;
+        int n = group.Size, r = group.Rank, asyncCount = 0, issuedCount = 0;
         long wrong = 0, sentBefore = group.BytesSent;
         var inFlight = new Queue<(Step Step, Task Task, Buffers Buffers)>();
         var clock = Stopwatch.StartNew();
@@ -93,7 +94,7 @@ public static class CollectiveSoak
             {
                 var step = Draw(o.Seed, s, n, o.MaxBytes);
                 var buffers = Buffers.For(o.Seed, step, r, n);
-                issued++;
+                issuedCount++;
                 if (step.Async)
                 {
                     asyncCount++;
@@ -110,6 +111,7 @@ public static class CollectiveSoak
                     Issue(group, step, buffers, async: false);
                     Finish(step, buffers);
                 }
+                issued?.Invoke(issuedCount);
             }
             while (inFlight.Count > 0)
             {
@@ -126,13 +128,13 @@ public static class CollectiveSoak
                 try { task.Wait(); } catch (AggregateException) { }
                 held.Dispose();
             }
-            return new Result(issued, asyncCount, group.BytesSent - sentBefore, wrong + 1, clock.Elapsed, e.Message);
+            return new Result(issuedCount, asyncCount, group.BytesSent - sentBefore, wrong + 1, clock.Elapsed, e.Message);
         }
         var elapsed = clock.Elapsed;
         using var totals = Tensor.FromLongs(CpuDevice.Instance, [wrong, group.BytesSent - sentBefore], 2);
         group.AllReduce(totals, ReduceOp.Sum);
         var summed = totals.ToLongs();
-        return new Result(issued, asyncCount, summed[1], summed[0], elapsed, null);
+        return new Result(issuedCount, asyncCount, summed[1], summed[0], elapsed, null);
     }
 
     private static Task? Issue(ProcessGroup g, Step step, Buffers b, bool async)

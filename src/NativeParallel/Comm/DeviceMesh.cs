@@ -32,6 +32,16 @@ public sealed class DeviceMesh : IDisposable
         Ep = world.Split(epColor, DpRank % ep, $"ep{epColor}");
     }
 
+    /// <summary>
+    /// The world rank holding data-parallel replica 0 of <paramref name="worldRank"/>'s part: the same pipeline,
+    /// sequence and tensor coordinates, data-parallel index 0 (what every replica's weights must equal bitwise).
+    /// </summary>
+    public static int FirstReplicaOf(int worldRank, int tp, int dp, int sp = 1)
+    {
+        int tpRank = worldRank % tp, spRank = worldRank / tp % sp, ppRank = worldRank / (tp * sp * dp);
+        return (ppRank * dp * sp + spRank) * tp + tpRank;
+    }
+
     /// <summary>Builds the mesh; every rank of <paramref name="world"/> must call it with the same sizes.</summary>
     public static DeviceMesh Create(ProcessGroup world, int tp = 1, int pp = 1, int dp = -1, int ep = 1, int sp = 1)
     {

@@ -8,7 +8,8 @@ namespace NativeParallel.Comm;
 internal sealed record DeviceRank(IDevice Device, IDeviceEvent Progress);
 
 /// <summary>
-/// How a device-direct collective reaches its peers' buffers and orders its stream against theirs. Thread ranks share
+/// How a device-direct collective reaches its peers' buffers and orders its stream against theirs. A rank's stream
+/// is the stream current where the collective was called (<see cref="CurrentStreams"/>; an async call captures it). Thread ranks share
 /// an address space: they publish addresses and an event each in the transport's shared memory. Process ranks on one
 /// GPU exchange CUDA IPC exports of their buffers and of one interprocess event each.
 /// The ordering rule, at every step where a rank will read what a peer wrote (or produced before the call): the
@@ -86,12 +87,12 @@ internal sealed class ThreadDevicePeers : DevicePeers
         return (inputs, outputs);
     }
 
-    public override void Signal() => _mine.Progress.Record(Device.DefaultStream);
+    public override void Signal() => _mine.Progress.Record(Device.CurrentStream());
 
     public override void Await(int peer)
     {
         if (peer == Rank) return;
-        Device.DefaultStream.Wait(Volatile.Read(ref _shared.DeviceRanks[peer])!.Progress);
+        Device.CurrentStream().Wait(Volatile.Read(ref _shared.DeviceRanks[peer])!.Progress);
     }
 
     public override void Dispose() => _mine.Progress.Dispose();

@@ -215,6 +215,9 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
             string progress = $"sent {sent} of {sendTotal} bytes to rank {sendLink?.Peer.ToString() ?? "-"}, " +
                               $"received {received} of {receiveTotal} bytes from rank {receiveLink?.Peer.ToString() ?? "-"}";
+            // A dead network path is the cause wherever this rank waits: name the peer behind it, not the neighbour.
+            if ((transport as ILinkHealth)?.Stalled() is { } stalled)
+                throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); {stalled.Why}", stalled.Peer, abortOthers: true);
             throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); raise NATIVEPARALLEL_TIMEOUT_S if the peers are just slow",
                 waitingOn?.Peer, abortOthers: true);
         }

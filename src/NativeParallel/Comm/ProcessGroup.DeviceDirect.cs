@@ -36,7 +36,8 @@ public sealed partial class ProcessGroup
     {
         if (!ReferenceEquals(input.Device, output.Device)) return false;
         bool threads = _threadShared is not null && input.Device is CudaDevice or EmuDevice;
-        bool processes = _store is not null && input.Device is CudaDevice;
+        // CUDA IPC handles open only on the host that made them.
+        bool processes = _store is not null && input.Device is CudaDevice && (_hosts is null || _hosts.All(h => h == _hosts[0]));
         return threads || processes;
     }
 

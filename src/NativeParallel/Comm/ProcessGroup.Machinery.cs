@@ -80,8 +80,17 @@ public sealed partial class ProcessGroup
                            $"tag {tag}, {tensor.DType.Name()} x {tensor.Bytes} bytes", peer, abortOthers: true);
     }
 
-    // An async call joins the group's one order; its exception (argument checks included) ends its task.
-    private Task Async(Action operation) => _queue.Enqueue(operation);
+    // An async call joins the group's one order; its exception (argument checks included) ends its task. It runs
+    // on the streams that were current where it was called, as an NCCL call runs on the stream it is given.
+    private Task Async(Action operation)
+    {
+        var streams = CurrentStreams.Capture();
+        return _queue.Enqueue(() =>
+        {
+            using var scope = CurrentStreams.Restore(streams);
+            operation();
+        });
+    }
 
     // Every call that moves bytes takes its turn in the group's order (OrderedQueue), so a synchronous call never
     // shares the engine with a queued async one. A failed call leaves the links in an unknown state (a peer may

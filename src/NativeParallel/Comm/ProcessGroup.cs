@@ -26,6 +26,9 @@ public sealed partial class ProcessGroup : IDisposable
     private bool _ownsStore;
     private string? _storePrefix;
     private ThreadTransport.Shared? _threadShared;
+    // Process ranks: each rank's host identity and the transport asked for (null: chosen per pair), for splits.
+    private string[]? _hosts;
+    private string? _requestedTransport;
     private int _splits;
     // Groups split from this one, so that aborting it reaches every group its rank takes part in.
     private readonly List<ProcessGroup> _children = [];
@@ -63,7 +66,7 @@ public sealed partial class ProcessGroup : IDisposable
     /// <summary>How long one collective may wait on its peers.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>The transport's name: threads, shm or tcp.</summary>
+    /// <summary>The transport's name: threads, shm, tcp, or shm+tcp (shared memory within each host, TCP between hosts).</summary>
     public string TransportName => _transport.Name;
 
     /// <summary>Bytes this rank has sent to its peers so far (what the communication columns of a run report).</summary>
@@ -117,30 +120,36 @@ public sealed partial class ProcessGroup : IDisposable
     /// Joins the job this process was launched into (torchrun, mpirun, Slurm or <c>nativeparallel launch</c>
     /// environment): rank 0 hosts the rendezvous store (<see cref="LaunchEnvironment"/> says where), the ranks join
     /// it, saying what they wait for while they wait (<see cref="RendezvousJoin"/>), exchange their hosts and
-    /// addresses, and connect over shared memory when they all share a host, else TCP (NATIVEPARALLEL_TRANSPORT
-    /// or <paramref name="transport"/> overrides: shm, tcp). A process that no launcher started is a group of one.
+    /// addresses, and connect each pair over shared memory when both share a host, else TCP
+    /// (<see cref="TransportChoice"/>; NATIVEPARALLEL_TRANSPORT or <paramref name="transport"/> forces one for
+    /// every pair: shm, tcp). A process that no launcher started is a group of one.
     /// </summary>
     public static ProcessGroup FromEnvironment(string name = "world", string? transport = null)
     {
         var env = LaunchEnvironment.Detect();
+        if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, CommTunables.Timeout)[0];
+        return Join(env, name, transport);
+    }
+
+    /// <summary>
+    /// Joins the job that <paramref name="env"/> describes (rank, world size, the store's address and port), as
+    /// <see cref="FromEnvironment"/> does for a launcher's job: for hosts that learn their coordinates some other
+    /// way (the C API's npCommInitRank). Rank 0 hosts the store, so its address must be rank 0's host.
+    /// </summary>
+    public static ProcessGroup Join(LaunchEnvironment env, string name = "world", string? transport = null)
+    {
         var timeout = CommTunables.Timeout;
-        if (env is null || env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
+        if (env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
         CoreBinding.Apply(env);
         var (store, job, hosts) = RendezvousJoin.Join(env, timeout, CommTunables.RendezvousProgressInterval, Console.Error);
         try
         {
-            bool oneHost = hosts.All(h => h == hosts[env.Rank]);
-            string chosen = (transport ?? CommTunables.Transport ?? (oneHost ? "shm" : "tcp")).ToLowerInvariant();
+            string? requested = transport ?? CommTunables.Transport;
             string prefix = $"nativeparallel-{job}-{name}";
-            ITransport links = chosen switch
-            {
-                "shm" when !oneHost => throw new InvalidOperationException($"NATIVEPARALLEL_TRANSPORT=shm but the ranks of '{name}' span several hosts; use tcp"),
-                "shm" => ShmTransport.Create(store, prefix, env.Rank, env.WorldSize, CommTunables.ShmRingBytes, timeout),
-                "tcp" => TcpTransport.Create(store, prefix, env.Rank, env.WorldSize, timeout),
-                _ => throw new ArgumentException($"unknown transport '{chosen}': expected shm or tcp"),
-            };
-            Log.Info($"{name}: rank {env.Rank} of {env.WorldSize} ({env.Launcher}) connected over {chosen}");
-            return new ProcessGroup(links, env.Rank, env.WorldSize, name, timeout) { _store = store, _ownsStore = true, _storePrefix = prefix };
+            var links = TransportChoice.Connect(store, prefix, env.Rank, hosts, requested, name, timeout);
+            Log.Info($"{name}: rank {env.Rank} of {env.WorldSize} ({env.Launcher}) on host {hosts[env.Rank]} connected over {links.Name}");
+            return new ProcessGroup(links, env.Rank, env.WorldSize, name, timeout)
+                { _store = store, _ownsStore = true, _storePrefix = prefix, _hosts = hosts, _requestedTransport = requested };
         }
         catch
         {
@@ -166,6 +175,7 @@ public sealed partial class ProcessGroup : IDisposable
         var members = Enumerable.Range(0, Size).Where(r => pairs[2 * r] == color).OrderBy(r => pairs[2 * r + 1]).ThenBy(r => r).ToArray();
         int rank = Array.IndexOf(members, Rank), size = members.Length;
         string child = name ?? $"{Name}.{color}";
+        string[]? childHosts = _hosts is null ? null : members.Select(m => _hosts[m]).ToArray();
         ITransport transport;
         ThreadTransport.Shared? threadShared = null;
         if (_threadShared is not null)
@@ -178,14 +188,14 @@ public sealed partial class ProcessGroup : IDisposable
         else if (_store is not null)
         {
             string prefix = $"{_storePrefix}-s{split}c{color}";
-            transport = _transport.Name == "tcp"
-                ? TcpTransport.Create(_store, prefix, rank, size, Timeout)
-                : ShmTransport.Create(_store, prefix, rank, size, CommTunables.ShmRingBytes, Timeout);
+            // Chosen again for the members alone: a sub-group inside one host is all shared memory.
+            transport = TransportChoice.Connect(_store, prefix, rank, childHosts!, _requestedTransport, child, Timeout);
         }
         else throw new InvalidOperationException($"group '{Name}' cannot be split: it has no rendezvous");
-        Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)})");
+        Log.Info($"{Name}: rank {Rank} split into '{child}' as rank {rank} of {size} (members {string.Join(',', members)}) over {transport.Name}");
         var group = new ProcessGroup(transport, rank, size, child, Timeout)
-            { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this, _threadShared = threadShared };
+            { _store = _store, _storePrefix = $"{_storePrefix}-s{split}c{color}", TraceRank = TraceRank, _parent = this, _threadShared = threadShared,
+              _hosts = childHosts, _requestedTransport = _requestedTransport };
         lock (_children) _children.Add(group);
         return group;
     }

@@ -8,8 +8,8 @@ using NativeParallel.Kernels.Gpu;
 namespace NativeParallel.Devices;
 
 /// <summary>
-/// An NVIDIA GPU through the CUDA driver API: the device's primary context, memory from cuMemAlloc, one default
-/// stream that kernels and copies are ordered on, and kernels/*.cu compiled by NVRTC for the device's
+/// An NVIDIA GPU through the CUDA driver API: the device's primary context, memory from cuMemAlloc, a default
+/// stream and the thread's current stream (<see cref="CurrentStreams"/>) that kernels and copies are ordered on, and kernels/*.cu compiled by NVRTC for the device's
 /// architecture on first use (cached on disk), loaded as modules and launched with one argument struct.
 /// </summary>
 public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
@@ -79,7 +79,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     /// <inheritdoc/>
     public IDeviceStream DefaultStream => _defaultStream;
 
-    internal CUstream Stream(IDeviceStream? stream) => ((CudaStream)(stream ?? _defaultStream)).Handle;
+    /// <summary>The driver handle of <paramref name="stream"/>, or of the calling thread's current stream of this device when null.</summary>
+    internal CUstream Stream(IDeviceStream? stream) => ((CudaStream)(stream ?? this.CurrentStream())).Handle;
 
     /// <summary>Makes this device's context current on the calling thread (every entry point does it).</summary>
     public void MakeCurrent() => CudaException.Check(Cuda.cuCtxSetCurrent(_context));
@@ -104,7 +105,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         MakeCurrent();
         // Sizes are rounded so freed blocks fit later requests; 0 bytes still gets a valid, distinct block.
         long size = BlockCache.RoundUp(bytes);
-        if (_blocks.TryTake(size, out ulong reused)) return new DeviceBuffer(this, reused, bytes, p => Free(size, p));
+        if (_blocks.TryTake(size, this.CurrentStream(), out ulong reused)) return new DeviceBuffer(this, reused, bytes, p => Free(size, p));
         var result = Cuda.cuMemAlloc_v2(out CUdeviceptr pointer, (nuint)size);
         if (result == CUresult.CUDA_ERROR_OUT_OF_MEMORY && _blocks.CachedBytes > 0)
         {
@@ -126,9 +127,49 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     {
         if (_disposed) return; // the context is gone with the device; the driver has reclaimed it
         MakeCurrent();
-        // Work already queued may still use the block: reuse follows it on the same stream, so keeping it is safe
-        // for the default stream; a release to the driver synchronises by itself.
-        _blocks.Return(size, pointer);
+        // Work already queued on the freeing stream may still use the block: that stream may take it back at once
+        // (its later work follows in order); any other stream only after the fence recorded here has passed.
+        var stream = (CudaStream)this.CurrentStream();
+        _blocks.Return(size, pointer, stream, FreeFence.Record(this, stream.Handle));
+    }
+
+    // Fences of freed blocks: events without timing, recycled, since every free records one.
+    private readonly Stack<CUevent> _spareFenceEvents = new();
+
+    private sealed class FreeFence : BlockCache.IFence
+    {
+        private readonly CudaDevice _owner;
+        private readonly CUevent _event;
+
+        private FreeFence(CudaDevice owner, CUevent evt)
+        {
+            _owner = owner;
+            _event = evt;
+        }
+
+        public static FreeFence Record(CudaDevice owner, CUstream stream)
+        {
+            CUevent evt;
+            lock (owner._spareFenceEvents)
+                if (!owner._spareFenceEvents.TryPop(out evt)) CudaException.Check(Cuda.cuEventCreate(out evt, CUevent_flags.DISABLE_TIMING));
+            CudaException.Check(Cuda.cuEventRecord(evt, stream));
+            return new FreeFence(owner, evt);
+        }
+
+        public bool Passed
+        {
+            get
+            {
+                _owner.MakeCurrent();
+                return Cuda.cuEventQuery(_event) == CUresult.CUDA_SUCCESS;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_owner._disposed) return;
+            lock (_owner._spareFenceEvents) _owner._spareFenceEvents.Push(_event);
+        }
     }
 
     /// <inheritdoc/>
@@ -234,7 +275,11 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         MakeCurrent();
         TArgs copy = args;
         void* parameter = &copy;
-        var result = Cuda.cuLaunchKernel(f, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes, Stream(null), &parameter, null);
+        var stream = this.CurrentStream();
+        var timing = Tracer.DeviceLaunch(this, stream, function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z);
+        timing?.Start.Record(stream);
+        var result = Cuda.cuLaunchKernel(f, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, sharedBytes, Stream(stream), &parameter, null);
+        timing?.Stop.Record(stream);
         if (result != CUresult.CUDA_SUCCESS)
             throw new KernelLaunchException($"{Name}: launch of {function} (kernels/{file}) failed, grid {grid} block {block} shared {sharedBytes} B",
                 CudaException.Create(result, "cuLaunchKernel"));
@@ -248,6 +293,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         Cuda.cuCtxSynchronize();
         foreach (var module in _modules.Values.Where(m => m.IsValueCreated)) Cuda.cuModuleUnload(module.Value);
         _blocks.Flush();
+        lock (_spareFenceEvents)
+            while (_spareFenceEvents.TryPop(out var evt)) Cuda.cuEventDestroy_v2(evt);
         _defaultStream.Dispose();
         _disposed = true;
         Cuda.cuDevicePrimaryCtxRelease_v2(_device);
@@ -266,6 +313,8 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         }
 
         public CUstream Handle { get; }
+
+        public IDevice Device => _owner;
 
         public void Synchronize()
         {

@@ -20,7 +20,7 @@ public interface IDevice : IDisposable
     /// <summary>Allocates <paramref name="bytes"/> bytes (contents undefined). Zero bytes gives a valid empty buffer.</summary>
     DeviceBuffer Allocate(long bytes);
 
-    /// <summary>The stream work goes to when none is given; it runs in issue order.</summary>
+    /// <summary>The stream work goes to when no other is current (<see cref="CurrentStreams.UseStream"/>); it runs in issue order.</summary>
     IDeviceStream DefaultStream { get; }
 
     /// <summary>Creates a new in-order stream.</summary>
@@ -28,6 +28,8 @@ public interface IDevice : IDisposable
 
     /// <summary>Creates an event that records a point in a stream and its time.</summary>
     IDeviceEvent CreateEvent();
+
+    // Every copy below runs on stream, or on the calling thread's current stream of this device when it is null.
 
     /// <summary>Copies host bytes to device memory at <paramref name="dst"/>, ordered on <paramref name="stream"/>; returns once the source may be reused.</summary>
     void CopyHostToDevice(ReadOnlySpan<byte> src, ulong dst, IDeviceStream? stream = null);
@@ -41,16 +43,22 @@ public interface IDevice : IDisposable
     /// <summary>Sets <paramref name="bytes"/> bytes at <paramref name="dst"/> to <paramref name="value"/>.</summary>
     void Memset(ulong dst, byte value, long bytes, IDeviceStream? stream = null);
 
-    /// <summary>Waits until all work issued to this device has finished.</summary>
+    /// <summary>Waits until all work issued to this device, on every stream, has finished.</summary>
     void Synchronize();
 
     /// <summary>The kernels of this device: one method per op, each checked against the CPU reference.</summary>
     IKernels Kernels { get; }
 }
 
-/// <summary>An in-order queue of work on a device.</summary>
+/// <summary>
+/// An in-order queue of work on a device. Work on two streams is unordered unless an event orders it: a stream
+/// that reads what another wrote waits for an event recorded after the write (<see cref="Wait"/>).
+/// </summary>
 public interface IDeviceStream : IDisposable
 {
+    /// <summary>The device the stream belongs to.</summary>
+    IDevice Device { get; }
+
     /// <summary>Blocks until everything issued to the stream has finished.</summary>
     void Synchronize();
 
@@ -61,7 +69,7 @@ public interface IDeviceStream : IDisposable
 /// <summary>A marker recorded into a stream; two of them give an elapsed time.</summary>
 public interface IDeviceEvent : IDisposable
 {
-    /// <summary>Records the event at the current end of <paramref name="stream"/>.</summary>
+    /// <summary>Records the event at the current end of <paramref name="stream"/> (the current stream when null); a later record replaces it.</summary>
     void Record(IDeviceStream? stream = null);
 
     /// <summary>Blocks until the recorded point has been reached.</summary>

@@ -33,6 +33,9 @@ public sealed class TraceSession : IDisposable
 
     internal TraceSession(int processRank) => ProcessRank = processRank;
 
+    /// <summary>Launches timed by their device's events, one lane per stream.</summary>
+    internal DeviceTimedLaunches DeviceLaunches { get; } = new();
+
     /// <summary>The rank of events from threads no rank is bound to.</summary>
     public int ProcessRank { get; }
 
@@ -83,6 +86,7 @@ public sealed class TraceSession : IDisposable
             lock (_buffers)
                 foreach (var b in _buffers)
                     lock (b) all.AddRange(b.Events);
+            all.AddRange(DeviceLaunches.Resolve());
             all.Sort((a, b) => a.Rank != b.Rank ? a.Rank.CompareTo(b.Rank) : a.Lane != b.Lane ? a.Lane.CompareTo(b.Lane)
                 : a.StartUs != b.StartUs ? a.StartUs.CompareTo(b.StartUs) : b.DurationUs.CompareTo(a.DurationUs));
             return all;

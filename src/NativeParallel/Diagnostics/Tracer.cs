@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using NativeParallel.Devices;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Diagnostics;
@@ -95,6 +96,21 @@ public static class Tracer
             new("device", device), new("grid", $"({gridX}, {gridY}, {gridZ})"), new("block", $"({blockX}, {blockY}, {blockZ})"), new("shared_bytes", (long)sharedBytes),
         };
         return new TraceSpan(session, function, "launch", RankOf(session), TraceSession.ComputeLane, args);
+    }
+
+    /// <summary>
+    /// Device timing of one launch on <paramref name="stream"/>: record Start on the stream just before the launch and
+    /// Stop just after; the trace shows the launch on the stream's own lane as the device timed it. Null when off.
+    /// </summary>
+    public static (IDeviceEvent Start, IDeviceEvent Stop)? DeviceLaunch(IDevice device, IDeviceStream stream, string function, uint gridX, uint gridY, uint gridZ,
+        uint blockX, uint blockY, uint blockZ)
+    {
+        if (Current is not { } session) return null;
+        var args = new List<KeyValuePair<string, object>>(3)
+        {
+            new("device", device.Name), new("grid", $"({gridX}, {gridY}, {gridZ})"), new("block", $"({blockX}, {blockY}, {blockZ})"),
+        };
+        return session.DeviceLaunches.Begin(session, RankOf(session), device, stream, function, args);
     }
 
     /// <summary>A phase of work on the compute lane (forward, backward), holding the kernels it runs.</summary>

@@ -9,10 +9,15 @@ namespace NativeParallel.Training;
 /// buffer back and reports how far they are final; every whole bucket inside that region is all-reduced at once (an
 /// ordered async collective on the data-parallel group) while backward goes on, and what is left at the front goes
 /// when backward reaches offset 0. The step waits only for the buckets still in flight.
+/// The all-reduces run on a communication stream of their own, ordered by events: each bucket after the compute
+/// work that wrote it (the stream current at <see cref="Ready"/>), and the optimizer's stream after every bucket
+/// (<see cref="Finish"/>), so on a GPU backward's kernels and the reductions overlap and nothing waits on the host.
 /// </summary>
-internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor gradients, long bucketElements)
+internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor gradients, long bucketElements) : IDisposable
 {
     private readonly List<Task> _pending = [];
+    private readonly IDeviceStream _communication = device.CreateStream();
+    private readonly IDeviceEvent _written = device.CreateEvent(), _reduced = device.CreateEvent();
     private long _launchedFrom;
 
     /// <summary>Buckets all-reduced in the last step.</summary>
@@ -32,10 +37,11 @@ internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor
         {
             long start = Math.Max(0, _launchedFrom - bucketElements);
             if (start < readyFrom) break;
-            // The collective reads the bucket from another thread: the kernels that wrote it must have finished.
-            TrainingSteps.FinishQueuedWork(device);
+            // The reduction reads the bucket after the kernels that wrote it: the communication stream waits for them.
+            _written.Record(device.CurrentStream());
+            _communication.Wait(_written);
             var bucket = gradients.Narrow(0, (int)start, (int)(_launchedFrom - start));
-            _pending.Add(group.AllReduceAsync(bucket, bucket));
+            using (device.UseStream(_communication)) _pending.Add(group.AllReduceAsync(bucket, bucket));
             _launchedFrom = start;
         }
     }
@@ -44,7 +50,18 @@ internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor
     public void Finish()
     {
         if (_launchedFrom != 0) throw new InvalidOperationException($"backward reported gradients final only from element {_launchedFrom}; the buckets before it were never all-reduced");
+        // Every bucket's work is on the communication stream once its call has run: the caller's stream (the
+        // optimizer) waits for all of it there.
         Task.WaitAll(_pending);
+        _reduced.Record(_communication);
+        device.CurrentStream().Wait(_reduced);
         LastCount = _pending.Count;
+    }
+
+    public void Dispose()
+    {
+        _written.Dispose();
+        _reduced.Dispose();
+        _communication.Dispose();
     }
 }

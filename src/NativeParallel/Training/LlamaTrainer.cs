@@ -450,7 +450,6 @@ public sealed class LlamaTrainer : IDisposable
     private Tensor AllTokens(Tensor tokenShard)
     {
         if (!_sp) return tokenShard;
-        TrainingSteps.FinishQueuedWork(_device);
         _tp!.AllGather(tokenShard, _gathered);
         return _gathered;
     }
@@ -461,7 +460,6 @@ public sealed class LlamaTrainer : IDisposable
     private Tensor ToTokenShard(Tensor partial, Tensor shard)
     {
         if (_tp is null) return partial;
-        TrainingSteps.FinishQueuedWork(_device);
         if (!_sp)
         {
             _tp.AllReduce(partial);
@@ -478,7 +476,6 @@ public sealed class LlamaTrainer : IDisposable
     public void SumSequenceParallelGradients()
     {
         if (!_sp) return;
-        TrainingSteps.FinishQueuedWork(_device);
         foreach (var p in Parameters)
             if (!p.IsTensorParallelShard) _tp!.AllReduce(p.Grad);
     }
@@ -493,7 +490,6 @@ public sealed class LlamaTrainer : IDisposable
     private void SumOverTensorParallel(Tensor t, ReduceOp op = ReduceOp.Sum)
     {
         if (_tp is null) return;
-        TrainingSteps.FinishQueuedWork(_device);
         _tp.AllReduce(t, op);
     }
 
@@ -514,7 +510,6 @@ public sealed class LlamaTrainer : IDisposable
         }
         // Sharded tensors (2-D layer weights) summed over the group; replicated ones (norms, embedding, head) once.
         foreach (var p in Parameters) if (p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
-        TrainingSteps.FinishQueuedWork(_device);
         _tp.AllReduce(_normTotal);
         foreach (var p in Parameters) if (!p.IsTensorParallelShard) SumOfSquares.Accumulate(p.Grad, _normTotal);
         return Math.Sqrt(_normTotal.ToFloats()[0]);

@@ -192,22 +192,18 @@ public sealed class ParallelTrainer : IDisposable
                 return Trainer.Forward(_inputs, _targets, Trainer.Stage.IsFirst ? null : _stageInputs[slot], slot);
             }
             case PipelineOp.SendActivation:
-                TrainingSteps.FinishQueuedWork(_device);
                 pp.Send(Trainer.StageOutputOf(slot), next, action.MicroBatch);
                 return 0;
             case PipelineOp.RecvGradient:
                 pp.Recv(_outputGrad!, next, GradientTag + action.MicroBatch);
                 return 0;
             case PipelineOp.SendGradient:
-                TrainingSteps.FinishQueuedWork(_device);
                 pp.Send(Trainer.StageInputGrad, previous, GradientTag + action.MicroBatch);
                 return 0;
             case PipelineOp.SendActivationRecvGradient:
-                TrainingSteps.FinishQueuedWork(_device);
                 pp.SendRecv(Trainer.StageOutputOf(slot), next, action.MicroBatch, _outputGrad!, next, GradientTag + action.Other);
                 return 0;
             case PipelineOp.SendGradientRecvActivation:
-                TrainingSteps.FinishQueuedWork(_device);
                 pp.SendRecv(Trainer.StageInputGrad, previous, GradientTag + action.MicroBatch, _stageInputs[Slot(action.Other)], previous, action.Other);
                 return 0;
             default:
@@ -221,7 +217,6 @@ public sealed class ParallelTrainer : IDisposable
     private (double Loss, double Squares) ReduceOverWorld(double loss)
     {
         _reduced.Narrow(0, 1, 1).CopyFromHost(BitConverter.GetBytes((float)loss));
-        TrainingSteps.FinishQueuedWork(_device);
         _mesh.World.AllReduce(_reduced);
         var values = _reduced.ToFloats();
         return (values[1], values[0]);
@@ -247,6 +242,7 @@ public sealed class ParallelTrainer : IDisposable
     public void Dispose()
     {
         Trainer.Dispose();
+        _buckets?.Dispose();
         foreach (var t in _stageInputs) t.Dispose();
         _outputGrad?.Dispose();
         _reduced.Dispose();

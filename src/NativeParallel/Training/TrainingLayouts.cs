@@ -189,12 +189,8 @@ public static class TrainingLayouts
         }, layout.Name);
         double sent = (double)sentTotal / ranks / batches.Count;
         double error = reference is null ? 0 : losses.Zip(reference).Max(p => Math.Abs(p.First - p.Second) / Math.Abs(p.Second));
-        // Replicas: the ranks with the same pipeline and tensor coordinates (global rank = (pp·dp + dp_rank)·tp + tp_rank).
         bool identical = Enumerable.Range(0, ranks).All(r =>
-        {
-            int tpRank = r % layout.Tp, ppRank = r / (layout.Tp * layout.Dp);
-            return replicaWeights[r].AsSpan().SequenceEqual(replicaWeights[ppRank * layout.Dp * layout.Tp + tpRank]);
-        });
+            replicaWeights[r].AsSpan().SequenceEqual(replicaWeights[DeviceMesh.FirstReplicaOf(r, layout.Tp, layout.Dp)]));
         // The first step compiles kernels and touches every buffer: the median of the others is steady state.
         var steady = times.Skip(batches.Count > 1 ? 1 : 0).Order().ToArray();
         return new TrainingLayoutResult(layout, losses, error, memory, activations, sent, layout.PredictedBytesPerRank(weights.Config, batch, sequence, dtype),

@@ -1,5 +1,3 @@
-using NativeParallel.Devices;
-
 namespace NativeParallel.Training;
 
 /// <summary>The rules every trainer (single device, data, tensor and pipeline parallel) applies the same way.</summary>
@@ -10,14 +8,4 @@ public static class TrainingSteps
     /// </summary>
     public static float ClipCoefficient(double norm, float gradClip) =>
         gradClip > 0 ? (float)Math.Min(1.0, gradClip / (norm + 1e-6)) : 1f;
-
-    /// <summary>
-    /// Before a collective reads tensors that kernels wrote: a device that queues kernels (CUDA) must have run them.
-    /// Host-memory devices (cpu, emu) run kernels as they are issued. (A device-wide wait until streams and events
-    /// order compute and communication.)
-    /// </summary>
-    internal static void FinishQueuedWork(IDevice device)
-    {
-        if (device is not HostMemoryDevice) device.Synchronize();
-    }
 }

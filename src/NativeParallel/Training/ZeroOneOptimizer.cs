@@ -58,7 +58,6 @@ internal sealed class ZeroOneOptimizer : IDisposable
     /// <summary>Each rank's shard of the gradients summed over the group.</summary>
     public void ReduceScatter()
     {
-        TrainingSteps.FinishQueuedWork(_device);
         _group.ReduceScatter(_trainer.Gradients, GradientShard);
     }
 
@@ -83,7 +82,6 @@ internal sealed class ZeroOneOptimizer : IDisposable
             AdamW.Step(_trainer.Masters.Narrow(0, at, count), GradientShard.Narrow(0, local, count), Moment1.Narrow(0, local, count), Moment2.Narrow(0, local, count),
                 p.Decay ? settings : noDecay, step, gradScale, p.HasWorkingCopy ? _trainer.Working.Narrow(0, at, count) : null);
         }
-        TrainingSteps.FinishQueuedWork(_device);
         // In place: this rank's shard is its own chunk of the gathered buffer.
         _group.AllGather(_trainer.Masters.Narrow(0, (int)ShardStart, (int)ShardLength), _trainer.Masters);
         if (!ReferenceEquals(_trainer.Working, _trainer.Masters))

@@ -48,8 +48,14 @@ public sealed class SplitTests
             Assert.Equal(r + (r ^ 2), Sum(mesh.Dp));
             Assert.Equal(r + (r ^ 4), Sum(mesh.Pp));
             Assert.Equal(r + (r ^ 2), Sum(mesh.Ep));
+            // Replica 0 of this rank's part: the data-parallel group's member with DP index 0 (the smaller of r, r^2).
+            Assert.Equal(Math.Min(r, r ^ 2), DeviceMesh.FirstReplicaOf(r, tp: 2, dp: 2));
         });
         foreach (var g in world) g.Dispose();
         Assert.Throws<ArgumentException>(() => DeviceMesh.Create(ProcessGroup.CreateThreadGroup(1)[0], tp: 2));
+        // With a sequence axis, rank = ((pp·dp + dp_rank)·sp + sp_rank)·tp + tp_rank: rank 5 of tp 2, sp 2, dp 2 is
+        // (pp 0, dp 1, sp 0, tp 1), its replica 0 rank 1; rank 15 is (pp 1, dp 1, sp 1, tp 1), its replica 0 rank 11.
+        Assert.Equal(1, DeviceMesh.FirstReplicaOf(5, tp: 2, dp: 2, sp: 2));
+        Assert.Equal(11, DeviceMesh.FirstReplicaOf(15, tp: 2, dp: 2, sp: 2));
     }
 }

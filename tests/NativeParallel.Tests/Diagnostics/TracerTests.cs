@@ -225,3 +225,47 @@ internal sealed record TraceJson(List<TraceJson.Event> Complete, Dictionary<int,
         return new TraceJson(complete, processes, threads);
     }
 }
+
+/// <summary>
+/// Launches on a stream other than the host's are timed by the device's own events and shown on that stream's lane:
+/// on the emulated device, a stream's worker runs them after the host has moved on, so their slices start after
+/// the enqueue and do not overlap each other (one stream runs in order).
+/// </summary>
+[Collection(nameof(Kernels.EnvironmentCollection))]
+public sealed class DeviceTimedTraceTests
+{
+    [Theory]
+    [InlineData("emu")]
+    [InlineData("cuda")]
+    public void LaunchesOnAStreamGetTheirOwnLaneTimedByTheDevice(string kind)
+    {
+        if (kind == "cuda") Hardware.RequireCuda();
+        else Hardware.RequireEmu();
+        using IDevice device = kind == "cuda" ? CudaDevice.Open() : new EmuDevice { StreamOrder = EmuStreamOrder.Concurrent };
+        using var side = device.CreateStream();
+        using var x = Tensor.FromFloats(device, Enumerable.Range(0, 5000).Select(i => i * 1e-3f).ToArray(), DType.F32, 5000);
+        using var y = Tensor.Empty(device, DType.F32, 5000);
+        device.Kernels.Gelu(x, y); // built before tracing, so the traced launches are only runs
+        using var session = Tracer.Start();
+        double before = TraceSession.Microseconds(System.Diagnostics.Stopwatch.GetTimestamp());
+        using (device.UseStream(side))
+            for (int i = 0; i < 3; i++) device.Kernels.Gelu(x, y);
+        side.Synchronize();
+        double after = TraceSession.Microseconds(System.Diagnostics.Stopwatch.GetTimestamp());
+        session.Dispose();
+
+        // Other tests may use the emulated device meanwhile; only this test runs gelu on a side stream.
+        var timed = session.Events.Where(e => e.Category == "device" && e.Name.StartsWith("gelu", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, timed.Count);
+        Assert.All(timed, e =>
+        {
+            Assert.StartsWith($"{device.Name} stream", session.LaneName(e.Rank, e.Lane));
+            Assert.NotEqual(TraceSession.ComputeLane, e.Lane);
+            Assert.True(e.DurationUs > 0, $"{e.Name} has no device time");
+            Assert.InRange(e.StartUs, before - 1, after + 1);
+        });
+        for (int i = 1; i < timed.Count; i++) Assert.True(timed[i].StartUs >= timed[i - 1].EndUs - 1, "launches of one stream overlap on its lane");
+        // The host's spans of the same launches stay on the compute lane (the enqueue).
+        Assert.Equal(3, session.Events.Count(e => e.Category == "launch" && e.Name.StartsWith("gelu", StringComparison.Ordinal) && e.Lane == TraceSession.ComputeLane));
+    }
+}

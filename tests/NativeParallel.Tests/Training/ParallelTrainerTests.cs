@@ -99,7 +99,7 @@ public sealed class ParallelTrainerTests
         // Data-parallel replicas (the same tensor and pipeline coordinates) stay bitwise identical.
         for (int r = 0; r < layout.Ranks; r++)
         {
-            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            int replica0 = DeviceMesh.FirstReplicaOf(r, layout.Tp, layout.Dp);
             Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"{text}: rank {r}'s weights differ from its replica on rank {replica0}");
         }
         if (layout.Dp > 1 && layout.Zero == 0 && bucketBytes < 4096)
@@ -137,7 +137,7 @@ public sealed class ParallelTrainerTests
             Assert.True(Math.Abs(losses[0][s] - expected[s]) <= 1e-2 * expected[s], $"bf16 {text} step {s + 1}: loss {losses[0][s]} vs one device {expected[s]}");
         for (int r = 0; r < layout.Ranks; r++)
         {
-            int replica0 = r / (layout.Tp * layout.Dp) * layout.Dp * layout.Tp + r % layout.Tp;
+            int replica0 = DeviceMesh.FirstReplicaOf(r, layout.Tp, layout.Dp);
             Assert.True(masters[r].AsSpan().SequenceEqual(masters[replica0]), $"bf16 {text}: rank {r}'s weights differ from its replica on rank {replica0}");
         }
     }
@@ -233,8 +233,10 @@ public sealed class ParallelTrainerTests
     public void ThreadRanksSharingTheEmulatedDeviceTrainTheModelOfTheCpu(string text)
     {
         // The kernel-device path: collectives and transfers on emulated-device tensors, every training kernel's CUDA
-        // source, against the CPU run of the same global batches.
+        // source, against the CPU run of the same global batches. The device defers every stream but the default
+        // one, so a gradient bucket reduced on the communication stream without its events would train wrong.
         Hardware.RequireEmu();
+        using var device = new EmuDevice { StreamOrder = EmuStreamOrder.Deferred };
         const int batch = 4;
         var layout = TrainingLayout.Parse(text);
         var weights = new LlamaWeights(TrainerTests.Tiny, seed: 13);
@@ -246,7 +248,7 @@ public sealed class ParallelTrainerTests
         ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
         {
             using var mesh = DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
-            using var trainer = new ParallelTrainer(mesh, EmuDevices.Shared, weights, batch, Sequence, layout.Options(bucketBytes: 2048));
+            using var trainer = new ParallelTrainer(mesh, device, weights, batch, Sequence, layout.Options(bucketBytes: 2048));
             losses[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, Settings, i + 1, 1f).Loss).ToArray();
             if (world.Rank == 0) directInSubGroup = layout.Tp > 1 ? mesh.Tp.DeviceDirectCalls : mesh.Dp.DeviceDirectCalls;
         }, timeout: TimeSpan.FromSeconds(120));

@@ -27,7 +27,7 @@ internal sealed class Direct(DevicePeers peers, Action barrier, ulong[] inputs, 
 
     private void Copy(ulong source, ulong destination, long elements)
     {
-        if (elements > 0 && source != destination) _device.CopyDeviceToDevice(source, destination, elements * _es, _device.DefaultStream);
+        if (elements > 0 && source != destination) _device.CopyDeviceToDevice(source, destination, elements * _es); // on the caller's current stream
     }
 
     private ulong At(ulong basePointer, long element) => basePointer + (ulong)(element * _es);

@@ -13,7 +13,7 @@ namespace NativeParallel.Comm.Rendezvous;
 /// </summary>
 internal static class RendezvousJoin
 {
-    /// <summary>A finished rendezvous: the store connection, this job's key prefix and each rank's host name.</summary>
+    /// <summary>A finished rendezvous: the store connection, this job's key prefix and each rank's host identity (<see cref="HostIdentity"/>).</summary>
     internal sealed record Joined(TcpStore Store, string Job, string[] Hosts);
 
     /// <summary>Joins the job of <paramref name="env"/> within <paramref name="timeout"/>, reporting to <paramref name="progress"/>.</summary>
@@ -61,8 +61,9 @@ internal static class RendezvousJoin
             if (env.Rank == 0) store.Set("job", Guid.NewGuid().ToString("N")[..12]);
             if (!store.TryGet("job", Left(), out string? job))
                 throw new TimeoutException($"rendezvous: {who} reached the store at {at} but rank 0 never published the job within {timeout.TotalSeconds:F0} s; is another program listening there?");
-            string host = Environment.MachineName;
-            store.Set($"{job}/host/{env.Rank}", host);
+            // The identity decides shared memory or TCP per pair of ranks; the name is what people read.
+            string host = HostIdentity.DisplayName;
+            store.Set($"{job}/host/{env.Rank}", HostIdentity.Current);
             long order = store.Add($"{job}/joined", 1);
             store.Set($"{job}/join/{order}", $"rank {env.Rank} from {host}");
             Log.Info($"rendezvous: {who} joined the store at {at} from {host} ({order} of {n} so far)");

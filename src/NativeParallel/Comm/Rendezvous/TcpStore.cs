@@ -16,10 +16,12 @@ namespace NativeParallel.Comm.Rendezvous;
 public sealed class TcpStore : IDisposable
 {
     private const byte OpSet = 1, OpGet = 2, OpAdd = 3, OpMissing = 4;
+    private const int ReplyGraceMs = 10_000;
     private readonly TcpClient _client;
     private readonly NetworkStream _stream;
     private readonly Server? _server;
     private readonly object _gate = new();
+    private volatile bool _closed;
 
     private TcpStore(TcpClient client, Server? server, JobSecret secret, Action<string> refusals, TimeSpan handshake)
     {
@@ -74,7 +76,8 @@ public sealed class TcpStore : IDisposable
             var client = new TcpClient { NoDelay = true };
             try
             {
-                client.Connect(address, port);
+                // Through NATIVEPARALLEL_HOSTS_FILE first: node names a test or a site lists, unknown to DNS.
+                client.Connect(HostsFile.Resolve(address), port);
                 JobHandshake.Prove(client.Client, secret, "store", limit, $"rank 0's store at {address}:{port}");
                 return new TcpStore(client, server, secret, refusals, limit);
             }
@@ -158,8 +161,13 @@ public sealed class TcpStore : IDisposable
         BinaryPrimitives.WriteInt32LittleEndian(request.AsSpan(7 + keyBytes.Length + value.Length), waitMs);
         lock (_gate)
         {
+            if (_closed) throw new IOException("rendezvous store connection is closed: an earlier call to it failed, or this rank disposed it");
             try
             {
+                // A store behind a dead link never answers and never resets: bound every reply by the call's own
+                // wait plus a grace, so a rank failing or leaving after a network fault does not block forever.
+                _client.ReceiveTimeout = (int)Math.Min(int.MaxValue, (long)waitMs + ReplyGraceMs);
+                _client.SendTimeout = ReplyGraceMs;
                 _stream.Write(request);
                 var head = new byte[5];
                 _stream.ReadExactly(head);
@@ -167,9 +175,12 @@ public sealed class TcpStore : IDisposable
                 _stream.ReadExactly(reply);
                 return (head[0] == 0, reply);
             }
-            catch (Exception e) when (e is IOException or SocketException or EndOfStreamException)
+            catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
             {
-                throw new IOException($"rendezvous store connection lost ({e.Message}): rank 0, which hosts it, may have exited", e);
+                // A reply may still be on its way: the stream is out of step, so no later call may use it.
+                _closed = true;
+                _client.Dispose();
+                throw new IOException($"rendezvous store connection lost ({e.Message}): rank 0, which hosts it, may have exited, or the network to it is down", e);
             }
         }
     }
@@ -177,6 +188,7 @@ public sealed class TcpStore : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        _closed = true;
         _client.Dispose();
         _server?.Dispose();
     }

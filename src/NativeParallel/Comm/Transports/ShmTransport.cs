@@ -29,38 +29,46 @@ public sealed unsafe class ShmTransport : ITransport
         _links = new RingLink?[size];
     }
 
-    /// <summary>Creates this rank's segment, waits for every rank's, maps them and links to every peer.</summary>
-    public static ShmTransport Create(TcpStore store, string prefix, int rank, int size, long ringBytes, TimeSpan timeout)
+    /// <summary>
+    /// Creates this rank's segment, waits for every member's, maps them and links to every member peer.
+    /// <paramref name="members"/>: the ranks of the group that share this host (this rank among them), when only
+    /// some do; their links keep the group's rank numbers. Null: all <paramref name="size"/> ranks.
+    /// </summary>
+    public static ShmTransport Create(TcpStore store, string prefix, int rank, int size, long ringBytes, TimeSpan timeout, int[]? members = null)
     {
+        members ??= Enumerable.Range(0, size).ToArray();
         string folder = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
         string Path_(int r) => Path.Combine(folder, $"{prefix}-r{r}");
         var t = new ShmTransport(rank, size, ringBytes);
-        long bytes = RingMesh.SegmentBytes(size, ringBytes);
+        // Segments hold one ring per member, placed by the member's index: a big job's ranks on other hosts cost nothing here.
+        long bytes = RingMesh.SegmentBytes(members.Length, ringBytes);
         try
         {
             t.Map(rank, MemoryMappedFile.CreateFromFile(Path_(rank), FileMode.CreateNew, null, bytes, MemoryMappedFileAccess.ReadWrite));
             RingMesh.Prefault(t._segments[rank], bytes, write: true);
-            RingMesh.Initialize(t._segments[rank], size, ringBytes, Environment.ProcessId);
-            store.Barrier($"{prefix}/created", size, timeout);
-            for (int p = 0; p < size; p++)
+            RingMesh.Initialize(t._segments[rank], members.Length, ringBytes, Environment.ProcessId);
+            store.Barrier($"{prefix}/created", members.Length, timeout);
+            foreach (int p in members)
             {
                 if (p == rank) continue;
                 t.Map(p, MemoryMappedFile.CreateFromFile(Path_(p), FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite));
                 RingMesh.Prefault(t._segments[p], bytes, write: false);
             }
-            store.Barrier($"{prefix}/mapped", size, timeout);
+            store.Barrier($"{prefix}/mapped", members.Length, timeout);
         }
         finally
         {
             // Every rank has it mapped (or setup failed): the name is no longer needed.
             try { File.Delete(Path_(rank)); } catch (IOException) { }
         }
-        for (int p = 0; p < size; p++)
+        int me = Array.IndexOf(members, rank);
+        for (int i = 0; i < members.Length; i++)
         {
+            int p = members[i];
             if (p == rank) continue;
             byte* peerSegment = t._segments[p];
             int pid = RingMesh.Pid(peerSegment);
-            t._links[p] = new RingLink(p, RingMesh.Ring(peerSegment, rank, ringBytes), RingMesh.Ring(t._segments[rank], p, ringBytes),
+            t._links[p] = new RingLink(p, RingMesh.Ring(peerSegment, me, ringBytes), RingMesh.Ring(t._segments[rank], i, ringBytes),
                 () => ProcessLiveness.Failure(pid));
         }
         return t;
@@ -79,7 +87,10 @@ public sealed unsafe class ShmTransport : ITransport
     public string Name => "shm";
 
     /// <inheritdoc/>
-    public ILink Link(int peer) => _links[peer] ?? throw new ArgumentException($"rank {_rank} has no link to itself");
+    public ILink Link(int peer) => _links[peer] ?? throw new ArgumentException($"rank {_rank} has no shared-memory link to rank {peer}");
+
+    /// <summary>The link to <paramref name="peer"/> when it shares this host, else null.</summary>
+    internal ILink? TryLink(int peer) => _links[peer];
 
     /// <inheritdoc/>
     public void Abort(string reason)

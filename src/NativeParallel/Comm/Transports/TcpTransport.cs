@@ -16,8 +16,12 @@ namespace NativeParallel.Comm.Transports;
 /// the secret is dropped with one line on the log. A closed or reset connection is a peer failure; an abort
 /// closes every connection so peers stop too.
 /// </summary>
-public sealed class TcpTransport : ITransport
+public sealed class TcpTransport : ITransport, ILinkHealth
 {
+    // Acknowledgements come within round trips (milliseconds) on a live path, even a congested one; seconds of
+    // silence with data outstanding means the path or the peer's host is gone.
+    private const uint DeadPathSilenceMs = 2000;
+
     private readonly int _rank;
     private readonly TcpStore _store;
     private readonly string _prefix;
@@ -32,17 +36,25 @@ public sealed class TcpTransport : ITransport
         _links = new StripedLink?[size];
     }
 
-    /// <summary>Listens, publishes the address, connects the mesh.</summary>
-    public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout)
+    /// <summary>
+    /// Listens, publishes the address, connects the mesh: to every other rank, or to <paramref name="peers"/> only
+    /// (the ranks on other hosts, when those on this one share memory); every rank of the group calls it.
+    /// <paramref name="acrossHosts"/>: some peer is on another host, so a loopback address would not reach it.
+    /// </summary>
+    public static TcpTransport Create(TcpStore store, string prefix, int rank, int size, TimeSpan timeout, IReadOnlyCollection<int>? peers = null, bool acrossHosts = false)
     {
         var t = new TcpTransport(rank, size, store, prefix);
         int perPeer = CommTunables.SocketsPerPeer;
+        var linked = peers is null ? Enumerable.Range(0, size).Where(p => p != rank).ToHashSet() : peers.ToHashSet();
         IPAddress address = InterfaceAddress() ?? store.LocalAddress;
+        if (acrossHosts && IPAddress.IsLoopback(address))
+            throw new InvalidOperationException($"tcp: rank {rank} reaches the store at a loopback address ({address}), which its peers on other hosts " +
+                                                "cannot reach; set MASTER_ADDR to rank 0's network address, or NATIVEPARALLEL_SOCKET_IFNAME to the interface to use");
         using var listener = new TcpListener(address, 0);
         listener.Start(backlog: Math.Max(size * perPeer, 16));
         store.Set($"{prefix}/addr/{rank}", $"{address}|{((IPEndPoint)listener.LocalEndpoint).Port}");
         var sockets = new Socket?[size, perPeer];
-        for (int p = 0; p < rank; p++)
+        foreach (int p in linked.Where(p => p < rank).Order())
         {
             var parts = store.Get($"{prefix}/addr/{p}", timeout).Split('|');
             for (int s = 0; s < perPeer; s++)
@@ -63,11 +75,11 @@ public sealed class TcpTransport : ITransport
             }
         }
         var deadline = DateTime.UtcNow + timeout;
-        int expected = (size - 1 - rank) * perPeer;
+        int expected = linked.Count(p => p > rank) * perPeer;
         // Not disposed: handshakes still in flight when Create returns may look at it (and then drop their socket).
         var admitted = new BlockingCollection<(int Id, Socket Socket)>();
         var refusals = new RefusalLog(store.Refusals, $"tcp rank {rank} listening on {listener.LocalEndpoint}");
-        _ = AcceptAdmitted(listener, store, (rank, size, perPeer), admitted, refusals);
+        _ = AcceptAdmitted(listener, store, (rank, size, perPeer), linked, admitted, refusals);
         try
         {
             for (int accepted = 0; accepted < expected; accepted++)
@@ -82,9 +94,8 @@ public sealed class TcpTransport : ITransport
         {
             admitted.CompleteAdding();
         }
-        for (int p = 0; p < size; p++)
+        foreach (int p in linked)
         {
-            if (p == rank) continue;
             t._links[p] = new StripedLink(p, Enumerable.Range(0, perPeer).Select(s => new SocketLink(p, sockets[p, s]!)).ToArray());
         }
         foreach (var link in t._links) link?.MakeNonBlocking();
@@ -96,7 +107,7 @@ public sealed class TcpTransport : ITransport
     // Accepts until the listener closes; each caller proves the job's secret and says who it is on its own task,
     // so a connection that never speaks delays no one. A caller that fails, or claims a slot that is not
     // expected or already taken, is dropped with one line on the log.
-    private static async Task AcceptAdmitted(TcpListener listener, TcpStore store, (int Rank, int Size, int PerPeer) me,
+    private static async Task AcceptAdmitted(TcpListener listener, TcpStore store, (int Rank, int Size, int PerPeer) me, IReadOnlySet<int> linked,
         BlockingCollection<(int Id, Socket Socket)> admitted, RefusalLog refusals)
     {
         var taken = new bool[me.Size, me.PerPeer];
@@ -135,7 +146,7 @@ public sealed class TcpTransport : ITransport
                 if (why is null)
                     lock (taken)
                     {
-                        if (id < 0 || caller <= me.Rank || caller >= me.Size || slot >= me.PerPeer || taken[caller, slot])
+                        if (id < 0 || caller <= me.Rank || caller >= me.Size || !linked.Contains(caller) || slot >= me.PerPeer || taken[caller, slot])
                             why = $"proved the secret but claimed to be socket {slot} of rank {caller}, which rank {me.Rank} does not expect";
                         else taken[caller, slot] = true;
                     }
@@ -175,7 +186,11 @@ public sealed class TcpTransport : ITransport
     {
         if (_abort is not null) return;
         _abort = reason;
-        try { _store.Set($"{_prefix}/abort", reason); } catch (IOException) { }
+        // In the background: after a network fault the store may be out of reach, and the failing rank must not wait for it.
+        ThreadPool.QueueUserWorkItem(_ =>
+        {
+            try { _store.Set($"{_prefix}/abort", reason); } catch (IOException) { }
+        });
         foreach (var link in _links) link?.Dispose();
     }
 
@@ -184,6 +199,16 @@ public sealed class TcpTransport : ITransport
 
     /// <inheritdoc/>
     public void Idle(int spins) => Backoff.Idle(spins);
+
+    /// <inheritdoc/>
+    public (int Peer, string Why)? Stalled()
+    {
+        foreach (var link in _links)
+            if (link?.Unacknowledged() is { } stall && stall.SilentMs >= DeadPathSilenceMs)
+                return (link.Peer, $"rank {link.Peer} is unreachable: {stall.Segments} segments sent to it over tcp ({stall.Remote}) have had no acknowledgement " +
+                                   $"for {stall.SilentMs / 1000.0:F1} s, so the network path to its host is down (or that host is)");
+        return null;
+    }
 
     /// <inheritdoc/>
     public void Dispose()
@@ -237,6 +262,16 @@ public sealed class TcpTransport : ITransport
 
         public string? PeerFailure() => sockets.Select(s => s.PeerFailure()).FirstOrDefault(f => f is not null);
 
+        /// <summary>The socket to this peer that has waited longest for an acknowledgement, if any waits.</summary>
+        public (uint Segments, uint SilentMs, string Remote)? Unacknowledged()
+        {
+            (uint Segments, uint SilentMs, string Remote)? longest = null;
+            foreach (var s in sockets)
+                if (s.Unacknowledged() is { } u && (longest is null || u.SilentMs > longest.Value.SilentMs))
+                    longest = (u.Segments, u.SilentMs, s.Remote);
+            return longest;
+        }
+
         public void Dispose()
         {
             foreach (var s in sockets) s.Dispose();
@@ -274,6 +309,12 @@ public sealed class TcpTransport : ITransport
         }
 
         public string? PeerFailure() => _failure;
+
+        public (uint Segments, uint SilentMs)? Unacknowledged() => TcpAcknowledgements.Unacknowledged(socket);
+
+        public string Remote { get; } = socket.RemoteEndPoint is IPEndPoint end
+            ? $"{(end.Address.IsIPv4MappedToIPv6 ? end.Address.MapToIPv4() : end.Address)}:{end.Port}"
+            : "?";
 
         public void Dispose()
         {

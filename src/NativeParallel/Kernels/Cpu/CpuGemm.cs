@@ -8,6 +8,8 @@ namespace NativeParallel.Kernels.Cpu;
 /// of two contiguous rows. Cache blocking: the output is cut into tiles of <see cref="TileRows"/> × <see cref="TileCols"/>
 /// (one parallel task each) and k into panels of <see cref="PanelK"/>, so a tile's rows of a and b stay in L2
 /// while they are reused; inside a tile a 2 × 4 micro-kernel keeps eight Vector256 accumulators in registers.
+/// This dot-product form streams b once, which suits a few rows of a (decode); from <see cref="PackedFromRows"/>
+/// rows on, <see cref="CpuPackedGemm"/> runs instead.
 /// </summary>
 internal static unsafe class CpuGemm
 {
@@ -15,8 +17,16 @@ internal static unsafe class CpuGemm
     public const int TileCols = 64;
     public const int PanelK = 1024;
 
+    /// <summary>Rows of a from which the packed GEMM takes over: below, packing b would cost as much as reading it (decode).</summary>
+    internal static int PackedFromRows { get; set; } = 16;
+
     public static void MultiplyTransposed(float* a, float* b, float* c, int m, int n, int k)
     {
+        if (m >= PackedFromRows)
+        {
+            CpuPackedGemm.Multiply(m, n, k, new(a, k, 1), new(b, k, 1), c, n, accumulate: false);
+            return;
+        }
         if (m == 0 || n == 0) return;
         if (k == 0)
         {

@@ -28,6 +28,7 @@ public sealed class GpuKernels : IKernels
 
     private static string Suffix(DType dtype) => dtype.Name();
 
+    /// <inheritdoc />
     public void Embedding(Tensor ids, Tensor table, Tensor output)
     {
         var (tokens, hidden, vocab) = OpShapes.Embedding(ids, table, output);
@@ -36,6 +37,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("embedding.cu", $"embedding_fwd_{Suffix(table.DType)}", new Dim3(RowGrid(tokens)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, float eps)
     {
         var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
@@ -44,6 +46,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void LayerNorm(Tensor x, Tensor weight, Tensor bias, Tensor y, float eps)
     {
         var (rows, d) = OpShapes.Norm("layernorm", x, weight, bias, y);
@@ -52,6 +55,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("layernorm.cu", $"layernorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Rope(Tensor x, Tensor positions, float theta)
     {
         var (tokens, heads, d) = OpShapes.Rope(x, positions);
@@ -61,6 +65,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("rope.cu", $"rope_fwd_{Suffix(x.DType)}", new Dim3(GridFor(pairs, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Matmul(Tensor a, Tensor b, Tensor c)
     {
         var (m, n, k) = OpShapes.Matmul(a, b, c);
@@ -74,6 +79,7 @@ public sealed class GpuKernels : IKernels
             _launcher.Launch("matmul.cu", $"matmul_f32_{Suffix(c.DType)}", grid, new Dim3(256), 0, args);
     }
 
+    /// <inheritdoc />
     public void AddBias(Tensor x, Tensor bias)
     {
         var (rows, n) = OpShapes.AddBias(x, bias);
@@ -83,8 +89,10 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("bias_add.cu", $"bias_add_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Add(Tensor a, Tensor b, Tensor output) => Binary("residual_add", "residual_add.cu", "residual_add", a, b, output);
 
+    /// <inheritdoc />
     public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", "swiglu.cu", "swiglu_fwd", gate, up, output);
 
     private void Binary(string op, string file, string entry, Tensor a, Tensor b, Tensor output)
@@ -95,6 +103,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch(file, $"{entry}_{Suffix(a.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Gelu(Tensor x, Tensor output)
     {
         long count = OpShapes.Elementwise("gelu", x, null, output);
@@ -103,6 +112,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("gelu.cu", $"gelu_fwd_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Softmax(Tensor x, Tensor y, float scale)
     {
         var (rows, n) = OpShapes.Softmax(x, y);
@@ -111,6 +121,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("softmax.cu", $"softmax_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void AttentionPrefill(Tensor q, Tensor k, Tensor v, Tensor output, int queryStart, float scale)
     {
         var s = OpShapes.AttentionPrefill(q, k, v, output, queryStart);
@@ -125,6 +136,7 @@ public sealed class GpuKernels : IKernels
             new Dim3(AttentionWarps * 32), 0, args);
     }
 
+    /// <inheritdoc />
     public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale)
     {
         var s = OpShapes.AttentionDecode(q, kCache, vCache, lengths, output);
@@ -138,6 +150,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("attention.cu", $"attention_decode_{Suffix(q.DType)}", new Dim3(RowGrid(heads)), new Dim3(AttentionWarps * 32), 0, args);
     }
 
+    /// <inheritdoc />
     public void Argmax(Tensor x, Tensor indices)
     {
         var (rows, n) = OpShapes.Argmax(x, indices);
@@ -146,6 +159,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("argmax.cu", $"argmax_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void TopK(Tensor x, int k, Tensor values, Tensor indices)
     {
         var (rows, n) = OpShapes.TopK(x, k, values, indices);
@@ -154,6 +168,7 @@ public sealed class GpuKernels : IKernels
         _launcher.Launch("topk.cu", $"topk_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
+    /// <inheritdoc />
     public void Reduce(ReduceOp op, ReadOnlySpan<Tensor> inputs, Tensor output)
     {
         long count = OpShapes.Reduce(inputs, output);

@@ -20,7 +20,6 @@ public static unsafe class MatmulBackward
 {
     private const string Op = "matmul_bwd";
     private const uint Tile = 64, Threads = 256;
-    private const int CpuRowChunk = 256;
     private static readonly EntryPoints InputEntry = new("matmul_bwd_input"), WeightEntry = new("matmul_bwd_weight");
 
     /// <summary>kernels/matmul.cu MatmulBwdArgs.</summary>
@@ -83,97 +82,24 @@ public static unsafe class MatmulBackward
         }
     }
 
-    // dX = dY · W = dY · (Wᵀ)ᵀ: CpuGemm (c = a · bᵀ) with a = dY (m, n) and b = Wᵀ (k, n).
+    // dX (m, k) = dY (m, n) · W (n, k): the packed GEMM with A = dY read by rows and B(j, p) = W[p, j] read down
+    // W's columns (the packing step does the transposition, so no transposed copy of W is made).
     private static void CpuInputGrad(Tensor dY, Tensor w, Tensor dX, int m, int n, int k)
     {
         using var dyv = F32View.Input(dY);
         using var wv = F32View.Input(w);
         using var dxv = F32View.Output(dX);
-        if (n == 0)
-        {
-            dxv.Span.Clear();
-            return;
-        }
-        long bytes = (long)k * n * sizeof(float);
-        float* wt = (float*)ScratchPool.Rent(bytes);
-        try
-        {
-            Transpose(wv.Pointer, n, k, wt);
-            CpuGemm.MultiplyTransposed(dyv.Pointer, wt, dxv.Pointer, m, k, n);
-        }
-        finally
-        {
-            ScratchPool.Return(wt, bytes);
-        }
+        CpuPackedGemm.Multiply(m, k, n, new(dyv.Pointer, n, 1), new(wv.Pointer, 1, k), dxv.Pointer, k, accumulate: false);
     }
 
-    // dW = dYᵀ · x = Σ over chunks of rows of dY_cᵀ · (x_cᵀ)ᵀ: CpuGemm with a = dY_cᵀ (n, rows) and b = x_cᵀ (k, rows),
-    // each chunk's product added to dW in chunk order. Chunks keep the dot products short (CpuGemm is at its best
-    // when a tile's rows stay in L2), and the order is fixed, so the result does not depend on the thread count.
+    // dW (n, k) (+)= dYᵀ (n, m) · X (m, k): the packed GEMM with A(i, p) = dY[p, i] and B(j, p) = X[p, j], the sum
+    // over the m rows in k-panel order by one task per tile of dW, so the result does not depend on the thread count.
     private static void CpuWeightGrad(Tensor dY, Tensor x, Tensor dW, bool accumulate, int m, int n, int k)
     {
         using var dyv = F32View.Input(dY);
         using var xv = F32View.Input(x);
         using var dwv = accumulate ? F32View.InOut(dW) : F32View.Output(dW);
-        if (!accumulate) dwv.Span.Clear();
-        if (m == 0) return;
-        int chunkRows = Math.Min(m, CpuRowChunk);
-        long dytBytes = (long)n * chunkRows * sizeof(float), xtBytes = (long)k * chunkRows * sizeof(float), partBytes = (long)n * k * sizeof(float);
-        float* dyt = (float*)ScratchPool.Rent(dytBytes);
-        float* xt = (float*)ScratchPool.Rent(xtBytes);
-        float* part = (float*)ScratchPool.Rent(partBytes);
-        float* dyp = dyv.Pointer, xp = xv.Pointer, dw = dwv.Pointer;
-        try
-        {
-            for (int r0 = 0; r0 < m; r0 += chunkRows)
-            {
-                int rows = Math.Min(chunkRows, m - r0);
-                Transpose(dyp + (long)r0 * n, rows, n, dyt);
-                Transpose(xp + (long)r0 * k, rows, k, xt);
-                CpuGemm.MultiplyTransposed(dyt, xt, part, n, k, rows);
-                const int chunk = 1 << 14;
-                long total = (long)n * k;
-                CpuParallel.For((int)((total + chunk - 1) / chunk), chunk, (start, end) =>
-                {
-                    for (int c = start; c < end; c++)
-                    {
-                        long offset = (long)c * chunk;
-                        int len = (int)Math.Min(chunk, total - offset);
-                        var target = new Span<float>(dw + offset, len);
-                        TensorPrimitives.Add(target, new ReadOnlySpan<float>(part + offset, len), target);
-                    }
-                });
-            }
-        }
-        finally
-        {
-            ScratchPool.Return(part, partBytes);
-            ScratchPool.Return(xt, xtBytes);
-            ScratchPool.Return(dyt, dytBytes);
-        }
-    }
-
-    /// <summary>dst (cols, rows) = srcᵀ for src (rows, cols), in 32 x 32 blocks (rows of blocks in parallel).</summary>
-    private static void Transpose(float* src, int rows, int cols, float* dst)
-    {
-        const int b = 32;
-        int blockRows = (rows + b - 1) / b;
-        CpuParallel.For(blockRows, (long)b * cols, (start, end) =>
-        {
-            for (int br = start; br < end; br++)
-            {
-                int r0 = br * b, r1 = Math.Min(rows, r0 + b);
-                for (int c0 = 0; c0 < cols; c0 += b)
-                {
-                    int c1 = Math.Min(cols, c0 + b);
-                    for (int r = r0; r < r1; r++)
-                    {
-                        float* s = src + (long)r * cols;
-                        for (int c = c0; c < c1; c++) dst[(long)c * rows + r] = s[c];
-                    }
-                }
-            }
-        });
+        CpuPackedGemm.Multiply(n, k, m, new(dyv.Pointer, 1, n), new(xv.Pointer, 1, k), dwv.Pointer, k, accumulate);
     }
 
     /// <summary>The float64 reference of <see cref="InputGrad"/>: dX (m, k) = dY (m, n) · W (n, k).</summary>

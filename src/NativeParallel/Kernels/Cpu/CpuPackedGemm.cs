@@ -1,0 +1,231 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace NativeParallel.Kernels.Cpu;
+
+/// <summary>
+/// C (+)= A · Bᵀ in f32 for any strides of A (m × k) and B (n × k), the GotoBLAS/BLIS way: k is cut into panels of
+/// <see cref="KC"/>, C into blocks of <see cref="MC"/> × <see cref="NC"/> (one parallel task each); a task packs its
+/// block of B into column panels of NR (k-major, NR floats per k step) and its block of A into row panels of
+/// <see cref="MR"/>, so the micro-kernel streams both from L1/L2 with unit stride whatever the operands' layout, and
+/// keeps an MR × NR tile of C in registers: 6 × 32 in twelve Vector512 accumulators where the CPU has AVX-512,
+/// 6 × 16 in twelve Vector256 ones elsewhere. Per k step it loads NR floats of B once and broadcasts 6 of A, 12
+/// fused multiply-adds for 8 loads (the dot-product kernel it replaces needed 6 loads per 8 FMAs and a horizontal
+/// sum per output). The three products of training are this one call with different strides (x·Wᵀ, dY·W, dYᵀ·X),
+/// so none needs a transposed copy. Each C tile is summed over k in panel order by one task, so the result does not
+/// depend on the thread count.
+/// </summary>
+internal static unsafe class CpuPackedGemm
+{
+    /// <summary>Rows of A per micro-kernel tile.</summary>
+    public const int MR = 6;
+
+    /// <summary>k per packed panel: an MR × KC slice of A and a KC × NR slice of B fit L1 together.</summary>
+    public const int KC = 256;
+
+    /// <summary>Rows of C per task (a multiple of MR): the packed A block (MC × KC) stays in L2.</summary>
+    public const int MC = 96;
+
+    /// <summary>Columns of C per task (a multiple of both NRs, 32 and 16): the packed B block (KC × NC) stays in L2.</summary>
+    public const int NC = 256;
+
+    /// <summary>Element (row, p) of an operand lives at <c>Pointer + row·RowStride + p·DepthStride</c>.</summary>
+    public readonly struct Operand(float* pointer, long rowStride, long depthStride)
+    {
+        public float* Pointer { get; } = pointer;
+        public long RowStride { get; } = rowStride;
+        public long DepthStride { get; } = depthStride;
+    }
+
+    /// <summary>
+    /// Forces the Vector256 micro-kernel even where AVX-512 is present (NATIVEPARALLEL_CPU_VECTOR=256, or a test),
+    /// so both paths are checked on one machine.
+    /// </summary>
+    internal static bool ForceVector256 { get; set; } = Environment.GetEnvironmentVariable("NATIVEPARALLEL_CPU_VECTOR") == "256";
+
+    /// <summary>Whether the AVX-512 micro-kernel runs now.</summary>
+    public static bool UsesVector512 => Vector512.IsHardwareAccelerated && !ForceVector256;
+
+    // Packing buffers per thread, allocated once (the thread pool's threads are few and long-lived).
+    [ThreadStatic] private static float* t_packedA;
+    [ThreadStatic] private static float* t_packedB;
+
+    /// <summary>c[i·ldc + j] = Σ_p A(i, p) · B(j, p) (+ the old c[i·ldc + j] when <paramref name="accumulate"/>).</summary>
+    public static void Multiply(int m, int n, int k, Operand a, Operand b, float* c, long ldc, bool accumulate)
+    {
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            if (!accumulate)
+                for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear();
+            return;
+        }
+        bool wide = UsesVector512;
+        int nr = wide ? 32 : 16;
+        int blocksM = (m + MC - 1) / MC, blocksN = (n + NC - 1) / NC;
+        CpuParallel.For(blocksM * blocksN, (long)MC * NC * k, (start, end) =>
+        {
+            if (t_packedA == null)
+            {
+                t_packedA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+                t_packedB = (float*)NativeMemory.AlignedAlloc((nuint)(NC * KC * sizeof(float)), 64);
+            }
+            float* packedA = t_packedA, packedB = t_packedB;
+            for (int block = start; block < end; block++)
+            {
+                int i0 = block / blocksN * MC, j0 = block % blocksN * NC;
+                int rows = Math.Min(MC, m - i0), cols = Math.Min(NC, n - j0);
+                for (int p0 = 0; p0 < k; p0 += KC)
+                {
+                    int depth = Math.Min(KC, k - p0);
+                    bool add = accumulate || p0 > 0;
+                    for (int j = 0; j < cols; j += nr) Pack(b, j0 + j, Math.Min(nr, cols - j), nr, p0, depth, packedB + (long)j * depth);
+                    for (int i = 0; i < rows; i += MR) Pack(a, i0 + i, Math.Min(MR, rows - i), MR, p0, depth, packedA + (long)i * depth);
+                    for (int j = 0; j < cols; j += nr)
+                        for (int i = 0; i < rows; i += MR)
+                        {
+                            float* pa = packedA + (long)i * depth, pb = packedB + (long)j * depth;
+                            float* ct = c + (i0 + i) * ldc + j0 + j;
+                            int tileRows = Math.Min(MR, rows - i), tileCols = Math.Min(nr, cols - j);
+                            if (wide) Tile512(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
+                            else Tile256(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
+                        }
+                }
+            }
+        });
+    }
+
+    // A panel of `width` lanes (rows of the operand; the last panel's missing lanes are zeros) over `depth` k steps:
+    // dst[p·width + lane] = X(first + lane, p0 + p). The loop order follows the operand's unit stride.
+    private static void Pack(Operand x, int first, int count, int width, int p0, int depth, float* dst)
+    {
+        float* src = x.Pointer + first * x.RowStride + p0 * x.DepthStride;
+        if (x.DepthStride == 1)
+        {
+            for (int lane = 0; lane < count; lane++)
+            {
+                float* row = src + lane * x.RowStride;
+                for (int p = 0; p < depth; p++) dst[p * width + lane] = row[p];
+            }
+        }
+        else
+        {
+            for (int p = 0; p < depth; p++)
+            {
+                float* column = src + p * x.DepthStride;
+                float* to = dst + p * width;
+                if (x.RowStride == 1) new ReadOnlySpan<float>(column, count).CopyTo(new Span<float>(to, count));
+                else for (int lane = 0; lane < count; lane++) to[lane] = column[lane * x.RowStride];
+            }
+        }
+        if (count < width)
+            for (int p = 0; p < depth; p++) new Span<float>(dst + p * width + count, width - count).Clear();
+    }
+
+    private static void Tile512(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < depth; p++, pa += MR, pb += 32)
+        {
+            var b0 = Vector512.Load(pb);
+            var b1 = Vector512.Load(pb + 16);
+            var a = Vector512.Create(pa[0]);
+            c00 = Vector512.FusedMultiplyAdd(a, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
+            a = Vector512.Create(pa[1]);
+            c10 = Vector512.FusedMultiplyAdd(a, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
+            a = Vector512.Create(pa[2]);
+            c20 = Vector512.FusedMultiplyAdd(a, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
+            a = Vector512.Create(pa[3]);
+            c30 = Vector512.FusedMultiplyAdd(a, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
+            a = Vector512.Create(pa[4]);
+            c40 = Vector512.FusedMultiplyAdd(a, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(a, b1, c41);
+            a = Vector512.Create(pa[5]);
+            c50 = Vector512.FusedMultiplyAdd(a, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(a, b1, c51);
+        }
+        if (rows == MR && cols == 32)
+        {
+            Put(c, c00, c01, add);
+            Put(c + ldc, c10, c11, add);
+            Put(c + 2 * ldc, c20, c21, add);
+            Put(c + 3 * ldc, c30, c31, add);
+            Put(c + 4 * ldc, c40, c41, add);
+            Put(c + 5 * ldc, c50, c51, add);
+            return;
+        }
+        float* tile = stackalloc float[MR * 32];
+        c00.Store(tile); c01.Store(tile + 16);
+        c10.Store(tile + 32); c11.Store(tile + 48);
+        c20.Store(tile + 64); c21.Store(tile + 80);
+        c30.Store(tile + 96); c31.Store(tile + 112);
+        c40.Store(tile + 128); c41.Store(tile + 144);
+        c50.Store(tile + 160); c51.Store(tile + 176);
+        PutPart(tile, 32, c, ldc, rows, cols, add);
+    }
+
+    private static void Tile256(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < depth; p++, pa += MR, pb += 16)
+        {
+            var b0 = Vector256.Load(pb);
+            var b1 = Vector256.Load(pb + 8);
+            var a = Vector256.Create(pa[0]);
+            c00 = Vector256.FusedMultiplyAdd(a, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(a, b1, c01);
+            a = Vector256.Create(pa[1]);
+            c10 = Vector256.FusedMultiplyAdd(a, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(a, b1, c11);
+            a = Vector256.Create(pa[2]);
+            c20 = Vector256.FusedMultiplyAdd(a, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(a, b1, c21);
+            a = Vector256.Create(pa[3]);
+            c30 = Vector256.FusedMultiplyAdd(a, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(a, b1, c31);
+            a = Vector256.Create(pa[4]);
+            c40 = Vector256.FusedMultiplyAdd(a, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(a, b1, c41);
+            a = Vector256.Create(pa[5]);
+            c50 = Vector256.FusedMultiplyAdd(a, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(a, b1, c51);
+        }
+        float* tile = stackalloc float[MR * 16];
+        c00.Store(tile); c01.Store(tile + 8);
+        c10.Store(tile + 16); c11.Store(tile + 24);
+        c20.Store(tile + 32); c21.Store(tile + 40);
+        c30.Store(tile + 48); c31.Store(tile + 56);
+        c40.Store(tile + 64); c41.Store(tile + 72);
+        c50.Store(tile + 80); c51.Store(tile + 88);
+        PutPart(tile, 16, c, ldc, rows, cols, add);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* c, Vector512<float> left, Vector512<float> right, bool add)
+    {
+        if (add)
+        {
+            left += Vector512.Load(c);
+            right += Vector512.Load(c + 16);
+        }
+        left.Store(c);
+        right.Store(c + 16);
+    }
+
+    private static void PutPart(float* tile, int width, float* c, long ldc, int rows, int cols, bool add)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* from = tile + r * width, to = c + r * ldc;
+            if (add) for (int j = 0; j < cols; j++) to[j] += from[j];
+            else new ReadOnlySpan<float>(from, cols).CopyTo(new Span<float>(to, cols));
+        }
+    }
+}
