@@ -85,7 +85,10 @@ internal static class BenchCollectivesCommand
             if (Path.GetFileNameWithoutExtension(self) == "dotnet") command.Add(typeof(Entry).Assembly.Location);
             command.AddRange(["bench", "collectives"]);
             command.AddRange(args.Where((a, i) => a != "--ranks" && (i == 0 || args[i - 1] != "--ranks")));
-            var environment = transport is null ? null : new Dictionary<string, string> { ["NATIVEPARALLEL_TRANSPORT"] = transport };
+            var environment = new Dictionary<string, string>();
+            if (transport is not null) environment["NATIVEPARALLEL_TRANSPORT"] = transport;
+            // One core per rank, as mpirun binds its ranks, when there are cores enough (NATIVEPARALLEL_BIND overrides).
+            if (ranks <= Environment.ProcessorCount && Tunables.Raw("NATIVEPARALLEL_BIND") is null) environment["NATIVEPARALLEL_BIND"] = "core";
             var gate = new object();
             return LocalLauncher.Run(ranks, command, environment, (rank, text, error) =>
             {

@@ -21,6 +21,15 @@ public static class CommTunables
             : TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// NATIVEPARALLEL_HANDSHAKE_TIMEOUT_S: how long a new connection to the store or between tcp ranks has to prove
+    /// the job's secret before it is dropped (default 10 s).
+    /// </summary>
+    public static TimeSpan HandshakeTimeout =>
+        double.TryParse(Tunables.Raw("NATIVEPARALLEL_HANDSHAKE_TIMEOUT_S"), System.Globalization.CultureInfo.InvariantCulture, out double s) && s > 0
+            ? TimeSpan.FromSeconds(s)
+            : TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// NATIVEPARALLEL_FAULT=exit:RANK:SEQUENCE: that rank's process exits abruptly (code 17) as it starts collective
     /// SEQUENCE, so tests and users can watch the others fail cleanly on a dead peer. Null when unset.
     /// </summary>

@@ -13,7 +13,10 @@ namespace NativeParallel.Comm;
 /// </summary>
 internal sealed class Engine(ITransport transport, int rank, int size, string group, TimeSpan timeout)
 {
+    private static readonly long CheckTicks = Stopwatch.Frequency / 1000;
     private byte[] _scratch = [];
+    private long _nextCheck;
+    private int _suspectedAt = -1;
 
     public int Rank => rank;
     public int Size => size;
@@ -123,8 +126,9 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     /// </summary>
     public void ExchangeAll(ReadOnlySpan<byte> send, Span<byte> slots, int slotBytes)
     {
-        var sent = new int[size];
-        var received = new int[size];
+        // On the stack: the small-message path allocates nothing per call.
+        Span<int> sent = size <= 256 ? stackalloc int[size] : new int[size];
+        Span<int> received = size <= 256 ? stackalloc int[size] : new int[size];
         int pending = 2 * (size - 1), idle = 0;
         long started = Stopwatch.GetTimestamp();
         while (pending > 0)
@@ -153,7 +157,13 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else
             {
-                int laggard = Enumerable.Range(0, size).FirstOrDefault(p => p != rank && received[p] < slotBytes, (rank + 1) % size);
+                int laggard = (rank + 1) % size;
+                for (int p = 0; p < size; p++)
+                    if (p != rank && received[p] < slotBytes)
+                    {
+                        laggard = p;
+                        break;
+                    }
                 Wait(ref idle, started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
             }
         }
@@ -177,11 +187,29 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     private void Wait(ref int idle, long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
     {
         transport.Idle(idle++);
-        if ((idle & 255) != 0) return;
+        // The checks read /proc and the clock: once a millisecond of waiting, not on every poll (a poll of shared
+        // memory costs nanoseconds, and a check landing as the data arrives would add its cost to the latency).
+        long now = Stopwatch.GetTimestamp();
+        if (idle == 1)
+        {
+            _nextCheck = now + CheckTicks;
+            _suspectedAt = -1;
+        }
+        if (now < _nextCheck) return;
+        _nextCheck = now + CheckTicks;
         if (transport.AbortReason() is { } reason) throw Fail($"the group was aborted: {reason}", null, abortOthers: false);
         // Only a direction with work left: a peer that has taken (or given) everything and gone is no failure.
-        foreach (var link in new[] { sent < sendTotal ? sendLink : null, received < receiveTotal ? receiveLink : null })
-            if (link?.PeerFailure() is { } failure) throw Fail($"peer rank {link.Peer} failed: {failure}", link.Peer, abortOthers: true);
+        var failed = Failed(sent < sendTotal ? sendLink : null) ?? Failed(received < receiveTotal ? receiveLink : null);
+        if (failed is { } gone)
+        {
+            // Final only after one more empty poll: what a peer wrote just before it left is visible once its leaving
+            // is, and the poll that came up empty may have looked just before both.
+            if (_suspectedAt >= 0 && idle > _suspectedAt)
+                throw Fail($"peer rank {gone.Link.Peer} failed: {gone.Why}", gone.Link.Peer, abortOthers: true);
+            _suspectedAt = idle;
+            _nextCheck = now;
+            return;
+        }
         if (Stopwatch.GetElapsedTime(started) > timeout)
         {
             var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
@@ -194,6 +222,8 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                 waitingOn?.Peer, abortOthers: true);
         }
     }
+
+    private static (ILink Link, string Why)? Failed(ILink? link) => link?.PeerFailure() is { } why ? (link, why) : null;
 
     /// <summary>Builds the error for this rank and, for failures the others cannot see, aborts the group so they stop too.</summary>
     public CollectiveException Fail(string what, int? peer, bool abortOthers)

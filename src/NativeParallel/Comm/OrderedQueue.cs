@@ -39,11 +39,17 @@ internal sealed class OrderedQueue(string owner) : IDisposable
     public bool HeldHere => ReferenceEquals(t_holding, this);
 
     /// <summary>Runs <paramref name="work"/> on this thread once every earlier call has finished.</summary>
-    public void Run(Action work)
+    public void Run(Action work) => Run(work, static w => w());
+
+    /// <summary>
+    /// Runs <paramref name="work"/>(<paramref name="state"/>) on this thread once every earlier call has finished:
+    /// with a static lambda and a struct state, a call that finds the queue empty allocates nothing.
+    /// </summary>
+    public void Run<TState>(TState state, Action<TState> work)
     {
         if (HeldHere)
         {
-            work();
+            work(state);
             return;
         }
         Item? waiting = null;
@@ -69,7 +75,7 @@ internal sealed class OrderedQueue(string owner) : IDisposable
         try
         {
             t_holding = this;
-            work();
+            work(state);
         }
         finally
         {

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using NativeParallel.Comm.Algorithms;
+using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
 
@@ -18,7 +19,8 @@ public sealed partial class ProcessGroup
     public void AllReduce(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
     {
         if (DeviceDirectAllReduce(input, output, op)) return;
-        if (Staged([input], [output], (i, o) => AllReduce(i[0], o[0], op))) return;
+        // Host tensors (every small message) skip the staging helper, whose lambda would allocate on every call.
+        if ((input.Device is not HostMemoryDevice || output.Device is not HostMemoryDevice) && StagedAllReduce(input, output, op)) return;
         Same(Collective.AllReduce, input, output);
         bool oneShot = Size > 1 && _algorithm switch
         {
@@ -26,17 +28,24 @@ public sealed partial class ProcessGroup
             "oneshot" => true,
             _ => input.Bytes <= _oneShotBytes,
         };
-        Run(Collective.AllReduce, input.DType, op, input.Count, -1, handshake: !oneShot, algorithm: oneShot ? "oneshot" : "ring", body: descriptor =>
+        // The state travels as a struct and the body is static: a small all-reduce allocates nothing.
+        Run(new Call(Collective.AllReduce, input.DType, op, input.Count, -1, Handshake: !oneShot, Algorithm: oneShot ? "oneshot" : "ring"),
+            (Group: this, Input: input, Output: output, Op: op, OneShot: oneShot),
+            static (descriptor, c) => c.Group.HostAllReduce(descriptor, c.Input, c.Output, c.Op, c.OneShot));
+    }
+
+    private bool StagedAllReduce(Tensor input, Tensor output, ReduceOp op) => Staged([input], [output], (i, o) => AllReduce(i[0], o[0], op));
+
+    private void HostAllReduce(Descriptor descriptor, Tensor input, Tensor output, ReduceOp op, bool oneShot)
+    {
+        var buffer = Bytes(output);
+        // One-shot messages carry their own descriptor: the agreement check costs no extra hop.
+        if (oneShot)
         {
-            var buffer = Bytes(output);
-            // One-shot messages carry their own descriptor: the agreement check costs no extra hop.
-            if (oneShot)
-            {
-                if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
-                OneShot.AllReduce(_engine, descriptor, (theirs, peer) => Disagreement(theirs, descriptor, peer), buffer, input.DType, op);
-            }
-            else Ring.AllReduce(_engine, Bytes(input), buffer, input.Count, input.DType, op);
-        });
+            if (!ReferenceEquals(input, output)) Bytes(input).CopyTo(buffer);
+            OneShot.AllReduce(_engine, descriptor, Disagreement, buffer, input.DType, op);
+        }
+        else Ring.AllReduce(_engine, Bytes(input), buffer, input.Count, input.DType, op);
     }
 
     /// <summary>

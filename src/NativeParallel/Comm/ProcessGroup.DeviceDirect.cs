@@ -90,9 +90,15 @@ public sealed partial class ProcessGroup
     private bool DeviceDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
     {
         if (!CanReduceDirect(input, output)) return false;
+        // In its own method: a lambda here capturing the arguments would allocate on every call, host ones too.
+        RunDirectAllReduce(input, output, op);
+        return true;
+    }
+
+    private void RunDirectAllReduce(Tensor input, Tensor output, ReduceOp op)
+    {
         Same(Collective.AllReduce, input, output);
         RunDirect(Collective.AllReduce, input, output, op, input.Count, -1, "direct", d => d.AllReduce(input.Count, op));
-        return true;
     }
 
     private bool DeviceDirectAllGather(Tensor input, Tensor output)

@@ -69,7 +69,7 @@ public sealed partial class ProcessGroup
     private readonly record struct MessageHeader(int Magic, int Tag, int DType, long Bytes);
 
     [StructLayout(LayoutKind.Sequential)]
-    private readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root, int Algorithm);
+    internal readonly record struct Descriptor(int Magic, int Kind, int DType, int Op, long Sequence, long Count, int Root, int Algorithm);
 
     private static readonly string[] Algorithms = ["ring", "oneshot", "direct", "direct-ring"];
 
@@ -95,12 +95,19 @@ public sealed partial class ProcessGroup
     // Every call that moves bytes takes its turn in the group's order (OrderedQueue), so a synchronous call never
     // shares the engine with a queued async one. A failed call leaves the links in an unknown state (a peer may
     // have sent half a message, the group may be aborted), so later calls are refused at once, not left to hang.
-    private void Ordered(Collective kind, bool pointToPoint, Action body) => _queue.Run(() =>
+    private void Ordered(Collective kind, bool pointToPoint, Action body) => Ordered(kind, pointToPoint, body, static b => b());
+
+    // The same with the body's state passed along instead of captured: the small-message path allocates nothing.
+    private void Ordered<T>(Collective kind, bool pointToPoint, T state, Action<T> body) =>
+        _queue.Run((Group: this, Kind: kind, PointToPoint: pointToPoint, State: state, Body: body),
+            static c => c.Group.Guarded(c.Kind, c.PointToPoint, c.State, c.Body));
+
+    private void Guarded<T>(Collective kind, bool pointToPoint, T state, Action<T> body)
     {
         if (_failure is { } earlier) throw Refused(kind, pointToPoint ? Interlocked.Read(ref _messages) : Interlocked.Read(ref _sequence), earlier);
         try
         {
-            body();
+            body(state);
         }
         catch (Exception e)
         {
@@ -108,7 +115,7 @@ public sealed partial class ProcessGroup
             _failure ??= (failedKind, failedSequence, e.Message);
             throw;
         }
-    });
+    }
 
     private CollectiveException Refused(Collective kind, long sequence, (Collective Kind, long Sequence, string Message) earlier) => new(
         $"{kind.Name()} #{sequence} in group '{Name}' was not run on rank {Rank} of {Size}: {earlier.Kind.Name()} #{earlier.Sequence} " +
@@ -119,10 +126,18 @@ public sealed partial class ProcessGroup
         Run(kind, dtype, op, count, root, handshake: true, algorithm: "ring", body: _ => body());
 
     private void Run(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body) =>
-        Ordered(kind, pointToPoint: false, () => RunInOrder(kind, dtype, op, count, root, handshake, algorithm, body));
+        Run(new Call(kind, dtype, op, count, root, handshake, algorithm), body, static (descriptor, b) => b(descriptor));
 
-    private void RunInOrder(Collective kind, DType dtype, ReduceOp op, long count, int root, bool handshake, string algorithm, Action<Descriptor> body)
+    // What one collective call is, for the agreement check and the trace.
+    private readonly record struct Call(Collective Kind, DType DType, ReduceOp Op, long Count, int Root, bool Handshake, string Algorithm);
+
+    private void Run<T>(Call call, T state, Action<Descriptor, T> body) =>
+        Ordered(call.Kind, pointToPoint: false, (Group: this, Call: call, State: state, Body: body),
+            static c => c.Group.RunInOrder(c.Call, c.State, c.Body));
+
+    private void RunInOrder<T>(Call call, T state, Action<Descriptor, T> body)
     {
+        var (kind, dtype, op, count, root, handshake, algorithm) = call;
         long sequence = Interlocked.Increment(ref _sequence) - 1;
         _engine.Current = (kind, sequence);
         if (_store is not null && _faultAt is { } fault && fault.Rank == Rank && fault.Sequence == sequence)
@@ -136,7 +151,7 @@ public sealed partial class ProcessGroup
         var descriptor = new Descriptor(Magic, (int)kind, (int)dtype, (int)op, sequence, count, root, Array.IndexOf(Algorithms, algorithm));
         using var traced = Tracer.Current is null ? default : Tracer.Collective(kind.Name(), TraceRank, Name, TraceArgs(kind, dtype, op, count, root, algorithm, sequence));
         if (Size > 1 && handshake) Handshake(descriptor);
-        body(descriptor);
+        body(descriptor, state);
     }
 
     // A collective's trace details (built only while a trace records): what Perfetto shows when the slice is selected.
@@ -183,7 +198,7 @@ public sealed partial class ProcessGroup
         if (Disagreement(theirs, mine, left) is { } why) throw _engine.Fail(why, left, abortOthers: true);
     }
 
-    private static string? Disagreement(Descriptor theirs, Descriptor mine, int peer)
+    internal static string? Disagreement(Descriptor theirs, Descriptor mine, int peer)
     {
         bool countsAgree = mine.Count < 0 || theirs.Count < 0 || mine.Count == theirs.Count;
         if (theirs.Magic == Magic && theirs.Kind == mine.Kind && theirs.DType == mine.DType && theirs.Op == mine.Op &&

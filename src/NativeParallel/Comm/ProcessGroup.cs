@@ -140,6 +140,7 @@ public sealed partial class ProcessGroup : IDisposable
     {
         var timeout = CommTunables.Timeout;
         if (env.WorldSize == 1) return CreateThreadGroup(1, name, timeout)[0];
+        CoreBinding.Apply(env);
         var (store, job, hosts) = RendezvousJoin.Join(env, timeout, CommTunables.RendezvousProgressInterval, Console.Error);
         try
         {

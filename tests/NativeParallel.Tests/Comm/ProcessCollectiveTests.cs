@@ -78,7 +78,7 @@ public sealed class ProcessCollectiveTests
     internal static (int Code, string Output) Cli(Dictionary<string, string>? environment, params string[] args) =>
         Run("dotnet", environment, [CliPath, .. args]);
 
-    private static (int Code, string Output) Run(string file, Dictionary<string, string>? environment, params string[] args)
+    internal static (int Code, string Output) Run(string file, Dictionary<string, string>? environment, params string[] args)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args) info.ArgumentList.Add(a);

@@ -4,8 +4,8 @@ namespace NativeParallel.Tests.Comm;
 
 /// <summary>
 /// The collective soak: random collectives, sync and async mixed, every result exact, on thread ranks and on
-/// 3 processes over shm and tcp (a few hundred steps with sizes capped at 256 KB, so CI spends seconds here; the
-/// 8 MB, 2,000-step run is in docs/benchmarks.md). A planted wrong element proves the check can fail.
+/// 3 processes over shm and tcp (2,000 steps, as issue 11 asks, with sizes capped at 256 KB: about 10 s per
+/// transport here; the 8 MB run is in docs/benchmarks.md). A planted wrong element proves the check can fail.
 /// </summary>
 public sealed class SoakTests
 {
@@ -16,11 +16,11 @@ public sealed class SoakTests
     [InlineData("tcp")]
     public void ThreeProcessesRunARandomScheduleExactly(string transport)
     {
-        var (code, output) = ProcessCollectiveTests.Cli(null, "bench", "collectives", "--soak", "300", "--seed", Seed.ToString(),
+        var (code, output) = ProcessCollectiveTests.Cli(null, "bench", "collectives", "--soak", "2000", "--seed", Seed.ToString(),
             "--ranks", "3", "--transport", transport, "-e", "256K");
         Assert.True(code == 0, $"seed {Seed}:\n{output}");
         Assert.Contains($"3 ranks over {transport}", output);
-        Assert.Matches(@"# soak: 300 collectives \(\d+ async\), [0-9.]+ GB moved, 0 errors, [0-9.]+ s: OK", output);
+        Assert.Matches(@"# soak: 2000 collectives \(\d+ async\), [0-9.]+ GB moved, 0 errors, [0-9.]+ s: OK", output);
     }
 
     [Fact]

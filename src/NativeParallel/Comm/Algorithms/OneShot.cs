@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using NativeParallel.Kernels;
 using NativeParallel.Tensors;
@@ -11,10 +12,11 @@ namespace NativeParallel.Comm.Algorithms;
 /// </summary>
 internal static class OneShot
 {
-    public static void AllReduce<TDescriptor>(Engine e, TDescriptor mine, Func<TDescriptor, int, string?> disagreement,
+    /// <summary><paramref name="disagreement"/>(theirs, mine, peer) says why a peer's descriptor does not match, or null.</summary>
+    public static void AllReduce<TDescriptor>(Engine e, TDescriptor mine, Func<TDescriptor, TDescriptor, int, string?> disagreement,
         Span<byte> buffer, DType dtype, ReduceOp op) where TDescriptor : unmanaged
     {
-        int header = Marshal.SizeOf<TDescriptor>(), slot = header + buffer.Length, n = e.Size;
+        int header = Unsafe.SizeOf<TDescriptor>(), slot = header + buffer.Length, n = e.Size;
         byte[] staging = Engine.Rent(slot * (n + 1));
         try
         {
@@ -27,7 +29,7 @@ internal static class OneShot
             for (int p = 0; p < n; p++)
             {
                 if (p == e.Rank) continue;
-                if (disagreement(MemoryMarshal.Read<TDescriptor>(slots.Slice(p * slot, header)), p) is { } why)
+                if (disagreement(MemoryMarshal.Read<TDescriptor>(slots.Slice(p * slot, header)), mine, p) is { } why)
                     throw e.Fail(why, p, abortOthers: true);
             }
             // Rank order, the same on every rank: slot 0, then op with slots 1..n−1.

@@ -6,7 +6,8 @@ namespace NativeParallel.Comm.Rendezvous;
 
 /// <summary>
 /// Starts N ranks of a command on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
-/// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), forwards their output line by line, and returns the first
+/// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and a fresh random NATIVEPARALLEL_JOB_SECRET (unless one is set
+/// already), so only these ranks get into the job's store and connections; forwards their output line by line, and returns the first
 /// failing exit code. When one rank fails, the others get a grace period to notice (they fail their
 /// collectives on the dead peer) and are then killed: no orphan keeps running.
 /// </summary>
@@ -22,6 +23,8 @@ public static class LocalLauncher
         if (ranks < 1) throw new ArgumentOutOfRangeException(nameof(ranks), "at least one rank");
         if (command.Count == 0) throw new ArgumentException("no command to launch");
         int port = FreePort();
+        // One token for the whole job, fresh each launch: another job on this host cannot know it.
+        string secret = environment?.GetValueOrDefault(JobSecret.Variable) ?? Diagnostics.Tunables.Raw(JobSecret.Variable) ?? JobSecret.NewToken();
         var processes = new Process[ranks];
         for (int r = 0; r < ranks; r++)
         {
@@ -33,6 +36,7 @@ public static class LocalLauncher
             info.Environment["LOCAL_WORLD_SIZE"] = ranks.ToString();
             info.Environment["MASTER_ADDR"] = "127.0.0.1";
             info.Environment["MASTER_PORT"] = port.ToString();
+            info.Environment[JobSecret.Variable] = secret;
             if (environment is not null) foreach (var (k, v) in environment) info.Environment[k] = v;
             int rank = r;
             var p = new Process { StartInfo = info, EnableRaisingEvents = true };

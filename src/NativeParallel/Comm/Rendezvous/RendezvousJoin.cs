@@ -27,10 +27,12 @@ internal static class RendezvousJoin
         var nextReport = interval;
 
         string lastError = "no answer yet";
+        var secret = JobSecret.For(env);
+        if (secret.Derived && env.Rank == 0) Log.Warn(JobSecret.DerivedWarning(env));
         TcpStore store;
         try
         {
-            store = TcpStore.Connect(env.MasterAddress, env.MasterPort, host: env.Rank == 0, timeout, e =>
+            store = TcpStore.Connect(env.MasterAddress, env.MasterPort, host: env.Rank == 0, timeout, secret, e =>
             {
                 lastError = e.Message;
                 if (clock.Elapsed < nextReport) return;
@@ -42,6 +44,10 @@ internal static class RendezvousJoin
         {
             throw new TimeoutException($"rendezvous: rank 0 of {n} hosts the store on port {env.MasterPort} but could not reach it at {at} within " +
                                        $"{timeout.TotalSeconds:F0} s ({lastError}); the store address must be rank 0's own host (set MASTER_ADDR)", e);
+        }
+        catch (System.Security.Authentication.AuthenticationException e)
+        {
+            throw new System.Security.Authentication.AuthenticationException($"rendezvous: {who}: {e.Message}", e);
         }
         catch (TimeoutException e)
         {

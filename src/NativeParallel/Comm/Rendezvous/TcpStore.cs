@@ -10,7 +10,8 @@ namespace NativeParallel.Comm.Rendezvous;
 /// (addresses, segment names, readiness); Get waits until a key exists; Add counts (barriers); Missing lists
 /// which of the keys PREFIX0..PREFIX(n-1) are absent (who has not joined). Wire format per request: op (1 byte),
 /// key (u16 length + UTF-8), value (i32 length + bytes), wait in ms (i32); reply: status (1 byte: 0 ok, 1 timed
-/// out), value (i32 length + bytes).
+/// out), value (i32 length + bytes). Every connection starts with <see cref="JobHandshake"/>: the store serves only
+/// clients that prove the job's key, drops any other (one line on the log) and goes on serving its ranks.
 /// </summary>
 public sealed class TcpStore : IDisposable
 {
@@ -22,12 +23,27 @@ public sealed class TcpStore : IDisposable
     private readonly object _gate = new();
     private volatile bool _closed;
 
-    private TcpStore(TcpClient client, Server? server)
+    private TcpStore(TcpClient client, Server? server, JobSecret secret, Action<string> refusals, TimeSpan handshake)
     {
         _client = client;
         _stream = client.GetStream();
         _server = server;
+        Secret = secret;
+        Refusals = refusals;
+        HandshakeLimit = handshake;
     }
+
+    /// <summary>The job's key: the tcp transport's connections prove it too.</summary>
+    internal JobSecret Secret { get; }
+
+    /// <summary>Where refused connections are reported (one line each): the store's and the tcp transport's.</summary>
+    internal Action<string> Refusals { get; }
+
+    /// <summary>How long a new connection has to complete the job handshake.</summary>
+    internal TimeSpan HandshakeLimit { get; }
+
+    /// <summary>Connections rank 0's store has dropped (no, a wrong or a garbled handshake); 0 on other ranks.</summary>
+    internal int Refused => _server?.Refused ?? 0;
 
     /// <summary>The local address of this rank's connection to the store: an interface the master can reach.</summary>
     public IPAddress LocalAddress
@@ -40,12 +56,19 @@ public sealed class TcpStore : IDisposable
     }
 
     /// <summary>
-    /// Rank 0 hosts (binds <paramref name="port"/> on all interfaces); every rank connects, retrying until
-    /// <paramref name="timeout"/>; <paramref name="retrying"/> hears each failed attempt (to report progress).
+    /// Rank 0 hosts (binds <paramref name="port"/> on all interfaces); every rank connects and proves
+    /// <paramref name="secret"/>, retrying until <paramref name="timeout"/>; <paramref name="retrying"/> hears each
+    /// failed attempt (to report progress). <paramref name="refusals"/> gets one line per dropped connection
+    /// (default: a warning on stderr); <paramref name="handshake"/> bounds each connection's handshake
+    /// (default NATIVEPARALLEL_HANDSHAKE_TIMEOUT_S).
     /// </summary>
-    public static TcpStore Connect(string address, int port, bool host, TimeSpan timeout, Action<SocketException>? retrying = null)
+    /// <exception cref="System.Security.Authentication.AuthenticationException">What answered at the address is not this job's store.</exception>
+    public static TcpStore Connect(string address, int port, bool host, TimeSpan timeout, JobSecret secret, Action<SocketException>? retrying = null,
+        Action<string>? refusals = null, TimeSpan? handshake = null)
     {
-        Server? server = host ? new Server(port) : null;
+        refusals ??= line => Diagnostics.Log.Warn(line);
+        var limit = handshake ?? CommTunables.HandshakeTimeout;
+        Server? server = host ? new Server(port, secret, refusals, limit) : null;
         var deadline = DateTime.UtcNow + timeout;
         Exception? last = null;
         while (DateTime.UtcNow < deadline)
@@ -55,7 +78,8 @@ public sealed class TcpStore : IDisposable
             {
                 // Through NATIVEPARALLEL_HOSTS_FILE first: node names a test or a site lists, unknown to DNS.
                 client.Connect(HostsFile.Resolve(address), port);
-                return new TcpStore(client, server);
+                JobHandshake.Prove(client.Client, secret, "store", limit, $"rank 0's store at {address}:{port}");
+                return new TcpStore(client, server, secret, refusals, limit);
             }
             catch (SocketException e)
             {
@@ -64,7 +88,14 @@ public sealed class TcpStore : IDisposable
                 retrying?.Invoke(e);
                 Thread.Sleep(50);
             }
-            catch (InvalidDataException)
+            catch (IOException e)
+            {
+                // Closed or silent mid-handshake (a store shedding load, or not a store): try again until the deadline.
+                last = e;
+                client.Dispose();
+                Thread.Sleep(50);
+            }
+            catch
             {
                 client.Dispose();
                 server?.Dispose();
@@ -162,16 +193,28 @@ public sealed class TcpStore : IDisposable
         _server?.Dispose();
     }
 
-    /// <summary>The store itself, in rank 0: one thread per client connection, waits on a monitor.</summary>
+    /// <summary>
+    /// The store itself, in rank 0: one thread per client connection (so a connection that never completes its
+    /// handshake holds only its own thread, until the handshake's deadline), waits on a monitor.
+    /// </summary>
     private sealed class Server : IDisposable
     {
+        // Connections still in their handshake beyond this are dropped at once: a flood cannot exhaust threads.
+        private const int MaxHandshaking = 512;
         private readonly TcpListener _listener;
         private readonly Dictionary<string, byte[]> _values = new(StringComparer.Ordinal);
         private readonly List<TcpClient> _clients = [];
+        private readonly JobSecret _secret;
+        private readonly TimeSpan _handshake;
+        private readonly RefusalLog _refusals;
+        private int _handshaking;
         private volatile bool _stopped;
 
-        public Server(int port)
+        public Server(int port, JobSecret secret, Action<string> refusals, TimeSpan handshake)
         {
+            _secret = secret;
+            _handshake = handshake;
+            _refusals = new RefusalLog(refusals, $"rank 0's store on port {port}");
             _listener = new TcpListener(IPAddress.Any, port);
             try
             {
@@ -179,10 +222,13 @@ public sealed class TcpStore : IDisposable
             }
             catch (SocketException e)
             {
-                throw new IOException($"rank 0 cannot host the rendezvous store on port {port} ({e.Message}); set MASTER_PORT to a free port", e);
+                string what = e.SocketErrorCode == SocketError.AddressAlreadyInUse ? "the port is already in use, by another job or program" : e.Message;
+                throw new IOException($"rank 0 cannot host the rendezvous store on port {port}: {what}; set MASTER_PORT to a free port on every rank", e);
             }
             new Thread(AcceptLoop) { IsBackground = true, Name = "nativeparallel store" }.Start();
         }
+
+        public int Refused => _refusals.Count;
 
         private void AcceptLoop()
         {
@@ -200,6 +246,20 @@ public sealed class TcpStore : IDisposable
 
         private void Serve(TcpClient client)
         {
+            string from = client.Client.RemoteEndPoint?.ToString() ?? "an unknown address";
+            bool admitted;
+            string why;
+            if (Interlocked.Increment(ref _handshaking) > MaxHandshaking)
+                (admitted, why) = (false, $"arrived while {MaxHandshaking} other connections were still in their handshake");
+            else admitted = JobHandshake.Admit(client.Client, _secret, "store", _handshake, out why);
+            Interlocked.Decrement(ref _handshaking);
+            if (!admitted)
+            {
+                if (!_stopped) _refusals.Refused(from, why);
+                lock (_clients) _clients.Remove(client);
+                client.Dispose();
+                return;
+            }
             try
             {
                 using var stream = client.GetStream();

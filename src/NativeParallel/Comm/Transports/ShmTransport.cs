@@ -45,10 +45,15 @@ public sealed unsafe class ShmTransport : ITransport
         try
         {
             t.Map(rank, MemoryMappedFile.CreateFromFile(Path_(rank), FileMode.CreateNew, null, bytes, MemoryMappedFileAccess.ReadWrite));
+            RingMesh.Prefault(t._segments[rank], bytes, write: true);
             RingMesh.Initialize(t._segments[rank], members.Length, ringBytes, Environment.ProcessId);
             store.Barrier($"{prefix}/created", members.Length, timeout);
             foreach (int p in members)
-                if (p != rank) t.Map(p, MemoryMappedFile.CreateFromFile(Path_(p), FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite));
+            {
+                if (p == rank) continue;
+                t.Map(p, MemoryMappedFile.CreateFromFile(Path_(p), FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite));
+                RingMesh.Prefault(t._segments[p], bytes, write: false);
+            }
             store.Barrier($"{prefix}/mapped", members.Length, timeout);
         }
         finally

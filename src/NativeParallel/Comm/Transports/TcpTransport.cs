@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
@@ -11,7 +12,9 @@ namespace NativeParallel.Comm.Transports;
 /// is), NATIVEPARALLEL_SOCKETS sockets per peer striped into one stream, non-blocking, driven by the same
 /// send/receive loop as the shared-memory rings. Addresses travel
 /// through the store; NATIVEPARALLEL_SOCKET_IFNAME picks the interface (default: the one that reaches the
-/// store). A closed or reset connection is a peer failure; an abort closes every connection so peers stop too.
+/// store). Every connection starts with the job's handshake (<see cref="JobHandshake"/>): one that cannot prove
+/// the secret is dropped with one line on the log. A closed or reset connection is a peer failure; an abort
+/// closes every connection so peers stop too.
 /// </summary>
 public sealed class TcpTransport : ITransport, ILinkHealth
 {
@@ -58,24 +61,38 @@ public sealed class TcpTransport : ITransport, ILinkHealth
             {
                 var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                 socket.Connect(IPAddress.Parse(parts[0]), int.Parse(parts[1]));
+                try
+                {
+                    JobHandshake.Prove(socket, store.Secret, "tcp", store.HandshakeLimit, $"rank {p} at {parts[0]}:{parts[1]}");
+                }
+                catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException)
+                {
+                    socket.Dispose();
+                    throw new IOException($"tcp: rank {rank} cannot connect to {e.Message}", e);
+                }
                 socket.Send(BitConverter.GetBytes(rank * 1024 + s)); // who is calling, and which of its sockets this is
                 sockets[p, s] = socket;
             }
         }
         var deadline = DateTime.UtcNow + timeout;
         int expected = linked.Count(p => p > rank) * perPeer;
-        for (int accepted = 0; accepted < expected; accepted++)
+        // Not disposed: handshakes still in flight when Create returns may look at it (and then drop their socket).
+        var admitted = new BlockingCollection<(int Id, Socket Socket)>();
+        var refusals = new RefusalLog(store.Refusals, $"tcp rank {rank} listening on {listener.LocalEndpoint}");
+        _ = AcceptAdmitted(listener, store, (rank, size, perPeer), linked, admitted, refusals);
+        try
         {
-            var wait = listener.AcceptSocketAsync();
-            if (!wait.Wait(deadline - DateTime.UtcNow))
-                throw new TimeoutException($"tcp: rank {rank} waited {timeout.TotalSeconds:F0} s for connections from higher ranks; got {accepted} of {expected}");
-            var socket = wait.Result;
-            socket.NoDelay = true;
-            var who = new byte[4];
-            int got = 0;
-            while (got < 4) got += socket.Receive(who, got, 4 - got, SocketFlags.None);
-            int id = BitConverter.ToInt32(who);
-            sockets[id / 1024, id % 1024] = socket;
+            for (int accepted = 0; accepted < expected; accepted++)
+            {
+                if (!admitted.TryTake(out var caller, Max(deadline - DateTime.UtcNow)))
+                    throw new TimeoutException($"tcp: rank {rank} waited {timeout.TotalSeconds:F0} s for connections from higher ranks; got {accepted} of {expected}" +
+                                               (refusals.Count > 0 ? $" and dropped {refusals.Count} that did not prove the job's secret (see the log)" : ""));
+                sockets[caller.Id / 1024, caller.Id % 1024] = caller.Socket;
+            }
+        }
+        finally
+        {
+            admitted.CompleteAdding();
         }
         foreach (int p in linked)
         {
@@ -83,6 +100,68 @@ public sealed class TcpTransport : ITransport, ILinkHealth
         }
         foreach (var link in t._links) link?.MakeNonBlocking();
         return t;
+    }
+
+    private static TimeSpan Max(TimeSpan left) => left > TimeSpan.Zero ? left : TimeSpan.Zero;
+
+    // Accepts until the listener closes; each caller proves the job's secret and says who it is on its own task,
+    // so a connection that never speaks delays no one. A caller that fails, or claims a slot that is not
+    // expected or already taken, is dropped with one line on the log.
+    private static async Task AcceptAdmitted(TcpListener listener, TcpStore store, (int Rank, int Size, int PerPeer) me, IReadOnlySet<int> linked,
+        BlockingCollection<(int Id, Socket Socket)> admitted, RefusalLog refusals)
+    {
+        var taken = new bool[me.Size, me.PerPeer];
+        while (true)
+        {
+            Socket socket;
+            try { socket = await listener.AcceptSocketAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException) { return; }
+            _ = Task.Run(() =>
+            {
+                string from = socket.RemoteEndPoint?.ToString() ?? "an unknown address";
+                socket.NoDelay = true;
+                string? why = JobHandshake.Admit(socket, store.Secret, "tcp", store.HandshakeLimit, out string failed) ? null : failed;
+                int id = -1;
+                if (why is null)
+                {
+                    var who = new byte[4];
+                    try
+                    {
+                        socket.ReceiveTimeout = (int)Math.Max(1, store.HandshakeLimit.TotalMilliseconds);
+                        for (int got = 0; got < 4;)
+                        {
+                            int n = socket.Receive(who, got, 4 - got, SocketFlags.None);
+                            if (n == 0) throw new SocketException((int)SocketError.ConnectionReset);
+                            got += n;
+                        }
+                        socket.ReceiveTimeout = 0;
+                        id = BitConverter.ToInt32(who);
+                    }
+                    catch (SocketException e)
+                    {
+                        why = $"proved the secret but did not say which rank it is ({e.SocketErrorCode})";
+                    }
+                }
+                int caller = id / 1024, slot = id % 1024;
+                if (why is null)
+                    lock (taken)
+                    {
+                        if (id < 0 || caller <= me.Rank || caller >= me.Size || !linked.Contains(caller) || slot >= me.PerPeer || taken[caller, slot])
+                            why = $"proved the secret but claimed to be socket {slot} of rank {caller}, which rank {me.Rank} does not expect";
+                        else taken[caller, slot] = true;
+                    }
+                try
+                {
+                    if (why is null && admitted.TryAdd((id, socket))) return;
+                }
+                catch (InvalidOperationException)
+                {
+                    // Create has finished (every expected rank arrived, or it failed): nothing waits for this one.
+                }
+                if (why is not null) refusals.Refused(from, why);
+                socket.Dispose();
+            });
+        }
     }
 
     private static IPAddress? InterfaceAddress()
