@@ -30,6 +30,7 @@ internal sealed unsafe class Communicator(ProcessGroup group) : IDisposable
         {
             AddressSource = "npUniqueId",
             PortSource = "npUniqueId",
+            Secret = UniqueId.Secret(id),
         };
         return new Communicator(ProcessGroup.Join(job, "npComm"));
     }

@@ -42,6 +42,9 @@ internal static class UniqueId
         text.CopyTo(id[8..]);
     }
 
+    /// <summary>The job's secret the id carries (its 32 random bytes, as hex): every rank given the id proves it to the others.</summary>
+    public static string Secret(ReadOnlySpan<byte> id) => Convert.ToHexString(id.Slice(8 + MaxAddress, 32));
+
     /// <summary>The store's address and port; a corrupt or foreign id is an ArgumentException saying so.</summary>
     public static (string Address, int Port) Decode(ReadOnlySpan<byte> id)
     {

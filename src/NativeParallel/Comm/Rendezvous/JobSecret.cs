@@ -39,10 +39,11 @@ public sealed class JobSecret
     /// <summary>A fresh random token, what <c>launch</c> gives its ranks: 32 bytes, hex.</summary>
     public static string NewToken() => Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
 
-    /// <summary>The job's key: NATIVEPARALLEL_JOB_SECRET when set, else derived from <paramref name="env"/>.</summary>
+    /// <summary>The job's key: the secret <paramref name="env"/> carries, else NATIVEPARALLEL_JOB_SECRET when set, else derived from <paramref name="env"/>.</summary>
     public static JobSecret For(LaunchEnvironment env, Func<string, string?>? read = null)
     {
         read ??= Environment.GetEnvironmentVariable;
+        if (env.Secret is { } carried) return new(SHA256.HashData(Encoding.UTF8.GetBytes("nativeparallel job secret|" + carried)), derived: false, "the job's id");
         if (LaunchEnvironment.Text(read, Variable) is { } secret) return FromText(secret);
         // Only values every rank of one job sees alike: the launcher's job id, never a per-rank or per-host value.
         string jobId = LaunchEnvironment.Text(read, "TORCHELASTIC_RUN_ID")

@@ -23,6 +23,12 @@ public sealed record LaunchEnvironment(int Rank, int WorldSize, int LocalRank, i
     /// <summary>Where <see cref="MasterPort"/> came from: MASTER_PORT, SLURM_JOB_ID, or "default".</summary>
     public string PortSource { get; init; } = "default";
 
+    /// <summary>
+    /// The job's secret when the caller carries it itself (the C API's npUniqueId holds 32 random bytes of it); it
+    /// comes before NATIVEPARALLEL_JOB_SECRET. Null: the environment's, or a derived key.
+    /// </summary>
+    public string? Secret { get; init; }
+
     /// <summary>Which node each rank runs on, where the launcher tells; null when unknown (mpirun).</summary>
     public RankPlacement? Placement { get; init; }
 

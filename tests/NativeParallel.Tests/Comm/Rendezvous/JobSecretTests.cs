@@ -171,6 +171,11 @@ public sealed class JobSecretTests
         Assert.NotEqual(derived.Key, JobSecret.For(env, n => n == "TORCHELASTIC_RUN_ID" ? "other" : null).Key);
         Assert.False(JobSecret.For(env, n => n == JobSecret.Variable ? "s" : null).Derived);
         Assert.Contains("mpirun -x NATIVEPARALLEL_JOB_SECRET", JobSecret.DerivedWarning(env));
+        // A secret the caller carries (the C API's id) comes before the environment's.
+        var carried = JobSecret.For(env with { Secret = "from the id" }, n => n == JobSecret.Variable ? "s" : null);
+        Assert.False(carried.Derived);
+        Assert.Equal(JobSecret.FromText("from the id").Key, carried.Key);
+        Assert.NotEqual(JobSecret.FromText("s").Key, carried.Key);
     }
 
     private static string CliPath => Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll");
