@@ -117,7 +117,7 @@ public static class KernelBenchmarks
         {
             foreach (var dtype in Wants("matmul") ? new[] { DType.BF16, DType.F32 } : [])
             {
-                int m = gpu ? 4096 : 512;
+                int m = gpu ? 4096 : 1024; // the CPU at 1024^3, the size docs/benchmarks.md compares with OpenBLAS
                 using var a = Tensor.Uniform(device, dtype, 9, -1, 1, m, m);
                 using var b = Tensor.Uniform(device, dtype, 10, -1, 1, m, m);
                 using var c = Tensor.Empty(device, dtype, m, m);
