@@ -225,24 +225,24 @@ public static class KernelBenchmarks
             yield return (packed, op => op());
             yield break;
         }
-        yield return ("v1 dot products, Vector256", op => WithCpuGemm(int.MaxValue, Kernels.Cpu.CpuPackedGemm.ForceVector256, op));
-        yield return ("v2 packed 6x16, Vector256", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, op));
+        yield return ("v1 dot products, Vector256", op => WithCpuGemm(int.MaxValue, Kernels.Cpu.CpuPackedGemm.PreferVector512, op));
+        yield return ("v2 packed 6x16, Vector256", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, false, op));
         if (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-            yield return ("v2 packed 6x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, false, op));
+            yield return ("v2 packed 6x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, op));
     }
 
-    private static void WithCpuGemm(int packedFromRows, bool force256, Action op)
+    private static void WithCpuGemm(int packedFromRows, bool wide, Action op)
     {
         int rows = Kernels.Cpu.CpuGemm.PackedFromRows;
-        bool wide = Kernels.Cpu.CpuPackedGemm.ForceVector256;
+        bool before = Kernels.Cpu.CpuPackedGemm.PreferVector512;
         try
         {
-            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.ForceVector256) = (packedFromRows, force256);
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512) = (packedFromRows, wide);
             op();
         }
         finally
         {
-            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.ForceVector256) = (rows, wide);
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512) = (rows, before);
         }
     }
 

@@ -4,8 +4,8 @@ namespace NativeParallel.Tests.Kernels;
 
 /// <summary>
 /// The CPU's packed GEMM against a float64 reference, for every operand layout training uses (rows or columns
-/// contiguous), sizes that cut every block (MR, NR, MC, NC, KC) unevenly, overwrite and accumulate; on the AVX-512
-/// micro-kernel where the CPU has it and on the Vector256 one (forced), so both paths run on one machine.
+/// contiguous), sizes that cut every block (MR, NR, MC, NC, KC) unevenly, overwrite and accumulate; on the Vector256
+/// micro-kernel and, where the CPU has AVX-512, on the Vector512 one, so both paths run on one machine.
 /// </summary>
 [Collection(nameof(CpuVectorWidthCollection))]
 public sealed unsafe class CpuPackedGemmTests
@@ -19,18 +19,18 @@ public sealed unsafe class CpuPackedGemmTests
     [InlineData(130, 45, 600, true, true)]     // both (dYᵀ·X)
     public void MatchesTheFloat64Reference(int m, int n, int k, bool aByColumns, bool bByColumns)
     {
-        foreach (bool force256 in new[] { false, true })
+        foreach (bool wide in new[] { false, true })
         {
-            bool before = CpuPackedGemm.ForceVector256;
+            bool before = CpuPackedGemm.PreferVector512;
             try
             {
-                CpuPackedGemm.ForceVector256 = force256;
+                CpuPackedGemm.PreferVector512 = wide;
                 Check(m, n, k, aByColumns, bByColumns, accumulate: false);
                 Check(m, n, k, aByColumns, bByColumns, accumulate: true);
             }
             finally
             {
-                CpuPackedGemm.ForceVector256 = before;
+                CpuPackedGemm.PreferVector512 = before;
             }
         }
     }

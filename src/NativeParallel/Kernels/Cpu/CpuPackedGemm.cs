@@ -6,11 +6,11 @@ namespace NativeParallel.Kernels.Cpu;
 
 /// <summary>
 /// C (+)= A · Bᵀ in f32 for any strides of A (m × k) and B (n × k), the GotoBLAS/BLIS way: k is cut into panels of
-/// <see cref="KC"/>, C into blocks of <see cref="MC"/> × <see cref="NC"/> (one parallel task each); a task packs its
-/// block of B into column panels of NR (k-major, NR floats per k step) and its block of A into row panels of
-/// <see cref="MR"/>, so the micro-kernel streams both from L1/L2 with unit stride whatever the operands' layout, and
+/// <see cref="KC"/>, C into blocks of <see cref="MC"/> × <see cref="NC"/>; a task takes a block column of C, packs its
+/// block of B into column panels of NR (k-major, NR floats per k step) once per k panel for all its row blocks, and
+/// each block of A into row panels of <see cref="MR"/>, so the micro-kernel streams both from L1/L2 with unit stride whatever the operands' layout, and
 /// keeps an MR × NR tile of C in registers: 6 × 32 in twelve Vector512 accumulators where the CPU has AVX-512,
-/// 6 × 16 in twelve Vector256 ones elsewhere. Per k step it loads NR floats of B once and broadcasts 6 of A, 12
+/// 6 × 16 in twelve Vector256 ones elsewhere (or when <see cref="PreferVector512"/> is off). Per k step it loads NR floats of B once and broadcasts 6 of A, 12
 /// fused multiply-adds for 8 loads (the dot-product kernel it replaces needed 6 loads per 8 FMAs and a horizontal
 /// sum per output). The three products of training are this one call with different strides (x·Wᵀ, dY·W, dYᵀ·X),
 /// so none needs a transposed copy. Each C tile is summed over k in panel order by one task, so the result does not
@@ -39,13 +39,13 @@ internal static unsafe class CpuPackedGemm
     }
 
     /// <summary>
-    /// Forces the Vector256 micro-kernel even where AVX-512 is present (NATIVEPARALLEL_CPU_VECTOR=256, or a test),
-    /// so both paths are checked on one machine.
+    /// Whether the AVX-512 micro-kernel runs where the CPU has AVX-512 (the default); NATIVEPARALLEL_CPU_VECTOR=256,
+    /// or a test, takes the Vector256 one, so both paths are checked on one machine.
     /// </summary>
-    internal static bool ForceVector256 { get; set; } = Environment.GetEnvironmentVariable("NATIVEPARALLEL_CPU_VECTOR") == "256";
+    internal static bool PreferVector512 { get; set; } = Environment.GetEnvironmentVariable("NATIVEPARALLEL_CPU_VECTOR") != "256";
 
     /// <summary>Whether the AVX-512 micro-kernel runs now.</summary>
-    public static bool UsesVector512 => Vector512.IsHardwareAccelerated && !ForceVector256;
+    public static bool UsesVector512 => Vector512.IsHardwareAccelerated && PreferVector512;
 
     // Packing buffers per thread, allocated once (the thread pool's threads are few and long-lived).
     [ThreadStatic] private static float* t_packedA;
@@ -64,7 +64,13 @@ internal static unsafe class CpuPackedGemm
         bool wide = UsesVector512;
         int nr = wide ? 32 : 16;
         int blocksM = (m + MC - 1) / MC, blocksN = (n + NC - 1) / NC;
-        CpuParallel.For(blocksM * blocksN, (long)MC * NC * k, (start, end) =>
+        // A task owns one block of columns and a run of row blocks: it packs each k panel of its B block once and
+        // reuses it for every row block of the run (packing B transposes it, the costliest memory traffic here).
+        // Columns alone may not give every core work: then the rows are cut into as many runs as that takes.
+        int runs = Math.Clamp((Environment.ProcessorCount + blocksN - 1) / blocksN, 1, blocksM);
+        int blocksPerRun = (blocksM + runs - 1) / runs;
+        runs = (blocksM + blocksPerRun - 1) / blocksPerRun;
+        CpuParallel.For(blocksN * runs, (long)blocksPerRun * MC * NC * k, (start, end) =>
         {
             if (t_packedA == null)
             {
@@ -72,25 +78,29 @@ internal static unsafe class CpuPackedGemm
                 t_packedB = (float*)NativeMemory.AlignedAlloc((nuint)(NC * KC * sizeof(float)), 64);
             }
             float* packedA = t_packedA, packedB = t_packedB;
-            for (int block = start; block < end; block++)
+            for (int task = start; task < end; task++)
             {
-                int i0 = block / blocksN * MC, j0 = block % blocksN * NC;
-                int rows = Math.Min(MC, m - i0), cols = Math.Min(NC, n - j0);
+                int j0 = task / runs * NC, cols = Math.Min(NC, n - j0);
+                int firstBlock = task % runs * blocksPerRun, lastBlock = Math.Min(blocksM, firstBlock + blocksPerRun);
                 for (int p0 = 0; p0 < k; p0 += KC)
                 {
                     int depth = Math.Min(KC, k - p0);
                     bool add = accumulate || p0 > 0;
                     for (int j = 0; j < cols; j += nr) Pack(b, j0 + j, Math.Min(nr, cols - j), nr, p0, depth, packedB + (long)j * depth);
-                    for (int i = 0; i < rows; i += MR) Pack(a, i0 + i, Math.Min(MR, rows - i), MR, p0, depth, packedA + (long)i * depth);
-                    for (int j = 0; j < cols; j += nr)
-                        for (int i = 0; i < rows; i += MR)
-                        {
-                            float* pa = packedA + (long)i * depth, pb = packedB + (long)j * depth;
-                            float* ct = c + (i0 + i) * ldc + j0 + j;
-                            int tileRows = Math.Min(MR, rows - i), tileCols = Math.Min(nr, cols - j);
-                            if (wide) Tile512(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
-                            else Tile256(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
-                        }
+                    for (int block = firstBlock; block < lastBlock; block++)
+                    {
+                        int i0 = block * MC, rows = Math.Min(MC, m - i0);
+                        for (int i = 0; i < rows; i += MR) Pack(a, i0 + i, Math.Min(MR, rows - i), MR, p0, depth, packedA + (long)i * depth);
+                        for (int j = 0; j < cols; j += nr)
+                            for (int i = 0; i < rows; i += MR)
+                            {
+                                float* pa = packedA + (long)i * depth, pb = packedB + (long)j * depth;
+                                float* ct = c + (i0 + i) * ldc + j0 + j;
+                                int tileRows = Math.Min(MR, rows - i), tileCols = Math.Min(nr, cols - j);
+                                if (wide) Tile512(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
+                                else Tile256(pa, pb, depth, ct, ldc, tileRows, tileCols, add);
+                            }
+                    }
                 }
             }
         });
@@ -123,7 +133,11 @@ internal static unsafe class CpuPackedGemm
             for (int p = 0; p < depth; p++) new Span<float>(dst + p * width + count, width - count).Clear();
     }
 
-    private static void Tile512(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
+    // The register tile's k loop alone, its results stored to `tile` at the end. Kept apart from the write-back
+    // (not inlined): with the edge branches after the loop in the same method, the JIT wrote every accumulator to
+    // the stack on every k step, which halved the speed.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Kernel512(float* pa, float* pb, int depth, float* tile)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -150,27 +164,23 @@ internal static unsafe class CpuPackedGemm
             c50 = Vector512.FusedMultiplyAdd(a, b0, c50);
             c51 = Vector512.FusedMultiplyAdd(a, b1, c51);
         }
-        if (rows == MR && cols == 32)
-        {
-            Put(c, c00, c01, add);
-            Put(c + ldc, c10, c11, add);
-            Put(c + 2 * ldc, c20, c21, add);
-            Put(c + 3 * ldc, c30, c31, add);
-            Put(c + 4 * ldc, c40, c41, add);
-            Put(c + 5 * ldc, c50, c51, add);
-            return;
-        }
-        float* tile = stackalloc float[MR * 32];
         c00.Store(tile); c01.Store(tile + 16);
         c10.Store(tile + 32); c11.Store(tile + 48);
         c20.Store(tile + 64); c21.Store(tile + 80);
         c30.Store(tile + 96); c31.Store(tile + 112);
         c40.Store(tile + 128); c41.Store(tile + 144);
         c50.Store(tile + 160); c51.Store(tile + 176);
+    }
+
+    private static void Tile512(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
+    {
+        float* tile = stackalloc float[MR * 32];
+        Kernel512(pa, pb, depth, tile);
         PutPart(tile, 32, c, ldc, rows, cols, add);
     }
 
-    private static void Tile256(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Kernel256(float* pa, float* pb, int depth, float* tile)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -197,26 +207,19 @@ internal static unsafe class CpuPackedGemm
             c50 = Vector256.FusedMultiplyAdd(a, b0, c50);
             c51 = Vector256.FusedMultiplyAdd(a, b1, c51);
         }
-        float* tile = stackalloc float[MR * 16];
         c00.Store(tile); c01.Store(tile + 8);
         c10.Store(tile + 16); c11.Store(tile + 24);
         c20.Store(tile + 32); c21.Store(tile + 40);
         c30.Store(tile + 48); c31.Store(tile + 56);
         c40.Store(tile + 64); c41.Store(tile + 72);
         c50.Store(tile + 80); c51.Store(tile + 88);
-        PutPart(tile, 16, c, ldc, rows, cols, add);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put(float* c, Vector512<float> left, Vector512<float> right, bool add)
+    private static void Tile256(float* pa, float* pb, int depth, float* c, long ldc, int rows, int cols, bool add)
     {
-        if (add)
-        {
-            left += Vector512.Load(c);
-            right += Vector512.Load(c + 16);
-        }
-        left.Store(c);
-        right.Store(c + 16);
+        float* tile = stackalloc float[MR * 16];
+        Kernel256(pa, pb, depth, tile);
+        PutPart(tile, 16, c, ldc, rows, cols, add);
     }
 
     private static void PutPart(float* tile, int width, float* c, long ldc, int rows, int cols, bool add)
@@ -224,8 +227,9 @@ internal static unsafe class CpuPackedGemm
         for (int r = 0; r < rows; r++)
         {
             float* from = tile + r * width, to = c + r * ldc;
-            if (add) for (int j = 0; j < cols; j++) to[j] += from[j];
-            else new ReadOnlySpan<float>(from, cols).CopyTo(new Span<float>(to, cols));
+            var target = new Span<float>(to, cols);
+            if (add) System.Numerics.Tensors.TensorPrimitives.Add(target, new ReadOnlySpan<float>(from, cols), target);
+            else new ReadOnlySpan<float>(from, cols).CopyTo(target);
         }
     }
 }
