@@ -130,6 +130,15 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     /// <inheritdoc/>
     protected override void Release(ulong pointer, Action<ulong> free)
     {
+        // Most frees happen with no stream but the default one: no fence to take, nothing waiting, no allocation.
+        bool anyStream;
+        lock (_streams) anyStream = _streams.Count > 0;
+        if (!anyStream)
+        {
+            free(pointer);
+            ReleasePassed();
+            return;
+        }
         var fences = LiveStreams().Where(s => s.Pending).Select(s => (s, s.Issued)).ToArray();
         if (fences.Length == 0) free(pointer);
         else lock (_freedLater) _freedLater.Add((pointer, free, fences));
@@ -138,16 +147,18 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
 
     private void ReleasePassed()
     {
-        List<(ulong Pointer, Action<ulong> Free)> ready = new();
+        List<(ulong Pointer, Action<ulong> Free)>? ready = null;
         lock (_freedLater)
         {
+            if (_freedLater.Count == 0) return;
             for (int i = _freedLater.Count - 1; i >= 0; i--)
             {
                 if (!_freedLater[i].Fences.All(f => f.Stream.Passed(f.Position))) continue;
-                ready.Add((_freedLater[i].Pointer, _freedLater[i].Free));
+                (ready ??= new()).Add((_freedLater[i].Pointer, _freedLater[i].Free));
                 _freedLater.RemoveAt(i);
             }
         }
+        if (ready is null) return;
         foreach (var (p, free) in ready) free(p);
     }
 
