@@ -6,6 +6,8 @@
 #   cli ARGS...        any CLI command, e.g. ./build.sh cli kernels check --arch sm_80,sm_90
 #   bench [ARGS...]    BenchmarkDotNet suites of the CPU paths (bench/), e.g. ./build.sh bench --filter '*Gemm*'
 #   publish [RID]      self-contained CLI for machines without .NET (default linux-x64) into out/nativeparallel-RID/
+#   bundle             one archive for a GPU machine without .NET: the CLI, the GPU test classes and the .NET runtime
+#                      (out/device/nativeparallel-device.tar.xz, under 64 MiB); scripts/device-check.sh unpacks it
 #   pack               NuGet packages into out/packages/: NativeParallel, NativeParallel.Interop, the nativeparallel tool
 #   sample             pack, build samples/AllReduce against the packages, run it under the packed tool's launch -n 2
 #   native [RID]       the C API: NativeAOT libnativeparallel.so and nativeparallel.h into out/native/ (lib/, include/)
@@ -138,6 +140,32 @@ sample() {
   out/sample-tool/nativeparallel launch -n 2 -- dotnet out/sample/AllReduce.dll
 }
 
+# The GPU machine has no .NET and returns at most 64 MiB of carried files: a framework-dependent build of the test
+# project (which holds the CLI too) and this SDK's own runtime, xz-compressed. The single-file CLI of `publish` and the
+# tests would not fit together; this way the CLI, its process ranks and the GPU test classes all run there.
+bundle() {
+  need_dotnet
+  local out=out/device stage
+  stage=$(mktemp -d)
+  rm -rf "$out"; mkdir -p "$out"
+  dotnet publish "$TEST_PROJECT" -c Release -r linux-x64 --self-contained false -p:DebugType=portable \
+    -o "$stage/app" -v q -nologo > "$out/publish.log" 2>&1 || { cat "$out/publish.log" >&2; exit 1; }
+  rm -rf "$stage/app/Microsoft.CodeCoverage" "$stage/app"/*.xml   # coverage tooling (30 MB) and XML docs are not used there
+  local root runtime
+  root=$(dirname "$(readlink -f "$(command -v dotnet)")")
+  runtime=$(ls -d "$root"/shared/Microsoft.NETCore.App/10.* | sort -V | tail -1)
+  mkdir -p "$stage/dotnet/shared/Microsoft.NETCore.App" "$stage/dotnet/host"
+  cp "$root/dotnet" "$stage/dotnet/"
+  cp -r "$root/host/fxr" "$stage/dotnet/host/"
+  cp -r "$runtime" "$stage/dotnet/shared/Microsoft.NETCore.App/"
+  XZ_OPT=-6T0 tar -cJf "$out/nativeparallel-device.tar.xz" -C "$stage" app dotnet
+  rm -rf "$stage"
+  local size
+  size=$(stat -c %s "$out/nativeparallel-device.tar.xz")
+  [ "$size" -lt $((60 * 1024 * 1024)) ] || { echo "build.sh: the bundle is $((size / 1048576)) MiB; the GPU machine takes 64 MiB with the tree" >&2; exit 1; }
+  echo "bundled $out/nativeparallel-device.tar.xz ($((size / 1048576)) MiB): carry out/device and run scripts/device-check.sh there"
+}
+
 verb=${1:-help}
 [ $# -gt 0 ] && shift
 case "$verb" in
@@ -157,9 +185,10 @@ case "$verb" in
     mv "out/nativeparallel-$rid/NativeParallel.Cli" "out/nativeparallel-$rid/nativeparallel"
     echo "published out/nativeparallel-$rid/nativeparallel (self-contained, no .NET needed)"
     ;;
+  bundle) bundle ;;
   native) build_native "$@" ;;
   pack) pack ;;
   sample) sample ;;
-  help|-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "build.sh: unknown verb '$verb'" >&2; sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "build.sh: unknown verb '$verb'" >&2; sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
