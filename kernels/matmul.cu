@@ -261,3 +261,144 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_input_f32(Ma
 extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_input_bf16(MatmulBwdArgs p) { matmul_bwd_input<bf16>(p); }
 extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_weight_f32(MatmulBwdArgs p) { matmul_bwd_weight<float>(p); }
 extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_weight_bf16(MatmulBwdArgs p) { matmul_bwd_weight<bf16>(p); }
+
+// ---- v3 (bf16 forward) and v2 (bf16 backward): one tensor-core tile for every layout of the three products ----
+// c (M, N) = (accumulate ? c : 0) + A · B with A (M, K) and B (K, N) bf16, f32 accumulation. Each operand is stored
+// with K contiguous ("kc": A as (M, K), B as (N, K)) or with its outer dimension contiguous ("oc": A as (K, M),
+// B as (K, N)); ldmatrix loads kc tiles as they are and oc tiles with .trans, so no operand is ever transposed in
+// memory. Block: 128 x 128 outputs, 8 warps of 64 x 32 (4 x 4 mma.sync m16n8k16 each, 64 f32 accumulators per
+// thread); BK = 32; two shared-memory stages filled by cp.async while the other is multiplied.
+// Why these sizes: 128 x 128 halves the global traffic per flop of the 64 x 64 v2 tile, 8 warps keep 16 mma in
+// flight per warp per k-step, and two stages of both operands fit the 48 KB of static shared memory.
+#define G3_BM 128
+#define G3_BN 128
+#define G3_BK 32
+#define G3_PAD 8  // 16 bytes: consecutive rows of an ldmatrix land in different banks (80 B and 272 B strides)
+#define G3_THREADS 256
+
+// One operand's stage: 128 outer x 32 k elements. kc: [outer][BK + PAD]; oc: [k][128 + PAD].
+#define G3_STAGE_ELEMS (G3_BM * (G3_BK + G3_PAD) > G3_BK * (G3_BM + G3_PAD) ? G3_BM * (G3_BK + G3_PAD) : G3_BK * (G3_BM + G3_PAD))
+
+// Stages outer [o0, o0 + 128) x k [k0, k0 + 32) of an operand into `tile`, zero outside the matrix. Whole, aligned
+// 16-byte runs go by cp.async; a run that crosses an edge or is misaligned (ld not a multiple of 8) by scalar loads.
+template <bool OC>
+__device__ __forceinline__ void g3_stage(unsigned short* tile, const unsigned short* src, long long ld, int outer,
+                                         int k, int o0, int k0) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int chunk = threadIdx.x + G3_THREADS * i;
+        // kc: 4 runs of 8 k per outer row; oc: 16 runs of 8 outer per k row.
+        int r = OC ? chunk / 16 : chunk / 4, seg = OC ? (chunk % 16) * 8 : (chunk % 4) * 8;
+        int go = OC ? o0 + seg : o0 + r, gk = OC ? k0 + r : k0 + seg;
+        unsigned short* dst = tile + (OC ? r * (G3_BM + G3_PAD) : r * (G3_BK + G3_PAD)) + seg;
+        const unsigned short* p = src + (OC ? (long long)gk * ld + go : (long long)go * ld + gk);
+        bool whole = OC ? (gk < k && go + 8 <= outer) : (go < outer && gk + 8 <= k);
+        if (whole && ((reinterpret_cast<unsigned long long>(p) & 15) == 0)) {
+            ptx_cp_async_16(dst, p);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                bool inside = OC ? (gk < k && go + e < outer) : (go < outer && gk + e < k);
+                dst[e] = inside ? p[e] : (unsigned short)0;
+            }
+        }
+    }
+}
+
+template <bool A_OC, bool B_OC, typename TOut>
+__device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long ldb, void* c, int M, int N, int K,
+                        bool accumulate) {
+    __shared__ __align__(16) unsigned short smem[2][2][G3_STAGE_ELEMS];  // [stage][operand][tile]
+    const unsigned short* a = static_cast<const unsigned short*>(a_);
+    const unsigned short* b = static_cast<const unsigned short*>(b_);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane / 8;
+    const int wm = warp / 4, wn = warp % 4;  // this warp's 64 x 32 piece of the tile
+    const int row0 = blockIdx.y * G3_BM, col0 = blockIdx.x * G3_BN;
+
+    FragC acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j].r[e] = 0.0f;
+
+    const int tiles = (K + G3_BK - 1) / G3_BK;
+    if (tiles > 0) {
+        g3_stage<A_OC>(smem[0][0], a, lda, M, K, row0, 0);
+        g3_stage<B_OC>(smem[0][1], b, ldb, N, K, col0, 0);
+    }
+    ptx_cp_async_commit();
+    for (int t = 0; t < tiles; t++) {
+        const int s = t & 1;
+        if (t + 1 < tiles) {  // the next stage flies while this one is multiplied
+            g3_stage<A_OC>(smem[s ^ 1][0], a, lda, M, K, row0, (t + 1) * G3_BK);
+            g3_stage<B_OC>(smem[s ^ 1][1], b, ldb, N, K, col0, (t + 1) * G3_BK);
+        }
+        ptx_cp_async_commit();
+        ptx_cp_async_wait<1>();  // every group but the one just committed has landed
+        __syncthreads();
+        const unsigned short* ta = smem[s][0];
+        const unsigned short* tb = smem[s][1];
+#pragma unroll
+        for (int kk = 0; kk < G3_BK; kk += 16) {
+            FragA fa[4];
+            FragB fb[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int m = wm * 64 + i * 16;
+                // Matrix q of the x4: kc (m + 8 (q % 2), k + 8 (q / 2)); oc, transposed: (k + 8 (q / 2), m + 8 (q % 2)).
+                if (A_OC) ptx_ldmatrix_x4_trans(fa[i].r, ta + (kk + lane % 8 + 8 * (q / 2)) * (G3_BM + G3_PAD) + m + 8 * (q % 2));
+                else ptx_ldmatrix_x4(fa[i].r, ta + (m + lane % 8 + 8 * (q % 2)) * (G3_BK + G3_PAD) + kk + 8 * (q / 2));
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j += 2) {
+                int n = wn * 32 + j * 8;
+                unsigned r[4];
+                // Two n8 fragments per x4: matrices (n, k), (n, k + 8), (n + 8, k), (n + 8, k + 8).
+                if (B_OC) ptx_ldmatrix_x4_trans(r, tb + (kk + lane % 8 + 8 * (q % 2)) * (G3_BN + G3_PAD) + n + 8 * (q / 2));
+                else ptx_ldmatrix_x4(r, tb + (n + lane % 8 + 8 * (q / 2)) * (G3_BK + G3_PAD) + kk + 8 * (q % 2));
+                fb[j].r[0] = r[0];
+                fb[j].r[1] = r[1];
+                fb[j + 1].r[0] = r[2];
+                fb[j + 1].r[1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], fa[i], fb[j]);
+        }
+        __syncthreads();  // the stage just read is the one the next iteration refills
+    }
+
+    const int g = lane / 4, tq = lane % 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = row0 + wm * 64 + i * 16 + g + 8 * (e / 2);
+                int cc = col0 + wn * 32 + j * 8 + 2 * tq + (e % 2);
+                if (r >= M || cc >= N) continue;
+                long long o = (long long)r * N + cc;
+                store_f<TOut>(c, o, accumulate ? load_f<TOut>(c, o) + acc[i][j].r[e] : acc[i][j].r[e]);
+            }
+}
+
+// v3 forward: c (m, n) = a (m, k) · b (n, k)ᵀ; both operands k-contiguous. Grid (ceil(n / 128), ceil(m / 128)).
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v3_bf16_f32(MatmulArgs p) {
+    gemm_tc<false, false, float>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+}
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v3_bf16_bf16(MatmulArgs p) {
+    gemm_tc<false, false, bf16>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+}
+// v2 d_x (m, k) = d_y (m, n) · W (n, k): A = d_y (kc), B = W stored (K = n, N = k) (oc). Grid (ceil(k / 128), ceil(m / 128)).
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_input_v2_bf16(MatmulBwdArgs p) {
+    gemm_tc<false, true, bf16>(p.d_y, p.n, p.other, p.k, p.out, p.m, p.k, p.n, false);
+}
+// v2 d_w (n, k) (+)= d_yᵀ · x: A = d_y stored (K = m, M = n) (oc), B = x stored (K = m, N = k) (oc).
+// Grid (ceil(k / 128), ceil(n / 128)).
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_weight_v2_bf16(MatmulBwdArgs p) {
+    gemm_tc<true, true, bf16>(p.d_y, p.n, p.other, p.k, p.out, p.n, p.k, p.m, p.accumulate != 0);
+}

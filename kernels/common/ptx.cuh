@@ -32,6 +32,25 @@ __device__ __forceinline__ void ptx_ldmatrix_x4(unsigned (&r)[4], const void* sh
                  : "r"(ptx_shared_address(shared_row)));
 }
 
+// ldmatrix.x4.trans: as ptx_ldmatrix_x4, each matrix transposed: register i of lane l receives the elements at rows
+// 2 (l % 4) and 2 (l % 4) + 1, column l / 4 of matrix i (for operands stored with the other dimension contiguous).
+__device__ __forceinline__ void ptx_ldmatrix_x4_trans(unsigned (&r)[4], const void* shared_row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(ptx_shared_address(shared_row)));
+}
+
+// cp.async: 16 bytes global -> shared without passing through registers, completing asynchronously; grouped by
+// commit, awaited by wait_group (at most `pending` groups still in flight). L2 only (.cg): tiles are read once.
+__device__ __forceinline__ void ptx_cp_async_16(void* shared_dst, const void* global_src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ptx_shared_address(shared_dst)), "l"(global_src));
+}
+
+__device__ __forceinline__ void ptx_cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+
+template <int pending>
+__device__ __forceinline__ void ptx_cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(pending)); }
+
 // mma.sync m16n8k16, bf16 inputs, f32 accumulate: d = a b + c for the warp (fragment layouts in mma.cuh).
 __device__ __forceinline__ void ptx_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2], const float (&c)[4]) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};"
@@ -61,6 +80,28 @@ __device__ __forceinline__ void ptx_ldmatrix_x4(unsigned (&r)[4], const void* sh
     int lane = np_emu::self().lane;
     for (int i = 0; i < 4; i++) std::memcpy(&r[i], static_cast<const char*>(rows[8 * i + lane / 4]) + 4 * (lane % 4), 4);
 }
+
+// ldmatrix.x4.trans on fibers: as ldmatrix.x4, reading each matrix down its columns.
+__device__ __forceinline__ void ptx_ldmatrix_x4_trans(unsigned (&r)[4], const void* shared_row) {
+    const void* rows[32];
+    np_emu::warp_gather(0xffffffffu, shared_row, rows, "ldmatrix.trans");
+    int lane = np_emu::self().lane;
+    for (int i = 0; i < 4; i++) {
+        unsigned short lo, hi;
+        std::memcpy(&lo, static_cast<const char*>(rows[8 * i + 2 * (lane % 4)]) + 2 * (lane / 4), 2);
+        std::memcpy(&hi, static_cast<const char*>(rows[8 * i + 2 * (lane % 4) + 1]) + 2 * (lane / 4), 2);
+        r[i] = (unsigned)lo | ((unsigned)hi << 16);
+    }
+}
+
+// cp.async on fibers: the copy happens at once, so commit and wait have nothing left to do. (A kernel that reads a
+// stage before waiting for it is therefore not caught here; the GPU suite and compute-sanitizer's racecheck are.)
+__device__ __forceinline__ void ptx_cp_async_16(void* shared_dst, const void* global_src) { std::memcpy(shared_dst, global_src, 16); }
+
+__device__ __forceinline__ void ptx_cp_async_commit() {}
+
+template <int pending>
+__device__ __forceinline__ void ptx_cp_async_wait() {}
 
 // mma.m16n8k16 on fibers: the warp gathers every lane's fragments; each lane rebuilds the rows of a and the
 // columns of b its four outputs need, from the PTX fragment layouts, and accumulates in f32 in k order.

@@ -1,4 +1,5 @@
 using NativeParallel.Devices;
+using NativeParallel.Kernels;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Tensors;
 
@@ -34,8 +35,8 @@ public static class KernelBenchmarks
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
     /// roof of the others, always); <paramref name="allVersions"/> times every version of an op side by side (llm.c's
-    /// kernel versions; so far the CPU's matmul: v1 dot products, v2 packed on Vector256 and, with AVX-512, on
-    /// Vector512). <paramref name="progress"/> gets one line per result.
+    /// kernel versions: the CPU's matmul, v1 dot products, v2 packed on Vector256 and, with AVX-512, on Vector512; on a
+    /// device, the bf16 matmul's and matmul_bwd's versions of <see cref="KernelVersions"/>). <paramref name="progress"/> gets one line per result.
     /// </summary>
     public static IReadOnlyList<KernelBenchmarkResult> Run(IDevice device, int warmup, int repeats, Action<KernelBenchmarkResult> progress,
         string? op = null, bool allVersions = false)
@@ -109,7 +110,7 @@ public static class KernelBenchmarks
             double ms = timer.Median(() => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)));
             Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}", ms, 2.0 * batch * capacity * hkv * d * 2));
         }
-        TrainingKernels(device, gpu, timer, Bandwidth, Add, Wants);
+        TrainingKernels(device, gpu, timer, Bandwidth, Add, Wants, allVersions);
         CublasHandle? cublas = null;
         string cublasNote = "cuBLAS";
         if (device is CudaDevice cuda)
@@ -135,19 +136,29 @@ public static class KernelBenchmarks
                     }
                     continue;
                 }
-                double ms = timer.Median(() => k.Matmul(a, b, c));
-                double tflops = flops / (ms * 1e9);
-                string name = dtype == DType.BF16 ? "matmul bf16 (mma.sync tensor cores)" : "matmul f32 (SIMT tiles)";
-                if (cublas is null)
+                // bf16 runs each tensor-core version asked for (the default, or all side by side); f32 has v1 only.
+                string[] versions = dtype != DType.BF16 ? ["v1"] : allVersions ? KernelVersions.Ops["matmul"].Versions : [KernelVersions.Selected("matmul")];
+                using var reference = cublas is null ? null : Tensor.Empty(device, dtype, m, m);
+                double? cublasRate = null;
+                if (cublas is not null)
                 {
-                    Add(new(name, $"{m}^3", ms, tflops, "TFLOP/s", gpu ? cublasNote : "none on cpu", null, ""));
-                    continue;
+                    double cublasMs = timer.Median(() => cublas.Matmul(a, b, reference!));
+                    cublasRate = flops / (cublasMs * 1e9);
+                    Add(new($"cublasGemmEx {dtype.Name()}", $"{m}^3", cublasMs, cublasRate.Value, "TFLOP/s", "itself", cublasRate, ""));
                 }
-                using var reference = Tensor.Empty(device, dtype, m, m);
-                double cublasMs = timer.Median(() => cublas.Matmul(a, b, reference));
-                double error = ErrorBounds.RelativeError(c.ToFloats(), Array.ConvertAll(reference.ToFloats(), v => (double)v));
-                Add(new($"cublasGemmEx {dtype.Name()}", $"{m}^3", cublasMs, flops / (cublasMs * 1e9), "TFLOP/s", "itself", flops / (cublasMs * 1e9), ""));
-                Add(new(name, $"{m}^3", ms, tflops, "TFLOP/s", "cuBLAS", flops / (cublasMs * 1e9), $"rel err vs cuBLAS {error:E1}"));
+                foreach (string version in versions)
+                {
+                    using var chosen = dtype == DType.BF16 ? KernelVersions.Use("matmul", version) : null;
+                    double ms = timer.Median(() => k.Matmul(a, b, c));
+                    string name = $"matmul {dtype.Name()} ({version} {MatmulVersionNames[version]})";
+                    if (reference is null)
+                    {
+                        Add(new(name, $"{m}^3", ms, flops / (ms * 1e9), "TFLOP/s", gpu ? cublasNote : "none on cpu", null, ""));
+                        continue;
+                    }
+                    double error = ErrorBounds.RelativeError(c.ToFloats(), Array.ConvertAll(reference.ToFloats(), v => (double)v));
+                    Add(new(name, $"{m}^3", ms, flops / (ms * 1e9), "TFLOP/s", "cuBLAS", cublasRate, $"rel err vs cuBLAS {error:E1}"));
+                }
             }
         }
         finally
@@ -160,10 +171,10 @@ public static class KernelBenchmarks
     // The training step's kernels (Kernels/Ops/), at the shapes of a GPT-2-vocabulary training step: memory-bound ones
     // against the copy bandwidth, matmul and attention in TFLOP/s.
     private static void TrainingKernels(IDevice device, bool gpu, Timer timer, Func<string, string, double, double, KernelBenchmarkResult> bandwidth,
-        Action<KernelBenchmarkResult> add, Func<string, bool> wants)
+        Action<KernelBenchmarkResult> add, Func<string, bool> wants, bool allVersions)
     {
         KernelBenchmarkResult Flops(string name, string shape, double ms, double flops) =>
-            new(name, shape, ms, flops / (ms * 1e9), "TFLOP/s", gpu ? "none yet (SIMT v1)" : "none on cpu", null, "");
+            new(name, shape, ms, flops / (ms * 1e9), "TFLOP/s", gpu ? "none yet" : "none on cpu", null, "");
         if (wants("cross_entropy"))
         {
             int rows = gpu ? 8192 : 256, vocab = 50257;
@@ -196,8 +207,15 @@ public static class KernelBenchmarks
             using var dX = Tensor.Empty(device, DType.BF16, m, k);
             using var dW = Tensor.Empty(device, DType.BF16, n, k);
             double flops = 2.0 * m * n * k;
-            add(Flops("matmul_bwd dX = dY·W bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.InputGrad(dY, w, dX)), flops));
-            add(Flops("matmul_bwd dW = dYᵀ·X bf16", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.WeightGrad(dY, x, dW, accumulate: false)), flops));
+            // The CPU has one path; a device runs each version asked for (the default, or all side by side).
+            string[] versions = device.Kind == DeviceKind.Cpu ? ["cpu"] : allVersions ? KernelVersions.Ops["matmul_bwd"].Versions : [KernelVersions.Selected("matmul_bwd")];
+            foreach (string version in versions)
+            {
+                using var chosen = version == "cpu" ? null : KernelVersions.Use("matmul_bwd", version);
+                string how = version == "cpu" ? "packed GEMM" : $"{version} {MatmulVersionNames["bwd " + version]}";
+                add(Flops($"matmul_bwd dX = dY·W bf16 ({how})", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.InputGrad(dY, w, dX)), flops));
+                add(Flops($"matmul_bwd dW = dYᵀ·X bf16 ({how})", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.WeightGrad(dY, x, dW, accumulate: false)), flops));
+            }
         }
         if (wants("attention_train"))
         {
@@ -219,6 +237,16 @@ public static class KernelBenchmarks
                 timer.Median(() => Kernels.Ops.AttentionTraining.Backward(q, kk, vv, o, lse, dO, dq, dk, dv, scale)), forward * 2.5));
         }
     }
+
+    // What each device matmul version is, for the table.
+    private static readonly Dictionary<string, string> MatmulVersionNames = new()
+    {
+        ["v1"] = "SIMT tiles",
+        ["v2"] = "mma.sync 64x64",
+        ["v3"] = "mma.sync 128x128, cp.async stages",
+        ["bwd v1"] = "SIMT tiles",
+        ["bwd v2"] = "mma.sync 128x128, cp.async stages",
+    };
 
     // The CPU matmul's versions, each a way to run the op: the default only, or all of them side by side.
     private static IEnumerable<(string Name, Action<Action> Run)> CpuMatmulVersions(bool all)

@@ -33,7 +33,7 @@ public static class KernelSuite
             foreach (var (tokens, heads, d) in new[] { (0, 2, 4), (1, 1, 2), (7, 3, 64), (33, 4, 128), (5, 2, 34) })
                 cases.Add(Rope(dt, tokens, heads, d));
         foreach (var (inType, outType) in new[] { (DType.F32, DType.F32), (DType.BF16, DType.BF16), (DType.BF16, DType.F32), (DType.F32, DType.BF16) })
-            foreach (var (m, n, k) in new[] { (0, 4, 4), (1, 1, 1), (1, 33, 31), (33, 31, 65), (64, 64, 64), (100, 130, 257), (5, 7, 0) })
+            foreach (var (m, n, k) in new[] { (0, 4, 4), (1, 1, 1), (1, 33, 31), (33, 31, 65), (64, 64, 64), (100, 130, 257), (136, 200, 96), (5, 7, 0) })
                 cases.Add(Matmul(inType, outType, m, n, k));
         foreach (var dt in Activations)
         {

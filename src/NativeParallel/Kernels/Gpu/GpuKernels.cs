@@ -12,6 +12,7 @@ public sealed class GpuKernels : IKernels
     private const uint ElementBlock = 256;   // element-wise kernels
     private const uint AttentionWarps = 4;   // ATT_WARPS in attention.cu
     private const uint MatmulTile = 64;      // MM_BM = MM_BN = TC_BM = TC_BN in matmul.cu
+    private const uint MatmulV3Tile = 128;   // G3_BM = G3_BN in matmul.cu
     private readonly IKernelLauncher _launcher;
 
     /// <summary>Creates the launchers over <paramref name="launcher"/>.</summary>
@@ -23,6 +24,8 @@ public sealed class GpuKernels : IKernels
         long blocks = (items + perBlock - 1) / perBlock;
         return (uint)Math.Clamp(blocks, 1, Math.Max(1, _launcher.MultiprocessorCount) * 32L);
     }
+
+    private static uint Tiles(int extent, uint tile) => (uint)((extent + tile - 1) / tile);
 
     private uint RowGrid(int rows) => (uint)Math.Min(rows, Math.Max(1, _launcher.MultiprocessorCount) * 64L);
 
@@ -71,12 +74,17 @@ public sealed class GpuKernels : IKernels
         var (m, n, k) = OpShapes.Matmul(a, b, c);
         if (m == 0 || n == 0) return;
         var args = new MatmulArgs { A = a.Pointer, B = b.Pointer, C = c.Pointer, M = m, N = n, K = k };
-        var grid = new Dim3((uint)((n + MatmulTile - 1) / MatmulTile), (uint)((m + MatmulTile - 1) / MatmulTile));
-        // bf16 operands go to the tensor cores (v2, 4 warps per tile); f32 operands to the SIMT tiles (v1).
-        if (a.DType == DType.BF16)
-            _launcher.Launch("matmul.cu", $"matmul_tc_bf16_{Suffix(c.DType)}", grid, new Dim3(128), 0, args);
+        // bf16 operands go to the tensor cores (v3: 128 x 128 tiles of 8 warps; v2: 64 x 64 of 4); f32 operands to
+        // the SIMT tiles (v1).
+        if (a.DType == DType.BF16 && KernelVersions.Selected("matmul") == "v3")
+            _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_v3_bf16_bf16" : "matmul_v3_bf16_f32",
+                new Dim3(Tiles(n, MatmulV3Tile), Tiles(m, MatmulV3Tile)), new Dim3(256), 0, args);
+        else if (a.DType == DType.BF16)
+            _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_tc_bf16_bf16" : "matmul_tc_bf16_f32",
+                new Dim3(Tiles(n, MatmulTile), Tiles(m, MatmulTile)), new Dim3(128), 0, args);
         else
-            _launcher.Launch("matmul.cu", $"matmul_f32_{Suffix(c.DType)}", grid, new Dim3(256), 0, args);
+            _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_f32_bf16" : "matmul_f32_f32",
+                new Dim3(Tiles(n, MatmulTile), Tiles(m, MatmulTile)), new Dim3(256), 0, args);
     }
 
     /// <inheritdoc />

@@ -19,8 +19,11 @@ namespace NativeParallel.Kernels.Ops;
 public static unsafe class MatmulBackward
 {
     private const string Op = "matmul_bwd";
-    private const uint Tile = 64, Threads = 256;
+    private const uint Tile = 64, Threads = 256, TensorCoreTile = 128;
     private static readonly EntryPoints InputEntry = new("matmul_bwd_input"), WeightEntry = new("matmul_bwd_weight");
+
+    // bf16 operands run v2 (tensor cores, 128 x 128 tiles) unless v1 is chosen; f32 operands have v1 only.
+    private static bool TensorCores(Tensor dY) => dY.DType == DType.BF16 && KernelVersions.Selected(Op) == "v2";
 
     /// <summary>kernels/matmul.cu MatmulBwdArgs.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -44,6 +47,11 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = w.Pointer, Out = dX.Pointer, M = m, N = n, K = k };
+            if (TensorCores(dY))
+            {
+                launcher.Launch("matmul.cu", "matmul_bwd_input_v2_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(m, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                return;
+            }
             launcher.Launch("matmul.cu", InputEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(m, Tile)), new Gpu.Dim3(Threads), 0, args);
             return;
         }
@@ -63,6 +71,11 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = x.Pointer, Out = dW.Pointer, M = m, N = n, K = k, Accumulate = accumulate ? 1 : 0 };
+            if (TensorCores(dY))
+            {
+                launcher.Launch("matmul.cu", "matmul_bwd_weight_v2_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(n, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                return;
+            }
             launcher.Launch("matmul.cu", WeightEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(n, Tile)), new Gpu.Dim3(Threads), 0, args);
             return;
         }
@@ -132,7 +145,7 @@ public static unsafe class MatmulBackward
 
     internal static IEnumerable<KernelCase> Cases()
     {
-        var shapes = new (int M, int N, int K)[] { (0, 4, 4), (1, 1, 1), (33, 31, 65), (64, 64, 64), (100, 130, 57), (300, 20, 24), (5, 7, 0), (6, 0, 5) };
+        var shapes = new (int M, int N, int K)[] { (0, 4, 4), (1, 1, 1), (33, 31, 65), (64, 64, 64), (100, 130, 57), (300, 20, 24), (160, 136, 88), (5, 7, 0), (6, 0, 5) };
         foreach (var dt in new[] { DType.F32, DType.BF16 })
             foreach (var (m, n, k) in shapes)
             {
