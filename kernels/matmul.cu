@@ -272,25 +272,28 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS) matmul_bwd_weight_bf16(
 // flight per warp per k-step, and two stages of both operands fit the 48 KB of static shared memory.
 #define G3_BM 128
 #define G3_BN 128
-#define G3_BK 32
-#define G3_PAD 8  // 16 bytes: consecutive rows of an ldmatrix land in different banks (80 B and 272 B strides)
+#define G3_PAD 8  // 16 bytes: consecutive rows of an ldmatrix land in different banks (48, 80 and 272 B strides)
 #define G3_THREADS 256
 
-// One operand's stage: 128 outer x 32 k elements. kc: [outer][BK + PAD]; oc: [k][128 + PAD].
-#define G3_STAGE_ELEMS (G3_BM * (G3_BK + G3_PAD) > G3_BK * (G3_BM + G3_PAD) ? G3_BM * (G3_BK + G3_PAD) : G3_BK * (G3_BM + G3_PAD))
+// One operand's stage: 128 outer x BK k elements. kc: [outer][BK + PAD]; oc: [k][128 + PAD].
+template <int BK>
+struct G3Stage {
+    static constexpr int kc = G3_BM * (BK + G3_PAD), oc = BK * (G3_BM + G3_PAD);
+    static constexpr int elems = kc > oc ? kc : oc;
+};
 
-// Stages outer [o0, o0 + 128) x k [k0, k0 + 32) of an operand into `tile`, zero outside the matrix. Whole, aligned
+// Stages outer [o0, o0 + 128) x k [k0, k0 + BK) of an operand into `tile`, zero outside the matrix. Whole, aligned
 // 16-byte runs go by cp.async; a run that crosses an edge or is misaligned (ld not a multiple of 8) by scalar loads.
-template <bool OC>
+template <bool OC, int BK>
 __device__ __forceinline__ void g3_stage(unsigned short* tile, const unsigned short* src, long long ld, int outer,
                                          int k, int o0, int k0) {
+    constexpr int runs = G3_BM * BK / 8, per_kc_row = BK / 8, per_oc_row = G3_BM / 8;
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < runs / G3_THREADS; i++) {
         int chunk = threadIdx.x + G3_THREADS * i;
-        // kc: 4 runs of 8 k per outer row; oc: 16 runs of 8 outer per k row.
-        int r = OC ? chunk / 16 : chunk / 4, seg = OC ? (chunk % 16) * 8 : (chunk % 4) * 8;
+        int r = OC ? chunk / per_oc_row : chunk / per_kc_row, seg = OC ? (chunk % per_oc_row) * 8 : (chunk % per_kc_row) * 8;
         int go = OC ? o0 + seg : o0 + r, gk = OC ? k0 + r : k0 + seg;
-        unsigned short* dst = tile + (OC ? r * (G3_BM + G3_PAD) : r * (G3_BK + G3_PAD)) + seg;
+        unsigned short* dst = tile + (OC ? r * (G3_BM + G3_PAD) : r * (BK + G3_PAD)) + seg;
         const unsigned short* p = src + (OC ? (long long)gk * ld + go : (long long)go * ld + gk);
         bool whole = OC ? (gk < k && go + 8 <= outer) : (go < outer && gk + 8 <= k);
         if (whole && ((reinterpret_cast<unsigned long long>(p) & 15) == 0)) {
@@ -305,10 +308,13 @@ __device__ __forceinline__ void g3_stage(unsigned short* tile, const unsigned sh
     }
 }
 
-template <bool A_OC, bool B_OC, typename TOut>
+// STAGES shared-memory stages of BK: STAGES - 1 tiles are in flight while one is multiplied. v3: BK 32, 2 stages
+// (40 KB); v4: BK 16, 4 stages (48 KB): three loads ahead instead of one, for the same shared memory.
+template <bool A_OC, bool B_OC, typename TOut, int BK, int STAGES>
 __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long ldb, void* c, int M, int N, int K,
                         bool accumulate) {
-    __shared__ __align__(16) unsigned short smem[2][2][G3_STAGE_ELEMS];  // [stage][operand][tile]
+    constexpr int SE = G3Stage<BK>::elems;
+    __shared__ __align__(16) unsigned short smem[STAGES][2][SE];  // [stage][operand][tile]
     const unsigned short* a = static_cast<const unsigned short*>(a_);
     const unsigned short* b = static_cast<const unsigned short*>(b_);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane / 8;
@@ -323,25 +329,32 @@ __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j].r[e] = 0.0f;
 
-    const int tiles = (K + G3_BK - 1) / G3_BK;
-    if (tiles > 0) {
-        g3_stage<A_OC>(smem[0][0], a, lda, M, K, row0, 0);
-        g3_stage<B_OC>(smem[0][1], b, ldb, N, K, col0, 0);
-    }
-    ptx_cp_async_commit();
-    for (int t = 0; t < tiles; t++) {
-        const int s = t & 1;
-        if (t + 1 < tiles) {  // the next stage flies while this one is multiplied
-            g3_stage<A_OC>(smem[s ^ 1][0], a, lda, M, K, row0, (t + 1) * G3_BK);
-            g3_stage<B_OC>(smem[s ^ 1][1], b, ldb, N, K, col0, (t + 1) * G3_BK);
+    const int tiles = (K + BK - 1) / BK;
+    // Prologue: the first STAGES - 1 tiles, one commit group each (empty past the end, so the count stays fixed).
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < tiles) {
+            g3_stage<A_OC, BK>(smem[s][0], a, lda, M, K, row0, s * BK);
+            g3_stage<B_OC, BK>(smem[s][1], b, ldb, N, K, col0, s * BK);
         }
         ptx_cp_async_commit();
-        ptx_cp_async_wait<1>();  // every group but the one just committed has landed
-        __syncthreads();
-        const unsigned short* ta = smem[s][0];
-        const unsigned short* tb = smem[s][1];
+    }
+    for (int t = 0; t < tiles; t++) {
+        ptx_cp_async_wait<STAGES - 2>();  // tile t's group has landed; the later ones may still fly
+        __syncthreads();                   // ...for every thread's copies, and every warp is done with tile t - 1
+        {
+            // Refill the stage tile t - 1 used with tile t + STAGES - 1, before multiplying tile t.
+            int next = t + STAGES - 1, s = next % STAGES;
+            if (next < tiles) {
+                g3_stage<A_OC, BK>(smem[s][0], a, lda, M, K, row0, next * BK);
+                g3_stage<B_OC, BK>(smem[s][1], b, ldb, N, K, col0, next * BK);
+            }
+            ptx_cp_async_commit();
+        }
+        const unsigned short* ta = smem[t % STAGES][0];
+        const unsigned short* tb = smem[t % STAGES][1];
 #pragma unroll
-        for (int kk = 0; kk < G3_BK; kk += 16) {
+        for (int kk = 0; kk < BK; kk += 16) {
             FragA fa[4];
             FragB fb[4];
 #pragma unroll
@@ -349,7 +362,7 @@ __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long
                 int m = wm * 64 + i * 16;
                 // Matrix q of the x4: kc (m + 8 (q % 2), k + 8 (q / 2)); oc, transposed: (k + 8 (q / 2), m + 8 (q % 2)).
                 if (A_OC) ptx_ldmatrix_x4_trans(fa[i].r, ta + (kk + lane % 8 + 8 * (q / 2)) * (G3_BM + G3_PAD) + m + 8 * (q % 2));
-                else ptx_ldmatrix_x4(fa[i].r, ta + (m + lane % 8 + 8 * (q % 2)) * (G3_BK + G3_PAD) + kk + 8 * (q / 2));
+                else ptx_ldmatrix_x4(fa[i].r, ta + (m + lane % 8 + 8 * (q % 2)) * (BK + G3_PAD) + kk + 8 * (q / 2));
             }
 #pragma unroll
             for (int j = 0; j < 4; j += 2) {
@@ -357,7 +370,7 @@ __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long
                 unsigned r[4];
                 // Two n8 fragments per x4: matrices (n, k), (n, k + 8), (n + 8, k), (n + 8, k + 8).
                 if (B_OC) ptx_ldmatrix_x4_trans(r, tb + (kk + lane % 8 + 8 * (q % 2)) * (G3_BN + G3_PAD) + n + 8 * (q / 2));
-                else ptx_ldmatrix_x4(r, tb + (n + lane % 8 + 8 * (q / 2)) * (G3_BK + G3_PAD) + kk + 8 * (q % 2));
+                else ptx_ldmatrix_x4(r, tb + (n + lane % 8 + 8 * (q / 2)) * (BK + G3_PAD) + kk + 8 * (q % 2));
                 fb[j].r[0] = r[0];
                 fb[j].r[1] = r[1];
                 fb[j + 1].r[0] = r[2];
@@ -368,7 +381,6 @@ __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long
 #pragma unroll
                 for (int j = 0; j < 4; j++) mma_bf16_16816(acc[i][j], fa[i], fb[j]);
         }
-        __syncthreads();  // the stage just read is the one the next iteration refills
     }
 
     const int g = lane / 4, tq = lane % 4;
@@ -387,18 +399,32 @@ __device__ void gemm_tc(const void* a_, long long lda, const void* b_, long long
 }
 
 // v3 forward: c (m, n) = a (m, k) · b (n, k)ᵀ; both operands k-contiguous. Grid (ceil(n / 128), ceil(m / 128)).
+// v4: the same with BK 16 and 4 stages.
 extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v3_bf16_f32(MatmulArgs p) {
-    gemm_tc<false, false, float>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+    gemm_tc<false, false, float, 32, 2>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
 }
 extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v3_bf16_bf16(MatmulArgs p) {
-    gemm_tc<false, false, bf16>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+    gemm_tc<false, false, bf16, 32, 2>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+}
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v4_bf16_f32(MatmulArgs p) {
+    gemm_tc<false, false, float, 16, 4>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
+}
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_v4_bf16_bf16(MatmulArgs p) {
+    gemm_tc<false, false, bf16, 16, 4>(p.a, p.k, p.b, p.k, p.c, p.m, p.n, p.k, false);
 }
 // v2 d_x (m, k) = d_y (m, n) · W (n, k): A = d_y (kc), B = W stored (K = n, N = k) (oc). Grid (ceil(k / 128), ceil(m / 128)).
 extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_input_v2_bf16(MatmulBwdArgs p) {
-    gemm_tc<false, true, bf16>(p.d_y, p.n, p.other, p.k, p.out, p.m, p.k, p.n, false);
+    gemm_tc<false, true, bf16, 32, 2>(p.d_y, p.n, p.other, p.k, p.out, p.m, p.k, p.n, false);
 }
 // v2 d_w (n, k) (+)= d_yᵀ · x: A = d_y stored (K = m, M = n) (oc), B = x stored (K = m, N = k) (oc).
 // Grid (ceil(k / 128), ceil(n / 128)).
 extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_weight_v2_bf16(MatmulBwdArgs p) {
-    gemm_tc<true, true, bf16>(p.d_y, p.n, p.other, p.k, p.out, p.n, p.k, p.m, p.accumulate != 0);
+    gemm_tc<true, true, bf16, 32, 2>(p.d_y, p.n, p.other, p.k, p.out, p.n, p.k, p.m, p.accumulate != 0);
+}
+// v3 of both: BK 16, 4 stages.
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_input_v3_bf16(MatmulBwdArgs p) {
+    gemm_tc<false, true, bf16, 16, 4>(p.d_y, p.n, p.other, p.k, p.out, p.m, p.k, p.n, false);
+}
+extern "C" __global__ void __launch_bounds__(G3_THREADS) matmul_bwd_weight_v3_bf16(MatmulBwdArgs p) {
+    gemm_tc<true, true, bf16, 16, 4>(p.d_y, p.n, p.other, p.k, p.out, p.n, p.k, p.m, p.accumulate != 0);
 }

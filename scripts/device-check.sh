@@ -100,13 +100,13 @@ step bench-collectives-ipc 20 bench collectives --ranks 2 --device "$DEVICE" -b 
 if [ -n "$TESTS" ] && [ "$DEVICE" = cuda ]; then
   read -r -a TESTS_CMD <<< "$TESTS"
   NATIVEPARALLEL_REQUIRE=cuda,nvrtc run_step gpu-tests 50 "${TESTS_CMD[@]}" -noColor -noLogo \
-    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*LibraryResolverTests'
+    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*LibraryResolverTests' -class '*CudaKernelVersionTests'
   # The report keeps the first failures with their messages and the summary; the archive keeps everything.
   [ -f "$RAW/gpu-tests.txt" ] && { grep -A4 '\[FAIL\]' "$RAW/gpu-tests.txt" | head -n 150; grep -E 'Total:' "$RAW/gpu-tests.txt"; } > "$RAW/gpu-tests-summary.txt"
 else
   echo "gpu-tests skipped (no test bundle or not on cuda)" >> "$OUT/steps.txt"
 fi
-step bench-kernels 40 bench kernels --device "$DEVICE" --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
+step bench-kernels 40 bench kernels --device "$DEVICE" --version all --json "$RAW/bench-kernels.json" --markdown "$RAW/bench-kernels.md"
 # compute-sanitizer's memcheck over the kernel suite: an out-of-bounds access a comparison could miss.
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ "$DEVICE" = cuda ] && [ -n "$SANITIZER" ]; then

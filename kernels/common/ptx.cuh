@@ -94,14 +94,27 @@ __device__ __forceinline__ void ptx_ldmatrix_x4_trans(unsigned (&r)[4], const vo
     }
 }
 
-// cp.async on fibers: the copy happens at once, so commit and wait have nothing left to do. (A kernel that reads a
-// stage before waiting for it is therefore not caught here; the GPU suite and compute-sanitizer's racecheck are.)
-__device__ __forceinline__ void ptx_cp_async_16(void* shared_dst, const void* global_src) { std::memcpy(shared_dst, global_src, 16); }
+// cp.async on fibers: the source is read at issue (as the hardware may), but the bytes land in shared memory only
+// at the wait_group that covers their commit group, so a kernel that reads a stage before waiting for it reads
+// stale data and fails the suite, as it could on a GPU.
+__device__ __forceinline__ void ptx_cp_async_16(void* shared_dst, const void* global_src) {
+    np_emu::Fiber::AsyncCopy copy{shared_dst, {}, np_emu::self().async_groups};
+    std::memcpy(copy.bytes, global_src, 16);
+    np_emu::self().async_copies.push_back(copy);
+}
 
-__device__ __forceinline__ void ptx_cp_async_commit() {}
+__device__ __forceinline__ void ptx_cp_async_commit() { np_emu::self().async_groups++; }
 
 template <int pending>
-__device__ __forceinline__ void ptx_cp_async_wait() {}
+__device__ __forceinline__ void ptx_cp_async_wait() {
+    np_emu::Fiber& f = np_emu::self();
+    // Groups [0, async_groups) are committed; all but the newest `pending` of them land now.
+    unsigned landed = f.async_groups >= (unsigned)pending ? f.async_groups - pending : 0;
+    auto rest = std::stable_partition(f.async_copies.begin(), f.async_copies.end(),
+                                      [&](const np_emu::Fiber::AsyncCopy& c) { return c.group >= landed; });
+    for (auto it = rest; it != f.async_copies.end(); ++it) std::memcpy(it->dst, it->bytes, 16);
+    f.async_copies.erase(rest, f.async_copies.end());
+}
 
 // mma.m16n8k16 on fibers: the warp gathers every lane's fragments; each lane rebuilds the rows of a and the
 // columns of b its four outputs need, from the PTX fragment layouts, and accumulates in f32 in k order.

@@ -48,6 +48,10 @@ struct Fiber {
     const char* waiting_in = "";  // intrinsic name, for deadlock reports
     unsigned shuffle_parity = 0;  // which exchange buffer the next warp exchange uses
     Block* block = nullptr;
+    // cp.async copies not yet landed, each tagged with its commit group (the open group is async_groups).
+    struct AsyncCopy { void* dst; unsigned char bytes[16]; unsigned group; };
+    std::vector<AsyncCopy> async_copies;
+    unsigned async_groups = 0;
 };
 
 struct Warp {

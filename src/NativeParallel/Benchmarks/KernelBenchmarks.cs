@@ -243,9 +243,11 @@ public static class KernelBenchmarks
     {
         ["v1"] = "SIMT tiles",
         ["v2"] = "mma.sync 64x64",
-        ["v3"] = "mma.sync 128x128, cp.async stages",
+        ["v3"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
+        ["v4"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
         ["bwd v1"] = "SIMT tiles",
-        ["bwd v2"] = "mma.sync 128x128, cp.async stages",
+        ["bwd v2"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
+        ["bwd v3"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
     };
 
     // The CPU matmul's versions, each a way to run the op: the default only, or all of them side by side.

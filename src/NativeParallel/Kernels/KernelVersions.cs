@@ -13,10 +13,12 @@ public static class KernelVersions
     /// <summary>The ops with several device versions: name, versions (oldest first) and the default.</summary>
     public static readonly IReadOnlyDictionary<string, (string[] Versions, string Default)> Ops = new Dictionary<string, (string[], string)>
     {
-        // bf16 operands: v2 64 x 64 tensor-core tiles, v3 128 x 128 with cp.async stages. f32 operands have v1 only.
-        ["matmul"] = (["v2", "v3"], "v3"),
-        // bf16 operands: v1 SIMT tiles, v2 the tensor-core tile of matmul v3 with transposed ldmatrix. f32: v1 only.
-        ["matmul_bwd"] = (["v1", "v2"], "v2"),
+        // bf16 operands: v2 64 x 64 tensor-core tiles; v3 128 x 128, two cp.async stages of BK 32; v4 four of BK 16.
+        // f32 operands have v1 only.
+        ["matmul"] = (["v2", "v3", "v4"], "v3"),
+        // bf16 operands: v1 SIMT tiles; v2 and v3 the tensor-core tiles of matmul v3 and v4 with transposed ldmatrix.
+        // f32: v1 only.
+        ["matmul_bwd"] = (["v1", "v2", "v3"], "v2"),
     };
 
     [ThreadStatic] private static Dictionary<string, string>? t_scoped;

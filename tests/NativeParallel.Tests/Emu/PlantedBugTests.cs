@@ -15,7 +15,7 @@ public sealed class PlantedBugTests
     {
         // matmul's second barrier keeps the next tile's loads from overwriting values other threads still read.
         var (code, output) = CheckPlanted("matmul.cu",
-            "        __syncthreads();  // the next tile overwrites what this one read", "", "matmul", "--schedules", "3");
+            "        __syncthreads();  // the next tile overwrites what this one read", "", "matmul", ["--schedules", "3"]);
         Assert.True(code == 1, output);
         Assert.Contains("race in matmul: the output differs between fiber schedules", output);
     }
@@ -36,7 +36,7 @@ public sealed class PlantedBugTests
     public void AnOutOfBoundsIndexIsCaughtByTheSanitizer()
     {
         // One element past the end: the grid-stride loop runs to i == count.
-        var (code, output) = CheckPlanted("gelu.cu", "i < a.count; i +=", "i <= a.count; i +=", "gelu", "--sanitize");
+        var (code, output) = CheckPlanted("gelu.cu", "i < a.count; i +=", "i <= a.count; i +=", "gelu", ["--sanitize"]);
         Assert.True(code == 1, output);
         Assert.Contains("AddressSanitizer: heap-buffer-overflow", output);
         Assert.Contains("gelu", output);
@@ -46,11 +46,23 @@ public sealed class PlantedBugTests
     public void AWrongTensorCoreFragmentIndexIsCaughtByTheReference()
     {
         // Swapping ldmatrix's second and third matrices feeds the mma rows 8-15 where it wants columns 8-15.
+        // load_a_fragment is matmul v2's (v3 and v4 address ldmatrix themselves).
         var (code, output) = CheckPlanted("common/mma.cuh", "(lane % 8 + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16)",
-            "(lane % 8 + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2)", "matmul");
+            "(lane % 8 + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2)", "matmul", versions: "matmul=v2");
         Assert.True(code == 1, output);
         Assert.Matches(@"matmul +bf16 +m=33 n=31 k=65 out=bf16 .* FAIL .*relative error", output);
         Assert.Matches(@"matmul +f32 +m=33 n=31 k=65 out=f32 .* ok", output); // the SIMT path does not use fragments
+    }
+
+    [Fact]
+    public void ReadingACpAsyncStageBeforeItsWaitIsCaught()
+    {
+        // Waiting for one group too few lets a warp multiply a stage whose copies have not landed: the emulated
+        // cp.async lands its bytes only at the wait that covers them, so the tile holds the previous stage's data.
+        var (code, output) = CheckPlanted("matmul.cu", "ptx_cp_async_wait<STAGES - 2>();", "ptx_cp_async_wait<STAGES - 1>();",
+            "matmul", versions: "matmul=v4");
+        Assert.True(code == 1, output);
+        Assert.Matches(@"matmul +bf16 +m=136 n=200 k=96 out=bf16 .* FAIL", output);
     }
 
     [Fact]
@@ -64,7 +76,7 @@ public sealed class PlantedBugTests
         Assert.DoesNotContain("AddressSanitizer", output);
     }
 
-    private static (int Code, string Output) CheckPlanted(string file, string find, string replace, string op, params string[] extra)
+    private static (int Code, string Output) CheckPlanted(string file, string find, string replace, string op, string[]? extra = null, string? versions = null)
     {
         Hardware.RequireEmu();
         string dir = Path.Combine(Path.GetTempPath(), $"np-planted-{Guid.NewGuid():N}");
@@ -80,7 +92,7 @@ public sealed class PlantedBugTests
             string original = File.ReadAllText(target);
             Assert.True(original.Contains(find), $"the text to plant the bug at is no longer in kernels/{file}: update this test");
             File.WriteAllText(target, original.Replace(find, replace));
-            return RunCli(["kernels", "check", "--device", "emu", "--op", op, "--kernels", dir, "--arch", "sm_80", .. extra]);
+            return RunCli(["kernels", "check", "--device", "emu", "--op", op, "--kernels", dir, "--arch", "sm_80", .. extra ?? []], versions);
         }
         finally
         {
@@ -88,9 +100,10 @@ public sealed class PlantedBugTests
         }
     }
 
-    private static (int Code, string Output) RunCli(string[] args)
+    private static (int Code, string Output) RunCli(string[] args, string? versions = null)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (versions is not null) info.Environment["NATIVEPARALLEL_KERNEL_VERSION"] = versions;
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "NativeParallel.Cli.dll"));
         foreach (string a in args) info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;

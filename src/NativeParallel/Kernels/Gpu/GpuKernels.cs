@@ -12,7 +12,7 @@ public sealed class GpuKernels : IKernels
     private const uint ElementBlock = 256;   // element-wise kernels
     private const uint AttentionWarps = 4;   // ATT_WARPS in attention.cu
     private const uint MatmulTile = 64;      // MM_BM = MM_BN = TC_BM = TC_BN in matmul.cu
-    private const uint MatmulV3Tile = 128;   // G3_BM = G3_BN in matmul.cu
+    private const uint MatmulV3Tile = 128;   // G3_BM = G3_BN in matmul.cu (v3 and v4)
     private readonly IKernelLauncher _launcher;
 
     /// <summary>Creates the launchers over <paramref name="launcher"/>.</summary>
@@ -74,12 +74,19 @@ public sealed class GpuKernels : IKernels
         var (m, n, k) = OpShapes.Matmul(a, b, c);
         if (m == 0 || n == 0) return;
         var args = new MatmulArgs { A = a.Pointer, B = b.Pointer, C = c.Pointer, M = m, N = n, K = k };
-        // bf16 operands go to the tensor cores (v3: 128 x 128 tiles of 8 warps; v2: 64 x 64 of 4); f32 operands to
-        // the SIMT tiles (v1).
-        if (a.DType == DType.BF16 && KernelVersions.Selected("matmul") == "v3")
-            _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_v3_bf16_bf16" : "matmul_v3_bf16_f32",
+        // bf16 operands go to the tensor cores (v3, v4: 128 x 128 tiles of 8 warps; v2: 64 x 64 of 4); f32 operands
+        // to the SIMT tiles (v1).
+        string version = a.DType == DType.BF16 ? KernelVersions.Selected("matmul") : "v1";
+        if (version is "v3" or "v4")
+            _launcher.Launch("matmul.cu", (version, c.DType) switch
+                {
+                    ("v3", DType.BF16) => "matmul_v3_bf16_bf16",
+                    ("v3", _) => "matmul_v3_bf16_f32",
+                    (_, DType.BF16) => "matmul_v4_bf16_bf16",
+                    _ => "matmul_v4_bf16_f32",
+                },
                 new Dim3(Tiles(n, MatmulV3Tile), Tiles(m, MatmulV3Tile)), new Dim3(256), 0, args);
-        else if (a.DType == DType.BF16)
+        else if (version == "v2")
             _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_tc_bf16_bf16" : "matmul_tc_bf16_f32",
                 new Dim3(Tiles(n, MatmulTile), Tiles(m, MatmulTile)), new Dim3(128), 0, args);
         else

@@ -22,8 +22,14 @@ public static unsafe class MatmulBackward
     private const uint Tile = 64, Threads = 256, TensorCoreTile = 128;
     private static readonly EntryPoints InputEntry = new("matmul_bwd_input"), WeightEntry = new("matmul_bwd_weight");
 
-    // bf16 operands run v2 (tensor cores, 128 x 128 tiles) unless v1 is chosen; f32 operands have v1 only.
-    private static bool TensorCores(Tensor dY) => dY.DType == DType.BF16 && KernelVersions.Selected(Op) == "v2";
+    // bf16 operands run the tensor cores (v2: 128 x 128 tiles, two stages of BK 32; v3: four of BK 16) unless v1 is
+    // chosen; f32 operands have v1 only.
+    private static string? TensorCoreSuffix(Tensor dY) => dY.DType != DType.BF16 ? null : KernelVersions.Selected(Op) switch
+    {
+        "v2" => "_v2_bf16",
+        "v3" => "_v3_bf16",
+        _ => null,
+    };
 
     /// <summary>kernels/matmul.cu MatmulBwdArgs.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -47,9 +53,9 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = w.Pointer, Out = dX.Pointer, M = m, N = n, K = k };
-            if (TensorCores(dY))
+            if (TensorCoreSuffix(dY) is { } inputSuffix)
             {
-                launcher.Launch("matmul.cu", "matmul_bwd_input_v2_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(m, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                launcher.Launch("matmul.cu", inputSuffix == "_v2_bf16" ? "matmul_bwd_input_v2_bf16" : "matmul_bwd_input_v3_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(m, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
                 return;
             }
             launcher.Launch("matmul.cu", InputEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(m, Tile)), new Gpu.Dim3(Threads), 0, args);
@@ -71,9 +77,9 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = x.Pointer, Out = dW.Pointer, M = m, N = n, K = k, Accumulate = accumulate ? 1 : 0 };
-            if (TensorCores(dY))
+            if (TensorCoreSuffix(dY) is { } weightSuffix)
             {
-                launcher.Launch("matmul.cu", "matmul_bwd_weight_v2_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(n, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                launcher.Launch("matmul.cu", weightSuffix == "_v2_bf16" ? "matmul_bwd_weight_v2_bf16" : "matmul_bwd_weight_v3_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(n, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
                 return;
             }
             launcher.Launch("matmul.cu", WeightEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(n, Tile)), new Gpu.Dim3(Threads), 0, args);
