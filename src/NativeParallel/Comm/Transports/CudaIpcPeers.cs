@@ -25,21 +25,24 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
     /// <summary>The most exports, or opened peer allocations, kept at once.</summary>
     public const int MaxCached = 64;
 
-    private readonly Dictionary<ulong, (ulong Start, CUipcMemHandle Handle)> _exports = new();
-    private readonly Dictionary<string, (ulong Start, long LastUse)> _opened = new(StringComparer.Ordinal);
+    private readonly IpcExportCache _exports = new(MaxCached, start =>
+    {
+        CudaException.Check(Cuda.cuIpcGetMemHandle(out var handle, new CUdeviceptr(start)));
+        return handle.ToArray();
+    });
+    private readonly IpcMappingCache _opened = new(MaxCached,
+        handleBytes =>
+        {
+            device.MakeCurrent();
+            CudaException.Check(Cuda.cuIpcOpenMemHandle_v2(out var mapped, CUipcMemHandle.FromBytes(handleBytes), CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+            return mapped.Value;
+        },
+        // Closing a mapping is not stream-ordered: the device first finishes every read of the peers' memory queued so far.
+        beforeClose: device.Synchronize,
+        close: start => CudaException.Check(Cuda.cuIpcCloseMemHandle(new CUdeviceptr(start))));
     private readonly Dictionary<string, CUevent> _openedEvents = new(StringComparer.Ordinal);
     private CUevent _progress;
     private byte[]? _progressExport;
-    private long _uses;
-
-    /// <summary>Driver calls that exported an allocation (cuIpcGetMemHandle); the rest were served from the cache.</summary>
-    public long ExportCalls { get; private set; }
-
-    /// <summary>Driver calls that mapped a peer's allocation (cuIpcOpenMemHandle).</summary>
-    public long OpenCalls { get; private set; }
-
-    /// <summary>Peer allocations mapped now.</summary>
-    public int OpenedCount => _opened.Count;
 
     /// <summary>Writes the export of <paramref name="pointer"/> (a cuMemAlloc allocation, or inside one, or 0 for none) into <paramref name="destination"/>.</summary>
     public void Export(ulong pointer, Span<byte> destination)
@@ -55,52 +58,18 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
         ulong start = 0, bufferId = 0;
         CudaException.Check(Cuda.cuPointerGetAttribute(&start, CUpointer_attribute.RANGE_START_ADDR, new CUdeviceptr(pointer)));
         CudaException.Check(Cuda.cuPointerGetAttribute(&bufferId, CUpointer_attribute.BUFFER_ID, new CUdeviceptr(pointer)));
-        if (!_exports.TryGetValue(bufferId, out var export) || export.Start != start)
-        {
-            CudaException.Check(Cuda.cuIpcGetMemHandle(out var handle, new CUdeviceptr(start)));
-            ExportCalls++;
-            if (_exports.Count >= MaxCached) _exports.Clear();
-            _exports[bufferId] = export = (start, handle);
-        }
-        export.Handle.AsSpan().CopyTo(destination);
+        _exports.Handle(bufferId, start).CopyTo(destination);
         BitConverter.TryWriteBytes(destination[CUipcMemHandle.Size..], (long)(pointer - start));
     }
 
-    /// <summary>Starts one exchange's opens: mappings not used from here on are the ones <see cref="Open"/> may close when the cache is full.</summary>
-    public void BeginUse() => _uses++;
+    /// <summary>Starts one exchange's opens: mappings not used from here on are the ones a full cache may close.</summary>
+    public void BeginUse() => _opened.BeginUse();
 
     /// <summary>This process's address of a peer's export.</summary>
     public ulong Open(ReadOnlySpan<byte> export)
     {
-        var handleBytes = export[..CUipcMemHandle.Size];
         long offset = BitConverter.ToInt64(export[CUipcMemHandle.Size..]);
-        if (offset < 0) return 0;
-        string key = Convert.ToHexString(handleBytes);
-        if (_opened.TryGetValue(key, out var opened))
-        {
-            _opened[key] = (opened.Start, _uses);
-            return opened.Start + (ulong)offset;
-        }
-        if (_opened.Count >= MaxCached) CloseUnused();
-        CUipcMemHandle handle = default;
-        handleBytes.CopyTo(handle.AsSpan());
-        device.MakeCurrent();
-        CudaException.Check(Cuda.cuIpcOpenMemHandle_v2(out var mapped, handle, CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
-        OpenCalls++;
-        _opened[key] = (mapped.Value, _uses);
-        return mapped.Value + (ulong)offset;
-    }
-
-    // Closing a mapping is not stream-ordered: the device first finishes every read of the peers' memory queued so far.
-    private void CloseUnused()
-    {
-        device.Synchronize();
-        foreach (var (key, opened) in _opened.ToArray())
-        {
-            if (opened.LastUse == _uses) continue;
-            CudaException.Check(Cuda.cuIpcCloseMemHandle(new CUdeviceptr(opened.Start)));
-            _opened.Remove(key);
-        }
+        return offset < 0 ? 0 : _opened.Open(export[..CUipcMemHandle.Size]) + (ulong)offset;
     }
 
     /// <summary>
@@ -172,8 +141,92 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
         if (!_progress.IsNull) Cuda.cuEventDestroy_v2(_progress);
         _progress = default;
         _progressExport = null;
-        foreach (var opened in _opened.Values) Cuda.cuIpcCloseMemHandle(new CUdeviceptr(opened.Start));
-        _opened.Clear();
+        foreach (ulong start in _opened.Drain()) Cuda.cuIpcCloseMemHandle(new CUdeviceptr(start));
         _exports.Clear();
+    }
+}
+
+/// <summary>
+/// This process's IPC exports, by the allocation's buffer id (process-unique and never reused: an allocation freed
+/// and another made at the same address is a new id, so it never gets the old handle). Bounded: cleared when full.
+/// </summary>
+internal sealed class IpcExportCache(int capacity, Func<ulong, byte[]> export)
+{
+    private readonly Dictionary<ulong, (ulong Start, byte[] Handle)> _handles = new();
+
+    /// <summary>Driver exports made (the calls the cache did not answer).</summary>
+    public long Exports { get; private set; }
+
+    public int Count => _handles.Count;
+
+    /// <summary>The handle of the allocation <paramref name="bufferId"/> that starts at <paramref name="start"/>.</summary>
+    public ReadOnlySpan<byte> Handle(ulong bufferId, ulong start)
+    {
+        if (_handles.TryGetValue(bufferId, out var known) && known.Start == start) return known.Handle;
+        if (_handles.Count >= capacity) _handles.Clear();
+        var handle = export(start);
+        Exports++;
+        _handles[bufferId] = (start, handle);
+        return handle;
+    }
+
+    public void Clear() => _handles.Clear();
+}
+
+/// <summary>
+/// Peers' allocations mapped into this process, by handle bytes (a new allocation has a new handle, so a stale
+/// mapping is never returned for it). Bounded: when full, the mappings the current exchange has not used are
+/// closed, after <c>beforeClose</c> (the device finishing every read queued so far).
+/// </summary>
+internal sealed class IpcMappingCache(int capacity, Func<ReadOnlySpan<byte>, ulong> open, Action beforeClose, Action<ulong> close)
+{
+    private readonly Dictionary<string, (ulong Start, long LastUse)> _mapped = new(StringComparer.Ordinal);
+    private long _use;
+
+    /// <summary>Driver opens made (the calls the cache did not answer).</summary>
+    public long Opens { get; private set; }
+
+    /// <summary>Mappings closed to keep within the capacity.</summary>
+    public long Closes { get; private set; }
+
+    public int Count => _mapped.Count;
+
+    /// <summary>Starts an exchange: what it opens or finds is in use until the next one starts.</summary>
+    public void BeginUse() => _use++;
+
+    /// <summary>The base address, in this process, of the allocation behind <paramref name="handle"/>.</summary>
+    public ulong Open(ReadOnlySpan<byte> handle)
+    {
+        string key = Convert.ToHexString(handle);
+        if (_mapped.TryGetValue(key, out var known))
+        {
+            _mapped[key] = (known.Start, _use);
+            return known.Start;
+        }
+        if (_mapped.Count >= capacity) CloseUnused();
+        ulong start = open(handle);
+        Opens++;
+        _mapped[key] = (start, _use);
+        return start;
+    }
+
+    private void CloseUnused()
+    {
+        beforeClose();
+        foreach (var (key, mapped) in _mapped.ToArray())
+        {
+            if (mapped.LastUse == _use) continue;
+            close(mapped.Start);
+            Closes++;
+            _mapped.Remove(key);
+        }
+    }
+
+    /// <summary>Forgets every mapping and returns their base addresses, for the owner to close.</summary>
+    public ulong[] Drain()
+    {
+        var starts = _mapped.Values.Select(m => m.Start).ToArray();
+        _mapped.Clear();
+        return starts;
     }
 }
