@@ -26,6 +26,9 @@ public sealed partial class ProcessGroup
     /// </summary>
     public long StagedBytes => Interlocked.Read(ref _stagedBytes);
 
+    /// <summary>CUDA IPC driver calls this rank has made (handles exported, peers' handles opened); null when it has used none.</summary>
+    internal (long Exports, long Opens)? IpcHandleCalls => _ipc is { } ipc ? (ipc.ExportCalls, ipc.OpenCalls) : null;
+
     /// <summary>
     /// Whether input and output can go device-direct: both on one kernel device that every rank reaches, thread
     /// ranks (a GPU they share, or the emulated device) or processes on one GPU. The decision is this rank's; the

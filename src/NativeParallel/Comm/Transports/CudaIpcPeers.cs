@@ -44,6 +44,12 @@ internal sealed unsafe class CudaIpcPeers(CudaDevice device) : IDisposable
     private CUevent _progress;
     private byte[]? _progressExport;
 
+    /// <summary>Driver exports made so far (memory and event handles): once per allocation and once for the event, not per collective.</summary>
+    public long ExportCalls => _exports.Exports + (_progressExport is null ? 0 : 1);
+
+    /// <summary>Peers' memory and event handles opened so far: once per peer allocation and per peer event, not per collective.</summary>
+    public long OpenCalls => _opened.Opens + _openedEvents.Count;
+
     /// <summary>Writes the export of <paramref name="pointer"/> (a cuMemAlloc allocation, or inside one, or 0 for none) into <paramref name="destination"/>.</summary>
     public void Export(ulong pointer, Span<byte> destination)
     {
