@@ -94,6 +94,9 @@ internal abstract class DevicePeers : IDisposable
     /// <summary>Records the current end of this rank's stream as its progress.</summary>
     public abstract void Signal();
 
+    /// <summary>The first <see cref="Signal"/> of a collective, before <see cref="Exchange{TDescriptor}"/>: it always records (peers' producers).</summary>
+    public virtual void SignalStart() => Signal();
+
     /// <summary>Makes this rank's stream wait for <paramref name="peer"/>'s progress as last signalled before the barrier just passed.</summary>
     public abstract void Await(int peer);
 
@@ -106,6 +109,9 @@ internal sealed class ThreadDevicePeers : DevicePeers
     private readonly ThreadTransport.Shared _shared;
     private readonly Func<string, Exception> _fail;
     private readonly DeviceRank _mine;
+    // Every rank of this call enqueues on this rank's stream: host order (the meetings) orders their work, so the
+    // call's later signals and waits have nothing to do.
+    private bool _oneStream;
 
     public ThreadDevicePeers(ThreadTransport.Shared shared, IDevice device, Engine engine, int rank, int size, Func<string, Exception> fail)
         : base(device, engine, rank, size)
@@ -122,6 +128,7 @@ internal sealed class ThreadDevicePeers : DevicePeers
     {
         // The meeting's messages publish this store: a peer reads it after it has received this rank's payload.
         Volatile.Write(ref _shared.DeviceRanks[Rank], _mine);
+        _oneStream = true;
         MemoryMarshal.Write(payload, in input);
         MemoryMarshal.Write(payload[sizeof(ulong)..], in output);
     }
@@ -134,12 +141,22 @@ internal sealed class ThreadDevicePeers : DevicePeers
         if (theirs is null || !ReferenceEquals(theirs.Device, Device))
             throw _fail($"rank {peer}'s tensors are on {theirs?.Device.Name ?? "no device"}, this rank's on {Device.Name}; " +
                         "thread ranks must share one device object for device-direct collectives (or use host tensors)");
+        // Each rank's start signal recorded on the stream it runs this call on, before the exchange.
+        _oneStream &= ReferenceEquals(Volatile.Read(ref theirs.RecordedOn), Volatile.Read(ref _mine.RecordedOn));
         return (MemoryMarshal.Read<ulong>(payload), MemoryMarshal.Read<ulong>(payload[sizeof(ulong)..]));
+    }
+
+    public override void SignalStart()
+    {
+        _oneStream = false;
+        Signal();
     }
 
     public override void Signal()
     {
         var stream = Device.CurrentStream();
+        // One stream for every rank (the usual case of thread ranks on one GPU): nobody waits for this record.
+        if (_oneStream && ReferenceEquals(stream, _mine.RecordedOn)) return;
         _mine.Progress.Record(stream);
         Volatile.Write(ref _mine.RecordedOn, stream);
     }

@@ -70,7 +70,7 @@ public sealed partial class ProcessGroup
         Run(kind, input.DType, op, count, root, handshake: false, algorithm, descriptor =>
         {
             var peers = Peers(input.Device);
-            peers.Signal();
+            peers.SignalStart();
             // An empty tensor has no allocation to export; nobody reads it.
             var (inputs, outputs) = peers.Exchange(descriptor, Disagreement, input.Bytes > 0 ? input.Pointer : 0, output.Bytes > 0 ? output.Pointer : 0);
             body(new Direct(peers, HostBarrier, inputs, outputs, input.DType));
