@@ -72,7 +72,7 @@ if [ "$DEVICE" = cuda ]; then
   if [ -n "$reason" ]; then
     echo "device-check: preflight failed: $reason" | tee -a "$OUT/steps.txt"
     status=1
-    SKIP="kernels-check kernels-check-warm bench-kernels run prepare train train-cpu train-layouts bench-collectives bench-collectives-ipc gpu-tests sanitize"
+    SKIP="kernels-check kernels-check-warm bench-kernels run prepare train train-cpu train-layouts bench-collectives bench-collectives-ipc latency-collectives latency-collectives-ipc gpu-tests sanitize"
   fi
 fi
 
@@ -95,6 +95,10 @@ step train-layouts 40 train --data "$WORK/docs.bin" --device "$DEVICE" --strateg
 step bench-collectives 15 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
 # The same across processes: CUDA IPC exports of each buffer, opened by the peer (the IPC transport).
 step bench-collectives-ipc 20 bench collectives --ranks 2 --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3
+# The fixed cost of one device-direct call (4 bytes and 4 KiB, many iterations): the meetings, the driver calls and
+# the device's own waits, with no bandwidth in it; the IPC line says how many handles were exported and opened.
+step latency-collectives 10 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 4 -e 4K -f 1024 -n 200 -w 20
+step latency-collectives-ipc 10 bench collectives --ranks 2 --device "$DEVICE" -b 4 -e 4K -f 1024 -n 200 -w 20
 # The test classes that need the GPU (they skip without one; here a skip is a failure): the kernel suite, tensors on
 # the device, device-timed traces, and every device-direct collective on thread ranks and on processes over CUDA IPC.
 if [ -n "$TESTS" ] && [ "$DEVICE" = cuda ]; then
@@ -139,6 +143,8 @@ section() {  # section TITLE FILE [FILTER]: a fenced block of one step's output,
   section "training layouts on $DEVICE (dp=2, ZeRO-1, tp=2, tp=2+sp, pp=2 1F1B, dp×tp×pp; thread ranks sharing the device)" train-layouts.txt
   section "all_reduce, 2 thread ranks sharing the device (device-direct)" bench-collectives.txt
   section "all_reduce, 2 processes sharing the device (CUDA IPC)" bench-collectives-ipc.txt
+  section "fixed cost per call: all_reduce of 4 B and 4 KiB, 2 thread ranks" latency-collectives.txt
+  section "fixed cost per call: all_reduce of 4 B and 4 KiB, 2 processes (CUDA IPC)" latency-collectives-ipc.txt
   section "GPU test classes (the first failures and the summary)" gpu-tests-summary.txt
   section "compute-sanitizer memcheck over the kernel suite (passing cases omitted)" sanitize.txt ' ok$' 
 } > "$OUT/report.md"

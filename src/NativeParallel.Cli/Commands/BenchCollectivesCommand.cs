@@ -137,7 +137,9 @@ internal static class BenchCollectivesCommand
             Console.WriteLine($"# Out of bounds values : {wrong} {(wrong == 0 ? "OK" : "FAILED")}");
             // Which path device buffers took (rank 0's counts): device-direct on peers' buffers, or through host memory.
             if (o.Device is { } device && device is not CpuDevice)
-                Console.WriteLine($"# Device path          : {group.DeviceDirectCalls} collectives device-direct, {group.StagedBytes} bytes staged through host memory");
+                Console.WriteLine($"# Device path          : {group.DeviceDirectCalls} collectives device-direct, {group.StagedBytes} bytes staged through host memory" +
+                                  // Processes on one GPU: IPC handles are exported and opened once per buffer, not per call.
+                                  (group.IpcHandleCalls is { } ipc ? $"; CUDA IPC handles {ipc.Exports} exported, {ipc.Opens} opened" : ""));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# Avg bus bandwidth    : {(busbws.Length > 0 ? busbws.Average() : 0):F5}"));
             Console.WriteLine("#");
             JsonReport.Write(json, "bench collectives", line, new { op = o.Op, ranks = group.Size, transport = group.TransportName, dtype = o.DType.Name(), rows, wrong });

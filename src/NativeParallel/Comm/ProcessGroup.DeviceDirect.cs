@@ -26,6 +26,9 @@ public sealed partial class ProcessGroup
     /// </summary>
     public long StagedBytes => Interlocked.Read(ref _stagedBytes);
 
+    /// <summary>CUDA IPC driver calls this rank has made (handles exported, peers' handles opened); null when it has used none.</summary>
+    internal (long Exports, long Opens)? IpcHandleCalls => _ipc is { } ipc ? (ipc.ExportCalls, ipc.OpenCalls) : null;
+
     /// <summary>
     /// Whether input and output can go device-direct: both on one kernel device that every rank reaches, thread
     /// ranks (a GPU they share, or the emulated device) or processes on one GPU. The decision is this rank's; the
@@ -63,12 +66,13 @@ public sealed partial class ProcessGroup
     {
         input.RequireContiguous("a collective");
         output.RequireContiguous("a collective");
-        Run(kind, input.DType, op, count, root, handshake: true, algorithm, _ =>
+        // No separate handshake: the exchange of addresses carries the descriptors and checks them (one meeting, not two).
+        Run(kind, input.DType, op, count, root, handshake: false, algorithm, descriptor =>
         {
             var peers = Peers(input.Device);
-            peers.Signal();
+            peers.SignalStart();
             // An empty tensor has no allocation to export; nobody reads it.
-            var (inputs, outputs) = peers.Exchange(input.Bytes > 0 ? input.Pointer : 0, output.Bytes > 0 ? output.Pointer : 0);
+            var (inputs, outputs) = peers.Exchange(descriptor, Disagreement, input.Bytes > 0 ? input.Pointer : 0, output.Bytes > 0 ? output.Pointer : 0);
             body(new Direct(peers, HostBarrier, inputs, outputs, input.DType));
             peers.Signal();
             HostBarrier();
@@ -82,7 +86,7 @@ public sealed partial class ProcessGroup
         if (_devicePeers is { } cached && ReferenceEquals(cached.Device, device)) return cached;
         _devicePeers?.Dispose();
         if (_threadShared is not null)
-            return _devicePeers = new ThreadDevicePeers(_threadShared, device, Rank, Size, HostBarrier, why => _engine.Fail(why, null, abortOthers: false));
+            return _devicePeers = new ThreadDevicePeers(_threadShared, device, _engine, Rank, Size, why => _engine.Fail(why, null, abortOthers: false));
         _ipc ??= new CudaIpcPeers((CudaDevice)device);
         return _devicePeers = new IpcDevicePeers((CudaDevice)device, _ipc, _engine, Rank, Size);
     }
@@ -166,9 +170,17 @@ public sealed partial class ProcessGroup
         return true;
     }
 
-    // A barrier inside a collective: one all-reduce of a token through the links, no sequence number of its own.
+    // A barrier inside a collective, with no sequence number of its own: in small groups a token to and from every
+    // peer at once (one hop), in larger ones an all-reduce of a token around the ring.
     private void HostBarrier()
     {
+        if (Size <= KernelLimits.MaxReduceInputs)
+        {
+            Span<byte> tokens = stackalloc byte[Size + 1];
+            tokens[Size] = 1;
+            _engine.ExchangeAll(tokens[Size..], tokens[..Size], 1);
+            return;
+        }
         int token = 1;
         var bytes = MemoryMarshal.AsBytes(new Span<int>(ref token));
         Ring.AllReduce(_engine, bytes, bytes, 1, DType.I32, ReduceOp.Sum);

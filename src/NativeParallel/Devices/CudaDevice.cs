@@ -176,7 +176,10 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     public IDeviceStream CreateStream() => new CudaStream(this);
 
     /// <inheritdoc/>
-    public IDeviceEvent CreateEvent() => new CudaEvent(this);
+    public IDeviceEvent CreateEvent() => new CudaEvent(this, timing: true);
+
+    /// <summary>An event for ordering only (<paramref name="timing"/> false: DISABLE_TIMING, the cheaper record and wait), or one that can also time.</summary>
+    internal IDeviceEvent CreateEvent(bool timing) => new CudaEvent(this, timing);
 
     /// <inheritdoc/>
     public void CopyHostToDevice(ReadOnlySpan<byte> src, ulong dst, IDeviceStream? stream = null)
@@ -340,11 +343,11 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
     {
         private readonly CudaDevice _owner;
 
-        public CudaEvent(CudaDevice owner)
+        public CudaEvent(CudaDevice owner, bool timing)
         {
             _owner = owner;
             owner.MakeCurrent();
-            CudaException.Check(Cuda.cuEventCreate(out var handle, CUevent_flags.DEFAULT));
+            CudaException.Check(Cuda.cuEventCreate(out var handle, timing ? CUevent_flags.DEFAULT : CUevent_flags.DISABLE_TIMING));
             Handle = handle;
         }
 

@@ -148,22 +148,27 @@ public sealed class EmuStreamTests
     }
 
     [Theory]
-    [InlineData("all_reduce")]
-    [InlineData("all_gather")]
-    [InlineData("reduce_scatter")]
-    [InlineData("broadcast")]
-    public void DeviceDirectCollectivesOnDeferredStreamsWaitForEveryPeersProducer(string op)
+    [InlineData("all_reduce", false)]
+    [InlineData("all_gather", false)]
+    [InlineData("reduce_scatter", false)]
+    [InlineData("broadcast", false)]
+    [InlineData("all_reduce", true)]
+    [InlineData("all_gather", true)]
+    public void DeviceDirectCollectivesOnDeferredStreamsWaitForEveryPeersProducer(string op, bool oneStream)
     {
         // Each rank produces its input on its own stream, which runs only when a peer's wait (an event) needs it:
-        // a collective that read a peer's buffer without waiting for that peer's event would read -7s.
+        // a collective that read a peer's buffer without waiting for that peer's event would read -7s. With one
+        // stream for all ranks, the ranks skip their events and the host order of their enqueues is what orders them.
         Hardware.RequireEmu();
         const int ranks = 3, block = 1001;
         using var device = new EmuDevice { StreamOrder = EmuStreamOrder.Deferred };
+        using var shared = oneStream ? device.CreateStream() : null;
         var groups = ProcessGroup.CreateThreadGroup(ranks, timeout: TimeSpan.FromSeconds(60));
         using var turns = new Barrier(ranks);
         ExactInputs.OnThreads(groups, g =>
         {
-            using var stream = device.CreateStream();
+            using var own = oneStream ? null : device.CreateStream();
+            var stream = shared ?? own!;
             int inCount = op == "reduce_scatter" ? block * ranks : block;
             int outCount = op == "all_gather" ? block * ranks : op == "reduce_scatter" ? block : block;
             using var seed = Tensor.FromFloats(device, Enumerable.Range(0, inCount).Select(i => (float)(g.Rank + 1 + i % 7)).ToArray(), DType.F32, inCount);

@@ -98,9 +98,6 @@ public sealed unsafe class ThreadTransport : ITransport
         /// <summary>Ranks whose transport was disposed: a peer still waiting on one fails instead of waiting for the timeout.</summary>
         public readonly bool[] Departed = new bool[size];
 
-        /// <summary>Device addresses the ranks publish for device-direct collectives (input, output per rank).</summary>
-        public readonly ulong[] DevicePointers = new ulong[2 * size];
-
         /// <summary>Each rank's device and progress event, for the same collectives (see <see cref="DevicePeers"/>).</summary>
         public readonly DeviceRank?[] DeviceRanks = new DeviceRank?[size];
 
