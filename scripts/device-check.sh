@@ -76,20 +76,20 @@ if [ "$DEVICE" = cuda ]; then
   fi
 fi
 
-step kernels-check 60 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
+step kernels-check 50 kernels check --device "$DEVICE" --arch sm_80,sm_90 --json "$RAW/kernels-check.json"
 # The warm start measures the cache the cold check just filled; without that check it would be a second cold one.
 [[ " $SKIP " == *" kernels-check "* ]] && SKIP="$SKIP kernels-check-warm"
 step kernels-check-warm 10 kernels check --device "$DEVICE" --arch sm_90 --cached --op matmul
-step run 25 run --device "$DEVICE" --json "$RAW/run.json"
+step run 20 run --device "$DEVICE" --json "$RAW/run.json"
 # Training: a shard of this repository's own text (GPT-2 BPE), 20 steps on the device, then the first 5 of the same
 # steps on the CPU: the losses must agree (the device run is the CUDA kernels, the CPU run their checked CPU paths).
 step prepare 10 prepare --text README.md --text docs --out "$WORK/docs.bin"
-step train 30 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
+step train 25 train --data "$WORK/docs.bin" --device "$DEVICE" --steps 20 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train.json"
 step train-cpu 20 train --data "$WORK/docs.bin" --device cpu --steps 5 --batch 8 --seq 128 --lr 3e-3 --json "$RAW/train-cpu.json"
 # The training layouts on the device (thread ranks sharing it): dp=2 (bucket all-reduces device-direct), ZeRO-1,
 # tp=2 with and without sequence parallelism (vocabulary-parallel cross-entropy), pp=2 under 1F1B, and the 8-rank
 # composition, each against the single-device losses, with memory and bytes beside the formulas.
-step train-layouts 40 train --data "$WORK/docs.bin" --device "$DEVICE" --strategy "dp=2;dp=2,zero=1;tp=2;tp=2,sp;pp=2,mb=4,1f1b;dp=2,tp=2,pp=2,mb=2,1f1b" --steps 4 --batch 8 --seq 128 --vocab 50304 --json "$RAW/train-layouts.json"
+step train-layouts 35 train --data "$WORK/docs.bin" --device "$DEVICE" --strategy "dp=2;dp=2,zero=1;tp=2;tp=2,sp;pp=2,mb=4,1f1b;dp=2,tp=2,pp=2,mb=2,1f1b" --steps 4 --batch 8 --seq 128 --vocab 50304 --json "$RAW/train-layouts.json"
 # Ranks as threads sharing the device: all_reduce device-direct (the reduce kernel over peers' buffers), against
 # the device copy bandwidth measured by bench-kernels below.
 step bench-collectives 15 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 1M -e 256M -f 16 -n 10 -w 3 --json "$RAW/bench-collectives.json"
