@@ -104,7 +104,7 @@ step latency-collectives-ipc 10 bench collectives --ranks 2 --device "$DEVICE" -
 if [ -n "$TESTS" ] && [ "$DEVICE" = cuda ]; then
   read -r -a TESTS_CMD <<< "$TESTS"
   NATIVEPARALLEL_REQUIRE=cuda,nvrtc run_step gpu-tests 50 "${TESTS_CMD[@]}" -noColor -noLogo \
-    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*LibraryResolverTests' -class '*CudaKernelVersionTests'
+    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*DeviceTimedTraceTests' -class '*LibraryResolverTests' -class '*CudaKernelVersionTests'
   # The report keeps the first failures with their messages and the summary; the archive keeps everything.
   [ -f "$RAW/gpu-tests.txt" ] && { grep -A4 '\[FAIL\]' "$RAW/gpu-tests.txt" | head -n 150; grep -E 'Total:' "$RAW/gpu-tests.txt"; } > "$RAW/gpu-tests-summary.txt"
 else
