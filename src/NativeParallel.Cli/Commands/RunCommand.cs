@@ -327,7 +327,7 @@ internal static class RunCommand
         var prompts = Prompts(config, seed);
         Console.WriteLine();
         Console.WriteLine($"strategies: {Requests} requests of {PromptTokens} prompt tokens, {NewTokens} generated each; ranks are threads sharing {device.Name}" +
-                          (device is HostMemoryDevice ? "; " : " (collectives staged through host memory); ") +
+                          "; " +
                           $"each checked against the single-device run of its model (logits, {tokens}, agreement between ranks)");
         Console.WriteLine($"{"strategy",-16} {"ranks",5} {"weights/rank",12} {"KV/rank",9} {"comm B/token",13} {"predicted",10} {"prefill ms",10} {"decode ms/tok",13} {"tokens/s",9} {"bubble",7}  check");
         var rows = new List<Row>();
@@ -341,6 +341,9 @@ internal static class RunCommand
         Console.WriteLine("predicted: the ring formulas (TP 2 all-reduces of h per layer, PP h per stage boundary, SP K/V all-gathers, EP two all-to-alls");
         Console.WriteLine("per MoE layer); small all-reduces go one-shot (every rank to every rank), which sends more than the ring for tp > 2.");
         Console.WriteLine("bubble: (p-1)/(m+p-1)." + (twins.Count > 0 ? " (moe): a 4-expert top-2 mixture-of-experts twin of the dense model, for expert parallelism." : ""));
+        if (device is not HostMemoryDevice)
+            Console.WriteLine($"device path: {rows.Sum(r => r.Result.DeviceDirectCalls)} collectives device-direct (ranks reading each other's {device.Name} buffers), " +
+                              $"{rows.Sum(r => r.Result.StagedBytes)} bytes staged through host memory (collectives with no device-direct form, e.g. host-side agreement and gathers of results).");
         Console.WriteLine($"check: {rule.DType.Name()} rule: logits rel err <= {rule.LogitsBound:E0}, {tokens} {(rule.TokensMustMatch ? "identical" : "may differ at near ties")}, ranks bitwise identical; any FAIL exits 1.");
         return rows;
     }

@@ -71,6 +71,10 @@ public sealed class DeviceMesh : IDisposable
     public int SpRank { get; }
     /// <summary>Every group's bytes sent so far (world, tp, sp, dp, pp, ep).</summary>
     public long BytesSent => World.BytesSent + Tp.BytesSent + Sp.BytesSent + Dp.BytesSent + Pp.BytesSent + Ep.BytesSent;
+    /// <summary>Every group's collectives that ran device-direct so far (peers' device buffers, nothing staged).</summary>
+    public long DeviceDirectCalls => World.DeviceDirectCalls + Tp.DeviceDirectCalls + Sp.DeviceDirectCalls + Dp.DeviceDirectCalls + Pp.DeviceDirectCalls + Ep.DeviceDirectCalls;
+    /// <summary>Every group's bytes of device tensors staged through host memory so far.</summary>
+    public long StagedBytes => World.StagedBytes + Tp.StagedBytes + Sp.StagedBytes + Dp.StagedBytes + Pp.StagedBytes + Ep.StagedBytes;
     /// <summary>Sizes.</summary>
     public int TensorParallel { get; }
     /// <summary>Pipeline stages.</summary>

@@ -78,11 +78,17 @@ public sealed record StrategyResult(Strategy Strategy, long WeightBytesPerRank, 
 {
     /// <summary>MoE routings dropped for lack of expert capacity, over all ranks.</summary>
     public long DroppedTokens { get; init; }
+
+    /// <summary>Collectives of the run that went device-direct, over all ranks (0 on host-memory devices).</summary>
+    public long DeviceDirectCalls { get; init; }
+
+    /// <summary>Bytes of device tensors the run's collectives staged through host memory, over all ranks.</summary>
+    public long StagedBytes { get; init; }
 }
 
 /// <summary>
 /// Runs the model under a <see cref="Strategy"/> with ranks as threads of this process (or of a launched job), on
-/// one device (the CPU by default; ranks may share a GPU, their collectives staged through host memory):
+/// one device (the CPU by default; ranks may share a GPU, their collectives device-direct where the collective allows):
 /// prefill of every request, then greedy decode, and compares logits and tokens with the single-device run.
 /// </summary>
 public static class StrategyRun
@@ -158,7 +164,7 @@ public static class StrategyRun
         if (prompts.Length % strategy.Replicas != 0)
             throw new ArgumentException($"{prompts.Length} requests must divide among {strategy.Replicas} replicas (dp x ep) so every expert-parallel rank steps together");
         RunRank(world, device ?? CpuDevice.Instance, weights, strategy, prompts, newTokens, sampling ?? SamplingOptions.Greedy, out var logits, out var tokens, out long weightBytes, out long kvBytes,
-            out long sent, out double prefillMs, out double decodeMs, out long dropped);
+            out long sent, out double prefillMs, out double decodeMs, out long dropped, out long direct, out long staged);
 
         // Everyone's outputs to everyone: per prompt a flag, the logits (prompt x vocab) and the tokens.
         int perPrompt = 1 + prompts.Max(p => p.Length) * vocab + newTokens, n = world.Size;
@@ -201,7 +207,7 @@ public static class StrategyRun
         return new StrategyResult(strategy, Max(weightBytes), Max(kvBytes), (double)totalSent / processed, prefill,
             newTokens > 1 ? decode / ((newTokens - 1) * Math.Max(1, prompts.Length / strategy.Replicas)) : 0,
             generated / ((prefill + decode) / 1000), maxError, tokensOk, ranksOk, finalTokens)
-        { DroppedTokens = Reduce(world, dropped, ReduceOp.Sum) };
+        { DroppedTokens = Reduce(world, dropped, ReduceOp.Sum), DeviceDirectCalls = Reduce(world, direct, ReduceOp.Sum), StagedBytes = Reduce(world, staged, ReduceOp.Sum) };
     }
 
     private static long Reduce(ProcessGroup world, long value, ReduceOp op)
@@ -213,7 +219,7 @@ public static class StrategyRun
 
     private static void RunRank(ProcessGroup world, IDevice device, LlamaWeights weights, Strategy s, int[][] prompts, int newTokens,
         SamplingOptions sampling, out float[][] logits, out int[][] tokens, out long weightBytes, out long kvBytes, out long sent, out double prefillMs, out double decodeMs,
-        out long dropped)
+        out long dropped, out long direct, out long staged)
     {
         // One mesh for every layout: data and expert parallelism are both replica axes here (dp·ep replicas, expert
         // groups of ep consecutive replicas), tensor parallelism innermost.
@@ -227,7 +233,7 @@ public static class StrategyRun
         var mine = Enumerable.Range(0, prompts.Length).Where(p => p % s.Replicas == replica).ToArray();
         logits = new float[prompts.Length][];
         tokens = new int[prompts.Length][];
-        long sentBefore = mesh.BytesSent;
+        long sentBefore = mesh.BytesSent, directBefore = mesh.DeviceDirectCalls, stagedBefore = mesh.StagedBytes;
         world.Barrier();
         var clock = Stopwatch.StartNew();
         // Prefill every request; pipeline stages overlap because each stage moves on to the next request at once.
@@ -259,6 +265,8 @@ public static class StrategyRun
         decodeMs = clock.Elapsed.TotalMilliseconds;
         kvBytes = model.KvCacheBytes;
         sent = mesh.BytesSent - sentBefore;
+        direct = mesh.DeviceDirectCalls - directBefore;
+        staged = mesh.StagedBytes - stagedBefore;
         dropped = model.DroppedTokens;
         if (!layout.LastStage) logits = new float[prompts.Length][];
         world.Barrier();
