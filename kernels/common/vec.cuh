@@ -50,10 +50,11 @@ template <> __device__ __forceinline__ uint4 pack<bf16>(const float (&f)[8]) {
 
 // Vector k of a row (elements s0 + N k ...): one uint4 load when whole, else element loads with `fill` outside
 // [0, n). Returned packed, so a bf16 row kept in registers costs 2 bytes an element.
-template <typename T> __device__ __forceinline__ uint4 load_row_vec(const void* row, int s0, int n, int k, float fill) {
+// `aligned`: row has misalignment s0 (else element loads: e.g. a weight vector beside a row of another misalignment).
+template <typename T> __device__ __forceinline__ uint4 load_row_vec(const void* row, int s0, int n, int k, float fill, bool aligned = true) {
     constexpr int N = VecOf<T>::N;
     int j0 = s0 + N * k;
-    if (j0 >= 0 && j0 + N <= n) return *reinterpret_cast<const uint4*>(static_cast<const T*>(row) + j0);
+    if (aligned && j0 >= 0 && j0 + N <= n) return *reinterpret_cast<const uint4*>(static_cast<const T*>(row) + j0);
     float f[N];
 #pragma unroll
     for (int e = 0; e < N; e++) f[e] = (j0 + e >= 0 && j0 + e < n) ? load_f<T>(row, j0 + e) : fill;

@@ -24,6 +24,20 @@ public sealed class GpuKernels : IKernels
         return (uint)Math.Clamp(blocks, 1, Math.Max(1, _launcher.MultiprocessorCount) * 32L);
     }
 
+    // Row kernels that keep the row in registers (softmax v2, rmsnorm v2, cross_entropy v2): the smallest block, in
+    // whole warps up to 1024 threads, whose `vecs` 16-byte vectors per thread cover a row of n elements at any
+    // misalignment (one vector more than n needs). Longer rows get 1024 threads and the kernels' streaming path.
+    internal static uint RowCacheBlock(int n, DType dtype, int vecs)
+    {
+        int perVector = 16 / dtype.SizeOf();
+        long vectors = (n + perVector - 1) / perVector + 1;
+        long threads = (vectors + vecs - 1) / vecs;
+        return (uint)Math.Clamp((threads + 31) / 32 * 32, 32, 1024);
+    }
+
+    internal const int RowVecs = 8;  // SOFTMAX_VECS, CE_VECS
+    private const int NormVecs = 4;  // RMSNORM_VECS
+
     private uint RowGrid(int rows) => (uint)Math.Min(rows, Math.Max(1, _launcher.MultiprocessorCount) * 64L);
 
     private static string Suffix(DType dtype) => dtype.Name();
@@ -118,7 +132,7 @@ public sealed class GpuKernels : IKernels
         var (rows, n) = OpShapes.Softmax(x, y);
         if (rows == 0) return;
         var args = new SoftmaxArgs { X = x.Pointer, Y = y.Pointer, Rows = rows, N = n, Scale = scale };
-        _launcher.Launch("softmax.cu", $"softmax_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("softmax.cu", $"softmax_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(n, x.DType, RowVecs)), 0, args);
     }
 
     /// <inheritdoc />
