@@ -24,7 +24,7 @@ public static class KernelSuite
             foreach (var (tokens, vocab, hidden) in new[] { (0, 5, 8), (1, 7, 1), (33, 50, 31), (100, 1000, 257) })
                 cases.Add(Embedding(dt, tokens, vocab, hidden));
         foreach (var dt in Activations)
-            foreach (var (rows, d) in new[] { (0, 8), (1, 1), (3, 31), (5, 33), (17, 1000), (2, 4096) })
+            foreach (var (rows, d) in new[] { (0, 8), (1, 1), (3, 31), (5, 33), (17, 1000), (2, 4096), (2, 40001) })
             {
                 cases.Add(RmsNorm(dt, rows, d));
                 cases.Add(LayerNorm(dt, rows, d));

@@ -57,7 +57,7 @@ public sealed class GpuKernels : IKernels
         var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
         if (rows == 0) return;
         var args = new RmsNormArgs { X = x.Pointer, Weight = weight.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
-        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(d, x.DType, NormVecs)), 0, args);
     }
 
     /// <inheritdoc />
