@@ -22,7 +22,9 @@
 //     combine: one warp per (sequence, head) merges the splits' states in split order (deterministic).
 //     The host picks splits so that about 16 blocks per SM exist (chunks of at least 64 keys).
 //     Predicted on the H200 bench shape: 2304 blocks of 456 keys; 537 MB of K/V read once + 5 MB of partials:
-//     0.14-0.16 ms, 3.4-3.8 TB/s (80-90 % of copy).
+//     0.14-0.18 ms, 3.0-3.8 TB/s (70-90 % of copy). The split kernel takes 168 registers on sm_90 (12 warps per SM,
+//     up to 48 KB of loads in flight per SM), so the low end is latency not bandwidth; fewer key steps in flight
+//     (ATT_DEC_U 2) would buy occupancy for bytes in flight, a trade to measure.
 // Training (attention_train, Kernels/Ops/AttentionTraining.cs): causal self-attention over whole sequences,
 //   query i sees keys j <= i; q (batch, t, hq, d); k, v (batch, t, hkv, d); out, d_out, dq (batch, t, hq, d);
 //   dk, dv (batch, t, hkv, d); lse, delta f32 (batch, hq, t). No (t, t) matrix is stored: probabilities are
