@@ -34,7 +34,10 @@ public sealed class KernelCompileTests
         {
             ["embedding.cu"] = ["embedding_fwd_f32", "embedding_fwd_bf16", "embedding_fwd_f16"],
             ["matmul.cu"] = ["matmul_f32_f32", "matmul_f32_bf16", "matmul_tc_bf16_f32", "matmul_tc_bf16_bf16"],
-            ["attention.cu"] = ["attention_prefill_f32", "attention_prefill_bf16", "attention_decode_f32", "attention_decode_bf16"],
+            ["attention.cu"] = ["attention_prefill_f32", "attention_prefill_bf16", "attention_decode_f32", "attention_decode_bf16",
+                "attention_decode_split_f32", "attention_decode_split_bf16", "attention_decode_combine_f32", "attention_decode_combine_bf16"],
+            ["softmax.cu"] = ["softmax_fwd_v2_f32", "softmax_fwd_v2_bf16"],
+            ["rmsnorm.cu"] = ["rmsnorm_fwd_v2_f32", "rmsnorm_fwd_v2_bf16"],
             ["reduce.cu"] = (from op in new[] { "sum", "prod", "max", "min", "avg" } from dt in new[] { "f32", "bf16", "f16" } select $"reduce_{op}_{dt}").ToArray(),
         };
         foreach (var (file, names) in expected)

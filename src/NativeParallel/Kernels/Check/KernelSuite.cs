@@ -24,7 +24,7 @@ public static class KernelSuite
             foreach (var (tokens, vocab, hidden) in new[] { (0, 5, 8), (1, 7, 1), (33, 50, 31), (100, 1000, 257) })
                 cases.Add(Embedding(dt, tokens, vocab, hidden));
         foreach (var dt in Activations)
-            foreach (var (rows, d) in new[] { (0, 8), (1, 1), (3, 31), (5, 33), (17, 1000), (2, 4096) })
+            foreach (var (rows, d) in new[] { (0, 8), (1, 1), (3, 31), (5, 33), (17, 1000), (2, 4096), (2, 40001) })
             {
                 cases.Add(RmsNorm(dt, rows, d));
                 cases.Add(LayerNorm(dt, rows, d));
@@ -47,7 +47,7 @@ public static class KernelSuite
             cases.Add(Add(dt, 1000, inPlace: true));
             cases.Add(SwiGlu(dt, 10000, inPlace: true));
             cases.Add(Gelu(dt, 10000, inPlace: true));
-            foreach (var (rows, n) in new[] { (0, 4), (1, 1), (3, 31), (5, 33), (4, 1000), (2, 32000) }) cases.Add(Softmax(dt, rows, n));
+            foreach (var (rows, n) in new[] { (0, 4), (1, 1), (3, 31), (5, 33), (4, 1000), (2, 32000), (2, 70001) }) cases.Add(Softmax(dt, rows, n));
             foreach (var s in new[] { (1, 1, 1, 1, 1, 1, 0), (1, 7, 7, 4, 2, 64, 0), (2, 33, 33, 8, 2, 32, 0), (1, 5, 12, 4, 4, 80, 7),
                                       (1, 3, 3, 2, 1, 256, 0), (1, 17, 17, 6, 3, 33, 0), (1, 4, 4, 2, 2, 16, 9) })
                 cases.Add(AttentionPrefill(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));

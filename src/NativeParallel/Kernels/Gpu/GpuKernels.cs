@@ -27,6 +27,20 @@ public sealed class GpuKernels : IKernels
 
     private static uint Tiles(int extent, uint tile) => (uint)((extent + tile - 1) / tile);
 
+    // Row kernels that keep the row in registers (softmax v2, rmsnorm v2, cross_entropy v2): the smallest block, in
+    // whole warps up to 1024 threads, whose `vecs` 16-byte vectors per thread cover a row of n elements at any
+    // misalignment (one vector more than n needs). Longer rows get 1024 threads and the kernels' streaming path.
+    internal static uint RowCacheBlock(int n, DType dtype, int vecs)
+    {
+        int perVector = 16 / dtype.SizeOf();
+        long vectors = (n + perVector - 1) / perVector + 1;
+        long threads = (vectors + vecs - 1) / vecs;
+        return (uint)Math.Clamp((threads + 31) / 32 * 32, 32, 1024);
+    }
+
+    internal const int RowVecs = 8;  // SOFTMAX_VECS, CE_VECS
+    private const int NormVecs = 4;  // RMSNORM_VECS
+
     private uint RowGrid(int rows) => (uint)Math.Min(rows, Math.Max(1, _launcher.MultiprocessorCount) * 64L);
 
     private static string Suffix(DType dtype) => dtype.Name();
@@ -46,7 +60,7 @@ public sealed class GpuKernels : IKernels
         var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
         if (rows == 0) return;
         var args = new RmsNormArgs { X = x.Pointer, Weight = weight.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
-        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(d, x.DType, NormVecs)), 0, args);
     }
 
     /// <inheritdoc />
@@ -133,7 +147,7 @@ public sealed class GpuKernels : IKernels
         var (rows, n) = OpShapes.Softmax(x, y);
         if (rows == 0) return;
         var args = new SoftmaxArgs { X = x.Pointer, Y = y.Pointer, Rows = rows, N = n, Scale = scale };
-        _launcher.Launch("softmax.cu", $"softmax_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("softmax.cu", $"softmax_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(n, x.DType, RowVecs)), 0, args);
     }
 
     /// <inheritdoc />
@@ -157,12 +171,48 @@ public sealed class GpuKernels : IKernels
         var s = OpShapes.AttentionDecode(q, kCache, vCache, lengths, output);
         int heads = s.Batch * s.Hq;
         if (heads == 0) return;
+        if (DecodeV2Fits(q, kCache, vCache, s.D))
+        {
+            AttentionDecodeSplit(q, kCache, vCache, lengths, output, scale, s.Batch, s.Tk, s.Hq, s.Hkv, s.D);
+            return;
+        }
         var args = new AttentionDecodeArgs
         {
             Q = q.Pointer, KCache = kCache.Pointer, VCache = vCache.Pointer, Lengths = lengths.Pointer, Out = output.Pointer,
             Batch = s.Batch, Capacity = s.Tk, Hq = s.Hq, Hkv = s.Hkv, D = s.D, Scale = scale,
         };
         _launcher.Launch("attention.cu", $"attention_decode_{Suffix(q.DType)}", new Dim3(RowGrid(heads)), new Dim3(AttentionWarps * 32), 0, args);
+    }
+
+    // Decode v2 holds a key row as d / N lanes of 16 bytes (N elements): d * size must be 64, 128, 256 or 512 bytes,
+    // and the tensors it reads with 16-byte loads must be 16-byte aligned.
+    private static bool DecodeV2Fits(Tensor q, Tensor kCache, Tensor vCache, int d)
+    {
+        int rowBytes = d * q.DType.SizeOf();
+        return rowBytes is 64 or 128 or 256 or 512 && ((q.Pointer | kCache.Pointer | vCache.Pointer) & 15) == 0;
+    }
+
+    private void AttentionDecodeSplit(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale,
+        int batch, int capacity, int hq, int hkv, int d)
+    {
+        const int HeadsPerBlock = 4, MinChunk = 64, BlocksPerSm = 16;  // ATT_DEC_G in attention.cu
+        long baseBlocks = (long)batch * hkv * ((hq / hkv + HeadsPerBlock - 1) / HeadsPerBlock);
+        // Enough one-warp blocks to fill every SM many times over, but chunks long enough that the partial states
+        // (d + 2 floats per split and head) stay a small fraction of the K/V bytes.
+        long want = (Math.Max(1, _launcher.MultiprocessorCount) * (long)BlocksPerSm + baseBlocks - 1) / baseBlocks;
+        int splits = (int)Math.Clamp(want, 1, Math.Clamp((capacity + MinChunk - 1) / MinChunk, 1, 65535));
+        int chunk = Math.Max(1, (capacity + splits - 1) / splits);
+        splits = Math.Max(1, (capacity + chunk - 1) / chunk);
+        using var partials = Tensor.Empty(q.Device, DType.F32, checked(batch * hq * splits * (d + 2)));
+        var args = new AttentionDecodeSplitArgs
+        {
+            Q = q.Pointer, KCache = kCache.Pointer, VCache = vCache.Pointer, Lengths = lengths.Pointer, Out = output.Pointer,
+            Partials = partials.Pointer, Batch = batch, Capacity = capacity, Hq = hq, Hkv = hkv, D = d, Splits = splits,
+            Chunk = chunk, Scale = scale,
+        };
+        _launcher.Launch("attention.cu", $"attention_decode_split_{Suffix(q.DType)}", new Dim3((uint)baseBlocks, (uint)splits), new Dim3(32), 0, args);
+        _launcher.Launch("attention.cu", $"attention_decode_combine_{Suffix(q.DType)}", new Dim3(GridFor((long)batch * hq, AttentionWarps)),
+            new Dim3(AttentionWarps * 32), 0, args);
     }
 
     /// <inheritdoc />

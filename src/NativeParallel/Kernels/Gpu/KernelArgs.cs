@@ -102,6 +102,15 @@ internal struct AttentionDecodeArgs
     public float Scale;
 }
 
+/// <summary>kernels/attention.cu AttentionDecodeSplitArgs (decode v2: split and combine).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct AttentionDecodeSplitArgs
+{
+    public ulong Q, KCache, VCache, Lengths, Out, Partials;
+    public int Batch, Capacity, Hq, Hkv, D, Splits, Chunk;
+    public float Scale;
+}
+
 /// <summary>kernels/argmax.cu ArgmaxArgs.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct ArgmaxArgs
@@ -151,6 +160,7 @@ internal static class KernelArgsCatalog
         ("softmax.cu", "SoftmaxArgs", Unsafe.SizeOf<SoftmaxArgs>()),
         ("attention.cu", "AttentionPrefillArgs", Unsafe.SizeOf<AttentionPrefillArgs>()),
         ("attention.cu", "AttentionDecodeArgs", Unsafe.SizeOf<AttentionDecodeArgs>()),
+        ("attention.cu", "AttentionDecodeSplitArgs", Unsafe.SizeOf<AttentionDecodeSplitArgs>()),
         ("argmax.cu", "ArgmaxArgs", Unsafe.SizeOf<ArgmaxArgs>()),
         ("topk.cu", "TopKArgs", Unsafe.SizeOf<TopKArgs>()),
         ("reduce.cu", "ReduceArgs", Unsafe.SizeOf<ReduceArgs>()),

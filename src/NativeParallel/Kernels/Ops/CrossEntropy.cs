@@ -20,7 +20,7 @@ namespace NativeParallel.Kernels.Ops;
 public static unsafe class CrossEntropy
 {
     private const string Op = "cross_entropy";
-    private static readonly EntryPoints Entry = new("cross_entropy");
+    private static readonly EntryPoints Entry = new("cross_entropy_v2");  // v2: the row in registers (cross_entropy.cu)
 
     /// <summary>kernels/cross_entropy.cu CrossEntropyArgs.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -44,7 +44,8 @@ public static unsafe class CrossEntropy
                 Logits = logits.Pointer, Targets = targets.Pointer, Losses = losses.Pointer, DLogits = dLogits.Pointer,
                 Rows = rows, V = v, GradScale = gradScale,
             };
-            launcher.Launch("cross_entropy.cu", Entry[logits.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)), new Gpu.Dim3(OpLaunch.Block), 0, args);
+            launcher.Launch("cross_entropy.cu", Entry[logits.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)),
+                new Gpu.Dim3(Gpu.GpuKernels.RowCacheBlock(v, logits.DType, Gpu.GpuKernels.RowVecs)), 0, args);
             return;
         }
         Cpu(logits, targets, losses, dLogits, rows, v, gradScale);

@@ -30,6 +30,18 @@ public static unsafe class RmsNormBackward
         public float Eps;
     }
 
+    /// <summary>kernels/rmsnorm.cu RmsNormBwdV2Args.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct RmsNormBwdV2Args
+    {
+        public ulong X, Weight, DY, DX, DWeight, Partials;
+        public int Rows, D, RowsPerBlock, Blocks;
+        public float Eps;
+    }
+
+    private static readonly EntryPoints V2RowEntry = new("rmsnorm_bwd_v2"), V2WeightEntry = new("rmsnorm_bwd_v2_weight");
+    private const int V2Vecs = 4, V2MaxThreads = 256, V2BlocksPerSm = 4;  // RMSNORM_VECS, __launch_bounds__ in rmsnorm.cu
+
     /// <summary>Runs on the tensors' device: dX overwritten, dWeight accumulated.</summary>
     public static void Run(Tensor x, Tensor weight, Tensor dY, Tensor dX, Tensor dWeight, float eps)
     {
@@ -40,6 +52,22 @@ public static unsafe class RmsNormBackward
         if (rows == 0 || d == 0) return;
         if (OpLaunch.LauncherOf(x, Op) is { } launcher)
         {
+            if (V2Fits(x, weight, dY, dX, d) is var threads && threads > 0)
+            {
+                // v2: rows in registers; blocks take consecutive rows so d_weight's partials sum in a fixed order.
+                long blocks = Math.Min(rows, Math.Max(1, launcher.MultiprocessorCount) * (long)V2BlocksPerSm);
+                int rowsPerBlock = (int)((rows + blocks - 1) / blocks);
+                int grid = (rows + rowsPerBlock - 1) / rowsPerBlock;
+                using var partials = Tensor.Empty(x.Device, DType.F32, checked(grid * d));
+                var v2Args = new RmsNormBwdV2Args
+                {
+                    X = x.Pointer, Weight = weight.Pointer, DY = dY.Pointer, DX = dX.Pointer, DWeight = dWeight.Pointer, Partials = partials.Pointer,
+                    Rows = rows, D = d, RowsPerBlock = rowsPerBlock, Blocks = grid, Eps = eps,
+                };
+                launcher.Launch("rmsnorm.cu", V2RowEntry[x.DType], new Gpu.Dim3((uint)grid), new Gpu.Dim3(threads), 0, v2Args);
+                launcher.Launch("rmsnorm.cu", V2WeightEntry[x.DType], new Gpu.Dim3(OpLaunch.Tiles(d, 32)), new Gpu.Dim3(256), 0, v2Args);
+                return;
+            }
             using var inv = Tensor.Empty(x.Device, DType.F32, rows);
             var args = new RmsNormBwdArgs
             {
@@ -51,6 +79,16 @@ public static unsafe class RmsNormBackward
             return;
         }
         Cpu(x, weight, dY, dX, dWeight, eps, rows, d);
+    }
+
+    // v2's block size, or 0 where v1 runs: rows of whole 16-byte vectors, 16-byte aligned tensors, at most
+    // V2Vecs vectors per thread in blocks of up to 256 threads.
+    private static uint V2Fits(Tensor x, Tensor weight, Tensor dY, Tensor dX, int d)
+    {
+        int size = x.DType.SizeOf(), perVector = 16 / size;
+        if (d * size % 16 != 0 || ((x.Pointer | weight.Pointer | dY.Pointer | dX.Pointer) & 15) != 0) return 0;
+        long threads = ((d / perVector + V2Vecs - 1) / V2Vecs + 31) / 32 * 32;
+        return threads <= V2MaxThreads ? (uint)threads : 0;
     }
 
     private static void Cpu(Tensor x, Tensor weight, Tensor dY, Tensor dX, Tensor dWeight, float eps, int rows, int d)
@@ -143,7 +181,7 @@ public static unsafe class RmsNormBackward
     internal static IEnumerable<KernelCase> Cases()
     {
         foreach (var dt in new[] { DType.F32, DType.BF16 })
-            foreach (var (rows, d) in new[] { (0, 8), (1, 7), (3, 33), (5, 256), (17, 300), (70, 64) })
+            foreach (var (rows, d) in new[] { (0, 8), (1, 7), (3, 33), (5, 256), (17, 300), (70, 64), (9, 4096) })
                 yield return Case(dt, rows, d);
     }
 
