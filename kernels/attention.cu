@@ -17,14 +17,17 @@
 //     split: grid (batch * hkv * ceil(group / 4), splits), one warp per block. A block takes one kv head, up to 4 of
 //     its query heads (so the group's K/V is read once, not once per query head) and one chunk of `chunk` keys of
 //     the sequence; d / N lanes (N = 16 bytes of elements) hold one key row, 16 bytes each, so a warp reads 32 / (d / N)
-//     keys per step, 4 steps' K and V loaded before any is used (8 16-byte loads in flight per lane). It writes the
-//     chunk's online-softmax state (m, l, unnormalised acc) per query head to `partials`.
+//     keys per step, ATT_DEC_U = 8 steps' K and V loaded before any is used (16 16-byte loads in flight per lane). It
+//     writes the chunk's online-softmax state (m, l, unnormalised acc) per query head to `partials`.
 //     combine: one warp per (sequence, head) merges the splits' states in split order (deterministic).
-//     The host picks splits so that about 16 blocks per SM exist (chunks of at least 64 keys).
-//     Predicted on the H200 bench shape: 2304 blocks of 456 keys; 537 MB of K/V read once + 5 MB of partials:
-//     0.14-0.18 ms, 3.0-3.8 TB/s (70-90 % of copy). The split kernel takes 168 registers on sm_90 (12 warps per SM,
-//     up to 48 KB of loads in flight per SM), so the low end is latency not bandwidth; fewer key steps in flight
-//     (ATT_DEC_U 2) would buy occupancy for bytes in flight, a trade to measure.
+//     The host picks splits so that the grid is one full wave: the split kernel takes 168 registers on sm_90, so
+//     12 one-warp blocks fit an SM; a grid of 1.45 waves left the last wave half empty.
+//     Measured on the H200 bench shape (docs/device-reports/2026-11-28-h200-decode-variants.txt), ms:
+//       blocks aimed per SM    11 (one wave)   16 (1.45 waves)   32     64
+//       ATT_DEC_U 2            0.299           0.386             0.325  0.281
+//       ATT_DEC_U 4            0.245           0.314             0.277  0.292
+//       ATT_DEC_U 8            0.218 (58 %)    0.278             0.245  0.261
+//     Predicted had been 0.14-0.18 ms: the wave shape was the largest miss, then loads in flight.
 // Training (attention_train, Kernels/Ops/AttentionTraining.cs): causal self-attention over whole sequences,
 //   query i sees keys j <= i; q (batch, t, hq, d); k, v (batch, t, hkv, d); out, d_out, dq (batch, t, hq, d);
 //   dk, dv (batch, t, hkv, d); lse, delta f32 (batch, hq, t). No (t, t) matrix is stored: probabilities are
@@ -208,7 +211,7 @@ extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) attention_decode_bf
 
 // ---- Decode v2: split the keys across blocks, then combine. ----
 #define ATT_DEC_G 4  // query heads per split block
-#define ATT_DEC_U 4  // key steps loaded before use: 2 * ATT_DEC_U 16-byte loads in flight per lane
+#define ATT_DEC_U 8  // key steps loaded before use: 2 * ATT_DEC_U 16-byte loads in flight per lane
 
 struct AttentionDecodeSplitArgs {
     const void* q;        // (batch, hq, d)

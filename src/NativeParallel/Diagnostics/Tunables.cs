@@ -16,6 +16,7 @@ public static class Tunables
         ("NATIVEPARALLEL_CUBLAS", "path (file or folder) of cuBLAS, libcublas.so.* / cublas64_*.dll"),
         ("NATIVEPARALLEL_KERNELS_DIR", "a kernels/ folder whose .cu/.cuh files replace the embedded ones (edit and check a kernel without rebuilding)"),
         ("NATIVEPARALLEL_KERNEL_VERSION", "device kernel versions other than the defaults, op=version,...: matmul=v2|v3|v4 (bf16), matmul_bwd=v1|v2|v3 (bf16); bench kernels --version all times them side by side"),
+        ("NATIVEPARALLEL_DECODE_BLOCKS_PER_SM", "one-warp blocks of the split attention decode resident per SM (default 12, the sm_90 build's): the keys are split so the grid fills every SM once"),
         ("NATIVEPARALLEL_CXX", "host C++ compiler of the emulated device (default g++, then clang++)"),
         ("NATIVEPARALLEL_TRANSPORT", "collectives between processes: shm (one host) or tcp for every pair; default chosen per pair: shm within a host, tcp between hosts"),
         ("NATIVEPARALLEL_HOST_ID", "this rank's host identity: ranks with equal ones share memory (default: hostname and boot id; set it where namespaces or containers share a kernel but should act as hosts)"),

@@ -192,14 +192,19 @@ public sealed class GpuKernels : IKernels
         return rowBytes is 64 or 128 or 256 or 512 && ((q.Pointer | kCache.Pointer | vCache.Pointer) & 15) == 0;
     }
 
+    // One-warp blocks of the split decode resident per SM: 168 registers a thread on sm_90 (ATT_DEC_U 8) leave room
+    // for 12 (NATIVEPARALLEL_DECODE_BLOCKS_PER_SM overrides it, to measure another GPU or kernel build).
+    private static readonly int DecodeBlocksPerSm = int.TryParse(Diagnostics.Tunables.Raw("NATIVEPARALLEL_DECODE_BLOCKS_PER_SM"), out int b) && b > 0 ? b : 12;
+
     private void AttentionDecodeSplit(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale,
         int batch, int capacity, int hq, int hkv, int d)
     {
-        const int HeadsPerBlock = 4, MinChunk = 64, BlocksPerSm = 16;  // ATT_DEC_G in attention.cu
+        const int HeadsPerBlock = 4, MinChunk = 64;  // ATT_DEC_G in attention.cu
         long baseBlocks = (long)batch * hkv * ((hq / hkv + HeadsPerBlock - 1) / HeadsPerBlock);
-        // Enough one-warp blocks to fill every SM many times over, but chunks long enough that the partial states
-        // (d + 2 floats per split and head) stay a small fraction of the K/V bytes.
-        long want = (Math.Max(1, _launcher.MultiprocessorCount) * (long)BlocksPerSm + baseBlocks - 1) / baseBlocks;
+        // As many splits as fill every SM exactly once: a grid of 1.45 waves ran 28 % slower than one wave on the
+        // H200 (the last wave half empty). Chunks of at least 64 keys keep the partial states (d + 2 floats per split
+        // and head) a small fraction of the K/V bytes.
+        long want = Math.Max(1, _launcher.MultiprocessorCount) * (long)DecodeBlocksPerSm / baseBlocks;
         int splits = (int)Math.Clamp(want, 1, Math.Clamp((capacity + MinChunk - 1) / MinChunk, 1, 65535));
         int chunk = Math.Max(1, (capacity + splits - 1) / splits);
         splits = Math.Max(1, (capacity + chunk - 1) / chunk);
