@@ -8,7 +8,7 @@ namespace NativeParallel.Diagnostics;
 /// Kernel launches timed by the device: a pair of events recorded around each launch on its stream, read back only
 /// when the trace is read, so recording never waits for the device. Each stream of a rank gets its own lane
 /// ("cuda:0 stream 1"), its slices the kernel's run on the device as the events measured it, placed on the host's
-/// clock through an anchor event per device (recorded, waited for, and stamped with the host time at that moment).
+/// clock through an anchor event per device (recorded and waited for; stamped with the midpoint of the host times around that).
 /// A CUDA launch is also on the compute lane as the host's enqueue; there the two differ, on a queue that runs ahead.
 /// </summary>
 internal sealed class DeviceTimedLaunches
@@ -23,6 +23,31 @@ internal sealed class DeviceTimedLaunches
     private readonly ConditionalWeakTable<IDeviceStream, string> _streamNames = new();
     private readonly Dictionary<IDevice, int> _streamsPerDevice = new(ReferenceEqualityComparer.Instance);
 
+    // The event happened somewhere between the host's stamp before recording it and the stamp after waiting for it:
+    // take the midpoint of the tightest of a few tries. Stamping only after the wait (as first written) placed every
+    // device slice later by the wake-up latency; on an H200 a launch then appeared to end after the host had seen
+    // the stream finish.
+    private static Anchor TakeAnchor(IDevice device)
+    {
+        IDeviceEvent? best = null;
+        double bestUs = 0, bestWidth = double.MaxValue;
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            var evt = device.CreateEvent();
+            double before = TraceSession.Microseconds(Stopwatch.GetTimestamp());
+            evt.Record(device.DefaultStream);
+            evt.Synchronize();
+            double after = TraceSession.Microseconds(Stopwatch.GetTimestamp());
+            if (after - before < bestWidth)
+            {
+                best?.Dispose();
+                (best, bestUs, bestWidth) = (evt, (before + after) / 2, after - before);
+            }
+            else evt.Dispose();
+        }
+        return new Anchor(best!, bestUs);
+    }
+
     /// <summary>Events to record before and after one launch on <paramref name="stream"/>; the launch is resolved with the trace.</summary>
     public (IDeviceEvent Start, IDeviceEvent Stop) Begin(TraceSession session, int rank, IDevice device, IDeviceStream stream, string function,
         List<KeyValuePair<string, object>> args)
@@ -33,10 +58,7 @@ internal sealed class DeviceTimedLaunches
         {
             if (!_anchors.TryGetValue(device, out anchor!))
             {
-                var evt = device.CreateEvent();
-                evt.Record(device.DefaultStream);
-                evt.Synchronize();
-                _anchors[device] = anchor = new Anchor(evt, TraceSession.Microseconds(Stopwatch.GetTimestamp()));
+                _anchors[device] = anchor = TakeAnchor(device);
             }
             streamName = _streamNames.GetValue(stream, s =>
             {

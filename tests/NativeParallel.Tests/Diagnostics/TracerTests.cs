@@ -262,7 +262,10 @@ public sealed class DeviceTimedTraceTests
             Assert.StartsWith($"{device.Name} stream", session.LaneName(e.Rank, e.Lane));
             Assert.NotEqual(TraceSession.ComputeLane, e.Lane);
             Assert.True(e.DurationUs > 0, $"{e.Name} has no device time");
-            Assert.InRange(e.StartUs, before - 1, after + 1);
+            // On emu the device's clock is the host's; on a GPU it is placed on the host's through an anchor event,
+            // to within that event's round trip (a few µs).
+            double slack = kind == "cuda" ? 25 : 1;
+            Assert.InRange(e.StartUs, before - slack, after + slack);
         });
         for (int i = 1; i < timed.Count; i++) Assert.True(timed[i].StartUs >= timed[i - 1].EndUs - 1, "launches of one stream overlap on its lane");
         // The host's spans of the same launches stay on the compute lane (the enqueue).
