@@ -1,3 +1,4 @@
+using NativeParallel.Kernels.Ops;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Kernels.Gpu;
@@ -14,6 +15,24 @@ public sealed class GpuKernels : IKernels
     private const uint MatmulTile = 64;      // MM_BM = MM_BN = TC_BM = TC_BN in matmul.cu
     private const uint MatmulV3Tile = 128;   // G3_BM = G3_BN in matmul.cu (v3 and v4)
     private readonly IKernelLauncher _launcher;
+    // Entry-point names per dtype, built once: a launch does no string work.
+    private static readonly EntryPoints ArgmaxEntry = new("argmax");
+    private static readonly EntryPoints AttentionDecodeCombineEntry = new("attention_decode_combine");
+    private static readonly EntryPoints AttentionDecodeEntry = new("attention_decode");
+    private static readonly EntryPoints AttentionDecodeSplitEntry = new("attention_decode_split");
+    private static readonly EntryPoints AttentionPrefillEntry = new("attention_prefill");
+    private static readonly EntryPoints BiasAddEntry = new("bias_add");
+    private static readonly EntryPoints EmbeddingFwdEntry = new("embedding_fwd");
+    private static readonly EntryPoints GeluFwdEntry = new("gelu_fwd");
+    private static readonly EntryPoints LayernormFwdEntry = new("layernorm_fwd");
+    private static readonly EntryPoints ResidualAddEntry = new("residual_add");
+    private static readonly EntryPoints RopeFwdEntry = new("rope_fwd");
+    private static readonly EntryPoints SwigluFwdEntry = new("swiglu_fwd");
+    private static readonly EntryPoints TopkEntry = new("topk");
+    private static readonly EntryPoints RmsnormFwdV2Entry = new("rmsnorm_fwd_v2");
+    private static readonly EntryPoints SoftmaxFwdV2Entry = new("softmax_fwd_v2");
+    private static readonly EntryPoints[] ReduceEntries = Enum.GetValues<ReduceOp>().OrderBy(o => (int)o)
+        .Select(o => new EntryPoints("reduce_" + o.ToString().ToLowerInvariant())).ToArray();
 
     /// <summary>Creates the launchers over <paramref name="launcher"/>.</summary>
     public GpuKernels(IKernelLauncher launcher) => _launcher = launcher;
@@ -43,15 +62,13 @@ public sealed class GpuKernels : IKernels
 
     private uint RowGrid(int rows) => (uint)Math.Min(rows, Math.Max(1, _launcher.MultiprocessorCount) * 64L);
 
-    private static string Suffix(DType dtype) => dtype.Name();
-
     /// <inheritdoc />
     public void Embedding(Tensor ids, Tensor table, Tensor output)
     {
         var (tokens, hidden, vocab) = OpShapes.Embedding(ids, table, output);
         if (tokens == 0 || hidden == 0) return;
         var args = new EmbeddingArgs { Ids = ids.Pointer, Table = table.Pointer, Out = output.Pointer, Tokens = tokens, Hidden = hidden, Vocab = vocab };
-        _launcher.Launch("embedding.cu", $"embedding_fwd_{Suffix(table.DType)}", new Dim3(RowGrid(tokens)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("embedding.cu", EmbeddingFwdEntry[table.DType], new Dim3(RowGrid(tokens)), new Dim3(RowBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -60,7 +77,7 @@ public sealed class GpuKernels : IKernels
         var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
         if (rows == 0) return;
         var args = new RmsNormArgs { X = x.Pointer, Weight = weight.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
-        _launcher.Launch("rmsnorm.cu", $"rmsnorm_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(d, x.DType, NormVecs)), 0, args);
+        _launcher.Launch("rmsnorm.cu", RmsnormFwdV2Entry[x.DType], new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(d, x.DType, NormVecs)), 0, args);
     }
 
     /// <inheritdoc />
@@ -69,7 +86,7 @@ public sealed class GpuKernels : IKernels
         var (rows, d) = OpShapes.Norm("layernorm", x, weight, bias, y);
         if (rows == 0) return;
         var args = new LayerNormArgs { X = x.Pointer, Weight = weight.Pointer, Bias = bias.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
-        _launcher.Launch("layernorm.cu", $"layernorm_fwd_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("layernorm.cu", LayernormFwdEntry[x.DType], new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -79,7 +96,7 @@ public sealed class GpuKernels : IKernels
         long pairs = (long)tokens * heads * (d / 2);
         if (pairs == 0) return;
         var args = new RopeArgs { X = x.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
-        _launcher.Launch("rope.cu", $"rope_fwd_{Suffix(x.DType)}", new Dim3(GridFor(pairs, ElementBlock)), new Dim3(ElementBlock), 0, args);
+        _launcher.Launch("rope.cu", RopeFwdEntry[x.DType], new Dim3(GridFor(pairs, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -115,21 +132,21 @@ public sealed class GpuKernels : IKernels
         long count = (long)rows * n;
         if (count == 0) return;
         var args = new BiasAddArgs { X = x.Pointer, Bias = bias.Pointer, Count = count, N = n };
-        _launcher.Launch("bias_add.cu", $"bias_add_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+        _launcher.Launch("bias_add.cu", BiasAddEntry[x.DType], new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
     /// <inheritdoc />
-    public void Add(Tensor a, Tensor b, Tensor output) => Binary("residual_add", "residual_add.cu", "residual_add", a, b, output);
+    public void Add(Tensor a, Tensor b, Tensor output) => Binary("residual_add", "residual_add.cu", ResidualAddEntry, a, b, output);
 
     /// <inheritdoc />
-    public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", "swiglu.cu", "swiglu_fwd", gate, up, output);
+    public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", "swiglu.cu", SwigluFwdEntry, gate, up, output);
 
-    private void Binary(string op, string file, string entry, Tensor a, Tensor b, Tensor output)
+    private void Binary(string op, string file, EntryPoints entry, Tensor a, Tensor b, Tensor output)
     {
         long count = OpShapes.Elementwise(op, a, b, output);
         if (count == 0) return;
         var args = new BinaryArgs { A = a.Pointer, B = b.Pointer, Out = output.Pointer, Count = count };
-        _launcher.Launch(file, $"{entry}_{Suffix(a.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+        _launcher.Launch(file, entry[a.DType], new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -138,7 +155,7 @@ public sealed class GpuKernels : IKernels
         long count = OpShapes.Elementwise("gelu", x, null, output);
         if (count == 0) return;
         var args = new UnaryArgs { X = x.Pointer, Out = output.Pointer, Count = count };
-        _launcher.Launch("gelu.cu", $"gelu_fwd_{Suffix(x.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+        _launcher.Launch("gelu.cu", GeluFwdEntry[x.DType], new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -147,7 +164,7 @@ public sealed class GpuKernels : IKernels
         var (rows, n) = OpShapes.Softmax(x, y);
         if (rows == 0) return;
         var args = new SoftmaxArgs { X = x.Pointer, Y = y.Pointer, Rows = rows, N = n, Scale = scale };
-        _launcher.Launch("softmax.cu", $"softmax_fwd_v2_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(n, x.DType, RowVecs)), 0, args);
+        _launcher.Launch("softmax.cu", SoftmaxFwdV2Entry[x.DType], new Dim3(RowGrid(rows)), new Dim3(RowCacheBlock(n, x.DType, RowVecs)), 0, args);
     }
 
     /// <inheritdoc />
@@ -161,7 +178,7 @@ public sealed class GpuKernels : IKernels
             Q = q.Pointer, K = k.Pointer, V = v.Pointer, Out = output.Pointer, Batch = s.Batch, Tq = s.Tq, Tk = s.Tk,
             Hq = s.Hq, Hkv = s.Hkv, D = s.D, QueryStart = queryStart, Scale = scale,
         };
-        _launcher.Launch("attention.cu", $"attention_prefill_{Suffix(q.DType)}", new Dim3(GridFor(rows, AttentionWarps)),
+        _launcher.Launch("attention.cu", AttentionPrefillEntry[q.DType], new Dim3(GridFor(rows, AttentionWarps)),
             new Dim3(AttentionWarps * 32), 0, args);
     }
 
@@ -181,7 +198,7 @@ public sealed class GpuKernels : IKernels
             Q = q.Pointer, KCache = kCache.Pointer, VCache = vCache.Pointer, Lengths = lengths.Pointer, Out = output.Pointer,
             Batch = s.Batch, Capacity = s.Tk, Hq = s.Hq, Hkv = s.Hkv, D = s.D, Scale = scale,
         };
-        _launcher.Launch("attention.cu", $"attention_decode_{Suffix(q.DType)}", new Dim3(RowGrid(heads)), new Dim3(AttentionWarps * 32), 0, args);
+        _launcher.Launch("attention.cu", AttentionDecodeEntry[q.DType], new Dim3(RowGrid(heads)), new Dim3(AttentionWarps * 32), 0, args);
     }
 
     // Decode v2 holds a key row as d / N lanes of 16 bytes (N elements): d * size must be 64, 128, 256 or 512 bytes,
@@ -215,8 +232,8 @@ public sealed class GpuKernels : IKernels
             Partials = partials.Pointer, Batch = batch, Capacity = capacity, Hq = hq, Hkv = hkv, D = d, Splits = splits,
             Chunk = chunk, Scale = scale,
         };
-        _launcher.Launch("attention.cu", $"attention_decode_split_{Suffix(q.DType)}", new Dim3((uint)baseBlocks, (uint)splits), new Dim3(32), 0, args);
-        _launcher.Launch("attention.cu", $"attention_decode_combine_{Suffix(q.DType)}", new Dim3(GridFor((long)batch * hq, AttentionWarps)),
+        _launcher.Launch("attention.cu", AttentionDecodeSplitEntry[q.DType], new Dim3((uint)baseBlocks, (uint)splits), new Dim3(32), 0, args);
+        _launcher.Launch("attention.cu", AttentionDecodeCombineEntry[q.DType], new Dim3(GridFor((long)batch * hq, AttentionWarps)),
             new Dim3(AttentionWarps * 32), 0, args);
     }
 
@@ -226,7 +243,7 @@ public sealed class GpuKernels : IKernels
         var (rows, n) = OpShapes.Argmax(x, indices);
         if (rows == 0) return;
         var args = new ArgmaxArgs { X = x.Pointer, Indices = indices.Pointer, Rows = rows, N = n };
-        _launcher.Launch("argmax.cu", $"argmax_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("argmax.cu", ArgmaxEntry[x.DType], new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -235,7 +252,7 @@ public sealed class GpuKernels : IKernels
         var (rows, n) = OpShapes.TopK(x, k, values, indices);
         if (rows == 0) return;
         var args = new TopKArgs { X = x.Pointer, Values = values.Pointer, Indices = indices.Pointer, Rows = rows, N = n, K = k };
-        _launcher.Launch("topk.cu", $"topk_{Suffix(x.DType)}", new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
+        _launcher.Launch("topk.cu", TopkEntry[x.DType], new Dim3(RowGrid(rows)), new Dim3(RowBlock), 0, args);
     }
 
     /// <inheritdoc />
@@ -245,7 +262,6 @@ public sealed class GpuKernels : IKernels
         if (count == 0) return;
         var args = new ReduceArgs { Dst = output.Pointer, Count = count, Inputs = inputs.Length };
         for (int s = 0; s < inputs.Length; s++) args.Sources[s] = inputs[s].Pointer;
-        string opName = op.ToString().ToLowerInvariant();
-        _launcher.Launch("reduce.cu", $"reduce_{opName}_{Suffix(output.DType)}", new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
+        _launcher.Launch("reduce.cu", ReduceEntries[(int)op][output.DType], new Dim3(GridFor(count, ElementBlock)), new Dim3(ElementBlock), 0, args);
     }
 }
