@@ -1,0 +1,350 @@
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Kernels.Cpu;
+
+/// <summary>
+/// The memory-bound CPU kernels (RMSNorm, softmax, cross-entropy, attention decode, SwiGLU) written once over a SIMD
+/// width (<see cref="IVec{TV}"/>) and an element type (<see cref="IElement"/>): each reads its tensors once from memory
+/// and writes its output once, with bf16 widened and narrowed in registers. The F32View path they replace widened
+/// every bf16 tensor into scratch and narrowed the output back, two extra passes over memory, and exp was scalar.
+/// A row is re-read only while it is still in L1/L2 (a 4096-wide row is 8 KB, a 50257-wide bf16 row 100 KB).
+/// </summary>
+internal static unsafe class CpuRowKernels
+{
+    private static bool Wide => CpuPackedGemm.UsesVector512;
+
+    // ---- RMSNorm: the sum of squares over the row, then y = x·inv·w over the same (now cached) row.
+
+    public static void RmsNorm(Tensor x, Tensor weight, Tensor y, int rows, int d, float eps)
+    {
+        nint xp = (nint)x.Pointer, wp = (nint)weight.Pointer, yp = (nint)y.Pointer;
+        if (x.DType == DType.BF16)
+        {
+            if (Wide) RmsNorm<V512, Bf16Element>(xp, wp, yp, rows, d, eps);
+            else RmsNorm<V256, Bf16Element>(xp, wp, yp, rows, d, eps);
+        }
+        else if (Wide) RmsNorm<V512, F32Element>(xp, wp, yp, rows, d, eps);
+        else RmsNorm<V256, F32Element>(xp, wp, yp, rows, d, eps);
+    }
+
+    private static void RmsNorm<TV, TE>(nint x, nint w, nint y, int rows, int d, float eps)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        CpuParallel.For(rows, 3L * d, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+                RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps);
+        });
+    }
+
+    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, i = 0;
+        TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 4 * width <= d; i += 4 * width)
+        {
+            var v0 = TE.Load<TV>(x, i);
+            var v1 = TE.Load<TV>(x, i + width);
+            var v2 = TE.Load<TV>(x, i + 2 * width);
+            var v3 = TE.Load<TV>(x, i + 3 * width);
+            a0 = TV.Fma(v0, v0, a0);
+            a1 = TV.Fma(v1, v1, a1);
+            a2 = TV.Fma(v2, v2, a2);
+            a3 = TV.Fma(v3, v3, a3);
+        }
+        for (; i + width <= d; i += width)
+        {
+            var v = TE.Load<TV>(x, i);
+            a0 = TV.Fma(v, v, a0);
+        }
+        float sum = TV.Sum(TV.Add(TV.Add(a0, a1), TV.Add(a2, a3)));
+        for (; i < d; i++)
+        {
+            float v = TE.LoadScalar(x, i);
+            sum += v * v;
+        }
+        float inv = 1f / MathF.Sqrt(sum / d + eps);
+        var scale = TV.Splat(inv);
+        // y may be x (in place): each element is read before it is written.
+        for (i = 0; i + width <= d; i += width)
+            TE.Store(TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i)), y, i);
+        for (; i < d; i++) TE.StoreScalar(TE.LoadScalar(x, i) * inv * TE.LoadScalar(w, i), y, i);
+    }
+
+    // ---- Softmax: max, then Σ e^(s·x − max) (f32 rows keep the exponentials in y), then the normalisation.
+
+    public static void Softmax(Tensor x, Tensor y, int rows, int n, float scale)
+    {
+        nint xp = (nint)x.Pointer, yp = (nint)y.Pointer;
+        if (x.DType == DType.BF16)
+        {
+            if (Wide) Softmax<V512, Bf16Element>(xp, yp, rows, n, scale);
+            else Softmax<V256, Bf16Element>(xp, yp, rows, n, scale);
+        }
+        else if (Wide) Softmax<V512, F32Element>(xp, yp, rows, n, scale);
+        else Softmax<V256, F32Element>(xp, yp, rows, n, scale);
+    }
+
+    private static void Softmax<TV, TE>(nint x, nint y, int rows, int n, float scale)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        CpuParallel.For(rows, 8L * n, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+                SoftmaxRow<TV, TE>((byte*)x + (long)r * n * size, (byte*)y + (long)r * n * size, n, scale, 1f);
+        });
+    }
+
+    /// <summary>The largest s·x[i] of a row (−∞ for an empty one).</summary>
+    private static float ScaledMax<TV, TE>(byte* x, int n, float s) where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, i = 0;
+        var scale = TV.Splat(s);
+        float max = float.NegativeInfinity;
+        if (n >= 4 * width)
+        {
+            TV m0 = TV.Splat(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
+            for (; i + 4 * width <= n; i += 4 * width)
+            {
+                m0 = TV.Max(m0, TV.Multiply(TE.Load<TV>(x, i), scale));
+                m1 = TV.Max(m1, TV.Multiply(TE.Load<TV>(x, i + width), scale));
+                m2 = TV.Max(m2, TV.Multiply(TE.Load<TV>(x, i + 2 * width), scale));
+                m3 = TV.Max(m3, TV.Multiply(TE.Load<TV>(x, i + 3 * width), scale));
+            }
+            max = TV.MaxAcross(TV.Max(TV.Max(m0, m1), TV.Max(m2, m3)));
+        }
+        for (; i < n; i++) max = Math.Max(max, s * TE.LoadScalar(x, i));
+        return max;
+    }
+
+    /// <summary>
+    /// Σ e^(s·x[i] − max) over a row; when <paramref name="store"/> is set (f32 rows only) each exponential is also
+    /// written to y[i] (y may be x: element i is read before it is written).
+    /// </summary>
+    private static float ExpSum<TV, TE>(byte* x, float* store, int n, float s, float max)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, i = 0;
+        TV scale = TV.Splat(s), shift = TV.Splat(-max), a0 = TV.Splat(0f), a1 = a0;
+        for (; i + 2 * width <= n; i += 2 * width)
+        {
+            var e0 = TV.Exp(TV.Fma(TE.Load<TV>(x, i), scale, shift));
+            var e1 = TV.Exp(TV.Fma(TE.Load<TV>(x, i + width), scale, shift));
+            if (store != null)
+            {
+                TV.StoreF32(e0, store + i);
+                TV.StoreF32(e1, store + i + width);
+            }
+            a0 = TV.Add(a0, e0);
+            a1 = TV.Add(a1, e1);
+        }
+        for (; i + width <= n; i += width)
+        {
+            var e = TV.Exp(TV.Fma(TE.Load<TV>(x, i), scale, shift));
+            if (store != null) TV.StoreF32(e, store + i);
+            a0 = TV.Add(a0, e);
+        }
+        float sum = TV.Sum(TV.Add(a0, a1));
+        for (; i < n; i++)
+        {
+            float e = VectorExp.Exp(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), s, -max));
+            if (store != null) store[i] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// y = factor · softmax(s·x) over one row; returns (max, Σ) of s·x for callers that need the log-sum-exp.
+    /// f32: the exponentials go to y in the summing pass and are scaled in place; bf16: the summing pass only sums and
+    /// the last pass recomputes each exponential from x (cheaper than rounding it to bf16 twice, or an f32 row buffer).
+    /// </summary>
+    private static (float Max, float Sum) SoftmaxRow<TV, TE>(byte* x, byte* y, int n, float s, float factor)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        if (n == 0) return (float.NegativeInfinity, 0f);
+        bool f32 = typeof(TE) == typeof(F32Element);
+        float max = ScaledMax<TV, TE>(x, n, s);
+        float sum = ExpSum<TV, TE>(x, f32 ? (float*)y : null, n, s, max);
+        float inv = factor / sum;
+        int width = TV.Count, i = 0;
+        var k = TV.Splat(inv);
+        if (f32)
+        {
+            float* yf = (float*)y;
+            for (; i + width <= n; i += width) TV.StoreF32(TV.Multiply(TV.LoadF32(yf + i), k), yf + i);
+            for (; i < n; i++) yf[i] *= inv;
+        }
+        else
+        {
+            TV scale = TV.Splat(s), shift = TV.Splat(-max);
+            for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.Exp(TV.Fma(TE.Load<TV>(x, i), scale, shift)), k), y, i);
+            for (; i < n; i++) TE.StoreScalar(VectorExp.Exp(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), s, -max)) * inv, y, i);
+        }
+        return (max, sum);
+    }
+
+    // ---- Cross-entropy: one softmax row scaled by gradScale, the target's gradient less gradScale, the loss from (max, Σ).
+
+    public static void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, int rows, int v, float gradScale)
+    {
+        nint xp = (nint)logits.Pointer, dp = (nint)dLogits.Pointer, lp = (nint)losses.Pointer, tp = (nint)targets.Pointer;
+        if (logits.DType == DType.BF16)
+        {
+            if (Wide) CrossEntropy<V512, Bf16Element>(xp, tp, lp, dp, rows, v, gradScale);
+            else CrossEntropy<V256, Bf16Element>(xp, tp, lp, dp, rows, v, gradScale);
+        }
+        else if (Wide) CrossEntropy<V512, F32Element>(xp, tp, lp, dp, rows, v, gradScale);
+        else CrossEntropy<V256, F32Element>(xp, tp, lp, dp, rows, v, gradScale);
+    }
+
+    private static void CrossEntropy<TV, TE>(nint x, nint targets, nint losses, nint dLogits, int rows, int v, float g)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        CpuParallel.For(rows, v * 8L, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                byte* row = (byte*)x + (long)r * v * size, dRow = (byte*)dLogits + (long)r * v * size;
+                int t = ((int*)targets)[r];
+                if ((uint)t >= (uint)v)
+                {
+                    new Span<byte>(dRow, v * size).Clear();
+                    ((float*)losses)[r] = 0f;
+                    continue;
+                }
+                // Read before the row is written (dLogits may be logits).
+                float targetLogit = TE.LoadScalar(row, t);
+                var (max, sum) = SoftmaxRow<TV, TE>(row, dRow, v, 1f, g);
+                ((float*)losses)[r] = (float)(max + Math.Log(sum) - targetLogit);
+                TE.StoreScalar(VectorExp.Exp(targetLogit - max) * (g / sum) - g, dRow, t);
+            }
+        });
+    }
+
+    // ---- Attention decode: per (batch, kv head), each key row is read once and dotted with every query head that
+    // shares it (GQA), then each value row once, accumulated into every head's output (an L1-resident f32 block).
+
+    public static void AttentionDecode(Tensor q, Tensor k, Tensor v, int[] lengths, Tensor output, OpShapes.AttentionSizes s, float scale)
+    {
+        nint qp = (nint)q.Pointer, kp = (nint)k.Pointer, vp = (nint)v.Pointer, op = (nint)output.Pointer;
+        if (q.DType == DType.BF16)
+        {
+            if (Wide) AttentionDecode<V512, Bf16Element>(qp, kp, vp, lengths, op, s, scale);
+            else AttentionDecode<V256, Bf16Element>(qp, kp, vp, lengths, op, s, scale);
+        }
+        else if (Wide) AttentionDecode<V512, F32Element>(qp, kp, vp, lengths, op, s, scale);
+        else AttentionDecode<V256, F32Element>(qp, kp, vp, lengths, op, s, scale);
+    }
+
+    private static void AttentionDecode<TV, TE>(nint q, nint k, nint v, int[] lengths, nint output, OpShapes.AttentionSizes s, float scale)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int group = s.Hq / s.Hkv, d = s.D, width = TV.Count;
+        long stride = (long)s.Hkv * d; // elements between consecutive keys of one head
+        CpuParallel.For(s.Batch * s.Hkv, 4L * s.Tk * d * group, (start, end) =>
+        {
+            var queries = new float[group * d];
+            var sums = new float[group * d];
+            var scores = new float[group * Math.Max(s.Tk, 1)];
+            fixed (float* qf = queries, acc = sums, p = scores)
+            {
+                for (int index = start; index < end; index++)
+                {
+                    int kvh = index % s.Hkv, b = index / s.Hkv, len = lengths[b];
+                    long headBase = ((long)b * s.Hq + (long)kvh * group) * d; // first query head of this kv head
+                    long cacheBase = (long)b * s.Tk * stride + (long)kvh * d;
+                    for (int e = 0; e < group * d; e++) qf[e] = TE.LoadScalar((void*)q, headBase + e) * scale;
+                    new Span<float>(acc, group * d).Clear();
+                    for (int j = 0; j < len; j++)
+                    {
+                        long key = cacheBase + j * stride;
+                        for (int h = 0; h < group; h++) p[h * len + j] = Dot<TV, TE>(qf + h * d, (byte*)k, key, d);
+                    }
+                    for (int h = 0; h < group; h++) SoftmaxRow<TV, F32Element>((byte*)(p + h * len), (byte*)(p + h * len), len, 1f, 1f);
+                    for (int j = 0; j < len; j++)
+                    {
+                        long row = cacheBase + j * stride;
+                        int i = 0;
+                        for (; i + width <= d; i += width)
+                        {
+                            var value = TE.Load<TV>((void*)v, row + i);
+                            for (int h = 0; h < group; h++)
+                            {
+                                float* a = acc + h * d + i;
+                                TV.StoreF32(TV.Fma(TV.Splat(p[h * len + j]), value, TV.LoadF32(a)), a);
+                            }
+                        }
+                        for (; i < d; i++)
+                        {
+                            float value = TE.LoadScalar((void*)v, row + i);
+                            for (int h = 0; h < group; h++) acc[h * d + i] += p[h * len + j] * value;
+                        }
+                    }
+                    for (int e = 0; e < group * d; e++) TE.StoreScalar(acc[e], (void*)output, headBase + e);
+                }
+            }
+        });
+    }
+
+    /// <summary>Σ q[i]·row[i] over d elements of the tensor at <paramref name="t"/>, from element <paramref name="start"/>.</summary>
+    private static float Dot<TV, TE>(float* q, byte* t, long start, int d) where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, i = 0;
+        TV a0 = TV.Splat(0f), a1 = a0;
+        for (; i + 2 * width <= d; i += 2 * width)
+        {
+            a0 = TV.Fma(TV.LoadF32(q + i), TE.Load<TV>(t, start + i), a0);
+            a1 = TV.Fma(TV.LoadF32(q + i + width), TE.Load<TV>(t, start + i + width), a1);
+        }
+        if (i + width <= d)
+        {
+            a0 = TV.Fma(TV.LoadF32(q + i), TE.Load<TV>(t, start + i), a0);
+            i += width;
+        }
+        float sum = TV.Sum(TV.Add(a0, a1));
+        for (; i < d; i++) sum += q[i] * TE.LoadScalar(t, start + i);
+        return sum;
+    }
+
+    // ---- SwiGLU: g·u / (1 + e^−g), element-wise in chunks (output may be gate or up).
+
+    public static void SwiGlu(Tensor gate, Tensor up, Tensor output, long count)
+    {
+        nint gp = (nint)gate.Pointer, upp = (nint)up.Pointer, op = (nint)output.Pointer;
+        if (gate.DType == DType.BF16)
+        {
+            if (Wide) SwiGlu<V512, Bf16Element>(gp, upp, op, count);
+            else SwiGlu<V256, Bf16Element>(gp, upp, op, count);
+        }
+        else if (Wide) SwiGlu<V512, F32Element>(gp, upp, op, count);
+        else SwiGlu<V256, F32Element>(gp, upp, op, count);
+    }
+
+    private static void SwiGlu<TV, TE>(nint gate, nint up, nint output, long count) where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        const int chunk = 16 * 1024;
+        int chunks = checked((int)((count + chunk - 1) / chunk));
+        CpuParallel.For(chunks, chunk * 8L, (start, end) =>
+        {
+            void* g = (void*)gate, u = (void*)up, o = (void*)output;
+            var one = TV.Splat(1f);
+            var minusOne = TV.Splat(-1f);
+            long i = (long)start * chunk, stop = Math.Min(count, (long)end * chunk);
+            for (; i + TV.Count <= stop; i += TV.Count)
+            {
+                var x = TE.Load<TV>(g, i);
+                TE.Store(TV.Divide(TV.Multiply(x, TE.Load<TV>(u, i)), TV.Add(one, TV.Exp(TV.Multiply(x, minusOne)))), o, i);
+            }
+            for (; i < stop; i++)
+            {
+                float x = TE.LoadScalar(g, i);
+                TE.StoreScalar(x * TE.LoadScalar(u, i) / (1f + VectorExp.Exp(-x)), o, i);
+            }
+        });
+    }
+}
