@@ -159,32 +159,38 @@ internal static unsafe class CpuRowKernels
 
     /// <summary>
     /// y = factor · softmax(s·x) over one row; returns (max, Σ) of s·x for callers that need the log-sum-exp.
-    /// f32: the exponentials go to y in the summing pass and are scaled in place; bf16: the summing pass only sums and
-    /// the last pass recomputes each exponential from x (cheaper than rounding it to bf16 twice, or an f32 row buffer).
+    /// The summing pass stores each exponential in f32 (into y itself for f32 rows, into a per-thread row buffer that
+    /// stays in L2 for bf16 ones), so exp runs once per element: it, not memory, bounds this kernel on a small CPU.
     /// </summary>
     private static (float Max, float Sum) SoftmaxRow<TV, TE>(byte* x, byte* y, int n, float s, float factor)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         if (n == 0) return (float.NegativeInfinity, 0f);
         bool f32 = typeof(TE) == typeof(F32Element);
+        float* e = f32 ? (float*)y : RowBuffer(n);
         float max = ScaledMax<TV, TE>(x, n, s);
-        float sum = ExpSum<TV, TE>(x, f32 ? (float*)y : null, n, s, max);
+        float sum = ExpSum<TV, TE>(x, e, n, s, max);
         float inv = factor / sum;
         int width = TV.Count, i = 0;
         var k = TV.Splat(inv);
-        if (f32)
-        {
-            float* yf = (float*)y;
-            for (; i + width <= n; i += width) TV.StoreF32(TV.Multiply(TV.LoadF32(yf + i), k), yf + i);
-            for (; i < n; i++) yf[i] *= inv;
-        }
-        else
-        {
-            TV scale = TV.Splat(s), shift = TV.Splat(-max);
-            for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.Exp(TV.Fma(TE.Load<TV>(x, i), scale, shift)), k), y, i);
-            for (; i < n; i++) TE.StoreScalar(VectorExp.Exp(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), s, -max)) * inv, y, i);
-        }
+        for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
         return (max, sum);
+    }
+
+    [ThreadStatic] private static float* t_row;
+    [ThreadStatic] private static int t_rowLength;
+
+    /// <summary>This thread's f32 row buffer of at least <paramref name="n"/> floats (kept: the pool's threads are few).</summary>
+    private static float* RowBuffer(int n)
+    {
+        if (t_rowLength < n)
+        {
+            if (t_row != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(t_row);
+            t_rowLength = Math.Max(n, 4096);
+            t_row = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)t_rowLength * sizeof(float), 64);
+        }
+        return t_row;
     }
 
     // ---- Cross-entropy: one softmax row scaled by gradScale, the target's gradient less gradScale, the loss from (max, Σ).
@@ -244,7 +250,7 @@ internal static unsafe class CpuRowKernels
     private static void AttentionDecode<TV, TE>(nint q, nint k, nint v, int[] lengths, nint output, OpShapes.AttentionSizes s, float scale)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
-        int group = s.Hq / s.Hkv, d = s.D, width = TV.Count;
+        int group = s.Hq / s.Hkv, d = s.D;
         long stride = (long)s.Hkv * d; // elements between consecutive keys of one head
         CpuParallel.For(s.Batch * s.Hkv, 4L * s.Tk * d * group, (start, end) =>
         {
@@ -255,40 +261,108 @@ internal static unsafe class CpuRowKernels
             {
                 for (int index = start; index < end; index++)
                 {
-                    int kvh = index % s.Hkv, b = index / s.Hkv, len = lengths[b];
+                    int kvh = index % s.Hkv, b = index / s.Hkv;
                     long headBase = ((long)b * s.Hq + (long)kvh * group) * d; // first query head of this kv head
                     long cacheBase = (long)b * s.Tk * stride + (long)kvh * d;
-                    for (int e = 0; e < group * d; e++) qf[e] = TE.LoadScalar((void*)q, headBase + e) * scale;
-                    new Span<float>(acc, group * d).Clear();
-                    for (int j = 0; j < len; j++)
-                    {
-                        long key = cacheBase + j * stride;
-                        for (int h = 0; h < group; h++) p[h * len + j] = Dot<TV, TE>(qf + h * d, (byte*)k, key, d);
-                    }
-                    for (int h = 0; h < group; h++) SoftmaxRow<TV, F32Element>((byte*)(p + h * len), (byte*)(p + h * len), len, 1f, 1f);
-                    for (int j = 0; j < len; j++)
-                    {
-                        long row = cacheBase + j * stride;
-                        int i = 0;
-                        for (; i + width <= d; i += width)
-                        {
-                            var value = TE.Load<TV>((void*)v, row + i);
-                            for (int h = 0; h < group; h++)
-                            {
-                                float* a = acc + h * d + i;
-                                TV.StoreF32(TV.Fma(TV.Splat(p[h * len + j]), value, TV.LoadF32(a)), a);
-                            }
-                        }
-                        for (; i < d; i++)
-                        {
-                            float value = TE.LoadScalar((void*)v, row + i);
-                            for (int h = 0; h < group; h++) acc[h * d + i] += p[h * len + j] * value;
-                        }
-                    }
-                    for (int e = 0; e < group * d; e++) TE.StoreScalar(acc[e], (void*)output, headBase + e);
+                    DecodeHeads<TV, TE>((byte*)q, (byte*)k, (byte*)v, (byte*)output, headBase, cacheBase, stride, lengths[b], group, d,
+                        scale, qf, acc, p);
                 }
             }
         });
+    }
+
+    /// <summary>Keys per block of the value pass: their rows (64 × d) stay in L1 while every head and column block reads them.</summary>
+    private const int ValueBlock = 64;
+
+    /// <summary>
+    /// The <paramref name="group"/> query heads that share one kv head: scores four heads at a time (a key row is
+    /// loaded once for four dot products), softmax per head, then the values by blocks of keys with four heads' output
+    /// columns in registers (an FMA per value vector and head, no store per key).
+    /// </summary>
+    private static void DecodeHeads<TV, TE>(byte* q, byte* k, byte* v, byte* output, long headBase, long cacheBase, long stride, int len,
+        int group, int d, float scale, float* qf, float* acc, float* p) where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, all = group * d;
+        for (int e = 0; e < all; e++) qf[e] = TE.LoadScalar(q, headBase + e) * scale;
+        new Span<float>(acc, all).Clear();
+        for (int j = 0; j < len; j++)
+        {
+            long key = cacheBase + j * stride;
+            int h = 0;
+            for (; h + 4 <= group; h += 4) Dot4<TV, TE>(qf + h * d, d, k, key, p + h * len + j, len);
+            for (; h < group; h++) p[h * len + j] = Dot<TV, TE>(qf + h * d, k, key, d);
+        }
+        if (len > 0)
+            for (int h = 0; h < group; h++) SoftmaxRow<TV, F32Element>((byte*)(p + h * len), (byte*)(p + h * len), len, 1f, 1f);
+        for (int j0 = 0; j0 < len; j0 += ValueBlock)
+        {
+            int j1 = Math.Min(len, j0 + ValueBlock), i = 0;
+            for (; i + width <= d; i += width)
+            {
+                int h = 0;
+                for (; h + 4 <= group; h += 4)
+                {
+                    float* a = acc + h * d + i, ph = p + h * len;
+                    TV a0 = TV.LoadF32(a), a1 = TV.LoadF32(a + d), a2 = TV.LoadF32(a + 2 * d), a3 = TV.LoadF32(a + 3 * d);
+                    for (int j = j0; j < j1; j++)
+                    {
+                        var value = TE.Load<TV>(v, cacheBase + j * stride + i);
+                        a0 = TV.Fma(TV.Splat(ph[j]), value, a0);
+                        a1 = TV.Fma(TV.Splat(ph[len + j]), value, a1);
+                        a2 = TV.Fma(TV.Splat(ph[2 * len + j]), value, a2);
+                        a3 = TV.Fma(TV.Splat(ph[3 * len + j]), value, a3);
+                    }
+                    TV.StoreF32(a0, a);
+                    TV.StoreF32(a1, a + d);
+                    TV.StoreF32(a2, a + 2 * d);
+                    TV.StoreF32(a3, a + 3 * d);
+                }
+                for (; h < group; h++)
+                {
+                    float* a = acc + h * d + i, ph = p + h * len;
+                    TV a0 = TV.LoadF32(a);
+                    for (int j = j0; j < j1; j++) a0 = TV.Fma(TV.Splat(ph[j]), TE.Load<TV>(v, cacheBase + j * stride + i), a0);
+                    TV.StoreF32(a0, a);
+                }
+            }
+            for (; i < d; i++)
+                for (int h = 0; h < group; h++)
+                {
+                    float sum = acc[h * d + i];
+                    for (int j = j0; j < j1; j++) sum += p[h * len + j] * TE.LoadScalar(v, cacheBase + j * stride + i);
+                    acc[h * d + i] = sum;
+                }
+        }
+        for (int e = 0; e < all; e++) TE.StoreScalar(acc[e], output, headBase + e);
+    }
+
+    /// <summary>Four dot products of one row of <paramref name="t"/> (d elements from <paramref name="start"/>) with four query rows q, q + d, ...; results to scores[0], scores[stride], ...</summary>
+    private static void Dot4<TV, TE>(float* q, int d, byte* t, long start, float* scores, int stride)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count, i = 0;
+        TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + width <= d; i += width)
+        {
+            var key = TE.Load<TV>(t, start + i);
+            a0 = TV.Fma(TV.LoadF32(q + i), key, a0);
+            a1 = TV.Fma(TV.LoadF32(q + d + i), key, a1);
+            a2 = TV.Fma(TV.LoadF32(q + 2 * d + i), key, a2);
+            a3 = TV.Fma(TV.LoadF32(q + 3 * d + i), key, a3);
+        }
+        float s0 = TV.Sum(a0), s1 = TV.Sum(a1), s2 = TV.Sum(a2), s3 = TV.Sum(a3);
+        for (; i < d; i++)
+        {
+            float key = TE.LoadScalar(t, start + i);
+            s0 += q[i] * key;
+            s1 += q[d + i] * key;
+            s2 += q[2 * d + i] * key;
+            s3 += q[3 * d + i] * key;
+        }
+        scores[0] = s0;
+        scores[stride] = s1;
+        scores[2 * stride] = s2;
+        scores[3 * stride] = s3;
     }
 
     /// <summary>Σ q[i]·row[i] over d elements of the tensor at <paramref name="t"/>, from element <paramref name="start"/>.</summary>

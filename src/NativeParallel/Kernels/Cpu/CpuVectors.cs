@@ -86,11 +86,17 @@ internal static class VectorExp
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P4));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
-        var ni = Vector512.ConvertToInt32(n);
-        var half = ni >> 1;
-        var scaleA = ((half + Vector512.Create(127)) << 23).AsSingle();
-        var scaleB = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
-        var result = p * scaleA * scaleB;
+        Vector512<float> result;
+        // vscalefps: p·2^n in one instruction, subnormal results and overflow included.
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) result = System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n);
+        else
+        {
+            var ni = Vector512.ConvertToInt32Native(n);
+            var half = ni >> 1;
+            var scaleA = ((half + Vector512.Create(127)) << 23).AsSingle();
+            var scaleB = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
+            result = p * scaleA * scaleB;
+        }
         return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);
     }
 
@@ -107,7 +113,7 @@ internal static class VectorExp
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P4));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P5));
         p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
-        var ni = Vector256.ConvertToInt32(n);
+        var ni = Vector256.ConvertToInt32Native(n); // n is integral and in range: no saturation fix-ups
         var half = ni >> 1;
         var scaleA = ((half + Vector256.Create(127)) << 23).AsSingle();
         var scaleB = ((ni - half + Vector256.Create(127)) << 23).AsSingle();
