@@ -101,6 +101,13 @@ internal static unsafe class CpuRowKernels
     /// <summary>The largest s·x[i] of a row (−∞ for an empty one).</summary>
     private static float ScaledMax<TV, TE>(byte* x, int n, float s) where TV : struct, IVec<TV> where TE : struct, IElement
     {
+        // Rounding is monotonic, so for s > 0 the largest s·x is s·(the largest x): no multiply per element.
+        if (s > 0) return s * Max<TV, TE>(x, n, 1f, scaled: false);
+        return Max<TV, TE>(x, n, s, scaled: true);
+    }
+
+    private static float Max<TV, TE>(byte* x, int n, float s, bool scaled) where TV : struct, IVec<TV> where TE : struct, IElement
+    {
         int width = TV.Count, i = 0;
         var scale = TV.Splat(s);
         float max = float.NegativeInfinity;
@@ -109,10 +116,18 @@ internal static unsafe class CpuRowKernels
             TV m0 = TV.Splat(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
             for (; i + 4 * width <= n; i += 4 * width)
             {
-                m0 = TV.Max(m0, TV.Multiply(TE.Load<TV>(x, i), scale));
-                m1 = TV.Max(m1, TV.Multiply(TE.Load<TV>(x, i + width), scale));
-                m2 = TV.Max(m2, TV.Multiply(TE.Load<TV>(x, i + 2 * width), scale));
-                m3 = TV.Max(m3, TV.Multiply(TE.Load<TV>(x, i + 3 * width), scale));
+                TV v0 = TE.Load<TV>(x, i), v1 = TE.Load<TV>(x, i + width), v2 = TE.Load<TV>(x, i + 2 * width), v3 = TE.Load<TV>(x, i + 3 * width);
+                if (scaled)
+                {
+                    v0 = TV.Multiply(v0, scale);
+                    v1 = TV.Multiply(v1, scale);
+                    v2 = TV.Multiply(v2, scale);
+                    v3 = TV.Multiply(v3, scale);
+                }
+                m0 = TV.Max(m0, v0);
+                m1 = TV.Max(m1, v1);
+                m2 = TV.Max(m2, v2);
+                m3 = TV.Max(m3, v3);
             }
             max = TV.MaxAcross(TV.Max(TV.Max(m0, m1), TV.Max(m2, m3)));
         }

@@ -76,7 +76,8 @@ internal static class VectorExp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
-        var xc = Vector512.MinNative(Vector512.MaxNative(x, Vector512.Create(Lo)), Vector512.Create(Hi));
+        // x second: vmaxps/vminps return their second operand when either is NaN, so NaN passes through.
+        var xc = Vector512.MinNative(Vector512.Create(Hi), Vector512.MaxNative(Vector512.Create(Lo), x));
         var n = Vector512.Floor(Vector512.FusedMultiplyAdd(xc, Vector512.Create(Log2E), Vector512.Create(0.5f)));
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), xc);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
@@ -85,7 +86,8 @@ internal static class VectorExp
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P3));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P4));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
-        p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
+        // 1 + r + r²·p as (p·r + 1)·r + 1: two FMAs.
+        p = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One), r, Vector512<float>.One);
         Vector512<float> result;
         // vscalefps: p·2^n in one instruction, subnormal results and overflow included.
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) result = System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n);
@@ -97,13 +99,14 @@ internal static class VectorExp
             var scaleB = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
             result = p * scaleA * scaleB;
         }
-        return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);
+        return result;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)
     {
-        var xc = Vector256.MinNative(Vector256.MaxNative(x, Vector256.Create(Lo)), Vector256.Create(Hi));
+        // x second: vmaxps/vminps return their second operand when either is NaN, so NaN passes through.
+        var xc = Vector256.MinNative(Vector256.Create(Hi), Vector256.MaxNative(Vector256.Create(Lo), x));
         var n = Vector256.Floor(Vector256.FusedMultiplyAdd(xc, Vector256.Create(Log2E), Vector256.Create(0.5f)));
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), xc);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
@@ -112,13 +115,14 @@ internal static class VectorExp
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P3));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P4));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P5));
-        p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
+        // 1 + r + r²·p as (p·r + 1)·r + 1: two FMAs.
+        p = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One), r, Vector256<float>.One);
         var ni = Vector256.ConvertToInt32Native(n); // n is integral and in range: no saturation fix-ups
         var half = ni >> 1;
         var scaleA = ((half + Vector256.Create(127)) << 23).AsSingle();
         var scaleB = ((ni - half + Vector256.Create(127)) << 23).AsSingle();
         var result = p * scaleA * scaleB;
-        return Vector256.ConditionalSelect(Vector256.Equals(x, x), result, x);
+        return result;
     }
 
     /// <summary>The same arithmetic on one float, for row tails (so a tail element agrees with its vector neighbours).</summary>
@@ -134,7 +138,7 @@ internal static class VectorExp
         p = MathF.FusedMultiplyAdd(p, r, P3);
         p = MathF.FusedMultiplyAdd(p, r, P4);
         p = MathF.FusedMultiplyAdd(p, r, P5);
-        p = MathF.FusedMultiplyAdd(p, r * r, r + 1f);
+        p = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(p, r, 1f), r, 1f);
         int ni = (int)n, half = ni >> 1;
         return p * BitConverter.Int32BitsToSingle((half + 127) << 23) * BitConverter.Int32BitsToSingle((ni - half + 127) << 23);
     }
