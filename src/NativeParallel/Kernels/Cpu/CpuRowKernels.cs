@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Kernels.Cpu;
@@ -8,6 +9,8 @@ namespace NativeParallel.Kernels.Cpu;
 /// and writes its output once, with bf16 widened and narrowed in registers. The F32View path they replace widened
 /// every bf16 tensor into scratch and narrowed the output back, two extra passes over memory, and exp was scalar.
 /// A row is re-read only while it is still in L1/L2 (a 4096-wide row is 8 KB, a 50257-wide bf16 row 100 KB).
+/// Every loop is compiled fully optimised at once (AggressiveOptimization): under tiered compilation a kernel called
+/// a few dozen times ran its tier-0 code, 20× slower here (attention decode 10 ms against 0.45 ms).
 /// </summary>
 internal static unsafe class CpuRowKernels
 {
@@ -27,17 +30,19 @@ internal static unsafe class CpuRowKernels
         else RmsNorm<V256, F32Element>(xp, wp, yp, rows, d, eps);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RmsNorm<TV, TE>(nint x, nint w, nint y, int rows, int d, float eps)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
-        CpuParallel.For(rows, 3L * d, (start, end) =>
+        CpuParallel.For(rows, 3L * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
                 RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps);
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
@@ -87,11 +92,12 @@ internal static unsafe class CpuRowKernels
         else Softmax<V256, F32Element>(xp, yp, rows, n, scale);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Softmax<TV, TE>(nint x, nint y, int rows, int n, float scale)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
-        CpuParallel.For(rows, 8L * n, (start, end) =>
+        CpuParallel.For(rows, 8L * n, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
                 SoftmaxRow<TV, TE>((byte*)x + (long)r * n * size, (byte*)y + (long)r * n * size, n, scale, 1f);
@@ -99,6 +105,7 @@ internal static unsafe class CpuRowKernels
     }
 
     /// <summary>The largest s·x[i] of a row (−∞ for an empty one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ScaledMax<TV, TE>(byte* x, int n, float s) where TV : struct, IVec<TV> where TE : struct, IElement
     {
         // Rounding is monotonic, so for s > 0 the largest s·x is s·(the largest x): no multiply per element.
@@ -106,6 +113,7 @@ internal static unsafe class CpuRowKernels
         return Max<TV, TE>(x, n, s, scaled: true);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Max<TV, TE>(byte* x, int n, float s, bool scaled) where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int width = TV.Count, i = 0;
@@ -139,6 +147,7 @@ internal static unsafe class CpuRowKernels
     /// Σ e^(s·x[i] − max) over a row; when <paramref name="store"/> is set (f32 rows only) each exponential is also
     /// written to y[i] (y may be x: element i is read before it is written).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpSum<TV, TE>(byte* x, float* store, int n, float s, float max)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
@@ -177,6 +186,7 @@ internal static unsafe class CpuRowKernels
     /// The summing pass stores each exponential in f32 (into y itself for f32 rows, into a per-thread row buffer that
     /// stays in L2 for bf16 ones), so exp runs once per element: it, not memory, bounds this kernel on a small CPU.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (float Max, float Sum) SoftmaxRow<TV, TE>(byte* x, byte* y, int n, float s, float factor)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
@@ -222,11 +232,12 @@ internal static unsafe class CpuRowKernels
         else CrossEntropy<V256, F32Element>(xp, tp, lp, dp, rows, v, gradScale);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CrossEntropy<TV, TE>(nint x, nint targets, nint losses, nint dLogits, int rows, int v, float g)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
-        CpuParallel.For(rows, v * 8L, (start, end) =>
+        CpuParallel.For(rows, v * 8L, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
             {
@@ -262,12 +273,13 @@ internal static unsafe class CpuRowKernels
         else AttentionDecode<V256, F32Element>(qp, kp, vp, lengths, op, s, scale);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AttentionDecode<TV, TE>(nint q, nint k, nint v, int[] lengths, nint output, OpShapes.AttentionSizes s, float scale)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int group = s.Hq / s.Hkv, d = s.D;
         long stride = (long)s.Hkv * d; // elements between consecutive keys of one head
-        CpuParallel.For(s.Batch * s.Hkv, 4L * s.Tk * d * group, (start, end) =>
+        CpuParallel.For(s.Batch * s.Hkv, 4L * s.Tk * d * group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var queries = new float[group * d];
             var sums = new float[group * d];
@@ -294,6 +306,7 @@ internal static unsafe class CpuRowKernels
     /// loaded once for four dot products), softmax per head, then the values by blocks of keys with four heads' output
     /// columns in registers (an FMA per value vector and head, no store per key).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecodeHeads<TV, TE>(byte* q, byte* k, byte* v, byte* output, long headBase, long cacheBase, long stride, int len,
         int group, int d, float scale, float* qf, float* acc, float* p) where TV : struct, IVec<TV> where TE : struct, IElement
     {
@@ -353,6 +366,7 @@ internal static unsafe class CpuRowKernels
     }
 
     /// <summary>Four dot products of one row of <paramref name="t"/> (d elements from <paramref name="start"/>) with four query rows q, q + d, ...; results to scores[0], scores[stride], ...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4<TV, TE>(float* q, int d, byte* t, long start, float* scores, int stride)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
@@ -385,6 +399,7 @@ internal static unsafe class CpuRowKernels
     }
 
     /// <summary>Σ q[i]·row[i] over d elements of the tensor at <paramref name="t"/>, from element <paramref name="start"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot<TV, TE>(float* q, byte* t, long start, int d) where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int width = TV.Count, i = 0;
@@ -418,11 +433,12 @@ internal static unsafe class CpuRowKernels
         else SwiGlu<V256, F32Element>(gp, upp, op, count);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwiGlu<TV, TE>(nint gate, nint up, nint output, long count) where TV : struct, IVec<TV> where TE : struct, IElement
     {
         const int chunk = 16 * 1024;
         int chunks = checked((int)((count + chunk - 1) / chunk));
-        CpuParallel.For(chunks, chunk * 8L, (start, end) =>
+        CpuParallel.For(chunks, chunk * 8L, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             void* g = (void*)gate, u = (void*)up, o = (void*)output;
             var one = TV.Splat(1f);
