@@ -6,7 +6,8 @@ namespace NativeParallel.Kernels.Cpu;
 /// <summary>
 /// The CPU device's kernels: the production CPU path (vectorised with TensorPrimitives and Vector256,
 /// multi-threaded over rows), deliberately separate from <see cref="Reference.ReferenceKernels"/> so that checking
-/// one against the other is a real check. Every op works over f32 views (<see cref="F32View"/>).
+/// one against the other is a real check. The memory-bound ops (RMSNorm, softmax, attention decode, SwiGLU) run in
+/// <see cref="CpuRowKernels"/>, bf16 in registers; the others work over f32 views (<see cref="F32View"/>).
 /// </summary>
 internal sealed unsafe class CpuKernels : IKernels
 {

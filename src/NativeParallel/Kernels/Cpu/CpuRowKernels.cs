@@ -144,8 +144,8 @@ internal static unsafe class CpuRowKernels
     }
 
     /// <summary>
-    /// Σ e^(s·x[i] − max) over a row; when <paramref name="store"/> is set (f32 rows only) each exponential is also
-    /// written to y[i] (y may be x: element i is read before it is written).
+    /// Σ e^(s·x[i] − max) over a row; when <paramref name="store"/> is set each exponential is also written to it
+    /// (it may be x itself for f32 rows: element i is read before it is written).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpSum<TV, TE>(byte* x, float* store, int n, float s, float max)

@@ -64,8 +64,9 @@ internal unsafe struct Bf16Element : IElement
 
 /// <summary>
 /// e^x in f32 lanes, Cephes' expf: x = n·ln2 + r with n = round(x·log2 e) and ln 2 split in two (Cody-Waite, so r is
-/// exact to a few ulp), e^r by a degree-7 polynomial on |r| ≤ ln2/2, then scaled by 2^n as two factors 2^(n/2)·2^(n−n/2)
-/// so that results near the f32 range's ends (subnormals, overflow to +∞) come out right without a branch. x is
+/// exact to a few ulp), e^r by a degree-7 polynomial on |r| ≤ ln2/2, then scaled by 2^n: vscalefps on AVX-512, else two
+/// factors 2^(n/2)·2^(n−n/2), so that results near the f32 range's ends (subnormals, overflow to +∞) come out right
+/// without a branch. x is
 /// clamped to [−104, 89] first: e^−104 rounds to 0 and e^89 to +∞; NaN stays NaN. Relative error ≤ ~2e-7
 /// (<c>VectorExpTests</c> checks it against Math.Exp).
 /// </summary>

@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
