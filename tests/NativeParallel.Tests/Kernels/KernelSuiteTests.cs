@@ -61,3 +61,33 @@ public sealed class CudaKernelSuiteTests : KernelSuiteTests
         return s_device.Value;
     }
 }
+
+/// <summary>
+/// The memory-bound CPU kernels (Kernels/Cpu/CpuRowKernels.cs) on their Vector256 path, which machines without
+/// AVX-512 run; <see cref="CpuKernelSuiteTests"/> takes the Vector512 one where the CPU has it.
+/// </summary>
+public sealed class CpuVector256KernelSuiteTests
+{
+    private static readonly string[] RowOps = ["rmsnorm", "softmax", "cross_entropy", "attention_decode", "swiglu"];
+
+    public static TheoryData<string> CaseIds => new(KernelSuite.Cases.Where(c => RowOps.Contains(c.Op)).Select(c => c.Id));
+
+    [Theory]
+    [MemberData(nameof(CaseIds))]
+    public void MatchesReference(string caseId)
+    {
+        var kernelCase = KernelSuite.Cases.Single(c => c.Id == caseId);
+        bool before = NativeParallel.Kernels.Cpu.CpuPackedGemm.PreferVector512;
+        try
+        {
+            NativeParallel.Kernels.Cpu.CpuPackedGemm.PreferVector512 = false;
+            var result = ScheduledCheck.Run(kernelCase, CpuDevice.Instance, Hardware.Seed, 1);
+            Assert.True(result.Passed, $"{caseId} (Vector256): {result.Message} (rel err {result.RelativeError:E2}, bound {result.Bound:E0}); " +
+                $"reproduce with NATIVEPARALLEL_TEST_SEED={Hardware.Seed}");
+        }
+        finally
+        {
+            NativeParallel.Kernels.Cpu.CpuPackedGemm.PreferVector512 = before;
+        }
+    }
+}

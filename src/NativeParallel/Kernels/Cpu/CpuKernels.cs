@@ -6,7 +6,8 @@ namespace NativeParallel.Kernels.Cpu;
 /// <summary>
 /// The CPU device's kernels: the production CPU path (vectorised with TensorPrimitives and Vector256,
 /// multi-threaded over rows), deliberately separate from <see cref="Reference.ReferenceKernels"/> so that checking
-/// one against the other is a real check. Every op works over f32 views (<see cref="F32View"/>).
+/// one against the other is a real check. The memory-bound ops (RMSNorm, softmax, attention decode, SwiGLU) run in
+/// <see cref="CpuRowKernels"/>, bf16 in registers; the others work over f32 views (<see cref="F32View"/>).
 /// </summary>
 internal sealed unsafe class CpuKernels : IKernels
 {
@@ -32,22 +33,7 @@ internal sealed unsafe class CpuKernels : IKernels
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, float eps)
     {
         var (rows, d) = OpShapes.Norm("rmsnorm", x, weight, null, y);
-        using var xv = F32View.Input(x);
-        using var wv = F32View.Input(weight);
-        using var yv = F32View.Output(y);
-        float* xp = xv.Pointer, wp = wv.Pointer, yp = yv.Pointer;
-        CpuParallel.For(rows, 3L * d, (start, end) =>
-        {
-            var w = new ReadOnlySpan<float>(wp, d);
-            for (int r = start; r < end; r++)
-            {
-                var row = new ReadOnlySpan<float>(xp + (long)r * d, d);
-                var outRow = new Span<float>(yp + (long)r * d, d);
-                float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / d + eps);
-                TensorPrimitives.Multiply(row, inv, outRow);
-                TensorPrimitives.Multiply(outRow, w, outRow);
-            }
-        });
+        CpuRowKernels.RmsNorm(x, weight, y, rows, d, eps);
     }
 
     public void LayerNorm(Tensor x, Tensor weight, Tensor bias, Tensor y, float eps)
@@ -145,15 +131,24 @@ internal sealed unsafe class CpuKernels : IKernels
     public void Add(Tensor a, Tensor b, Tensor output) =>
         Binary("add", a, b, output, static (x, y, o) => TensorPrimitives.Add(x, y, o));
 
-    public void SwiGlu(Tensor gate, Tensor up, Tensor output) => Binary("swiglu", gate, up, output, static (g, u, o) =>
+    public void SwiGlu(Tensor gate, Tensor up, Tensor output)
     {
-        // silu(g)·u = g·sigmoid(g)·u in vector passes over one L1-sized chunk. The sigmoid goes to scratch,
-        // not to o, because o may alias g or u (in-place SwiGLU).
-        Span<float> sigmoid = stackalloc float[g.Length];
-        TensorPrimitives.Sigmoid(g, sigmoid);
-        TensorPrimitives.Multiply(sigmoid, g, sigmoid);
-        TensorPrimitives.Multiply(sigmoid, u, o);
-    });
+        if (gate.DType is not (DType.F32 or DType.BF16))
+        {
+            Binary("swiglu", gate, up, output, static (g, u, o) =>
+            {
+                // silu(g)·u = g·sigmoid(g)·u in vector passes over one L1-sized chunk. The sigmoid goes to scratch,
+                // not to o, because o may alias g or u (in-place SwiGLU).
+                Span<float> sigmoid = stackalloc float[g.Length];
+                TensorPrimitives.Sigmoid(g, sigmoid);
+                TensorPrimitives.Multiply(sigmoid, g, sigmoid);
+                TensorPrimitives.Multiply(sigmoid, u, o);
+            });
+            return;
+        }
+        long count = OpShapes.Elementwise("swiglu", gate, up, output);
+        CpuRowKernels.SwiGlu(gate, up, output, count);
+    }
 
     public void Gelu(Tensor x, Tensor output)
     {
@@ -182,22 +177,7 @@ internal sealed unsafe class CpuKernels : IKernels
     public void Softmax(Tensor x, Tensor y, float scale)
     {
         var (rows, n) = OpShapes.Softmax(x, y);
-        using var xv = F32View.Input(x);
-        using var yv = F32View.Output(y);
-        float* xp = xv.Pointer, yp = yv.Pointer;
-        CpuParallel.For(rows, 4L * n, (start, end) =>
-        {
-            for (int r = start; r < end; r++)
-            {
-                var row = new ReadOnlySpan<float>(xp + (long)r * n, n);
-                var outRow = new Span<float>(yp + (long)r * n, n);
-                // One exp per element (TensorPrimitives.SoftMax computes it twice), all passes over an L2-resident row.
-                TensorPrimitives.Multiply(row, scale, outRow);
-                TensorPrimitives.Subtract(outRow, TensorPrimitives.Max(outRow), outRow);
-                TensorPrimitives.Exp(outRow, outRow);
-                TensorPrimitives.Multiply(outRow, 1f / TensorPrimitives.Sum(outRow), outRow);
-            }
-        });
+        CpuRowKernels.Softmax(x, y, rows, n, scale);
     }
 
     public void AttentionPrefill(Tensor q, Tensor k, Tensor v, Tensor output, int queryStart, float scale)
@@ -227,25 +207,9 @@ internal sealed unsafe class CpuKernels : IKernels
     {
         var s = OpShapes.AttentionDecode(q, kCache, vCache, lengths, output);
         var lens = lengths.ToInts();
-        using var qv = F32View.Input(q);
-        using var kv = F32View.Input(kCache);
-        using var vv = F32View.Input(vCache);
-        using var ov = F32View.Output(output);
-        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer;
-        int group = s.Hq / s.Hkv;
         foreach (int len in lens)
             OpShapes.Require(len >= 0 && len <= s.Tk, "attention_decode", $"lengths must be in 0..{s.Tk} (the cache capacity), got {len}");
-        CpuParallel.For(s.Batch * s.Hq, 4L * s.Tk * s.D, (start, end) =>
-        {
-            var scores = new float[s.Tk];
-            for (int index = start; index < end; index++)
-            {
-                int h = index % s.Hq, b = index / s.Hq;
-                long row = ((long)b * s.Hq + h) * s.D;
-                long keyBase = (long)b * s.Tk * s.Hkv * s.D + (long)(h / group) * s.D;
-                AttendRow(qp + row, kp + keyBase, vp + keyBase, (long)s.Hkv * s.D, lens[b], s.D, scale, scores, op + row);
-            }
-        });
+        CpuRowKernels.AttentionDecode(q, kCache, vCache, lens, output, s, scale);
     }
 
     private static void AttendRow(float* q, float* k, float* v, long keyStride, int visible, int d, float scale,

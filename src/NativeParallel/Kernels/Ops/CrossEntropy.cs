@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -68,38 +67,9 @@ public static unsafe class CrossEntropy
         return (rows, v);
     }
 
-    private static void Cpu(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, int rows, int v, float gradScale)
-    {
-        // dLogits may be logits: the input view is widened first (bf16) or is the same memory (f32), and each row is
-        // fully reduced (max, target logit) before its output row is written.
-        using var xv = F32View.Input(logits);
-        using var dv = F32View.Output(dLogits);
-        float* x = xv.Pointer, d = dv.Pointer, loss = (float*)losses.Pointer;
-        int* target = (int*)targets.Pointer;
-        CpuParallel.For(rows, v * 8L, (start, end) =>
-        {
-            for (int r = start; r < end; r++)
-            {
-                var row = new ReadOnlySpan<float>(x + (long)r * v, v);
-                var dRow = new Span<float>(d + (long)r * v, v);
-                int t = target[r];
-                if ((uint)t >= (uint)v)
-                {
-                    dRow.Clear();
-                    loss[r] = 0f;
-                    continue;
-                }
-                float targetLogit = row[t];
-                float max = TensorPrimitives.Max(row);
-                TensorPrimitives.Subtract(row, max, dRow);   // reads row before writing it, element by element
-                TensorPrimitives.Exp(dRow, dRow);
-                float sum = TensorPrimitives.Sum<float>(dRow);
-                loss[r] = (float)(max + Math.Log(sum) - targetLogit);
-                TensorPrimitives.Multiply(dRow, gradScale / sum, dRow);
-                dRow[t] -= gradScale;
-            }
-        });
-    }
+    // One pass over memory, bf16 in registers, exp vectorised (Kernels/Cpu/CpuRowKernels.cs); dLogits may be logits.
+    private static void Cpu(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, int rows, int v, float gradScale) =>
+        CpuRowKernels.CrossEntropy(logits, targets, losses, dLogits, rows, v, gradScale);
 
     /// <summary>The float64 reference: (losses, dLogits) of <paramref name="logits"/> (rows × v).</summary>
     public static (double[] Losses, double[] DLogits) Reference(float[] logits, int[] targets, int rows, int v, double gradScale)

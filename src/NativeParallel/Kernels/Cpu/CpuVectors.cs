@@ -1,0 +1,277 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using NativeParallel.Tensors;
+
+namespace NativeParallel.Kernels.Cpu;
+
+/// <summary>
+/// One SIMD width of f32 lanes, so that a row kernel is written once and compiled (the JIT specialises generic
+/// methods over structs) for both Vector512 and Vector256: <see cref="V512"/> where the CPU has AVX-512 and
+/// <see cref="CpuPackedGemm.PreferVector512"/> is on, <see cref="V256"/> otherwise (NATIVEPARALLEL_CPU_VECTOR=256
+/// forces it, so both paths are checked on one machine). bf16 is widened and narrowed in registers (a shift, and
+/// round-to-nearest-even in integer lanes as <see cref="FloatBits.ToBF16"/>), so no kernel needs an f32 copy of a tensor.
+/// </summary>
+internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
+{
+    static abstract int Count { get; }
+    static abstract TV Splat(float value);
+    static abstract TV LoadF32(float* p);
+    static abstract TV LoadBf16(ushort* p);
+    static abstract void StoreF32(TV v, float* p);
+    static abstract void StoreBf16(TV v, ushort* p);
+    static abstract TV Add(TV a, TV b);
+    static abstract TV Multiply(TV a, TV b);
+    static abstract TV Divide(TV a, TV b);
+    /// <summary>a·b + c (fused where the hardware has it).</summary>
+    static abstract TV Fma(TV a, TV b, TV c);
+    static abstract TV Max(TV a, TV b);
+    static abstract float Sum(TV v);
+    /// <summary>The lanes added down to four (the halves added until 128 bits are left).</summary>
+    static abstract Vector128<float> Fold(TV v);
+    static abstract float MaxAcross(TV v);
+    /// <summary>e^x per lane, ~1 ulp: see <see cref="VectorExp"/>.</summary>
+    static abstract TV Exp(TV x);
+}
+
+/// <summary>Element type of a tensor row: loads widen to f32 and stores narrow from it.</summary>
+internal unsafe interface IElement
+{
+    static abstract TV Load<TV>(void* p, long i) where TV : struct, IVec<TV>;
+    static abstract void Store<TV>(TV v, void* p, long i) where TV : struct, IVec<TV>;
+    static abstract float LoadScalar(void* p, long i);
+    static abstract void StoreScalar(float v, void* p, long i);
+}
+
+internal unsafe struct F32Element : IElement
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadF32((float*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreF32(v, (float*)p + i);
+    public static float LoadScalar(void* p, long i) => ((float*)p)[i];
+    public static void StoreScalar(float v, void* p, long i) => ((float*)p)[i] = v;
+}
+
+internal unsafe struct Bf16Element : IElement
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadBf16((ushort*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16(v, (ushort*)p + i);
+    public static float LoadScalar(void* p, long i) => FloatBits.FromBF16(((ushort*)p)[i]);
+    public static void StoreScalar(float v, void* p, long i) => ((ushort*)p)[i] = FloatBits.ToBF16(v);
+}
+
+/// <summary>
+/// e^x in f32 lanes, Cephes' expf: x = n·ln2 + r with n = round(x·log2 e) and ln 2 split in two (Cody-Waite, so r is
+/// exact to a few ulp), e^r by a degree-7 polynomial on |r| ≤ ln2/2, then scaled by 2^n: vscalefps on AVX-512, else two
+/// factors 2^(n/2)·2^(n−n/2), so that results near the f32 range's ends (subnormals, overflow to +∞) come out right
+/// without a branch. x is
+/// clamped to [−104, 89] first: e^−104 rounds to 0 and e^89 to +∞; NaN stays NaN. Relative error ≤ ~2e-7
+/// (<c>VectorExpTests</c> checks it against Math.Exp).
+/// </summary>
+internal static class VectorExp
+{
+    internal const float Lo = -104f, Hi = 89f, Log2E = 1.44269504088896341f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
+    internal const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f, P3 = 4.1665795894e-2f,
+        P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        // x second: vmaxps/vminps return their second operand when either is NaN, so NaN passes through.
+        var xc = Vector512.MinNative(Vector512.Create(Hi), Vector512.MaxNative(Vector512.Create(Lo), x));
+        var n = Vector512.Floor(Vector512.FusedMultiplyAdd(xc, Vector512.Create(Log2E), Vector512.Create(0.5f)));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), xc);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(P0), r, Vector512.Create(P1));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P2));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
+        // 1 + r + r²·p as (p·r + 1)·r + 1: two FMAs.
+        p = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One), r, Vector512<float>.One);
+        Vector512<float> result;
+        // vscalefps: p·2^n in one instruction, subnormal results and overflow included.
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) result = System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n);
+        else
+        {
+            var ni = Vector512.ConvertToInt32Native(n);
+            var half = ni >> 1;
+            var scaleA = ((half + Vector512.Create(127)) << 23).AsSingle();
+            var scaleB = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
+            result = p * scaleA * scaleB;
+        }
+        return result;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        // x second: vmaxps/vminps return their second operand when either is NaN, so NaN passes through.
+        var xc = Vector256.MinNative(Vector256.Create(Hi), Vector256.MaxNative(Vector256.Create(Lo), x));
+        var n = Vector256.Floor(Vector256.FusedMultiplyAdd(xc, Vector256.Create(Log2E), Vector256.Create(0.5f)));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), xc);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(P0), r, Vector256.Create(P1));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P2));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P3));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P4));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P5));
+        // 1 + r + r²·p as (p·r + 1)·r + 1: two FMAs.
+        p = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One), r, Vector256<float>.One);
+        var ni = Vector256.ConvertToInt32Native(n); // n is integral and in range: no saturation fix-ups
+        var half = ni >> 1;
+        var scaleA = ((half + Vector256.Create(127)) << 23).AsSingle();
+        var scaleB = ((ni - half + Vector256.Create(127)) << 23).AsSingle();
+        var result = p * scaleA * scaleB;
+        return result;
+    }
+
+    /// <summary>The same arithmetic on one float, for row tails (so a tail element agrees with its vector neighbours).</summary>
+    public static float Exp(float x)
+    {
+        if (float.IsNaN(x)) return x;
+        float xc = Math.Min(Math.Max(x, Lo), Hi);
+        float n = MathF.Floor(MathF.FusedMultiplyAdd(xc, Log2E, 0.5f));
+        float r = MathF.FusedMultiplyAdd(n, -Ln2Hi, xc);
+        r = MathF.FusedMultiplyAdd(n, -Ln2Lo, r);
+        float p = MathF.FusedMultiplyAdd(P0, r, P1);
+        p = MathF.FusedMultiplyAdd(p, r, P2);
+        p = MathF.FusedMultiplyAdd(p, r, P3);
+        p = MathF.FusedMultiplyAdd(p, r, P4);
+        p = MathF.FusedMultiplyAdd(p, r, P5);
+        p = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(p, r, 1f), r, 1f);
+        int ni = (int)n, half = ni >> 1;
+        return p * BitConverter.Int32BitsToSingle((half + 127) << 23) * BitConverter.Int32BitsToSingle((ni - half + 127) << 23);
+    }
+}
+
+/// <summary>Horizontal sums of four lanes (Vector512.Sum and Vector256.Sum compile to ~25 shuffles and adds here).</summary>
+internal static class VectorSums
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector128<float> v)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse3.IsSupported)
+        {
+            var h = System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(v, v);
+            return System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(h, h).ToScalar();
+        }
+        return Vector128.Sum(v);
+    }
+
+    /// <summary>(Σ a, Σ b, Σ c, Σ d) of four vectors of four lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Sum4(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse3.IsSupported)
+        {
+            var ab = System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(a, b);
+            var cd = System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(c, d);
+            return System.Runtime.Intrinsics.X86.Sse3.HorizontalAdd(ab, cd);
+        }
+        return Vector128.Create(Vector128.Sum(a), Vector128.Sum(b), Vector128.Sum(c), Vector128.Sum(d));
+    }
+}
+
+internal unsafe struct V512 : IVec<V512>
+{
+    public Vector512<float> V;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private V512(Vector512<float> v) => V = v;
+
+    public static int Count => 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Splat(float value) => new(Vector512.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 LoadF32(float* p) => new(Vector512.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 LoadBf16(ushort* p) =>
+        new(Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()), 16).AsSingle());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreF32(V512 v, float* p) => v.V.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16(V512 v, ushort* p)
+    {
+        var bits = v.V.AsUInt32();
+        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
+        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
+        var result = Vector512.ConditionalSelect(isNaN, (bits >> 16) | Vector512.Create(0x0040u), rounded);
+        // vpmovdw: the low halves of 16 lanes in one instruction (Vector512 is only accelerated on x86 with AVX-512).
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) System.Runtime.Intrinsics.X86.Avx512F.ConvertToVector256UInt16(result).Store(p);
+        else Vector512.Narrow(result, result).GetLower().Store(p);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Add(V512 a, V512 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Multiply(V512 a, V512 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Divide(V512 a, V512 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Fma(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a.V, b.V, c.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Max(V512 a, V512 b) => new(Vector512.MaxNative(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(V512 v) => VectorSums.Sum(Fold(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fold(V512 v)
+    {
+        var half = v.V.GetLower() + v.V.GetUpper();
+        return half.GetLower() + half.GetUpper();
+    }
+    public static float MaxAcross(V512 v) => V256.MaxAcross(Vector256.MaxNative(v.V.GetLower(), v.V.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Exp(V512 x) => new(VectorExp.Exp(x.V));
+}
+
+internal unsafe struct V256 : IVec<V256>
+{
+    public Vector256<float> V;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private V256(Vector256<float> v) => V = v;
+
+    public static int Count => 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Splat(float value) => new(Vector256.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 LoadF32(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 LoadBf16(ushort* p) =>
+        new(Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()), 16).AsSingle());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreF32(V256 v, float* p) => v.V.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16(V256 v, ushort* p)
+    {
+        var bits = v.V.AsUInt32();
+        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
+        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
+        var result = Vector256.ConditionalSelect(isNaN, (bits >> 16) | Vector256.Create(0x0040u), rounded);
+        Vector128.Narrow(result.GetLower(), result.GetUpper()).Store(p);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Add(V256 a, V256 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Multiply(V256 a, V256 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Divide(V256 a, V256 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Fma(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a.V, b.V, c.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Max(V256 a, V256 b) => new(Vector256.MaxNative(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(V256 v) => VectorSums.Sum(Fold(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fold(V256 v) => v.V.GetLower() + v.V.GetUpper();
+    public static float MaxAcross(V256 v) => MaxAcross(v.V);
+    internal static float MaxAcross(Vector256<float> v)
+    {
+        var m = Vector128.MaxNative(v.GetLower(), v.GetUpper());
+        return Math.Max(Math.Max(m[0], m[1]), Math.Max(m[2], m[3]));
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Exp(V256 x) => new(VectorExp.Exp(x.V));
+}

@@ -1,0 +1,70 @@
+using System.Runtime.Intrinsics;
+using NativeParallel.Kernels.Cpu;
+
+namespace NativeParallel.Tests.Kernels;
+
+/// <summary>The CPU kernels' vectorised exp (<see cref="VectorExp"/>) against Math.Exp, on every width this machine runs.</summary>
+public sealed class VectorExpTests
+{
+    private static IEnumerable<float> Inputs()
+    {
+        var random = new Random(12345);
+        for (int i = 0; i < 200_000; i++) yield return (float)(random.NextDouble() * 220 - 120); // [-120, 100]
+        for (int i = 0; i < 20_000; i++) yield return (float)(random.NextDouble() * 2 - 1);     // around 0
+        foreach (float x in new[] { 0f, -0f, 1e-30f, -1e-30f, 88.72f, 88.73f, 89f, 1000f, -87.33f, -87.34f, -103.97f, -104f, -104.1f, -1e30f,
+                     float.MaxValue, float.MinValue, float.Epsilon, 0.34657359f, -0.34657359f })
+            yield return x;
+    }
+
+    [Fact]
+    public void MatchesMathExpWithinTwoUlp()
+    {
+        var xs = Inputs().ToArray();
+        foreach (var (name, exp) in Widths())
+        {
+            float[] ys = exp(xs);
+            for (int i = 0; i < xs.Length; i++)
+            {
+                double expected = Math.Exp(xs[i]);
+                float y = ys[i];
+                Assert.False(float.IsNaN(y), $"{name}: exp({xs[i]:R}) is NaN");
+                if (expected > float.MaxValue) Assert.True(float.IsPositiveInfinity(y), $"{name}: exp({xs[i]:R}) = {y:R}, expected +inf");
+                else if (expected < 1.1754944e-38) // below the normal range: an absolute bound, a few subnormal steps
+                    Assert.True(Math.Abs(y - expected) <= 4 * (double)float.Epsilon, $"{name}: exp({xs[i]:R}) = {y:R}, expected {expected:R}");
+                else
+                    Assert.True(Math.Abs(y - expected) <= 2.5e-7 * expected, $"{name}: exp({xs[i]:R}) = {y:R}, expected {expected:R} (rel {Math.Abs(y - expected) / expected:E2})");
+            }
+        }
+    }
+
+    [Fact]
+    public void SpecialValues()
+    {
+        float[] xs = [float.NegativeInfinity, float.PositiveInfinity, float.NaN, -200f, 200f];
+        foreach (var (name, exp) in Widths())
+        {
+            float[] ys = exp(xs);
+            Assert.True(ys[0] == 0f, $"{name}: exp(-inf) = {ys[0]}");
+            Assert.True(float.IsPositiveInfinity(ys[1]), $"{name}: exp(+inf) = {ys[1]}");
+            Assert.True(float.IsNaN(ys[2]), $"{name}: exp(NaN) = {ys[2]}");
+            Assert.True(ys[3] == 0f, $"{name}: exp(-200) = {ys[3]}");
+            Assert.True(float.IsPositiveInfinity(ys[4]), $"{name}: exp(200) = {ys[4]}");
+        }
+    }
+
+    private static IEnumerable<(string, Func<float[], float[]>)> Widths()
+    {
+        yield return ("scalar", xs => Array.ConvertAll(xs, VectorExp.Exp));
+        yield return ("Vector256", xs => Map(xs, 8, (x, o) => VectorExp.Exp(Vector256.Create(x.AsSpan(o, 8))).CopyTo(x.AsSpan(o, 8))));
+        if (Vector512.IsHardwareAccelerated)
+            yield return ("Vector512", xs => Map(xs, 16, (x, o) => VectorExp.Exp(Vector512.Create(x.AsSpan(o, 16))).CopyTo(x.AsSpan(o, 16))));
+    }
+
+    private static float[] Map(float[] xs, int width, Action<float[], int> inPlace)
+    {
+        var padded = new float[(xs.Length + width - 1) / width * width];
+        xs.CopyTo(padded, 0);
+        for (int o = 0; o < padded.Length; o += width) inPlace(padded, o);
+        return padded[..xs.Length];
+    }
+}
