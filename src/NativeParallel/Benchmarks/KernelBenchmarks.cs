@@ -150,7 +150,7 @@ public static class KernelBenchmarks
                 {
                     using var chosen = dtype == DType.BF16 ? KernelVersions.Use("matmul", version) : null;
                     double ms = timer.Median(() => k.Matmul(a, b, c));
-                    string name = $"matmul {dtype.Name()} ({version} {MatmulVersionNames[version]})";
+                    string name = $"matmul {dtype.Name()} ({version} {KernelVersions.Describe("matmul", version)})";
                     if (reference is null)
                     {
                         Add(new(name, $"{m}^3", ms, flops / (ms * 1e9), "TFLOP/s", gpu ? cublasNote : "none on cpu", null, ""));
@@ -212,7 +212,7 @@ public static class KernelBenchmarks
             foreach (string version in versions)
             {
                 using var chosen = version == "cpu" ? null : KernelVersions.Use("matmul_bwd", version);
-                string how = version == "cpu" ? "packed GEMM" : $"{version} {MatmulVersionNames["bwd " + version]}";
+                string how = version == "cpu" ? "packed GEMM" : $"{version} {KernelVersions.Describe("matmul_bwd", version)}";
                 add(Flops($"matmul_bwd dX = dY·W bf16 ({how})", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.InputGrad(dY, w, dX)), flops));
                 add(Flops($"matmul_bwd dW = dYᵀ·X bf16 ({how})", $"{m}x{n}x{k}", timer.Median(() => Kernels.Ops.MatmulBackward.WeightGrad(dY, x, dW, accumulate: false)), flops));
             }
@@ -237,18 +237,6 @@ public static class KernelBenchmarks
                 timer.Median(() => Kernels.Ops.AttentionTraining.Backward(q, kk, vv, o, lse, dO, dq, dk, dv, scale)), forward * 2.5));
         }
     }
-
-    // What each device matmul version is, for the table.
-    private static readonly Dictionary<string, string> MatmulVersionNames = new()
-    {
-        ["v1"] = "SIMT tiles",
-        ["v2"] = "mma.sync 64x64",
-        ["v3"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
-        ["v4"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
-        ["bwd v1"] = "SIMT tiles",
-        ["bwd v2"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
-        ["bwd v3"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
-    };
 
     // The CPU matmul's versions, each a way to run the op: the default only, or all of them side by side.
     private static IEnumerable<(string Name, Action<Action> Run)> CpuMatmulVersions(bool all)

@@ -70,11 +70,13 @@ public sealed class DeviceMesh : IDisposable
     /// <summary>Sequence-parallel index.</summary>
     public int SpRank { get; }
     /// <summary>Every group's bytes sent so far (world, tp, sp, dp, pp, ep).</summary>
-    public long BytesSent => World.BytesSent + Tp.BytesSent + Sp.BytesSent + Dp.BytesSent + Pp.BytesSent + Ep.BytesSent;
+    public long BytesSent => OverGroups(g => g.BytesSent);
     /// <summary>Every group's collectives that ran device-direct so far (peers' device buffers, nothing staged).</summary>
-    public long DeviceDirectCalls => World.DeviceDirectCalls + Tp.DeviceDirectCalls + Sp.DeviceDirectCalls + Dp.DeviceDirectCalls + Pp.DeviceDirectCalls + Ep.DeviceDirectCalls;
+    public long DeviceDirectCalls => OverGroups(g => g.DeviceDirectCalls);
     /// <summary>Every group's bytes of device tensors staged through host memory so far.</summary>
-    public long StagedBytes => World.StagedBytes + Tp.StagedBytes + Sp.StagedBytes + Dp.StagedBytes + Pp.StagedBytes + Ep.StagedBytes;
+    public long StagedBytes => OverGroups(g => g.StagedBytes);
+
+    private long OverGroups(Func<ProcessGroup, long> count) => count(World) + count(Tp) + count(Sp) + count(Dp) + count(Pp) + count(Ep);
     /// <summary>Sizes.</summary>
     public int TensorParallel { get; }
     /// <summary>Pipeline stages.</summary>

@@ -21,7 +21,25 @@ public static class KernelVersions
         ["matmul_bwd"] = (["v1", "v2", "v3"], "v2"),
     };
 
+    /// <summary>What each version is, for tables: "op version" to a few words.</summary>
+    private static readonly Dictionary<string, string> Descriptions = new()
+    {
+        ["matmul v1"] = "SIMT tiles",  // f32 operands' only version
+        ["matmul v2"] = "mma.sync 64x64",
+        ["matmul v3"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
+        ["matmul v4"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
+        ["matmul_bwd v1"] = "SIMT tiles",
+        ["matmul_bwd v2"] = "mma.sync 128x128, 2 cp.async stages of BK 32",
+        ["matmul_bwd v3"] = "mma.sync 128x128, 4 cp.async stages of BK 16",
+    };
+
     [ThreadStatic] private static Dictionary<string, string>? t_scoped;
+
+    /// <summary>A few words on what <paramref name="version"/> of <paramref name="op"/> is.</summary>
+    public static string Describe(string op, string version) => Descriptions.TryGetValue($"{op} {version}", out string? text) ? text : version;
+
+    /// <summary>Fails with the reason when NATIVEPARALLEL_KERNEL_VERSION names an op or version that does not exist.</summary>
+    public static void CheckEnvironment() => _ = s_fromEnvironment.Value;
     private static readonly Lazy<Dictionary<string, string>> s_fromEnvironment = new(() => Parse(Tunables.Raw("NATIVEPARALLEL_KERNEL_VERSION")));
 
     /// <summary>The version of <paramref name="op"/> that runs now on this thread.</summary>

@@ -44,8 +44,6 @@ public sealed class GpuKernels : IKernels
         return (uint)Math.Clamp(blocks, 1, Math.Max(1, _launcher.MultiprocessorCount) * 32L);
     }
 
-    private static uint Tiles(int extent, uint tile) => (uint)((extent + tile - 1) / tile);
-
     // Row kernels that keep the row in registers (softmax v2, rmsnorm v2, cross_entropy v2): the smallest block, in
     // whole warps up to 1024 threads, whose `vecs` 16-byte vectors per thread cover a row of n elements at any
     // misalignment (one vector more than n needs). Longer rows get 1024 threads and the kernels' streaming path.
@@ -116,13 +114,13 @@ public sealed class GpuKernels : IKernels
                     (_, DType.BF16) => "matmul_v4_bf16_bf16",
                     _ => "matmul_v4_bf16_f32",
                 },
-                new Dim3(Tiles(n, MatmulV3Tile), Tiles(m, MatmulV3Tile)), new Dim3(256), 0, args);
+                new Dim3(OpLaunch.Tiles(n, MatmulV3Tile), OpLaunch.Tiles(m, MatmulV3Tile)), new Dim3(256), 0, args);
         else if (version == "v2")
             _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_tc_bf16_bf16" : "matmul_tc_bf16_f32",
-                new Dim3(Tiles(n, MatmulTile), Tiles(m, MatmulTile)), new Dim3(128), 0, args);
+                new Dim3(OpLaunch.Tiles(n, MatmulTile), OpLaunch.Tiles(m, MatmulTile)), new Dim3(128), 0, args);
         else
             _launcher.Launch("matmul.cu", c.DType == DType.BF16 ? "matmul_f32_bf16" : "matmul_f32_f32",
-                new Dim3(Tiles(n, MatmulTile), Tiles(m, MatmulTile)), new Dim3(256), 0, args);
+                new Dim3(OpLaunch.Tiles(n, MatmulTile), OpLaunch.Tiles(m, MatmulTile)), new Dim3(256), 0, args);
     }
 
     /// <inheritdoc />

@@ -24,10 +24,10 @@ public static unsafe class MatmulBackward
 
     // bf16 operands run the tensor cores (v2: 128 x 128 tiles, two stages of BK 32; v3: four of BK 16) unless v1 is
     // chosen; f32 operands have v1 only.
-    private static string? TensorCoreSuffix(Tensor dY) => dY.DType != DType.BF16 ? null : KernelVersions.Selected(Op) switch
+    private static (string Input, string Weight)? TensorCoreEntries(Tensor dY) => dY.DType != DType.BF16 ? null : KernelVersions.Selected(Op) switch
     {
-        "v2" => "_v2_bf16",
-        "v3" => "_v3_bf16",
+        "v2" => ("matmul_bwd_input_v2_bf16", "matmul_bwd_weight_v2_bf16"),
+        "v3" => ("matmul_bwd_input_v3_bf16", "matmul_bwd_weight_v3_bf16"),
         _ => null,
     };
 
@@ -53,9 +53,9 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = w.Pointer, Out = dX.Pointer, M = m, N = n, K = k };
-            if (TensorCoreSuffix(dY) is { } inputSuffix)
+            if (TensorCoreEntries(dY) is { } tensorCores)
             {
-                launcher.Launch("matmul.cu", inputSuffix == "_v2_bf16" ? "matmul_bwd_input_v2_bf16" : "matmul_bwd_input_v3_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(m, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                launcher.Launch("matmul.cu", tensorCores.Input, new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(m, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
                 return;
             }
             launcher.Launch("matmul.cu", InputEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(m, Tile)), new Gpu.Dim3(Threads), 0, args);
@@ -77,9 +77,9 @@ public static unsafe class MatmulBackward
         if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = x.Pointer, Out = dW.Pointer, M = m, N = n, K = k, Accumulate = accumulate ? 1 : 0 };
-            if (TensorCoreSuffix(dY) is { } weightSuffix)
+            if (TensorCoreEntries(dY) is { } tensorCores)
             {
-                launcher.Launch("matmul.cu", weightSuffix == "_v2_bf16" ? "matmul_bwd_weight_v2_bf16" : "matmul_bwd_weight_v3_bf16", new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(n, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
+                launcher.Launch("matmul.cu", tensorCores.Weight, new Gpu.Dim3(OpLaunch.Tiles(k, TensorCoreTile), OpLaunch.Tiles(n, TensorCoreTile)), new Gpu.Dim3(Threads), 0, args);
                 return;
             }
             launcher.Launch("matmul.cu", WeightEntry[dY.DType], new Gpu.Dim3(OpLaunch.Tiles(k, Tile), OpLaunch.Tiles(n, Tile)), new Gpu.Dim3(Threads), 0, args);
