@@ -162,6 +162,8 @@ namespace NativeParallel.Cli
                     PrintUsage();
                     return args.Length == 0 ? 2 : 0;
                 }
+                // A misspelt kernel version fails here, once, before any work (not as every launch's failure).
+                NativeParallel.Kernels.KernelVersions.CheckEnvironment();
                 return args[0] switch
                 {
                     "info" => InfoCommand.Run(new CommandLine(args[1..], "help")),
