@@ -102,11 +102,9 @@ public sealed partial class ProcessGroup : IDisposable
                 {
                     rank(g);
                 }
-                catch (Exception e)
+                catch (Exception e) when (AbortPeers(g, e))
                 {
-                    // The other ranks would wait for this one until the timeout: tell them at once.
-                    g.Abort($"rank {g.Rank} failed: {e.Message.Split('\n')[0]}");
-                    throw;
+                    // Never reached: the filter aborts and lets the exception go on.
                 }
             }, TaskCreationOptions.LongRunning)).ToArray());
         }
@@ -114,6 +112,15 @@ public sealed partial class ProcessGroup : IDisposable
         {
             foreach (var g in groups) g.Dispose();
         }
+    }
+
+    // The other ranks would wait for a failed one until the timeout: tell them at once, with its reason. This runs
+    // as an exception filter, before the rank's own `using` scopes unwind: were its split groups disposed first, a
+    // peer could fail on "rank R left the group" and abort the world with that, racing the real reason.
+    private static bool AbortPeers(ProcessGroup group, Exception e)
+    {
+        group.Abort($"rank {group.Rank} failed: {e.Message.Split('\n')[0]}");
+        return false;
     }
 
     /// <summary>
