@@ -106,7 +106,7 @@ public sealed class LlamaModel : IDisposable
             k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
             if (layer.Moe is { } moe)
             {
-                using var mixed = Tensor.FromFloats(_device, moe.Forward(normed), dt, t, h);
+                using var mixed = moe.Forward(normed);
                 k.Add(x, mixed, x);
                 continue;
             }

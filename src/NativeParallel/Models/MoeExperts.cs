@@ -1,13 +1,18 @@
+using NativeParallel.Comm;
 using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Models;
 
 /// <summary>
 /// The experts of one MoE layer that live on one device (all of them, or an expert-parallel rank's share), the
-/// router, and the two halves of the MoE FFN: routing tokens (<see cref="Route"/>) and running one expert over the
-/// rows sent to it (<see cref="RunExpert"/>). Tokens are gathered and scattered on the host; the expert MLPs and
-/// the router run as device kernels.
+/// router, and the MoE FFN over them, on the device from end to end: the router's top-k and softmax, the token
+/// permutation (<see cref="MoePlan"/>, <see cref="GatherRows"/>), each expert's SwiGLU MLP over its contiguous
+/// rows, the all-to-alls of expert parallelism on device buffers, and the weighted combine in top-k order
+/// (<see cref="MoeCombine"/>). Only the row counts per expert (and per rank) are read by the host: they size the
+/// experts' GEMMs and the all-to-all splits. Routing follows <see cref="MoeRouting"/>'s rule (top-k by logit, lower
+/// index first on ties, softmax over the k logits), which the float64 reference computes on its own.
 /// </summary>
 public sealed class MoeExperts : IDisposable
 {
@@ -34,71 +39,155 @@ public sealed class MoeExperts : IDisposable
     /// <summary>Bytes of router and expert weights here.</summary>
     public long WeightBytes => _router.Bytes + _experts.Values.Sum(e => e.Gate.Bytes + e.Up.Bytes + e.Down.Bytes);
 
-    /// <summary>Each token's experts and weights, from the router over <paramref name="normed"/> (tokens, hidden).</summary>
-    public MoeRouting.Route[] Route(Tensor normed)
+    /// <summary>
+    /// The whole MoE FFN with every expert here: route each token of <paramref name="normed"/> (tokens, hidden), run
+    /// each expert over its tokens, and combine each token's outputs in top-k order. Returns (tokens, hidden).
+    /// </summary>
+    public Tensor Forward(Tensor normed)
     {
-        using var logits = Tensor.Empty(_device, _c.DType, normed.Dim(0), _c.Experts);
-        _device.Kernels.Matmul(normed, _router, logits);
-        return MoeRouting.Select(logits.ToFloats(), _c.Experts, _c.ExpertsPerToken);
-    }
-
-    /// <summary>Expert <paramref name="expert"/>'s SwiGLU MLP over <paramref name="rows"/> (n × hidden floats); returns n × hidden.</summary>
-    public float[] RunExpert(int expert, float[] rows)
-    {
-        int n = rows.Length / _c.Hidden;
-        if (n == 0) return [];
-        var (gate, up, down) = _experts[expert];
-        var k = _device.Kernels;
-        using var x = Tensor.FromFloats(_device, rows, _c.DType, n, _c.Hidden);
-        using var g = Tensor.Empty(_device, _c.DType, n, _c.Ffn);
-        using var u = Tensor.Empty(_device, _c.DType, n, _c.Ffn);
-        using var y = Tensor.Empty(_device, _c.DType, n, _c.Hidden);
-        k.Matmul(x, gate, g);
-        k.Matmul(x, up, u);
-        k.SwiGlu(g, u, g);
-        k.Matmul(g, down, y);
-        return y.ToFloats();
+        int tokens = normed.Dim(0), k = _c.ExpertsPerToken, slots = tokens * k;
+        using var route = Route(normed);
+        using var plan = Plan.Make(_device, route.Experts.View(slots), 0, 1, _c.Experts);
+        using var rows = Tensor.Empty(_device, _c.DType, slots, _c.Hidden);
+        GatherRows.Run(normed, plan.Order, k, rows);
+        using var y = Tensor.Empty(_device, _c.DType, slots, _c.Hidden);
+        RunExperts(rows, y, plan.HostCounts, firstExpert: 0, capacity: long.MaxValue);
+        var mixed = Tensor.Empty(_device, _c.DType, tokens, _c.Hidden);
+        MoeCombine.Run(y, plan.Position, route.Weights, mixed);
+        return mixed;
     }
 
     /// <summary>
-    /// The whole MoE FFN with every expert here: route, run each expert over its tokens, and combine each token's
-    /// outputs in its top-k order (Σ w_j · y_j), the order every layout uses.
+    /// The MoE FFN with experts spread over <paramref name="ep"/> (this rank holds experts
+    /// [<paramref name="firstExpert"/>, + expertsPerRank)): route locally; all-to-all each (token, slot) row, and its
+    /// expert id, to the rank owning the expert; each expert takes at most its capacity (a share of every rank's
+    /// routed rows this call, from the config's capacity factor) in arrival order (by sending rank, then slot), the
+    /// rest dropped and counted in <paramref name="dropped"/>; all-to-all the results back (dropped rows as zeros);
+    /// combine each token's outputs in top-k order. Returns (tokens, hidden).
     /// </summary>
-    public float[] Forward(Tensor normed)
+    public Tensor ForwardExpertParallel(Tensor normed, ProcessGroup ep, int firstExpert, out long dropped)
     {
-        var routes = Route(normed);
-        var x = normed.ToFloats();
-        int h = _c.Hidden, tokens = routes.Length;
-        var outputs = new float[tokens][][];
-        for (int t = 0; t < tokens; t++) outputs[t] = new float[routes[t].Experts.Length][];
-        for (int e = 0; e < _c.Experts; e++)
-        {
-            var slots = new List<(int Token, int Slot)>();
-            for (int t = 0; t < tokens; t++)
-                for (int j = 0; j < routes[t].Experts.Length; j++)
-                    if (routes[t].Experts[j] == e) slots.Add((t, j));
-            if (slots.Count == 0) continue;
-            var rows = new float[slots.Count * h];
-            for (int i = 0; i < slots.Count; i++) x.AsSpan(slots[i].Token * h, h).CopyTo(rows.AsSpan(i * h));
-            var y = RunExpert(e, rows);
-            for (int i = 0; i < slots.Count; i++) outputs[slots[i].Token][slots[i].Slot] = y.AsSpan(i * h, h).ToArray();
-        }
-        return Combine(routes, outputs, h);
+        int tokens = normed.Dim(0), k = _c.ExpertsPerToken, slots = tokens * k, h = _c.Hidden, n = ep.Size;
+        int perRank = _c.Experts / n;
+        using var route = Route(normed);
+        using var dispatch = Plan.Make(_device, route.Experts.View(slots), 0, perRank, n);
+
+        // Every rank's row count to every rank (metadata, on the host): receive splits and the capacity's base.
+        using var mine = Tensor.FromLongs(CpuDevice.Instance, Array.ConvertAll(dispatch.HostCounts, c => (long)c), n);
+        using var everyone = Tensor.Empty(CpuDevice.Instance, DType.I64, n * n);
+        ep.AllGather(mine, everyone);
+        long[] matrix = everyone.ToLongs();
+        long[] sendRows = Array.ConvertAll(dispatch.HostCounts, c => (long)c);
+        long[] receiveRows = Enumerable.Range(0, n).Select(p => matrix[p * n + ep.Rank]).ToArray();
+        int received = (int)receiveRows.Sum();
+
+        // Rows and their expert ids, sorted by destination rank, slot order within a rank.
+        using var rows = Tensor.Empty(_device, _c.DType, slots, h);
+        GatherRows.Run(normed, dispatch.Order, k, rows);
+        using var ids = Tensor.Empty(_device, DType.I32, slots, 1);
+        GatherRows.Run(route.Experts.View(slots, 1), dispatch.Order, 1, ids);
+        using var arrived = Tensor.Empty(_device, _c.DType, received, h);
+        using var arrivedIds = Tensor.Empty(_device, DType.I32, received, 1);
+        ep.AllToAll(rows, Scaled(sendRows, h), arrived, Scaled(receiveRows, h));
+        ep.AllToAll(ids, sendRows, arrivedIds, receiveRows);
+
+        // This rank's experts, each over its arrivals in order, up to the capacity.
+        long routed = matrix.Sum();
+        long capacity = _c.CapacityFactor > 0 ? (long)Math.Ceiling(_c.CapacityFactor * routed / _c.Experts) : long.MaxValue;
+        using var local = Plan.Make(_device, arrivedIds.View(received), firstExpert, 1, perRank);
+        using var expertRows = Tensor.Empty(_device, _c.DType, received, h);
+        GatherRows.Run(arrived, local.Order, 1, expertRows);
+        using var y = Tensor.Empty(_device, _c.DType, received, h);
+        y.FillBytes(0); // dropped rows go back as zeros
+        dropped = RunExperts(expertRows, y, local.HostCounts, firstExpert, capacity);
+
+        // Results back to arrival order, then home, then combined.
+        using var back = Tensor.Empty(_device, _c.DType, received, h);
+        GatherRows.Run(y, local.Position, 1, back);
+        using var returned = Tensor.Empty(_device, _c.DType, slots, h);
+        ep.AllToAll(back, Scaled(receiveRows, h), returned, Scaled(sendRows, h));
+        var mixed = Tensor.Empty(_device, _c.DType, tokens, h);
+        MoeCombine.Run(returned, dispatch.Position, route.Weights, mixed);
+        return mixed;
     }
 
-    /// <summary>out[t] = Σ_j w_j · y_(t,j) in top-k order; a dropped slot (null) contributes nothing.</summary>
-    public static float[] Combine(MoeRouting.Route[] routes, float[]?[][] outputs, int hidden)
+    private static long[] Scaled(long[] rows, int width) => Array.ConvertAll(rows, r => r * width);
+
+    // Top-k experts per token by router logit, and the softmax of those k logits as their weights.
+    private Routed Route(Tensor normed)
     {
-        var result = new float[routes.Length * hidden];
-        for (int t = 0; t < routes.Length; t++)
-            for (int j = 0; j < routes[t].Experts.Length; j++)
+        int tokens = normed.Dim(0), k = _c.ExpertsPerToken;
+        var kernels = _device.Kernels;
+        using var logits = Tensor.Empty(_device, _c.DType, tokens, _c.Experts);
+        kernels.Matmul(normed, _router, logits);
+        using var values = Tensor.Empty(_device, DType.F32, tokens, k);
+        var experts = Tensor.Empty(_device, DType.I32, tokens, k);
+        var weights = Tensor.Empty(_device, DType.F32, tokens, k);
+        if (tokens > 0)
+        {
+            kernels.TopK(logits, k, values, experts);
+            kernels.Softmax(values, weights, 1f);
+        }
+        return new Routed(experts, weights);
+    }
+
+    // Expert firstExpert + i over rows [start_i, start_i + min(count_i, capacity)) of x, into the same rows of y;
+    // returns the rows left out for capacity.
+    private long RunExperts(Tensor x, Tensor y, int[] counts, int firstExpert, long capacity)
+    {
+        var kernels = _device.Kernels;
+        int start = 0, widest = counts.Length == 0 ? 0 : counts.Max();
+        long dropped = 0;
+        using var gate = Tensor.Empty(_device, _c.DType, widest, _c.Ffn);
+        using var up = Tensor.Empty(_device, _c.DType, widest, _c.Ffn);
+        for (int i = 0; i < counts.Length; i++)
+        {
+            int kept = (int)Math.Min(counts[i], capacity);
+            dropped += counts[i] - kept;
+            if (kept > 0)
             {
-                if (outputs[t][j] is not { } y) continue;
-                float w = routes[t].Weights[j];
-                var row = result.AsSpan(t * hidden, hidden);
-                for (int i = 0; i < hidden; i++) row[i] += w * y[i];
+                var (w1, w3, w2) = _experts[firstExpert + i];
+                var rows = x.Narrow(0, start, kept);
+                var g = gate.Narrow(0, 0, kept);
+                var u = up.Narrow(0, 0, kept);
+                kernels.Matmul(rows, w1, g);
+                kernels.Matmul(rows, w3, u);
+                kernels.SwiGlu(g, u, g);
+                kernels.Matmul(g, w2, y.Narrow(0, start, kept));
             }
-        return result;
+            start += counts[i];
+        }
+        return dropped;
+    }
+
+    private sealed record Routed(Tensor Experts, Tensor Weights) : IDisposable
+    {
+        public void Dispose()
+        {
+            Experts.Dispose();
+            Weights.Dispose();
+        }
+    }
+
+    // A token permutation planned on the device (MoePlan), with its bucket counts read back to the host.
+    private sealed record Plan(Tensor Counts, Tensor Position, Tensor Order, int[] HostCounts) : IDisposable
+    {
+        public static Plan Make(IDevice device, Tensor keys, int keyBase, int divisor, int buckets)
+        {
+            int n = (int)keys.Count;
+            var counts = Tensor.Empty(device, DType.I32, buckets);
+            var position = Tensor.Empty(device, DType.I32, n);
+            var order = Tensor.Empty(device, DType.I32, n);
+            MoePlan.Run(keys, keyBase, divisor, counts, position, order);
+            return new Plan(counts, position, order, counts.ToInts());
+        }
+
+        public void Dispose()
+        {
+            Counts.Dispose();
+            Position.Dispose();
+            Order.Dispose();
+        }
     }
 
     /// <inheritdoc/>

@@ -2,8 +2,8 @@ namespace NativeParallel.Models;
 
 /// <summary>
 /// Mixtral's router: each token goes to its top-k experts by router logit (lower index first on ties), weighted
-/// by the softmax of those k logits. Computed on the host from the router's logits, the same way for the
-/// single-device model, the reference and every parallel layout, so they route identically.
+/// by the softmax of those k logits, on the host in float64: the float64 reference's router. The device computes
+/// the same rule with its top-k and softmax kernels (<see cref="MoeExperts"/>).
 /// </summary>
 public static class MoeRouting
 {

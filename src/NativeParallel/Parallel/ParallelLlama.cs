@@ -254,12 +254,13 @@ public sealed class ParallelLlama : IDisposable
         k.Matmul(gate, layer.Down!, output);
     }
 
-    // x += the MoE FFN of normed (experts here, or spread over the EP group).
+    // x += the MoE FFN of normed (experts here, or spread over the EP group), on the device.
     private void AddExperts(MoeExperts moe, Tensor normed, Tensor x)
     {
-        var mixed = _p.Ep.Size > 1 ? ExpertParallel(moe, normed) : moe.Forward(normed);
-        using var mixedTensor = Tensor.FromFloats(_device, mixed, _c.DType, normed.Dim(0), _c.Hidden);
-        _device.Kernels.Add(x, mixedTensor, x);
+        long dropped = 0;
+        using var mixed = _p.Ep.Size > 1 ? moe.ForwardExpertParallel(normed, _p.Ep, _p.FirstExpert, out dropped) : moe.Forward(normed);
+        DroppedTokens += dropped;
+        _device.Kernels.Add(x, mixed, x);
     }
 
     // Not the last stage: send the hidden states on (true). The last stage goes on to the logits (false).
@@ -268,72 +269,6 @@ public sealed class ParallelLlama : IDisposable
         if (_p.LastStage) return false;
         _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
         return true;
-    }
-
-    /// <summary>
-    /// The MoE FFN with experts spread over the EP group: route locally; all-to-all each (token, slot) row to the
-    /// rank owning its expert (rows carry the expert id); each expert takes at most its capacity, in arrival order
-    /// (the rest are dropped, counted, and contribute nothing); all-to-all the results back in the same order;
-    /// combine each token's outputs in top-k order, as the single-device model does.
-    /// </summary>
-    private float[] ExpertParallel(MoeExperts moe, Tensor normed)
-    {
-        var ep = _p.Ep;
-        int n = ep.Size, h = _c.Hidden, per = _p.ExpertsPerRank;
-        var cpu = CpuDevice.Instance;
-        var routes = moe.Route(normed);
-        var x = normed.ToFloats();
-        var outgoing = Enumerable.Range(0, n).Select(_ => new List<(int Token, int Slot)>()).ToArray();
-        for (int t = 0; t < routes.Length; t++)
-            for (int j = 0; j < routes[t].Experts.Length; j++) outgoing[routes[t].Experts[j] / per].Add((t, j));
-
-        // Dispatch: row counts first, then the rows themselves ([expert, hidden...]).
-        long[] sendRows = outgoing.Select(o => (long)o.Count).ToArray();
-        using var sendCountTensor = Tensor.FromLongs(cpu, sendRows, n);
-        using var receiveCountTensor = Tensor.Empty(cpu, DType.I64, n);
-        ep.AllToAll(sendCountTensor, receiveCountTensor);
-        long[] receiveRows = receiveCountTensor.ToLongs();
-        var payload = new float[sendRows.Sum() * (h + 1)];
-        int at = 0;
-        foreach (var (token, slot) in outgoing.SelectMany(o => o))
-        {
-            payload[at++] = routes[token].Experts[slot];
-            x.AsSpan(token * h, h).CopyTo(payload.AsSpan(at));
-            at += h;
-        }
-        using var sent = Tensor.FromFloats(cpu, payload, DType.F32, payload.Length);
-        using var arrived = Tensor.Empty(cpu, DType.F32, (int)(receiveRows.Sum() * (h + 1)));
-        ep.AllToAll(sent, sendRows.Select(r => r * (h + 1)).ToArray(), arrived, receiveRows.Select(r => r * (h + 1)).ToArray());
-        var rows = arrived.ToFloats();
-        int received = (int)receiveRows.Sum();
-
-        // Capacity per expert: a share of all routed rows in the group this call.
-        using var routedTensor = Tensor.FromLongs(cpu, [sendRows.Sum()], 1);
-        ep.AllReduce(routedTensor);
-        long routed = routedTensor.ToLongs()[0];
-        long capacity = _c.CapacityFactor > 0 ? (long)Math.Ceiling(_c.CapacityFactor * routed / _c.Experts) : long.MaxValue;
-        var results = new float[received * h];
-        for (int e = _p.FirstExpert; e < _p.FirstExpert + per; e++)
-        {
-            var mine = Enumerable.Range(0, received).Where(i => (int)rows[i * (h + 1)] == e).ToArray();
-            var kept = mine.Take((int)Math.Min(mine.Length, capacity)).ToArray();
-            DroppedTokens += mine.Length - kept.Length;
-            if (kept.Length == 0) continue;
-            var input = new float[kept.Length * h];
-            for (int i = 0; i < kept.Length; i++) rows.AsSpan(kept[i] * (h + 1) + 1, h).CopyTo(input.AsSpan(i * h));
-            var y = moe.RunExpert(e, input);
-            for (int i = 0; i < kept.Length; i++) y.AsSpan(i * h, h).CopyTo(results.AsSpan(kept[i] * h));
-        }
-
-        // Combine: results return in the order their rows were sent. Dropped rows come back as zeros.
-        using var back = Tensor.FromFloats(cpu, results, DType.F32, results.Length);
-        using var returned = Tensor.Empty(cpu, DType.F32, (int)sendRows.Sum() * h);
-        ep.AllToAll(back, receiveRows.Select(r => r * h).ToArray(), returned, sendRows.Select(r => r * h).ToArray());
-        var values = returned.ToFloats();
-        var outputs = routes.Select(r => new float[r.Experts.Length][]).ToArray();
-        int row = 0;
-        foreach (var (token, slot) in outgoing.SelectMany(o => o)) outputs[token][slot] = values.AsSpan(row++ * h, h).ToArray();
-        return MoeExperts.Combine(routes, outputs, h);
     }
 
     /// <summary>Drops a finished request's cache.</summary>

@@ -1,0 +1,121 @@
+// Mixture-of-experts token permutation: the steps between the router's top-k and the experts' GEMMs, and back,
+// so a MoE layer's rows never leave the device. Only the per-bucket counts are read by the host (they size the
+// experts' GEMMs and the all-to-all splits).
+//
+// moe_plan: a stable bucket sort of routing slots.
+//   keys: (n) i32; the bucket of slot i is (keys[i] - key_base) / divisor; a slot whose bucket falls outside
+//   [0, buckets) is left out (position -1, not counted). Slots of one bucket keep their index order.
+//   counts: (buckets) i32; position: (n) i32, slot -> sorted row; order: (n) i32, sorted row -> slot, -1 past the
+//   counted slots.
+// Grid: one block; thread b owns buckets b, b + blockDim, ... and walks every slot in order (O(buckets x n)
+//   reads, no atomics, deterministic). Routing sizes (n = tokens x k, buckets = experts or ranks) keep this small.
+// v1: default.
+//
+// gather_rows: out[p, :] = src[index[p] / divisor, :]; an index < 0, or one past src_rows, gives a zero row.
+//   src: (src_rows, cols); index: (rows) i32; out: (rows, cols); elements of 2 or 4 bytes, copied bit for bit
+//   (entry points gather_rows_b16, gather_rows_b32), so it serves f32, bf16, f16 and i32 alike.
+// Grid: one block per output row (grid-stride), threads over cols.
+//
+// moe_combine: out[t, :] = sum over j = 0..k-1, in that order, of weights[t, j] * y[position[t * k + j], :],
+//   computed in f32; a position < 0 (a dropped routing) contributes nothing.
+//   y: (y_rows, cols); position: (tokens * k) i32; weights: (tokens, k) f32; out: (tokens, cols), y's dtype.
+// Grid: one block per token (grid-stride), threads over cols.
+#include "common/dtypes.cuh"
+
+struct MoePlanArgs {
+    const int* keys;  // (n)
+    int* counts;      // (buckets)
+    int* position;    // (n)
+    int* order;       // (n)
+    int n;
+    int buckets;
+    int key_base;
+    int divisor;
+};
+
+__device__ __forceinline__ int moe_bucket(const MoePlanArgs& a, int i) {
+    int shifted = a.keys[i] - a.key_base;
+    if (shifted < 0) return -1;
+    int b = shifted / a.divisor;
+    return b < a.buckets ? b : -1;
+}
+
+extern "C" __global__ void moe_plan(MoePlanArgs a) {
+    for (int b = threadIdx.x; b < a.buckets; b += blockDim.x) {
+        int count = 0;
+        for (int i = 0; i < a.n; i++) count += moe_bucket(a, i) == b ? 1 : 0;
+        a.counts[b] = count;
+    }
+    __syncthreads();
+    int total = 0;
+    for (int b = 0; b < a.buckets; b++) total += a.counts[b];
+    for (int b = threadIdx.x; b < a.buckets; b += blockDim.x) {
+        int row = 0;
+        for (int c = 0; c < b; c++) row += a.counts[c];
+        for (int i = 0; i < a.n; i++) {
+            if (moe_bucket(a, i) != b) continue;
+            a.position[i] = row;
+            a.order[row] = i;
+            row++;
+        }
+    }
+    for (int i = threadIdx.x; i < a.n; i += blockDim.x) {
+        if (moe_bucket(a, i) < 0) a.position[i] = -1;
+    }
+    for (int p = total + threadIdx.x; p < a.n; p += blockDim.x) a.order[p] = -1;
+}
+
+struct GatherRowsArgs {
+    const void* src;   // (src_rows, cols)
+    const int* index;  // (rows)
+    void* out;         // (rows, cols)
+    int rows;
+    int cols;
+    int src_rows;
+    int divisor;
+};
+
+template <typename E>
+__device__ void gather_rows(const GatherRowsArgs& a) {
+    const E* src = static_cast<const E*>(a.src);
+    E* out = static_cast<E*>(a.out);
+    for (int p = blockIdx.x; p < a.rows; p += gridDim.x) {
+        int index = a.index[p];
+        int row = index < 0 ? -1 : index / a.divisor;
+        bool valid = row >= 0 && row < a.src_rows;
+        long long from = (long long)row * a.cols, to = (long long)p * a.cols;
+        for (int c = threadIdx.x; c < a.cols; c += blockDim.x) out[to + c] = valid ? src[from + c] : (E)0;
+    }
+}
+
+extern "C" __global__ void gather_rows_b32(GatherRowsArgs a) { gather_rows<unsigned int>(a); }
+extern "C" __global__ void gather_rows_b16(GatherRowsArgs a) { gather_rows<unsigned short>(a); }
+
+struct MoeCombineArgs {
+    const void* y;         // (y_rows, cols)
+    const int* position;   // (tokens * k)
+    const float* weights;  // (tokens, k)
+    void* out;             // (tokens, cols)
+    int tokens;
+    int k;
+    int cols;
+    int y_rows;
+};
+
+template <typename T>
+__device__ void moe_combine(const MoeCombineArgs& a) {
+    for (int t = blockIdx.x; t < a.tokens; t += gridDim.x) {
+        for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
+            float sum = 0.0f;
+            for (int j = 0; j < a.k; j++) {
+                int row = a.position[(long long)t * a.k + j];
+                if (row < 0 || row >= a.y_rows) continue;
+                sum += a.weights[(long long)t * a.k + j] * load_f<T>(a.y, (long long)row * a.cols + c);
+            }
+            store_f<T>(a.out, (long long)t * a.cols + c, sum);
+        }
+    }
+}
+
+extern "C" __global__ void moe_combine_f32(MoeCombineArgs a) { moe_combine<float>(a); }
+extern "C" __global__ void moe_combine_bf16(MoeCombineArgs a) { moe_combine<bf16>(a); }
