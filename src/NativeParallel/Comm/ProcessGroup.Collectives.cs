@@ -53,10 +53,10 @@ public sealed partial class ProcessGroup
     /// every later call (async or not) runs after it. The task completes when this rank's part is done; the
     /// tensors must stay untouched until then.
     /// </summary>
-    public Task AllReduceAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => AllReduce(input, output, op));
+    public CollectiveWork AllReduceAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => AllReduce(input, output, op));
 
     /// <summary>In-place all-reduce as an ordered async operation.</summary>
-    public Task AllReduceAsync(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduceAsync(tensor, tensor, op);
+    public CollectiveWork AllReduceAsync(Tensor tensor, ReduceOp op = ReduceOp.Sum) => AllReduceAsync(tensor, tensor, op);
 
     // ---- all_gather, reduce_scatter --------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>All-gather as an ordered async operation.</summary>
-    public Task AllGatherAsync(Tensor input, Tensor output) => Async(() => AllGather(input, output));
+    public CollectiveWork AllGatherAsync(Tensor input, Tensor output) => Async(() => AllGather(input, output));
 
     /// <summary>Block r of op over all ranks' <paramref name="input"/> (Size × output.Count elements) lands in rank r's <paramref name="output"/>.</summary>
     public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
@@ -105,7 +105,7 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>Reduce-scatter as an ordered async operation.</summary>
-    public Task ReduceScatterAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => ReduceScatter(input, output, op));
+    public CollectiveWork ReduceScatterAsync(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => Async(() => ReduceScatter(input, output, op));
 
     // ---- broadcast, reduce -----------------------------------------------------------------------------------
 
@@ -134,10 +134,10 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>In-place broadcast as an ordered async operation.</summary>
-    public Task BroadcastAsync(Tensor tensor, int root) => Async(() => Broadcast(tensor, root));
+    public CollectiveWork BroadcastAsync(Tensor tensor, int root) => Async(() => Broadcast(tensor, root));
 
     /// <summary>Out-of-place broadcast as an ordered async operation.</summary>
-    public Task BroadcastAsync(Tensor input, Tensor output, int root) => Async(() => Broadcast(input, output, root));
+    public CollectiveWork BroadcastAsync(Tensor input, Tensor output, int root) => Async(() => Broadcast(input, output, root));
 
     /// <summary>The root's <paramref name="output"/> receives op over all ranks' <paramref name="input"/>; other ranks' output is left as it was.</summary>
     public void Reduce(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum)
@@ -163,7 +163,7 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>Reduce as an ordered async operation.</summary>
-    public Task ReduceAsync(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum) => Async(() => Reduce(input, output, root, op));
+    public CollectiveWork ReduceAsync(Tensor input, Tensor output, int root, ReduceOp op = ReduceOp.Sum) => Async(() => Reduce(input, output, root, op));
 
     // ---- all_to_all ------------------------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>Equal-split all-to-all as an ordered async operation.</summary>
-    public Task AllToAllAsync(Tensor input, Tensor output) => Async(() => AllToAll(input, output));
+    public CollectiveWork AllToAllAsync(Tensor input, Tensor output) => Async(() => AllToAll(input, output));
 
     private void CheckSplits(Tensor input, long[] sendCounts, Tensor output, long[] receiveCounts) =>
         Blocks(Collective.AllToAll, input, output, sendCounts.Length == Size && receiveCounts.Length == Size &&
@@ -236,10 +236,10 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>Send as an ordered async operation (point-to-point calls keep the group's one order too).</summary>
-    public Task SendAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Send(tensor, peer, tag));
+    public CollectiveWork SendAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Send(tensor, peer, tag));
 
     /// <summary>Recv as an ordered async operation.</summary>
-    public Task RecvAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Recv(tensor, peer, tag));
+    public CollectiveWork RecvAsync(Tensor tensor, int peer, int tag = 0) => Async(() => Recv(tensor, peer, tag));
 
     /// <summary>
     /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
@@ -269,7 +269,7 @@ public sealed partial class ProcessGroup
     }
 
     /// <summary>SendRecv as an ordered async operation.</summary>
-    public Task SendRecvAsync(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
+    public CollectiveWork SendRecvAsync(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
         Async(() => SendRecv(send, sendPeer, receive, receivePeer, tag));
 
     /// <summary>Returns once every rank has called it.</summary>

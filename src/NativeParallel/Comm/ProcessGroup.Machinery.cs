@@ -82,14 +82,14 @@ public sealed partial class ProcessGroup
 
     // An async call joins the group's one order; its exception (argument checks included) ends its task. It runs
     // on the streams that were current where it was called, as an NCCL call runs on the stream it is given.
-    private Task Async(Action operation)
+    private CollectiveWork Async(Action operation)
     {
         var streams = CurrentStreams.Capture();
-        return _queue.Enqueue(() =>
+        return new CollectiveWork(_queue.Enqueue(() =>
         {
             using var scope = CurrentStreams.Restore(streams);
             operation();
-        });
+        }), streams);
     }
 
     // Every call that moves bytes takes its turn in the group's order (OrderedQueue), so a synchronous call never

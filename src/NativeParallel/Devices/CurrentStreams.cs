@@ -54,6 +54,15 @@ public static class CurrentStreams
     {
         internal Snapshot((IDevice, IDeviceStream)[]? selections) => Selections = selections;
         internal (IDevice Device, IDeviceStream Stream)[]? Selections { get; }
+
+        /// <summary>The stream that was current for <paramref name="device"/> at that moment.</summary>
+        public IDeviceStream StreamOf(IDevice device)
+        {
+            if (Selections is { } entries)
+                for (int i = entries.Length - 1; i >= 0; i--)
+                    if (ReferenceEquals(entries[i].Device, device)) return entries[i].Stream;
+            return device.DefaultStream;
+        }
     }
 
     /// <summary>Ends a <see cref="UseStream"/> or <see cref="Restore"/> scope: the selections before it are current again.</summary>

@@ -15,9 +15,9 @@ namespace NativeParallel.Training;
 /// </summary>
 internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor gradients, long bucketElements) : IDisposable
 {
-    private readonly List<Task> _pending = [];
+    private readonly List<CollectiveWork> _pending = [];
     private readonly IDeviceStream _communication = device.CreateStream();
-    private readonly IDeviceEvent _written = device.CreateEvent(), _reduced = device.CreateEvent();
+    private readonly IDeviceEvent _written = device.CreateEvent();
     private long _launchedFrom;
 
     /// <summary>Buckets all-reduced in the last step.</summary>
@@ -50,18 +50,16 @@ internal sealed class GradientBuckets(ProcessGroup group, IDevice device, Tensor
     public void Finish()
     {
         if (_launchedFrom != 0) throw new InvalidOperationException($"backward reported gradients final only from element {_launchedFrom}; the buckets before it were never all-reduced");
-        // Every bucket's work is on the communication stream once its call has run: the caller's stream (the
-        // optimizer) waits for all of it there.
-        Task.WaitAll(_pending);
-        _reduced.Record(_communication);
-        device.CurrentStream().Wait(_reduced);
+        // Every bucket ran on the communication stream, in order: once the host has seen each call issued (a
+        // failure is thrown here), the caller's stream (the optimizer) waits on the device for the last one.
+        foreach (var work in _pending) work.Wait();
+        if (_pending.Count > 0) _pending[^1].Wait(device.CurrentStream());
         LastCount = _pending.Count;
     }
 
     public void Dispose()
     {
         _written.Dispose();
-        _reduced.Dispose();
         _communication.Dispose();
     }
 }

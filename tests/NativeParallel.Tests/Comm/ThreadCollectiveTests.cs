@@ -122,7 +122,7 @@ public sealed class ThreadCollectiveTests
         ExactInputs.OnThreads(groups, g =>
         {
             var tensors = Enumerable.Range(0, 4).Select(k => ExactInputs.Make(DType.F32, 1000, i => k + g.Rank)).ToArray();
-            var tasks = tensors.Select(t => g.AllReduceAsync(t, t, ReduceOp.Sum)).ToArray();
+            var tasks = tensors.Select(t => g.AllReduceAsync(t, t, ReduceOp.Sum).Task).ToArray();
             Task.WaitAll(tasks);
             for (int k = 0; k < tensors.Length; k++) AssertExact(tensors[k], _ => 2 * k + 1, $"async all_reduce {k}");
             Assert.Equal(4, g.Sequence);

@@ -208,4 +208,36 @@ public sealed class EmuStreamTests
         });
         foreach (var g in groups) g.Dispose();
     }
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AnAsyncCollectivesWaitOnAStreamOrdersThatStreamAfterIt(bool waitOnTheStream)
+    {
+        // Each rank all-reduces on a communication stream and reads the result on a compute stream. Deferred streams
+        // run only when a wait or a host read needs them, so the compute stream's copy sees the sum only if
+        // work.Wait(compute) ordered it after the collective; the host-side Wait() alone leaves it reading -7s.
+        Hardware.RequireEmu();
+        const int ranks = 2, count = 777;
+        using var device = new EmuDevice { StreamOrder = EmuStreamOrder.Deferred };
+        var groups = ProcessGroup.CreateThreadGroup(ranks, timeout: TimeSpan.FromSeconds(60));
+        ExactInputs.OnThreads(groups, g =>
+        {
+            using var communication = device.CreateStream();
+            using var compute = device.CreateStream();
+            using var input = Tensor.FromFloats(device, Enumerable.Range(0, count).Select(i => (float)(g.Rank + 1 + i % 5)).ToArray(), DType.F32, count);
+            using var output = Tensor.FromFloats(device, Enumerable.Repeat(-7f, count).ToArray(), DType.F32, count);
+            CollectiveWork work;
+            using (device.UseStream(communication)) work = g.AllReduceAsync(input, output);
+            if (waitOnTheStream) work.Wait(compute);
+            else work.Wait();
+            var host = new byte[output.Bytes];
+            device.CopyDeviceToHost(output.Pointer, host, compute);
+            var got = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(host).ToArray();
+            var sums = Enumerable.Range(0, count).Select(i => (float)(1 + 2 + 2 * (i % 5))).ToArray();
+            if (waitOnTheStream) Assert.Equal(sums, got);
+            else Assert.Contains(-7f, got);
+            communication.Synchronize();
+        });
+        foreach (var g in groups) g.Dispose();
+    }
 }
