@@ -78,45 +78,55 @@ public sealed class ParallelLlama : IDisposable
         bool split = _p.Sp.Size > 1 && total > 1;
         if (split && total % _p.Sp.Size != 0)
             throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by sp ({_p.Sp.Size}); pad the prompt");
-        // Megatron SP: the residual stream holds this TP rank's token slice; layers see every token.
+        // Megatron SP: the residual stream holds this TP rank's token slice; the TP region sees every token.
         bool megatron = _p.MegatronSequenceParallel && total > 1;
         if (megatron && total % _p.Tp.Size != 0)
             throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by tp ({_p.Tp.Size}); pad the prompt");
-        if (megatron) return ForwardMegatron(request, ids, start);
-        int local = split ? total / _p.Sp.Size : total, offset = split ? _p.Sp.Rank * local : 0;
+        split &= !megatron;
+        var tp = new TensorParallelRegion(_p.Tp, megatron);
+        // The residual stream holds `local` tokens from `offset`; the TP region (projections, attention, the MLP's
+        // middle, the LM head) works on `region` tokens from `regionOffset`.
+        int local = megatron ? total / _p.Tp.Size : split ? total / _p.Sp.Size : total;
+        int offset = megatron ? _p.Tp.Rank * local : split ? _p.Sp.Rank * local : 0;
+        int region = megatron ? total : local, regionOffset = megatron ? 0 : offset;
         var k = _device.Kernels;
         var dt = _c.DType;
         int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
         var caches = Cache(request);
 
         using var x = Tensor.Empty(_device, dt, local, h);
+        // Row-sized partial sums and gathered inputs exist only when the region is wider than the residual stream.
+        using var widePartial = tp.TokenSliced ? Tensor.Empty(_device, dt, region, h) : null;
+        using var gatheredStorage = tp.TokenSliced ? Tensor.Empty(_device, dt, region, h) : null;
         if (_p.FirstStage)
         {
-            // Vocabulary-parallel lookup: ids outside this rank's rows give zero rows; the all-reduce fills them in.
-            var mine = ids.Skip(offset).Take(local).Select(id => id - _p.FirstVocab).ToArray();
-            using var localIds = Tensor.FromInts(_device, mine, local);
-            k.Embedding(localIds, _embedding!, x);
-            if (_p.Tp.Size > 1) _p.Tp.AllReduce(x);
+            // Vocabulary-parallel lookup: ids outside this rank's rows give zero rows; leaving the region sums them.
+            var mine = ids.Skip(regionOffset).Take(region).Select(id => id - _p.FirstVocab).ToArray();
+            using var regionIds = Tensor.FromInts(_device, mine, region);
+            var partial = widePartial ?? x;
+            k.Embedding(regionIds, _embedding!, partial);
+            tp.Leave(partial, x);
         }
         else _p.Pp.Recv(x, _p.Pp.Rank - 1, tag: request);
 
-        using var positions = Tensor.FromInts(_device, Enumerable.Range(start + offset, local).ToArray(), local);
+        using var positions = Tensor.FromInts(_device, Enumerable.Range(start + regionOffset, region).ToArray(), region);
         using var lengths = Tensor.FromInts(_device, [start + total], 1);
         using var normed = Tensor.Empty(_device, dt, local, h);
-        using var q = Tensor.Empty(_device, dt, local, qd);
-        using var kNew = Tensor.Empty(_device, dt, local, kvd);
-        using var vNew = Tensor.Empty(_device, dt, local, kvd);
-        using var attention = Tensor.Empty(_device, dt, local, qd);
+        using var q = Tensor.Empty(_device, dt, region, qd);
+        using var kNew = Tensor.Empty(_device, dt, region, kvd);
+        using var vNew = Tensor.Empty(_device, dt, region, kvd);
+        using var attention = Tensor.Empty(_device, dt, region, qd);
         using var projected = Tensor.Empty(_device, dt, local, h);
-        using var gate = Tensor.Empty(_device, dt, local, _p.FfnShard);
-        using var up = Tensor.Empty(_device, dt, local, _p.FfnShard);
+        using var gate = Tensor.Empty(_device, dt, region, _p.FfnShard);
+        using var up = Tensor.Empty(_device, dt, region, _p.FfnShard);
+        var partialOut = widePartial ?? projected;
         float scale = 1f / MathF.Sqrt(d);
         for (int li = 0; li < _layers.Length; li++)
         {
             var layer = _layers[li];
             var (kCache, vCache) = caches[li];
             k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
-            ProjectQkv(layer, normed, positions, q, kNew, vNew);
+            ProjectQkv(layer, tp.Enter(normed, gatheredStorage), positions, q, kNew, vNew);
             var kRows = kCache.Narrow(1, start, total).View(total, kvd);
             var vRows = vCache.Narrow(1, start, total).View(total, kvd);
             if (split)
@@ -130,106 +140,37 @@ public sealed class ParallelLlama : IDisposable
                 kNew.CopyTo(kRows);
                 vNew.CopyTo(vRows);
             }
-            if (local == 1 && start > 0)
+            if (region == 1 && start > 0)
                 k.AttentionDecode(q.View(1, _p.QueryHeads, d), kCache, vCache, lengths, attention.View(1, _p.QueryHeads, d), scale);
             else
-                k.AttentionPrefill(q.View(1, local, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
-                    attention.View(1, local, _p.QueryHeads, d), start + offset, scale);
-            k.Matmul(attention, layer.O, projected);
-            if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel o_proj: partial sums over heads
+                k.AttentionPrefill(q.View(1, region, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
+                    attention.View(1, region, _p.QueryHeads, d), start + regionOffset, scale);
+            k.Matmul(attention, layer.O, partialOut);
+            tp.Leave(partialOut, projected); // row-parallel o_proj: partial sums over heads
             k.Add(x, projected, x);
             k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
             if (layer.Moe is { } moe)
             {
-                // Every TP rank holds the same hidden state, so each runs the MoE FFN whole (experts not TP-split).
+                // The MoE FFN is not TP-split: each rank runs it whole over its residual rows.
                 AddExperts(moe, normed, x);
                 continue;
             }
-            DenseMlp(layer, normed, gate, up, projected);
-            if (_p.Tp.Size > 1) _p.Tp.AllReduce(projected); // row-parallel down_proj
+            DenseMlp(layer, tp.Enter(normed, gatheredStorage), gate, up, partialOut);
+            tp.Leave(partialOut, projected); // row-parallel down_proj
             k.Add(x, projected, x);
         }
         _lengths[request] = start + total;
         if (HandOff(x, request)) return null;
         k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
-        using var logits = Tensor.Empty(_device, dt, local, _p.VocabShard);
-        k.Matmul(normed, _lmHead!, logits);
-        var full = GatherVocabulary(logits, local);
+        using var logits = Tensor.Empty(_device, dt, region, _p.VocabShard);
+        k.Matmul(tp.Enter(normed, gatheredStorage), _lmHead!, logits);
+        var full = GatherVocabulary(logits, region);
         if (!split) return full;
         // Prefill slices back into prompt order: rank blocks are token blocks.
         using var mineFull = Tensor.FromFloats(_device, full, DType.F32, full.Length);
         using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
         _p.Sp.AllGather(mineFull, everything);
         return everything.ToFloats();
-    }
-
-    // Megatron's TP + SP for a prefill: x holds tokens [offset, offset + local) of this TP rank. Before each
-    // column-parallel layer the normed slices are all-gathered (every token, this rank's heads or MLP columns);
-    // after each row-parallel layer the partial sums are reduce-scattered back to token slices.
-    private float[]? ForwardMegatron(int request, int[] ids, int start)
-    {
-        var tp = _p.Tp;
-        int total = ids.Length, local = total / tp.Size, offset = tp.Rank * local;
-        var k = _device.Kernels;
-        var dt = _c.DType;
-        int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
-        var caches = Cache(request);
-        using var x = Tensor.Empty(_device, dt, local, h);
-        if (_p.FirstStage)
-        {
-            var shifted = ids.Select(id => id - _p.FirstVocab).ToArray();
-            using var allIds = Tensor.FromInts(_device, shifted, total);
-            using var partial = Tensor.Empty(_device, dt, total, h);
-            k.Embedding(allIds, _embedding!, partial);
-            tp.ReduceScatter(partial, x); // vocabulary-parallel lookup, summed and split by tokens at once
-        }
-        else _p.Pp.Recv(x, _p.Pp.Rank - 1, tag: request);
-
-        using var positions = Tensor.FromInts(_device, Enumerable.Range(start, total).ToArray(), total);
-        using var normed = Tensor.Empty(_device, dt, local, h);
-        using var gathered = Tensor.Empty(_device, dt, total, h);
-        using var q = Tensor.Empty(_device, dt, total, qd);
-        using var kNew = Tensor.Empty(_device, dt, total, kvd);
-        using var vNew = Tensor.Empty(_device, dt, total, kvd);
-        using var attention = Tensor.Empty(_device, dt, total, qd);
-        using var partialOut = Tensor.Empty(_device, dt, total, h);
-        using var projected = Tensor.Empty(_device, dt, local, h);
-        using var gate = Tensor.Empty(_device, dt, total, _p.FfnShard);
-        using var up = Tensor.Empty(_device, dt, total, _p.FfnShard);
-        float scale = 1f / MathF.Sqrt(d);
-        for (int li = 0; li < _layers.Length; li++)
-        {
-            var layer = _layers[li];
-            var (kCache, vCache) = caches[li];
-            k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
-            tp.AllGather(normed, gathered);
-            ProjectQkv(layer, gathered, positions, q, kNew, vNew);
-            kNew.CopyTo(kCache.Narrow(1, start, total).View(total, kvd));
-            vNew.CopyTo(vCache.Narrow(1, start, total).View(total, kvd));
-            k.AttentionPrefill(q.View(1, total, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
-                attention.View(1, total, _p.QueryHeads, d), start, scale);
-            k.Matmul(attention, layer.O, partialOut);
-            tp.ReduceScatter(partialOut, projected);
-            k.Add(x, projected, x);
-            k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
-            tp.AllGather(normed, gathered);
-            if (layer.Moe is { } moe)
-            {
-                // The MoE FFN is not TP-split: each rank runs it on its own token slice.
-                AddExperts(moe, normed, x);
-                continue;
-            }
-            DenseMlp(layer, gathered, gate, up, partialOut);
-            tp.ReduceScatter(partialOut, projected);
-            k.Add(x, projected, x);
-        }
-        _lengths[request] = start + total;
-        if (HandOff(x, request)) return null;
-        k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
-        tp.AllGather(normed, gathered);
-        using var logits = Tensor.Empty(_device, dt, total, _p.VocabShard);
-        k.Matmul(gathered, _lmHead!, logits);
-        return GatherVocabulary(logits, total);
     }
 
     // q, k, v for this rank's heads from input (tokens, hidden), rotated at their positions.

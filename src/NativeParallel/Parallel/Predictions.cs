@@ -26,8 +26,8 @@ public static class Predictions
         int allReducesPerLayer = c.Experts > 0 ? 1 : 2;
         double tp = t > 1 ? (allReducesPerLayer * c.Layers + 1.0) * 2 * (t - 1) * h + (t - 1) * vocab : 0;
         // EP: two all-to-alls per MoE layer; each of a token's k routings leaves the rank with probability (e−1)/e,
-        // carrying its hidden state (plus the expert id, f32) out and the expert's output back.
-        double ep = s.Ep > 1 ? c.Layers * c.ExpertsPerToken * (s.Ep - 1.0) / s.Ep * (2 * c.Hidden + 1) * sizeof(float) : 0;
+        // carrying its hidden state and its expert id (i32) out and the expert's output back, in the model's dtype.
+        double ep = s.Ep > 1 ? c.Layers * c.ExpertsPerToken * (s.Ep - 1.0) / s.Ep * (2 * h + sizeof(int)) : 0;
         double pp = (p - 1) * h * t;
         double sp = q > 1 ? prefill * ((q - 1) * 2 * kv * c.Layers + t * (q - 1) * c.Vocab * sizeof(float)) : 0;
         return (tp + pp) * replicated + sp + ep * t;
