@@ -72,10 +72,38 @@ public sealed class ParallelLlama : IDisposable
     /// </summary>
     public float[]? Forward(int request, int[] ids)
     {
+        using var logits = Layers(request, ids, out int region, out bool split);
+        if (logits is null) return null;
+        var full = GatherVocabulary(logits, region);
+        if (!split) return full;
+        // Prefill slices back into prompt order: rank blocks are token blocks.
+        using var mineFull = Tensor.FromFloats(_device, full, DType.F32, full.Length);
+        using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
+        _p.Sp.AllGather(mineFull, everything);
+        return everything.ToFloats();
+    }
+
+    /// <summary>
+    /// The single-device case (every group of the layout of size 1): runs <paramref name="ids"/> for
+    /// <paramref name="request"/> and returns its logits (tokens, vocab) on the device, for a device-side argmax.
+    /// </summary>
+    public Tensor ForwardOnOneDevice(int request, ReadOnlySpan<int> ids)
+    {
+        if (_p.Tp.Size != 1 || _p.Pp.Size != 1 || _p.Sp.Size != 1)
+            throw new InvalidOperationException($"ForwardOnOneDevice needs a one-rank layout; this one has tp {_p.Tp.Size}, pp {_p.Pp.Size}, sp {_p.Sp.Size}: use Forward");
+        return Layers(request, ids.ToArray(), out _, out _)!;
+    }
+
+    // The embedding, this stage's layers and (last stage) the LM head over this rank's vocabulary rows: returns the
+    // logits of the TP region's tokens (region × vocabulary shard), or null on a stage that handed its output on.
+    private Tensor? Layers(int request, int[] ids, out int region, out bool split)
+    {
         int start = _lengths.GetValueOrDefault(request), total = ids.Length;
-        if (start + total > _c.MaxSequence) throw new InvalidOperationException($"request {request}: {start + total} tokens exceed the KV cache ({_c.MaxSequence})");
+        if (total == 0) throw new ArgumentException($"request {request}: forward needs at least one token");
+        if (start + total > _c.MaxSequence)
+            throw new InvalidOperationException($"request {request}: a sequence of {start + total} tokens exceeds the KV cache ({_c.MaxSequence}); raise MaxSequence");
         // Token split: only prefill (several tokens) is divided; a single decode token runs on every SP rank.
-        bool split = _p.Sp.Size > 1 && total > 1;
+        split = _p.Sp.Size > 1 && total > 1;
         if (split && total % _p.Sp.Size != 0)
             throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by sp ({_p.Sp.Size}); pad the prompt");
         // Megatron SP: the residual stream holds this TP rank's token slice; the TP region sees every token.
@@ -88,7 +116,8 @@ public sealed class ParallelLlama : IDisposable
         // middle, the LM head) works on `region` tokens from `regionOffset`.
         int local = megatron ? total / _p.Tp.Size : split ? total / _p.Sp.Size : total;
         int offset = megatron ? _p.Tp.Rank * local : split ? _p.Sp.Rank * local : 0;
-        int region = megatron ? total : local, regionOffset = megatron ? 0 : offset;
+        region = megatron ? total : local;
+        int regionOffset = megatron ? 0 : offset;
         var k = _device.Kernels;
         var dt = _c.DType;
         int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
@@ -162,15 +191,9 @@ public sealed class ParallelLlama : IDisposable
         _lengths[request] = start + total;
         if (HandOff(x, request)) return null;
         k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
-        using var logits = Tensor.Empty(_device, dt, region, _p.VocabShard);
+        var logits = Tensor.Empty(_device, dt, region, _p.VocabShard);
         k.Matmul(tp.Enter(normed, gatheredStorage), _lmHead!, logits);
-        var full = GatherVocabulary(logits, region);
-        if (!split) return full;
-        // Prefill slices back into prompt order: rank blocks are token blocks.
-        using var mineFull = Tensor.FromFloats(_device, full, DType.F32, full.Length);
-        using var everything = Tensor.Empty(_device, DType.F32, full.Length * _p.Sp.Size);
-        _p.Sp.AllGather(mineFull, everything);
-        return everything.ToFloats();
+        return logits;
     }
 
     // q, k, v for this rank's heads from input (tokens, hidden), rotated at their positions.
@@ -211,6 +234,9 @@ public sealed class ParallelLlama : IDisposable
         _p.Pp.Send(x, _p.Pp.Rank + 1, tag: request);
         return true;
     }
+
+    /// <summary>Tokens in <paramref name="request"/>'s KV cache.</summary>
+    public int LengthOf(int request) => _lengths.GetValueOrDefault(request);
 
     /// <summary>Drops a finished request's cache.</summary>
     public void Release(int request)
