@@ -1,5 +1,6 @@
 using NativeParallel.Devices;
 using NativeParallel.Models;
+using NativeParallel.Parallel.Layers;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Parallel;
@@ -12,21 +13,20 @@ namespace NativeParallel.Parallel;
 /// contiguous slice of the prompt; norms and the MLP stay local, attention all-gathers K and V and masks at global
 /// positions; decode (one token) runs on every rank of the group, as the seed explains. Requests keep separate KV
 /// caches, so several can be in flight (micro-batches through the pipeline, replicas under data parallelism).
+/// It is built from layer objects (Parallel/Layers: the embedding, decoder layers of attention and MLP or MoE, the
+/// LM head), each owning its shard and running over a <c>ForwardPass</c> that says where the tokens sit; one layer
+/// loop serves every layout, and the single device is its one-rank case (<see cref="LlamaModel"/>).
 /// </summary>
 public sealed class ParallelLlama : IDisposable
 {
     private readonly IDevice _device;
     private readonly ParallelLayout _p;
     private readonly LlamaConfig _c;
-    private readonly Tensor? _embedding, _finalNorm, _lmHead;
-    private readonly LayerTensors[] _layers;
+    private readonly VocabParallelEmbedding? _embedding;
+    private readonly DecoderLayer[] _layers;
+    private readonly LmHead? _head;
     private readonly Dictionary<int, (Tensor K, Tensor V)[]> _caches = new();
     private readonly Dictionary<int, int> _lengths = new();
-
-    private sealed record LayerTensors(Tensor InputNorm, Tensor Q, Tensor K, Tensor V, Tensor O, Tensor PostNorm, Tensor? Gate, Tensor? Up, Tensor? Down, MoeExperts? Moe)
-    {
-        public IEnumerable<Tensor> Tensors() => new[] { InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down }.OfType<Tensor>();
-    }
 
     /// <summary>Uploads this rank's shard of <paramref name="weights"/> to <paramref name="device"/>.</summary>
     public ParallelLlama(IDevice device, LlamaWeights weights, ParallelLayout layout)
@@ -37,30 +37,28 @@ public sealed class ParallelLlama : IDisposable
         var dt = _c.DType;
         int h = _c.Hidden, d = _c.HeadDim;
         Tensor Up(float[] values, params int[] shape) => Tensor.FromFloats(device, values, dt, shape);
-        if (layout.FirstStage) _embedding = Up(ShardedWeights.Rows(weights.Embedding, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h);
+        RmsNormLayer Norm(float[] values) => new(device, Up(values, h), _c.NormEps);
+        if (layout.FirstStage)
+            _embedding = new VocabParallelEmbedding(device, Up(ShardedWeights.Rows(weights.Embedding, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h), layout.FirstVocab);
         if (layout.LastStage)
-        {
-            _finalNorm = Up(weights.FinalNorm, h);
-            _lmHead = Up(ShardedWeights.Rows(weights.LmHead, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h);
-        }
+            _head = new LmHead(device, Norm(weights.FinalNorm), Up(ShardedWeights.Rows(weights.LmHead, h, layout.FirstVocab, layout.FirstVocab + layout.VocabShard), layout.VocabShard, h));
         _layers = Enumerable.Range(layout.FirstLayer, layout.LayerCount).Select(i =>
         {
             var l = ShardedWeights.Layer(weights.Layers[i], layout);
             int qd = layout.QueryHeads * d, kvd = layout.KvHeads * d;
-            bool moe = _c.Experts > 0;
-            return new LayerTensors(Up(l.InputNorm, h), Up(l.Q, qd, h), Up(l.K, kvd, h), Up(l.V, kvd, h), Up(l.O, h, qd), Up(l.PostNorm, h),
-                moe ? null : Up(l.Gate, layout.FfnShard, h), moe ? null : Up(l.Up, layout.FfnShard, h), moe ? null : Up(l.Down, h, layout.FfnShard),
-                moe ? new MoeExperts(device, _c, l, Enumerable.Range(layout.FirstExpert, layout.ExpertsPerRank)) : null);
+            IFeedForward ffn = _c.Experts > 0
+                ? new MoeLayer(device, new MoeExperts(device, _c, l, Enumerable.Range(layout.FirstExpert, layout.ExpertsPerRank)))
+                : new MlpLayer(device, Up(l.Gate, layout.FfnShard, h), Up(l.Up, layout.FfnShard, h), Up(l.Down, h, layout.FfnShard));
+            return new DecoderLayer(Norm(l.InputNorm), new AttentionLayer(device, Up(l.Q, qd, h), Up(l.K, kvd, h), Up(l.V, kvd, h), Up(l.O, h, qd)),
+                Norm(l.PostNorm), ffn);
         }).ToArray();
     }
 
     /// <summary>Bytes of weights on this rank.</summary>
-    public long WeightBytes =>
-        new[] { _embedding, _finalNorm, _lmHead }.Sum(t => t?.Bytes ?? 0) +
-        _layers.Sum(l => l.Tensors().Sum(t => t.Bytes) + (l.Moe?.WeightBytes ?? 0));
+    public long WeightBytes => (_embedding?.WeightBytes ?? 0) + _layers.Sum(l => l.WeightBytes) + (_head?.WeightBytes ?? 0);
 
     /// <summary>MoE routings this rank's experts dropped for lack of capacity (expert parallelism).</summary>
-    public long DroppedTokens { get; private set; }
+    public long DroppedTokens => _layers.Sum(l => (l.FeedForward as MoeLayer)?.DroppedTokens ?? 0);
 
     /// <summary>Bytes of KV cache on this rank (all requests).</summary>
     public long KvCacheBytes => _caches.Values.Sum(layers => layers.Sum(c => c.K.Bytes + c.V.Bytes));
@@ -102,129 +100,17 @@ public sealed class ParallelLlama : IDisposable
         if (total == 0) throw new ArgumentException($"request {request}: forward needs at least one token");
         if (start + total > _c.MaxSequence)
             throw new InvalidOperationException($"request {request}: a sequence of {start + total} tokens exceeds the KV cache ({_c.MaxSequence}); raise MaxSequence");
-        // Token split: only prefill (several tokens) is divided; a single decode token runs on every SP rank.
-        split = _p.Sp.Size > 1 && total > 1;
-        if (split && total % _p.Sp.Size != 0)
-            throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by sp ({_p.Sp.Size}); pad the prompt");
-        // Megatron SP: the residual stream holds this TP rank's token slice; the TP region sees every token.
-        bool megatron = _p.MegatronSequenceParallel && total > 1;
-        if (megatron && total % _p.Tp.Size != 0)
-            throw new ArgumentException($"sequence parallelism: {total} prompt tokens must divide by tp ({_p.Tp.Size}); pad the prompt");
-        split &= !megatron;
-        var tp = new TensorParallelRegion(_p.Tp, megatron);
-        // The residual stream holds `local` tokens from `offset`; the TP region (projections, attention, the MLP's
-        // middle, the LM head) works on `region` tokens from `regionOffset`.
-        int local = megatron ? total / _p.Tp.Size : split ? total / _p.Sp.Size : total;
-        int offset = megatron ? _p.Tp.Rank * local : split ? _p.Sp.Rank * local : 0;
-        region = megatron ? total : local;
-        int regionOffset = megatron ? 0 : offset;
-        var k = _device.Kernels;
-        var dt = _c.DType;
-        int h = _c.Hidden, d = _c.HeadDim, qd = _p.QueryHeads * d, kvd = _p.KvHeads * d;
+        using var pass = new ForwardPass(_device, _p, start, total);
+        region = pass.RegionTokens;
+        split = pass.TokenSplit;
         var caches = Cache(request);
-
-        using var x = Tensor.Empty(_device, dt, local, h);
-        // Row-sized partial sums and gathered inputs exist only when the region is wider than the residual stream.
-        using var widePartial = tp.TokenSliced ? Tensor.Empty(_device, dt, region, h) : null;
-        using var gatheredStorage = tp.TokenSliced ? Tensor.Empty(_device, dt, region, h) : null;
-        if (_p.FirstStage)
-        {
-            // Vocabulary-parallel lookup: ids outside this rank's rows give zero rows; leaving the region sums them.
-            var mine = ids.Skip(regionOffset).Take(region).Select(id => id - _p.FirstVocab).ToArray();
-            using var regionIds = Tensor.FromInts(_device, mine, region);
-            var partial = widePartial ?? x;
-            k.Embedding(regionIds, _embedding!, partial);
-            tp.Leave(partial, x);
-        }
+        using var x = Tensor.Empty(_device, _c.DType, pass.Local, _c.Hidden);
+        if (_embedding is { } embedding) embedding.Forward(pass, ids, x);
         else _p.Pp.Recv(x, _p.Pp.Rank - 1, tag: request);
-
-        using var positions = Tensor.FromInts(_device, Enumerable.Range(start + regionOffset, region).ToArray(), region);
-        using var lengths = Tensor.FromInts(_device, [start + total], 1);
-        using var normed = Tensor.Empty(_device, dt, local, h);
-        using var q = Tensor.Empty(_device, dt, region, qd);
-        using var kNew = Tensor.Empty(_device, dt, region, kvd);
-        using var vNew = Tensor.Empty(_device, dt, region, kvd);
-        using var attention = Tensor.Empty(_device, dt, region, qd);
-        using var projected = Tensor.Empty(_device, dt, local, h);
-        using var gate = Tensor.Empty(_device, dt, region, _p.FfnShard);
-        using var up = Tensor.Empty(_device, dt, region, _p.FfnShard);
-        var partialOut = widePartial ?? projected;
-        float scale = 1f / MathF.Sqrt(d);
-        for (int li = 0; li < _layers.Length; li++)
-        {
-            var layer = _layers[li];
-            var (kCache, vCache) = caches[li];
-            k.RmsNorm(x, layer.InputNorm, normed, _c.NormEps);
-            ProjectQkv(layer, tp.Enter(normed, gatheredStorage), positions, q, kNew, vNew);
-            var kRows = kCache.Narrow(1, start, total).View(total, kvd);
-            var vRows = vCache.Narrow(1, start, total).View(total, kvd);
-            if (split)
-            {
-                // Every rank needs every token's keys and values: gather the slices straight into the cache.
-                _p.Sp.AllGather(kNew, kRows);
-                _p.Sp.AllGather(vNew, vRows);
-            }
-            else
-            {
-                kNew.CopyTo(kRows);
-                vNew.CopyTo(vRows);
-            }
-            if (region == 1 && start > 0)
-                k.AttentionDecode(q.View(1, _p.QueryHeads, d), kCache, vCache, lengths, attention.View(1, _p.QueryHeads, d), scale);
-            else
-                k.AttentionPrefill(q.View(1, region, _p.QueryHeads, d), kCache.Narrow(1, 0, start + total), vCache.Narrow(1, 0, start + total),
-                    attention.View(1, region, _p.QueryHeads, d), start + regionOffset, scale);
-            k.Matmul(attention, layer.O, partialOut);
-            tp.Leave(partialOut, projected); // row-parallel o_proj: partial sums over heads
-            k.Add(x, projected, x);
-            k.RmsNorm(x, layer.PostNorm, normed, _c.NormEps);
-            if (layer.Moe is { } moe)
-            {
-                // The MoE FFN is not TP-split: each rank runs it whole over its residual rows.
-                AddExperts(moe, normed, x);
-                continue;
-            }
-            DenseMlp(layer, tp.Enter(normed, gatheredStorage), gate, up, partialOut);
-            tp.Leave(partialOut, projected); // row-parallel down_proj
-            k.Add(x, projected, x);
-        }
+        for (int li = 0; li < _layers.Length; li++) _layers[li].Forward(pass, x, caches[li]);
         _lengths[request] = start + total;
         if (HandOff(x, request)) return null;
-        k.RmsNorm(x, _finalNorm!, normed, _c.NormEps);
-        var logits = Tensor.Empty(_device, dt, region, _p.VocabShard);
-        k.Matmul(tp.Enter(normed, gatheredStorage), _lmHead!, logits);
-        return logits;
-    }
-
-    // q, k, v for this rank's heads from input (tokens, hidden), rotated at their positions.
-    private void ProjectQkv(LayerTensors layer, Tensor input, Tensor positions, Tensor q, Tensor kNew, Tensor vNew)
-    {
-        var k = _device.Kernels;
-        int tokens = input.Dim(0), d = _c.HeadDim;
-        k.Matmul(input, layer.Q, q);
-        k.Matmul(input, layer.K, kNew);
-        k.Matmul(input, layer.V, vNew);
-        k.Rope(q.View(tokens, _p.QueryHeads, d), positions, _c.RopeTheta);
-        k.Rope(kNew.View(tokens, _p.KvHeads, d), positions, _c.RopeTheta);
-    }
-
-    // This rank's columns of the SwiGLU MLP: partial down_proj outputs, summed by the caller's collective.
-    private void DenseMlp(LayerTensors layer, Tensor input, Tensor gate, Tensor up, Tensor output)
-    {
-        var k = _device.Kernels;
-        k.Matmul(input, layer.Gate!, gate);
-        k.Matmul(input, layer.Up!, up);
-        k.SwiGlu(gate, up, gate);
-        k.Matmul(gate, layer.Down!, output);
-    }
-
-    // x += the MoE FFN of normed (experts here, or spread over the EP group), on the device.
-    private void AddExperts(MoeExperts moe, Tensor normed, Tensor x)
-    {
-        long dropped = 0;
-        using var mixed = _p.Ep.Size > 1 ? moe.ForwardExpertParallel(normed, _p.Ep, _p.FirstExpert, out dropped) : moe.Forward(normed);
-        DroppedTokens += dropped;
-        _device.Kernels.Add(x, mixed, x);
+        return _head!.Forward(pass, x);
     }
 
     // Not the last stage: send the hidden states on (true). The last stage goes on to the logits (false).
@@ -275,12 +161,7 @@ public sealed class ParallelLlama : IDisposable
     {
         foreach (var r in _caches.Keys.ToArray()) Release(r);
         _embedding?.Dispose();
-        _finalNorm?.Dispose();
-        _lmHead?.Dispose();
-        foreach (var l in _layers)
-        {
-            foreach (var t in l.Tensors()) t.Dispose();
-            l.Moe?.Dispose();
-        }
+        foreach (var l in _layers) l.Dispose();
+        _head?.Dispose();
     }
 }
