@@ -7,8 +7,10 @@
 //   [0, buckets) is left out (position -1, not counted). Slots of one bucket keep their index order.
 //   counts: (buckets) i32; position: (n) i32, slot -> sorted row; order: (n) i32, sorted row -> slot, -1 past the
 //   counted slots.
-// Grid: one block; thread b owns buckets b, b + blockDim, ... and walks every slot in order (O(buckets x n)
-//   reads, no atomics, deterministic). Routing sizes (n = tokens x k, buckets = experts or ranks) keep this small.
+// Grid: one block (a multiple of 32 threads). For each bucket in turn the block walks the slots in chunks of
+//   blockDim: a warp ballot ranks a chunk's matching slots within each warp, the warps' totals in shared memory
+//   rank the warps, so positions follow slot order with no atomics (deterministic). O(buckets x n / blockDim)
+//   steps; routing sizes (n = tokens x k, buckets = experts or ranks) keep one block enough.
 // v1: default.
 //
 // gather_rows: out[p, :] = src[index[p] / divisor, :]; an index < 0, or one past src_rows, gives a zero row.
@@ -41,28 +43,37 @@ __device__ __forceinline__ int moe_bucket(const MoePlanArgs& a, int i) {
 }
 
 extern "C" __global__ void moe_plan(MoePlanArgs a) {
-    for (int b = threadIdx.x; b < a.buckets; b += blockDim.x) {
-        int count = 0;
-        for (int i = 0; i < a.n; i++) count += moe_bucket(a, i) == b ? 1 : 0;
-        a.counts[b] = count;
-    }
-    __syncthreads();
-    int total = 0;
-    for (int b = 0; b < a.buckets; b++) total += a.counts[b];
-    for (int b = threadIdx.x; b < a.buckets; b += blockDim.x) {
-        int row = 0;
-        for (int c = 0; c < b; c++) row += a.counts[c];
-        for (int i = 0; i < a.n; i++) {
-            if (moe_bucket(a, i) != b) continue;
-            a.position[i] = row;
-            a.order[row] = i;
-            row++;
+    __shared__ int warp_matches[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    const unsigned below = (1u << lane) - 1u;
+    int row = 0;  // the next sorted row, the same in every thread
+    for (int b = 0; b < a.buckets; b++) {
+        int first = row;
+        for (int chunk = 0; chunk < a.n; chunk += blockDim.x) {
+            int i = chunk + threadIdx.x;
+            bool match = i < a.n && moe_bucket(a, i) == b;
+            unsigned ballot = __ballot_sync(0xffffffffu, match);
+            if (lane == 0) warp_matches[warp] = __popc(ballot);
+            __syncthreads();
+            int before = 0, total = 0;
+            for (int w = 0; w < warps; w++) {
+                if (w < warp) before += warp_matches[w];
+                total += warp_matches[w];
+            }
+            if (match) {
+                int at = row + before + __popc(ballot & below);
+                a.position[i] = at;
+                a.order[at] = i;
+            }
+            row += total;
+            __syncthreads();  // warp_matches is rewritten by the next chunk
         }
+        if (threadIdx.x == 0) a.counts[b] = row - first;
     }
     for (int i = threadIdx.x; i < a.n; i += blockDim.x) {
         if (moe_bucket(a, i) < 0) a.position[i] = -1;
     }
-    for (int p = total + threadIdx.x; p < a.n; p += blockDim.x) a.order[p] = -1;
+    for (int p = row + threadIdx.x; p < a.n; p += blockDim.x) a.order[p] = -1;
 }
 
 struct GatherRowsArgs {

@@ -209,6 +209,7 @@ inline Votes vote(unsigned mask, int predicate, const char* what) {
 }  // namespace np_emu
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) { return np_emu::vote(mask, predicate, "__ballot_sync").set; }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __any_sync(unsigned mask, int predicate) { return np_emu::vote(mask, predicate, "__any_sync").set != 0; }
 inline int __all_sync(unsigned mask, int predicate) {
     np_emu::Votes v = np_emu::vote(mask, predicate, "__all_sync");

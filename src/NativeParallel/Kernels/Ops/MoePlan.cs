@@ -47,7 +47,9 @@ public static unsafe class MoePlan
                 Keys = keys.Pointer, Counts = counts.Pointer, Position = position.Pointer, Order = order.Pointer,
                 N = (int)n, Buckets = buckets, KeyBase = keyBase, Divisor = divisor,
             };
-            launcher.Launch("moe.cu", Op, new Gpu.Dim3(1), new Gpu.Dim3(OpLaunch.Block), 0, args);
+            // One block walks every slot once per bucket, a chunk of blockDim at a time: wider for long prefills.
+            uint threads = n >= 8192 ? 1024u : OpLaunch.Block;
+            launcher.Launch("moe.cu", Op, new Gpu.Dim3(1), new Gpu.Dim3(threads), 0, args);
             return;
         }
         Cpu(new ReadOnlySpan<int>((int*)keys.Pointer, (int)n), keyBase, divisor, new Span<int>((int*)counts.Pointer, buckets),
@@ -99,9 +101,10 @@ public static unsafe class MoePlan
     internal static IEnumerable<KernelCase> Cases()
     {
         // (slots, key range, key base, divisor, buckets): experts of one device, ranks owning 2 experts each, a
-        // rank's share of received keys (base > 0, others out of range), more buckets than threads, no slots.
+        // rank's share of received keys (base > 0, others out of range), more buckets than threads, no slots, and a
+        // long prefill's slots (the wide block).
         foreach (var (n, range, keyBase, divisor, buckets) in new[]
-                 { (16, 4, 0, 1, 4), (1000, 8, 0, 2, 4), (333, 12, 4, 1, 4), (700, 300, 0, 1, 300), (0, 1, 0, 1, 3), (1, 1, 0, 1, 1) })
+                 { (16, 4, 0, 1, 4), (1000, 8, 0, 2, 4), (333, 12, 4, 1, 4), (700, 300, 0, 1, 300), (0, 1, 0, 1, 3), (1, 1, 0, 1, 1), (9000, 8, 0, 1, 8) })
             yield return new KernelCase(Op, DType.I32, $"n={n} keys<{range} base={keyBase} divisor={divisor} buckets={buckets}", (device, seed) =>
             {
                 using var s = new Scope(device);
