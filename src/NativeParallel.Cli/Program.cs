@@ -51,8 +51,11 @@ namespace NativeParallel.Cli
                   optional header line and # comments allowed), labelled with the file's name.
               nativeparallel bench collectives --soak N [--seed S] [-e MAX] [--ranks N] [--transport shm|tcp|threads] [--json FILE] [--quiet]
                   N random collectives (op, dtype, reduction, size 0 to MAX (default 8M), root, in or out of place,
-                  sync and async), every rank's result checked exactly against a host computation; one summary line,
-                  each wrong step on stderr, exit 1 on any error.
+                  sync and async), every rank's result checked exactly against a host computation; a summary line and
+                  the steps per decade of size, each wrong step on stderr, exit 1 on any error. Sizes (bytes of the
+                  whole collective): step i (from 0) with i mod 100 = 99 is log-uniform in (MAX/2, MAX] and takes the
+                  ops in turn (N = 2000: each op at least twice there); i mod 100 = 49 is log-uniform in [MAX/32,
+                  MAX/2]; any other step is 0 B with probability 1/16, else log-uniform in [1 B, MAX/32].
               nativeparallel launch -n N [--transport shm|tcp] -- COMMAND [ARGS...]
                   Starts N ranks of COMMAND on this host with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
                   LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) and prefixes their output with the rank.

@@ -15,7 +15,8 @@ internal static class SoakCommand
         if (print)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"# nativeparallel bench collectives --soak {o.Collectives} --seed {o.Seed}: {group.Size} ranks over {group.TransportName}, " +
-                $"sizes 0 to {o.MaxBytes} bytes, up to {o.Window} async calls in flight, every result checked exactly"));
+                $"sizes 0 to {o.MaxBytes} bytes (MAX), up to {o.Window} async calls in flight, every result checked exactly\n" +
+                $"# sizes: {CollectiveSoak.SizeRule}"));
         // Rank 0 shows how far the soak is (every rank runs the same schedule in step).
         var result = RunWithProgress(group, o, print && !quiet);
         if (result.Failure is { } failure) Console.Error.WriteLine($"soak: {failure}");
@@ -24,11 +25,13 @@ internal static class SoakCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"# soak: {result.Collectives} collectives ({result.Async} async), {result.BytesMoved / 1e9:F3} GB moved, " +
                 $"{result.Errors} errors, {result.Elapsed.TotalSeconds:F1} s: {(result.Errors == 0 ? "OK" : "FAILED")}"));
+            Console.WriteLine($"# soak sizes (steps by bytes): {result.Sizes}");
             JsonReport.Write(json, "bench collectives", line, new
             {
                 soak = o.Collectives, seed = o.Seed, ranks = group.Size, transport = group.TransportName, maxBytes = o.MaxBytes,
                 collectives = result.Collectives, async = result.Async, bytesMoved = result.BytesMoved, errors = result.Errors,
-                seconds = result.Elapsed.TotalSeconds,
+                seconds = result.Elapsed.TotalSeconds, sizeRule = CollectiveSoak.SizeRule, stepsByDecade = result.Sizes.Decades,
+                topOctaveByOp = CollectiveSoak.OpNames.Select((op, i) => (op, result.Sizes.TopOctave[i])).ToDictionary(p => p.op, p => p.Item2),
             });
         }
         return result.Errors == 0 ? 0 : 1;

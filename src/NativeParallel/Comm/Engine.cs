@@ -14,6 +14,7 @@ namespace NativeParallel.Comm;
 internal sealed class Engine(ITransport transport, int rank, int size, string group, TimeSpan timeout)
 {
     private static readonly long CheckTicks = Stopwatch.Frequency / 1000;
+    private const int ClockEvery = 32;
     private byte[] _scratch = [];
     private long _nextCheck;
     private int _suspectedAt = -1;
@@ -31,14 +32,14 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         var sendLink = sendPeer >= 0 && send.Length > 0 ? transport.Link(sendPeer) : null;
         var receiveLink = receivePeer >= 0 && receive.Length > 0 ? transport.Link(receivePeer) : null;
         int sent = 0, received = 0, idle = 0;
-        long started = Stopwatch.GetTimestamp();
+        long started = 0; // set at the first clock read of a wait: a call that never waits long reads no clock
         while ((sendLink is not null && sent < send.Length) || (receiveLink is not null && received < receive.Length))
         {
             int moved = 0;
             if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, Counted(sendLink.TrySend(send[sent..])));
             if (receiveLink is not null && received < receive.Length) moved += Progress(ref received, receiveLink.TryReceive(receive[received..]));
             if (moved > 0) idle = 0;
-            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, receive.Length);
+            else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, received, receive.Length);
         }
     }
 
@@ -60,7 +61,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         var sendLink = sendPeer >= 0 && send.Length > 0 ? transport.Link(sendPeer) : null;
         var receiveLink = accumulator.Length > 0 ? transport.Link(receivePeer) : null;
         int sent = 0, received = 0, reduced = 0, idle = 0;
-        long started = Stopwatch.GetTimestamp();
+        long started = 0; // set at the first clock read of a wait: a call that never waits long reads no clock
         while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
         {
             int moved = 0;
@@ -76,7 +77,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                 }
             }
             if (moved > 0) idle = 0;
-            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, received, accumulator.Length);
+            else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, received, accumulator.Length);
         }
     }
 
@@ -89,14 +90,14 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         var receiveLink = transport.Link(receivePeer);
         SpscRing.ReduceInto reduce = (acc, incoming) => HostReduce.Apply(op, dtype, acc, incoming);
         int sent = 0, reduced = 0, idle = 0;
-        long started = Stopwatch.GetTimestamp();
+        long started = 0; // set at the first clock read of a wait: a call that never waits long reads no clock
         while ((sendLink is not null && sent < send.Length) || reduced < accumulator.Length)
         {
             int moved = 0;
             if (sendLink is not null && sent < send.Length) moved += Progress(ref sent, Counted(sendLink.TrySend(send[sent..])));
             if (reduced < accumulator.Length) moved += Progress(ref reduced, inbound.TryReceiveReduce(accumulator[reduced..], elementSize, reduce));
             if (moved > 0) idle = 0;
-            else Wait(ref idle, started, sendLink, sent, send.Length, receiveLink, reduced, accumulator.Length);
+            else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, reduced, accumulator.Length);
         }
     }
 
@@ -109,14 +110,14 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         var receiveLink = receivePeer >= 0 && buffer.Length > 0 ? transport.Link(receivePeer) : null;
         var sendLink = sendPeer >= 0 && buffer.Length > 0 ? transport.Link(sendPeer) : null;
         int received = receiveLink is null ? buffer.Length : 0, sent = 0, idle = 0;
-        long started = Stopwatch.GetTimestamp();
+        long started = 0; // set at the first clock read of a wait: a call that never waits long reads no clock
         while (received < buffer.Length || (sendLink is not null && sent < buffer.Length))
         {
             int moved = 0;
             if (receiveLink is not null && received < buffer.Length) moved += Progress(ref received, receiveLink.TryReceive(buffer[received..]));
             if (sendLink is not null && sent < received) moved += Progress(ref sent, Counted(sendLink.TrySend(buffer[sent..received])));
             if (moved > 0) idle = 0;
-            else Wait(ref idle, started, sendLink, sent, buffer.Length, receiveLink, received, buffer.Length);
+            else Wait(ref idle, ref started, sendLink, sent, buffer.Length, receiveLink, received, buffer.Length);
         }
     }
 
@@ -130,7 +131,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         Span<int> sent = size <= 256 ? stackalloc int[size] : new int[size];
         Span<int> received = size <= 256 ? stackalloc int[size] : new int[size];
         int pending = 2 * (size - 1), idle = 0;
-        long started = Stopwatch.GetTimestamp();
+        long started = 0; // set at the first clock read of a wait: a call that never waits long reads no clock
         while (pending > 0)
         {
             int moved = 0;
@@ -164,7 +165,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                         laggard = p;
                         break;
                     }
-                Wait(ref idle, started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
+                Wait(ref idle, ref started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
             }
         }
     }
@@ -184,13 +185,18 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         return moved;
     }
 
-    private void Wait(ref int idle, long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
+    private void Wait(ref int idle, ref long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
     {
         transport.Idle(idle++);
+        // Reading the clock can cost more than a poll (kvm-clock on the 2-core VM: 0.2-0.5 µs), so a wait polls
+        // ClockEvery times before its first read (a small message's data usually arrives among them), then reads
+        // it every ClockEvery polls while spinning and on every poll once it yields or sleeps.
+        if (idle < ClockEvery || (idle < Backoff.SpinPolls && idle % ClockEvery != 0)) return;
         // The checks read /proc and the clock: once a millisecond of waiting, not on every poll (a poll of shared
         // memory costs nanoseconds, and a check landing as the data arrives would add its cost to the latency).
         long now = Stopwatch.GetTimestamp();
-        if (idle == 1)
+        if (started == 0) started = now;
+        if (idle == ClockEvery)
         {
             _nextCheck = now + CheckTicks;
             _suspectedAt = -1;
