@@ -105,21 +105,46 @@ public static unsafe class MatmulBackward
     // W's columns (the packing step does the transposition, so no transposed copy of W is made).
     private static void CpuInputGrad(Tensor dY, Tensor w, Tensor dX, int m, int n, int k)
     {
-        using var dyv = F32View.Input(dY);
-        using var wv = F32View.Input(w);
-        using var dxv = F32View.Output(dX);
-        CpuPackedGemm.Multiply(m, k, n, new(dyv.Pointer, n, 1), new(wv.Pointer, 1, k), dxv.Pointer, k, accumulate: false);
+        if (dX.DType == DType.BF16)
+        {
+            ToBf16(m, k, n, Operand(dY, n, 1), Operand(w, 1, k), dX);
+            return;
+        }
+        CpuPackedGemm.Multiply(m, k, n, Operand(dY, n, 1), Operand(w, 1, k), (float*)dX.Pointer, k, accumulate: false);
     }
 
     // dW (n, k) (+)= dYᵀ (n, m) · X (m, k): the packed GEMM with A(i, p) = dY[p, i] and B(j, p) = X[p, j], the sum
     // over the m rows in k-panel order by one task per tile of dW, so the result does not depend on the thread count.
     private static void CpuWeightGrad(Tensor dY, Tensor x, Tensor dW, bool accumulate, int m, int n, int k)
     {
-        using var dyv = F32View.Input(dY);
-        using var xv = F32View.Input(x);
+        if (dW.DType == DType.BF16 && !accumulate)
+        {
+            ToBf16(n, k, m, Operand(dY, 1, n), Operand(x, 1, k), dW);
+            return;
+        }
         using var dwv = accumulate ? F32View.InOut(dW) : F32View.Output(dW);
-        CpuPackedGemm.Multiply(n, k, m, new(dyv.Pointer, 1, n), new(xv.Pointer, 1, k), dwv.Pointer, k, accumulate);
+        CpuPackedGemm.Multiply(n, k, m, Operand(dY, 1, n), Operand(x, 1, k), dwv.Pointer, k, accumulate);
     }
+
+    // A bf16 result (rows, cols) rounded once from f32 sums; the scratch holds the sums of the earlier k panels.
+    private static void ToBf16(int rows, int cols, int depth, CpuPackedGemm.Operand a, CpuPackedGemm.Operand b, Tensor output)
+    {
+        long bytes = Math.Max((long)rows * cols, 1) * sizeof(float);
+        float* partial = (float*)ScratchPool.Rent(bytes);
+        try
+        {
+            CpuPackedGemm.MultiplyToBf16(rows, cols, depth, a, b, partial, (ushort*)output.Pointer, cols);
+        }
+        finally
+        {
+            ScratchPool.Return(partial, bytes);
+        }
+    }
+
+    // A checked operand (f32 or bf16, contiguous) as the packed GEMM reads it: bf16 is widened while packing.
+    private static CpuPackedGemm.Operand Operand(Tensor t, long rowStride, long depthStride) => t.DType == DType.BF16
+        ? new((ushort*)t.Pointer, rowStride, depthStride)
+        : new((float*)t.Pointer, rowStride, depthStride);
 
     /// <summary>The float64 reference of <see cref="InputGrad"/>: dX (m, k) = dY (m, n) · W (n, k).</summary>
     public static double[] ReferenceInputGrad(float[] dY, float[] w, int m, int n, int k)
