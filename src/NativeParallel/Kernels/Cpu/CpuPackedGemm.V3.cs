@@ -105,15 +105,42 @@ internal static unsafe partial class CpuPackedGemm
         }
     }
 
-    // The last k panel of a bf16 product: the tile plus the earlier panels' sums, rounded once into the bf16 output.
+    // The last k panel of a bf16 product: the tile plus the earlier panels' sums, rounded once into the bf16 output
+    // (to nearest even, NaN kept quiet: Bf16Vector's rounding, sixteen lanes at a time).
     private static void PutBf16(float* tile, float* partial, ushort* c, long ldc, int rows, int cols, bool add)
     {
-        for (int r = 0; r < rows; r++)
+        if (cols < NR3)
         {
-            var sums = new Span<float>(tile + r * NR3, cols);
-            if (add) System.Numerics.Tensors.TensorPrimitives.Add(sums, new ReadOnlySpan<float>(partial + r * ldc, cols), sums);
-            Bf16Vector.Narrow(sums, c + r * ldc);
+            for (int r = 0; r < rows; r++)
+            {
+                var sums = new Span<float>(tile + r * NR3, cols);
+                if (add) System.Numerics.Tensors.TensorPrimitives.Add(sums, new ReadOnlySpan<float>(partial + r * ldc, cols), sums);
+                Bf16Vector.Narrow(sums, c + r * ldc);
+            }
+            return;
         }
+        for (int r = 0; r < rows; r++, tile += NR3, partial += ldc, c += ldc)
+        {
+            var t0 = Vector512.Load(tile);
+            var t1 = Vector512.Load(tile + 16);
+            if (add)
+            {
+                t0 += Vector512.Load(partial);
+                t1 += Vector512.Load(partial + 16);
+            }
+            RoundToBf16(t0).Store(c);
+            RoundToBf16(t1).Store(c + 16);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<ushort> RoundToBf16(Vector512<float> value)
+    {
+        var bits = value.AsUInt32();
+        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
+        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
+        var quietNaN = (bits >> 16) | Vector512.Create(0x0040u);
+        return Avx512F.ConvertToVector256UInt16(Vector512.ConditionalSelect(isNaN, quietNaN, rounded));
     }
 
     // v3's packing: dst[p·width + lane] = X(first + lane, p0 + p), width 12 or 32, missing lanes zero. Rows
