@@ -35,7 +35,7 @@ public static class KernelBenchmarks
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
     /// roof of the others, always); <paramref name="allVersions"/> times every version of an op side by side (llm.c's
-    /// kernel versions: the CPU's matmul, v1 dot products, v2 packed on Vector256 and, with AVX-512, on Vector512; on a
+    /// kernel versions: the CPU's matmul, v1 dot products, v2 packed on Vector256 and, with AVX-512, v2 and v3 on Vector512; on a
     /// device, the bf16 matmul's and matmul_bwd's versions of <see cref="KernelVersions"/>). <paramref name="progress"/> gets one line per result.
     /// </summary>
     public static IReadOnlyList<KernelBenchmarkResult> Run(IDevice device, int warmup, int repeats, Action<KernelBenchmarkResult> progress,

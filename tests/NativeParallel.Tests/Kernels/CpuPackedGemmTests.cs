@@ -32,9 +32,9 @@ public sealed unsafe class CpuPackedGemmTests
                 });
     }
 
-    // (version, Vector512, small v3 blocks): v2 on both widths; v3 with its own blocks and with blocks of
-    // MC 24, KC 40, NC 64, which the sizes above cross several times (partial tiles in both directions, a ragged k
-    // panel after the 16-step transposes).
+    // (version, Vector512, small v3 blocks): v2 on both widths; v3 with its own blocks and with MC 24, KC 40, NC 64
+    // and packed B for 80 of k, which the sizes above cross several times (partial tiles in both directions, several
+    // runs of k, a ragged k panel after the 16-step transposes).
     private static IEnumerable<(int Version, bool Wide, bool Small)> Variants()
     {
         yield return (2, false, false);
@@ -46,16 +46,17 @@ public sealed unsafe class CpuPackedGemmTests
 
     private static void WithVersion(int version, bool wide, bool small, Action check)
     {
-        var before = (CpuPackedGemm.PreferVector512, CpuPackedGemm.Version, CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3);
+        var before = (CpuPackedGemm.PreferVector512, CpuPackedGemm.Version, CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3, CpuPackedGemm.PackedBFloats3);
         try
         {
             (CpuPackedGemm.PreferVector512, CpuPackedGemm.Version) = (wide, version);
-            if (small) (CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3) = (24, 40, 64);
+            // Small blocks, and packed B for two k panels at a time, so a task also walks several runs of k.
+            if (small) (CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3, CpuPackedGemm.PackedBFloats3) = (24, 40, 64, 64 * 80);
             check();
         }
         finally
         {
-            (CpuPackedGemm.PreferVector512, CpuPackedGemm.Version, CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3) = before;
+            (CpuPackedGemm.PreferVector512, CpuPackedGemm.Version, CpuPackedGemm.MC3, CpuPackedGemm.KC3, CpuPackedGemm.NC3, CpuPackedGemm.PackedBFloats3) = before;
         }
     }
 

@@ -19,36 +19,51 @@ internal static unsafe partial class CpuPackedGemm
         int runs = Math.Clamp((Environment.ProcessorCount + blocksN - 1) / blocksN, 1, blocksM);
         int blocksPerRun = (blocksM + runs - 1) / runs;
         runs = (blocksM + blocksPerRun - 1) / blocksPerRun;
+        // A task packs its block of B for a long run of k (all of k up to PackedBFloats3 floats, 8 MB) and then, per row
+        // block, walks the k panels of that run: the row block's C (MC × NC, 384 KB) stays in L2 between k panels
+        // instead of going out to memory and back once per panel (v2's order, an eighth of its time at 1024³).
+        int kSpan = Math.Max(kc, Math.Min(k, PackedBFloats3 / nc / kc * kc));
         CpuParallel.For(blocksN * runs, (long)blocksPerRun * mc * nc * k, (start, end) =>
         {
             // 16 floats of slack: the 12-wide packer stores whole vectors that reach 4 floats past a panel.
-            EnsurePacking((long)mc * kc + 16, (long)nc * kc);
+            EnsurePacking((long)mc * kc + 16, (long)nc * kSpan);
             float* packedA = t_packedA, packedB = t_packedB;
             float* tile = stackalloc float[MR3 * NR3];
             for (int task = start; task < end; task++)
             {
-                int j0 = task / runs * nc, cols = Math.Min(nc, n - j0);
+                int j0 = task / runs * nc, cols = Math.Min(nc, n - j0), paddedCols = (cols + NR3 - 1) / NR3 * NR3;
                 int firstBlock = task % runs * blocksPerRun, lastBlock = Math.Min(blocksM, firstBlock + blocksPerRun);
-                for (int p0 = 0; p0 < k; p0 += kc)
+                for (int s0 = 0; s0 < k; s0 += kSpan)
                 {
-                    int depth = Math.Min(kc, k - p0);
-                    bool add = accumulate || p0 > 0, last = p0 + depth == k;
-                    for (int j = 0; j < cols; j += NR3) Pack3(b, j0 + j, Math.Min(NR3, cols - j), NR3, p0, depth, packedB + (long)j * depth);
+                    int sEnd = Math.Min(k, s0 + kSpan);
+                    // The k panel at p0 is packed at (p0 - s0)·paddedCols, its 32-column micro-panels one after another.
+                    for (int p0 = s0; p0 < sEnd; p0 += kc)
+                    {
+                        int depth = Math.Min(kc, sEnd - p0);
+                        float* panel = packedB + (long)(p0 - s0) * paddedCols;
+                        for (int j = 0; j < cols; j += NR3) Pack3(b, j0 + j, Math.Min(NR3, cols - j), NR3, p0, depth, panel + (long)j * depth);
+                    }
                     for (int block = firstBlock; block < lastBlock; block++)
                     {
                         int i0 = block * mc, rows = Math.Min(mc, m - i0);
-                        for (int i = 0; i < rows; i += MR3) Pack3(a, i0 + i, Math.Min(MR3, rows - i), MR3, p0, depth, packedA + (long)i * depth);
-                        // B's 32-column micro-panel stays in L1 while the row panels of A stream past it from L2.
-                        for (int j = 0; j < cols; j += NR3)
-                            for (int i = 0; i < rows; i += MR3)
-                            {
-                                Kernel12x32(packedA + (long)i * depth, packedB + (long)j * depth, depth, tile);
-                                long offset = (i0 + i) * ldc + j0 + j;
-                                int tileRows = Math.Min(MR3, rows - i), tileCols = Math.Min(NR3, cols - j);
-                                if (narrowTo != null && last) PutBf16(tile, c + offset, narrowTo + offset, ldc, tileRows, tileCols, add);
-                                else if (tileRows == MR3 && tileCols == NR3) PutFull12x32(tile, c + offset, ldc, add);
-                                else PutPart(tile, NR3, c + offset, ldc, tileRows, tileCols, add);
-                            }
+                        for (int p0 = s0; p0 < sEnd; p0 += kc)
+                        {
+                            int depth = Math.Min(kc, sEnd - p0);
+                            bool add = accumulate || p0 > 0, last = p0 + depth == k;
+                            float* panel = packedB + (long)(p0 - s0) * paddedCols;
+                            for (int i = 0; i < rows; i += MR3) Pack3(a, i0 + i, Math.Min(MR3, rows - i), MR3, p0, depth, packedA + (long)i * depth);
+                            // B's 32-column micro-panel stays in L1 while the row panels of A stream past it from L2.
+                            for (int j = 0; j < cols; j += NR3)
+                                for (int i = 0; i < rows; i += MR3)
+                                {
+                                    Kernel12x32(packedA + (long)i * depth, panel + (long)j * depth, depth, tile);
+                                    long offset = (i0 + i) * ldc + j0 + j;
+                                    int tileRows = Math.Min(MR3, rows - i), tileCols = Math.Min(NR3, cols - j);
+                                    if (narrowTo != null && last) PutBf16(tile, c + offset, narrowTo + offset, ldc, tileRows, tileCols, add);
+                                    else if (tileRows == MR3 && tileCols == NR3) PutFull12x32(tile, c + offset, ldc, add);
+                                    else PutPart(tile, NR3, c + offset, ldc, tileRows, tileCols, add);
+                                }
+                        }
                     }
                 }
             }
@@ -151,24 +166,12 @@ internal static unsafe partial class CpuPackedGemm
         if (x.DepthStride == 1)
         {
             int done = depth & ~15;
-            if (done > 0)
+            for (int group = 0; group < width && done > 0; group += 16)
             {
-                Vector512<float>* rows = stackalloc Vector512<float>[16];
-                for (int group = 0; group < width; group += 16)
-                {
-                    int lanes = Math.Clamp(count - group, 0, 16);
-                    long src = (first + group) * x.RowStride + p0;
-                    for (int p = 0; p < done; p += 16)
-                    {
-                        for (int lane = 0; lane < lanes; lane++) rows[lane] = Load16(x, src + lane * x.RowStride + p);
-                        for (int lane = lanes; lane < 16; lane++) rows[lane] = default;
-                        Transpose16(rows);
-                        // Width 12: each store reaches 4 floats into the next k step, which the next store (or the
-                        // next panel, or the slack after the last) then overwrites.
-                        float* to = dst + (long)p * width + group;
-                        for (int q = 0; q < 16; q++) rows[q].Store(to + q * width);
-                    }
-                }
+                int lanes = Math.Clamp(count - group, 0, 16);
+                long src = (first + group) * x.RowStride + p0;
+                for (int p = 0; p < done; p += 16)
+                    Transpose16(x, src + p, lanes, dst + (long)p * width + group, width);
             }
             if (done < depth) Pack(x, first, count, width, p0 + done, depth - done, dst + (long)done * width);
             return;
@@ -195,27 +198,86 @@ internal static unsafe partial class CpuPackedGemm
         ? Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)x.Address + offset)), 16).AsSingle()
         : Vector512.Load((float*)x.Address + offset);
 
-    // rows[i][j] becomes rows[j][i]: four stages, each swapping one bit between the row and column index (8, 4, 2,
-    // 1): rows i and i|b trade their b-blocks with one two-source permute each.
-    private static void Transpose16(Vector512<float>* rows)
+    // Sixteen rows of sixteen k steps (rows at or past `lanes` read as zeros), transposed in registers and stored as
+    // sixteen k steps of sixteen lanes, `width` floats apart. Four stages, each swapping one bit between the row and
+    // column index (8, 4, 2, 1): rows i and i|b trade their b-blocks with one two-source permute each. Width 12: each
+    // store reaches 4 floats into the next k step, which the next store (or the next panel, or the slack after the
+    // last) then overwrites.
+    private static void Transpose16(Operand x, long src, int lanes, float* to, int width)
     {
-        Stage(rows, 8, s_keep8, s_swap8);
-        Stage(rows, 4, s_keep4, s_swap4);
-        Stage(rows, 2, s_keep2, s_swap2);
-        Stage(rows, 1, s_keep1, s_swap1);
+        long stride = x.RowStride;
+        var r0 = 0 < lanes ? Load16(x, src + 0 * stride) : default;
+        var r1 = 1 < lanes ? Load16(x, src + 1 * stride) : default;
+        var r2 = 2 < lanes ? Load16(x, src + 2 * stride) : default;
+        var r3 = 3 < lanes ? Load16(x, src + 3 * stride) : default;
+        var r4 = 4 < lanes ? Load16(x, src + 4 * stride) : default;
+        var r5 = 5 < lanes ? Load16(x, src + 5 * stride) : default;
+        var r6 = 6 < lanes ? Load16(x, src + 6 * stride) : default;
+        var r7 = 7 < lanes ? Load16(x, src + 7 * stride) : default;
+        var r8 = 8 < lanes ? Load16(x, src + 8 * stride) : default;
+        var r9 = 9 < lanes ? Load16(x, src + 9 * stride) : default;
+        var r10 = 10 < lanes ? Load16(x, src + 10 * stride) : default;
+        var r11 = 11 < lanes ? Load16(x, src + 11 * stride) : default;
+        var r12 = 12 < lanes ? Load16(x, src + 12 * stride) : default;
+        var r13 = 13 < lanes ? Load16(x, src + 13 * stride) : default;
+        var r14 = 14 < lanes ? Load16(x, src + 14 * stride) : default;
+        var r15 = 15 < lanes ? Load16(x, src + 15 * stride) : default;
+        Swap(ref r0, ref r8, s_keep8, s_swap8);
+        Swap(ref r1, ref r9, s_keep8, s_swap8);
+        Swap(ref r2, ref r10, s_keep8, s_swap8);
+        Swap(ref r3, ref r11, s_keep8, s_swap8);
+        Swap(ref r4, ref r12, s_keep8, s_swap8);
+        Swap(ref r5, ref r13, s_keep8, s_swap8);
+        Swap(ref r6, ref r14, s_keep8, s_swap8);
+        Swap(ref r7, ref r15, s_keep8, s_swap8);
+        Swap(ref r0, ref r4, s_keep4, s_swap4);
+        Swap(ref r1, ref r5, s_keep4, s_swap4);
+        Swap(ref r2, ref r6, s_keep4, s_swap4);
+        Swap(ref r3, ref r7, s_keep4, s_swap4);
+        Swap(ref r8, ref r12, s_keep4, s_swap4);
+        Swap(ref r9, ref r13, s_keep4, s_swap4);
+        Swap(ref r10, ref r14, s_keep4, s_swap4);
+        Swap(ref r11, ref r15, s_keep4, s_swap4);
+        Swap(ref r0, ref r2, s_keep2, s_swap2);
+        Swap(ref r1, ref r3, s_keep2, s_swap2);
+        Swap(ref r4, ref r6, s_keep2, s_swap2);
+        Swap(ref r5, ref r7, s_keep2, s_swap2);
+        Swap(ref r8, ref r10, s_keep2, s_swap2);
+        Swap(ref r9, ref r11, s_keep2, s_swap2);
+        Swap(ref r12, ref r14, s_keep2, s_swap2);
+        Swap(ref r13, ref r15, s_keep2, s_swap2);
+        Swap(ref r0, ref r1, s_keep1, s_swap1);
+        Swap(ref r2, ref r3, s_keep1, s_swap1);
+        Swap(ref r4, ref r5, s_keep1, s_swap1);
+        Swap(ref r6, ref r7, s_keep1, s_swap1);
+        Swap(ref r8, ref r9, s_keep1, s_swap1);
+        Swap(ref r10, ref r11, s_keep1, s_swap1);
+        Swap(ref r12, ref r13, s_keep1, s_swap1);
+        Swap(ref r14, ref r15, s_keep1, s_swap1);
+        r0.Store(to + 0 * width);
+        r1.Store(to + 1 * width);
+        r2.Store(to + 2 * width);
+        r3.Store(to + 3 * width);
+        r4.Store(to + 4 * width);
+        r5.Store(to + 5 * width);
+        r6.Store(to + 6 * width);
+        r7.Store(to + 7 * width);
+        r8.Store(to + 8 * width);
+        r9.Store(to + 9 * width);
+        r10.Store(to + 10 * width);
+        r11.Store(to + 11 * width);
+        r12.Store(to + 12 * width);
+        r13.Store(to + 13 * width);
+        r14.Store(to + 14 * width);
+        r15.Store(to + 15 * width);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Stage(Vector512<float>* rows, int bit, Vector512<int> low, Vector512<int> high)
+    private static void Swap(ref Vector512<float> x, ref Vector512<float> y, Vector512<int> keep, Vector512<int> swap)
     {
-        for (int i = 0; i < 16; i++)
-        {
-            if ((i & bit) != 0) continue;
-            var x = rows[i];
-            var y = rows[i | bit];
-            rows[i] = Avx512F.PermuteVar16x32x2(x, low, y);
-            rows[i | bit] = Avx512F.PermuteVar16x32x2(x, high, y);
-        }
+        var low = x;
+        x = Avx512F.PermuteVar16x32x2(low, keep, y);
+        y = Avx512F.PermuteVar16x32x2(low, swap, y);
     }
 
     // For rows x = i (bit clear) and y = i|bit: x keeps its columns without the bit and takes y's columns j^bit

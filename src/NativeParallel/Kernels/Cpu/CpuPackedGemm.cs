@@ -19,8 +19,10 @@ namespace NativeParallel.Kernels.Cpu;
 /// NC 256, KC 256, scalar packing: 8 loads per 12 FMAs.</item>
 /// <item>v3 (default with AVX-512): 12 × 32 tile in 24 Vector512 accumulators (14 loads per 24 FMAs, the
 /// broadcasts single vbroadcastss loads); the rows-contiguous operands (x and W in x·Wᵀ, dY in dY·W) packed by
-/// 16 × 16 in-register transposes instead of a scalar scatter; larger row and column blocks (<see cref="MC3"/>,
-/// <see cref="NC3"/>) so A is packed fewer times; full tiles written back with vector adds.
+/// 16 × 16 in-register transposes instead of a scalar scatter; larger column blocks (<see cref="NC3"/>) so A is
+/// packed fewer times; a task packs its block of B for all of k first, then takes each row block through every k
+/// panel, so that block's C stays in L2 instead of streaming to memory once per k panel; full tiles written back
+/// with vector adds, bf16 results rounded tile by tile.
 /// Without AVX-512 it runs v2's Vector256 path.</item>
 /// </list>
 /// </summary>
@@ -49,6 +51,9 @@ internal static unsafe partial class CpuPackedGemm
 
     /// <summary>Columns of C per task (v3, a multiple of 32): its packed B block, KC × NC (512 KB), stays in L2.</summary>
     internal static int NC3 { get; set; } = 512;
+
+    /// <summary>Floats of packed B a v3 task holds (8 MB): its block of B for this much of k at once.</summary>
+    internal static int PackedBFloats3 { get; set; } = 1 << 21;
 
     /// <summary>Which version runs: 3 (the default) or 2; the bench and the tests switch it.</summary>
     internal static int Version { get; set; } = 3;
