@@ -80,7 +80,7 @@ public sealed unsafe class CpuPackedGemmTests
         {
             CpuPackedGemm.Operand x = bf16 ? new(qa, aRow, aDepth) : new(pa, aRow, aDepth);
             CpuPackedGemm.Operand y = bf16 ? new(qb, bRow, bDepth) : new(pb, bRow, bDepth);
-            if (bf16Result) CpuPackedGemm.MultiplyToBf16(m, n, k, x, y, pc, qc, n);
+            if (bf16Result) CpuPackedGemm.MultiplyToBf16(m, n, k, x, y, qc, n);
             else CpuPackedGemm.Multiply(m, n, k, x, y, pc, n, accumulate);
         }
         if (bf16Result) c = c16.Select(FloatBits.FromBF16).ToArray();

@@ -109,37 +109,16 @@ internal sealed unsafe class CpuKernels : IKernels
         {
             // f32 and bf16 operands go to the packed GEMM as they are: it widens bf16 while packing (no f32 copies
             // of a or b), and rounds a bf16 c tile by tile as it finishes (the scratch holds the partial sums).
-            var (x, y) = (PackedOperand(a, k), PackedOperand(b, k));
-            if (c.DType == DType.F32)
-            {
-                CpuPackedGemm.Multiply(m, n, k, x, y, (float*)c.Pointer, n, accumulate: false);
-                return;
-            }
-            if (c.DType == DType.BF16)
-            {
-                long bytes = Math.Max((long)m * n, 1) * sizeof(float);
-                float* partial = (float*)ScratchPool.Rent(bytes);
-                try
-                {
-                    CpuPackedGemm.MultiplyToBf16(m, n, k, x, y, partial, (ushort*)c.Pointer, n);
-                }
-                finally
-                {
-                    ScratchPool.Return(partial, bytes);
-                }
-                return;
-            }
+            CpuPackedGemm.Operand x = CpuPackedGemm.Operand.Of(a, k, 1), y = CpuPackedGemm.Operand.Of(b, k, 1);
+            if (c.DType == DType.F32) CpuPackedGemm.Multiply(m, n, k, x, y, (float*)c.Pointer, n, accumulate: false);
+            else CpuPackedGemm.MultiplyToBf16(m, n, k, x, y, (ushort*)c.Pointer, n);
+            return;
         }
         using var av = F32View.Input(a);
         using var bv = F32View.Input(b);
         using var cv = F32View.Output(c);
         CpuGemm.MultiplyTransposed(av.Pointer, bv.Pointer, cv.Pointer, m, n, k);
     }
-
-    // A row-major (rows, k) matrix of a contiguous tensor as the packed GEMM reads it.
-    private static CpuPackedGemm.Operand PackedOperand(Tensor t, int k) => t.DType == DType.BF16
-        ? new((ushort*)t.Pointer, k, 1)
-        : new((float*)t.Pointer, k, 1);
 
     public void AddBias(Tensor x, Tensor bias)
     {

@@ -14,14 +14,14 @@ internal static unsafe partial class CpuPackedGemm
     {
         int mc = MC3, nc = NC3, kc = KC3;
         int blocksM = (m + mc - 1) / mc, blocksN = (n + nc - 1) / nc;
-        // As v2: a task owns a block of columns (it packs that block of B once per k panel) and a run of row blocks;
-        // when the column blocks are fewer than the cores, the rows are cut into runs too.
+        // As v2: a task owns a block of columns (it packs that block of B once) and a run of row blocks; when the
+        // column blocks are fewer than the cores, the rows are cut into runs too.
         int runs = Math.Clamp((Environment.ProcessorCount + blocksN - 1) / blocksN, 1, blocksM);
         int blocksPerRun = (blocksM + runs - 1) / runs;
         runs = (blocksM + blocksPerRun - 1) / blocksPerRun;
         // A task packs its block of B for a long run of k (all of k up to PackedBFloats3 floats, 8 MB) and then, per row
         // block, walks the k panels of that run: the row block's C (MC × NC, 288 KB) stays in L2 between k panels
-        // instead of going out to memory and back once per panel (v2's order, an eighth of its time at 1024³).
+        // instead of going out to memory and back once per panel (v2's order: four round trips of C at 1024³).
         int kSpan = Math.Max(kc, Math.Min(k, PackedBFloats3 / nc / kc * kc));
         CpuParallel.For(blocksN * runs, (long)blocksPerRun * mc * nc * k, (start, end) =>
         {

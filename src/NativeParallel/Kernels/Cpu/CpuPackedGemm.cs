@@ -74,6 +74,11 @@ internal static unsafe partial class CpuPackedGemm
         public long DepthStride { get; }
         public bool Bf16 { get; }
 
+        /// <summary>A contiguous f32 or bf16 tensor (its dtype checked by the op) with these strides.</summary>
+        public static Operand Of(Tensor t, long rowStride, long depthStride) => t.DType == DType.BF16
+            ? new((ushort*)t.Pointer, rowStride, depthStride)
+            : new((float*)t.Pointer, rowStride, depthStride);
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public float At(long offset) => Bf16 ? FloatBits.FromBF16(((ushort*)Address)[offset]) : ((float*)Address)[offset];
     }
@@ -125,19 +130,28 @@ internal static unsafe partial class CpuPackedGemm
 
     /// <summary>
     /// bf16 c[i·ldc + j] = Σ_p A(i, p) · B(j, p), summed in f32 and rounded once to nearest even. v3 rounds each tile
-    /// as its last k panel is written back; <paramref name="partial"/> (m × ldc floats) holds the sums of the
-    /// earlier k panels (v2 writes all of it, then narrows it).
+    /// as its last k panel is written back; an f32 scratch (m × ldc, pooled) holds the sums of the earlier k panels
+    /// (v2 writes all of it, then narrows it).
     /// </summary>
-    public static void MultiplyToBf16(int m, int n, int k, Operand a, Operand b, float* partial, ushort* c, long ldc)
+    public static void MultiplyToBf16(int m, int n, int k, Operand a, Operand b, ushort* c, long ldc)
     {
         if (m == 0 || n == 0) return;
-        if (k > 0 && Version >= 3 && UsesVector512)
+        long bytes = m * ldc * sizeof(float);
+        float* partial = (float*)ScratchPool.Rent(bytes);
+        try
         {
-            MultiplyV3(m, n, k, a, b, partial, ldc, accumulate: false, c);
-            return;
+            if (k > 0 && Version >= 3 && UsesVector512)
+            {
+                MultiplyV3(m, n, k, a, b, partial, ldc, accumulate: false, c);
+                return;
+            }
+            Multiply(m, n, k, a, b, partial, ldc, accumulate: false);
+            for (int i = 0; i < m; i++) Bf16Vector.Narrow(new ReadOnlySpan<float>(partial + i * ldc, n), c + i * ldc);
         }
-        Multiply(m, n, k, a, b, partial, ldc, accumulate: false);
-        for (int i = 0; i < m; i++) Bf16Vector.Narrow(new ReadOnlySpan<float>(partial + i * ldc, n), c + i * ldc);
+        finally
+        {
+            ScratchPool.Return(partial, bytes);
+        }
     }
 
     private static void MultiplyV2(int m, int n, int k, Operand a, Operand b, float* c, long ldc, bool accumulate)

@@ -5,6 +5,7 @@ using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Operand = NativeParallel.Kernels.Cpu.CpuPackedGemm.Operand;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -107,10 +108,10 @@ public static unsafe class MatmulBackward
     {
         if (dX.DType == DType.BF16)
         {
-            ToBf16(m, k, n, Operand(dY, n, 1), Operand(w, 1, k), dX);
+            CpuPackedGemm.MultiplyToBf16(m, k, n, Operand.Of(dY, n, 1), Operand.Of(w, 1, k), (ushort*)dX.Pointer, k);
             return;
         }
-        CpuPackedGemm.Multiply(m, k, n, Operand(dY, n, 1), Operand(w, 1, k), (float*)dX.Pointer, k, accumulate: false);
+        CpuPackedGemm.Multiply(m, k, n, Operand.Of(dY, n, 1), Operand.Of(w, 1, k), (float*)dX.Pointer, k, accumulate: false);
     }
 
     // dW (n, k) (+)= dYᵀ (n, m) · X (m, k): the packed GEMM with A(i, p) = dY[p, i] and B(j, p) = X[p, j], the sum
@@ -119,32 +120,12 @@ public static unsafe class MatmulBackward
     {
         if (dW.DType == DType.BF16 && !accumulate)
         {
-            ToBf16(n, k, m, Operand(dY, 1, n), Operand(x, 1, k), dW);
+            CpuPackedGemm.MultiplyToBf16(n, k, m, Operand.Of(dY, 1, n), Operand.Of(x, 1, k), (ushort*)dW.Pointer, k);
             return;
         }
         using var dwv = accumulate ? F32View.InOut(dW) : F32View.Output(dW);
-        CpuPackedGemm.Multiply(n, k, m, Operand(dY, 1, n), Operand(x, 1, k), dwv.Pointer, k, accumulate);
+        CpuPackedGemm.Multiply(n, k, m, Operand.Of(dY, 1, n), Operand.Of(x, 1, k), dwv.Pointer, k, accumulate);
     }
-
-    // A bf16 result (rows, cols) rounded once from f32 sums; the scratch holds the sums of the earlier k panels.
-    private static void ToBf16(int rows, int cols, int depth, CpuPackedGemm.Operand a, CpuPackedGemm.Operand b, Tensor output)
-    {
-        long bytes = Math.Max((long)rows * cols, 1) * sizeof(float);
-        float* partial = (float*)ScratchPool.Rent(bytes);
-        try
-        {
-            CpuPackedGemm.MultiplyToBf16(rows, cols, depth, a, b, partial, (ushort*)output.Pointer, cols);
-        }
-        finally
-        {
-            ScratchPool.Return(partial, bytes);
-        }
-    }
-
-    // A checked operand (f32 or bf16, contiguous) as the packed GEMM reads it: bf16 is widened while packing.
-    private static CpuPackedGemm.Operand Operand(Tensor t, long rowStride, long depthStride) => t.DType == DType.BF16
-        ? new((ushort*)t.Pointer, rowStride, depthStride)
-        : new((float*)t.Pointer, rowStride, depthStride);
 
     /// <summary>The float64 reference of <see cref="InputGrad"/>: dX (m, k) = dY (m, n) · W (n, k).</summary>
     public static double[] ReferenceInputGrad(float[] dY, float[] w, int m, int n, int k)
