@@ -19,7 +19,7 @@ internal static unsafe partial class CpuPackedGemm
         int runs = Math.Clamp((Environment.ProcessorCount + blocksN - 1) / blocksN, 1, blocksM);
         int blocksPerRun = (blocksM + runs - 1) / runs;
         runs = (blocksM + blocksPerRun - 1) / blocksPerRun;
-        // A task packs its block of B for a long run of k (all of k up to PackedBFloats3 floats, 8 MB) and then, per row
+        // A task packs its block of B for a long run of k (all of k up to PackedBFloats3 floats, 4 MB) and then, per row
         // block, walks the k panels of that run: the row block's C (MC × NC, 288 KB) stays in L2 between k panels
         // instead of going out to memory and back once per panel (v2's order: four round trips of C at 1024³).
         int kSpan = Math.Max(kc, Math.Min(k, PackedBFloats3 / nc / kc * kc));

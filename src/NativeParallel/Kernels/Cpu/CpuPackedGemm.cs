@@ -55,8 +55,11 @@ internal static unsafe partial class CpuPackedGemm
     /// <summary>Columns of C per task (v3, a multiple of 32): its packed B block, KC × NC (512 KB), stays in L2.</summary>
     internal static int NC3 { get; set; } = 512;
 
-    /// <summary>Floats of packed B a v3 task holds (8 MB): its block of B for this much of k at once.</summary>
-    internal static int PackedBFloats3 { get; set; } = 1 << 21;
+    /// <summary>
+    /// Floats of packed B a v3 thread holds (4 MB, kept per pool thread): its block of B for this much of k at once,
+    /// k up to 2048 with NC 512 (C makes one round trip to memory per such run of k).
+    /// </summary>
+    internal static int PackedBFloats3 { get; set; } = 1 << 20;
 
     /// <summary>Which version runs: 3 (the default) or 2; the bench and the tests switch it.</summary>
     internal static int Version { get; set; } = 3;
