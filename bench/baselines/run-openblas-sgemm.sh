@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repeats=${1:-20}
 rounds=${2:-3}
-lib=$(ldconfig -p | awk '/libopenblas\.so\.0 /{print $NF; exit}')
+# awk reads to the end: exiting at the first match made ldconfig die of SIGPIPE, which pipefail turned into exit 141.
+lib=$(ldconfig -p | awk '/libopenblas\.so\.0 / && !found {print $NF; found = 1}')
 [ -n "$lib" ] || { echo "run-openblas-sgemm: libopenblas0 is not installed (apt-get install libopenblas0-pthread)" >&2; exit 1; }
 mkdir -p out/baselines
 gcc -O2 -o out/baselines/openblas_sgemm bench/baselines/openblas_sgemm.c "$lib"

@@ -35,7 +35,7 @@ public static class KernelBenchmarks
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
     /// roof of the others, always); <paramref name="allVersions"/> times every version of an op side by side (llm.c's
-    /// kernel versions: the CPU's matmul, v1 dot products, v2 packed on Vector256 and, with AVX-512, on Vector512; on a
+    /// kernel versions: the CPU's matmul, v1 dot products, v2 packed on Vector256 and, with AVX-512, v2 and v3 on Vector512; on a
     /// device, the bf16 matmul's and matmul_bwd's versions of <see cref="KernelVersions"/>). <paramref name="progress"/> gets one line per result.
     /// </summary>
     public static IReadOnlyList<KernelBenchmarkResult> Run(IDevice device, int warmup, int repeats, Action<KernelBenchmarkResult> progress,
@@ -241,30 +241,34 @@ public static class KernelBenchmarks
     // The CPU matmul's versions, each a way to run the op: the default only, or all of them side by side.
     private static IEnumerable<(string Name, Action<Action> Run)> CpuMatmulVersions(bool all)
     {
-        string packed = Kernels.Cpu.CpuPackedGemm.UsesVector512 ? "v2 packed 6x32, Vector512" : "v2 packed 6x16, Vector256";
         if (!all)
         {
-            yield return (packed, op => op());
+            yield return (CpuMatmulDefault(), op => op());
             yield break;
         }
-        yield return ("v1 dot products, Vector256", op => WithCpuGemm(int.MaxValue, Kernels.Cpu.CpuPackedGemm.PreferVector512, op));
-        yield return ("v2 packed 6x16, Vector256", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, false, op));
+        yield return ("v1 dot products, Vector256", op => WithCpuGemm(int.MaxValue, Kernels.Cpu.CpuPackedGemm.PreferVector512, 2, op));
+        yield return ("v2 packed 6x16, Vector256", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, false, 2, op));
         if (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-            yield return ("v2 packed 6x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, op));
+        {
+            yield return ("v2 packed 6x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, 2, op));
+            yield return ("v3 packed 12x32, Vector512", op => WithCpuGemm(Kernels.Cpu.CpuGemm.PackedFromRows, true, 3, op));
+        }
     }
 
-    private static void WithCpuGemm(int packedFromRows, bool wide, Action op)
+    private static string CpuMatmulDefault() => !Kernels.Cpu.CpuPackedGemm.UsesVector512 ? "v2 packed 6x16, Vector256"
+        : Kernels.Cpu.CpuPackedGemm.Version >= 3 ? "v3 packed 12x32, Vector512" : "v2 packed 6x32, Vector512";
+
+    private static void WithCpuGemm(int packedFromRows, bool wide, int version, Action op)
     {
-        int rows = Kernels.Cpu.CpuGemm.PackedFromRows;
-        bool before = Kernels.Cpu.CpuPackedGemm.PreferVector512;
+        var gemm = (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512, Kernels.Cpu.CpuPackedGemm.Version);
         try
         {
-            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512) = (packedFromRows, wide);
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512, Kernels.Cpu.CpuPackedGemm.Version) = (packedFromRows, wide, version);
             op();
         }
         finally
         {
-            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512) = (rows, before);
+            (Kernels.Cpu.CpuGemm.PackedFromRows, Kernels.Cpu.CpuPackedGemm.PreferVector512, Kernels.Cpu.CpuPackedGemm.Version) = gemm;
         }
     }
 

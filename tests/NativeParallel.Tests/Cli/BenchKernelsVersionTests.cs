@@ -13,7 +13,9 @@ public sealed class BenchKernelsVersionTests
         {
             Assert.Contains($"matmul {dtype} (v1 dot products, Vector256)", output);
             Assert.Contains($"matmul {dtype} (v2 packed 6x16, Vector256)", output);
-            if (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) Assert.Contains($"matmul {dtype} (v2 packed 6x32, Vector512)", output);
+            if (!System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) continue;
+            Assert.Contains($"matmul {dtype} (v2 packed 6x32, Vector512)", output);
+            Assert.Contains($"matmul {dtype} (v3 packed 12x32, Vector512)", output);
         }
         Assert.Contains("device copy", output); // the roof stays
         Assert.DoesNotContain("rmsnorm", output);

@@ -105,6 +105,15 @@ internal sealed unsafe class CpuKernels : IKernels
     public void Matmul(Tensor a, Tensor b, Tensor c)
     {
         var (m, n, k) = OpShapes.Matmul(a, b, c);
+        if (m >= CpuGemm.PackedFromRows && a.DType is DType.F32 or DType.BF16 && b.DType is DType.F32 or DType.BF16)
+        {
+            // f32 and bf16 operands go to the packed GEMM as they are: it widens bf16 while packing (no f32 copies
+            // of a or b), and rounds a bf16 c tile by tile as it finishes (the scratch holds the partial sums).
+            CpuPackedGemm.Operand x = CpuPackedGemm.Operand.Of(a, k, 1), y = CpuPackedGemm.Operand.Of(b, k, 1);
+            if (c.DType == DType.F32) CpuPackedGemm.Multiply(m, n, k, x, y, (float*)c.Pointer, n, accumulate: false);
+            else CpuPackedGemm.MultiplyToBf16(m, n, k, x, y, (ushort*)c.Pointer, n);
+            return;
+        }
         using var av = F32View.Input(a);
         using var bv = F32View.Input(b);
         using var cv = F32View.Output(c);

@@ -1,41 +1,89 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using NativeParallel.Tensors;
 
 namespace NativeParallel.Kernels.Cpu;
 
 /// <summary>
-/// C (+)= A · Bᵀ in f32 for any strides of A (m × k) and B (n × k), the GotoBLAS/BLIS way: k is cut into panels of
-/// <see cref="KC"/>, C into blocks of <see cref="MC"/> × <see cref="NC"/>; a task takes a block column of C, packs its
-/// block of B into column panels of NR (k-major, NR floats per k step) once per k panel for all its row blocks, and
-/// each block of A into row panels of <see cref="MR"/>, so the micro-kernel streams both from L1/L2 with unit stride whatever the operands' layout, and
-/// keeps an MR × NR tile of C in registers: 6 × 32 in twelve Vector512 accumulators where the CPU has AVX-512,
-/// 6 × 16 in twelve Vector256 ones elsewhere (or when <see cref="PreferVector512"/> is off). Per k step it loads NR floats of B once and broadcasts 6 of A, 12
-/// fused multiply-adds for 8 loads (the dot-product kernel it replaces needed 6 loads per 8 FMAs and a horizontal
-/// sum per output). The three products of training are this one call with different strides (x·Wᵀ, dY·W, dYᵀ·X),
-/// so none needs a transposed copy. Each C tile is summed over k in panel order by one task, so the result does not
-/// depend on the thread count.
+/// C (+)= A · Bᵀ in f32 for any strides of A (m × k) and B (n × k), f32 or bf16 operands, the GotoBLAS/BLIS way: k
+/// is cut into panels of KC, C into blocks of MC × NC; a task takes a block column of C, packs its block of B into
+/// column panels of NR (k-major, NR floats per k step) once per k panel for all its row blocks, and each block of A
+/// into row panels of MR, so the micro-kernel streams both from L1/L2 with unit stride whatever the operands' layout,
+/// and keeps an MR × NR tile of C in registers. The three products of training are this one call with different
+/// strides (x·Wᵀ, dY·W, dYᵀ·X), so none needs a transposed copy; bf16 operands are widened while they are packed.
+/// Each C tile is summed over k in panel order by one task, so the result does not depend on the thread count.
+/// Versions (<see cref="Version"/>; the bench times them side by side):
+/// <list type="bullet">
+/// <item>v2: 6 × 32 tile in twelve Vector512 accumulators (6 × 16 in Vector256 ones without AVX-512), MC 96,
+/// NC 256, KC 256, scalar packing: 8 loads per 12 FMAs.</item>
+/// <item>v3 (default with AVX-512): 12 × 32 tile in 24 Vector512 accumulators (14 loads per 24 FMAs, the
+/// broadcasts single vbroadcastss loads); the rows-contiguous operands (x and W in x·Wᵀ, dY in dY·W) packed by
+/// 16 × 16 in-register transposes instead of a scalar scatter; larger column blocks (<see cref="NC3"/>) so A is
+/// packed fewer times; a task packs its block of B for all of k first, then takes each row block through every k
+/// panel, so that block's C stays in L2 instead of streaming to memory once per k panel; full tiles written back
+/// with vector adds, bf16 results rounded tile by tile.
+/// Without AVX-512 it runs v2's Vector256 path.</item>
+/// </list>
 /// </summary>
-internal static unsafe class CpuPackedGemm
+internal static unsafe partial class CpuPackedGemm
 {
-    /// <summary>Rows of A per micro-kernel tile.</summary>
+    /// <summary>Rows of A per micro-kernel tile (v2).</summary>
     public const int MR = 6;
 
-    /// <summary>k per packed panel: an MR × KC slice of A and a KC × NR slice of B fit L1 together.</summary>
+    /// <summary>k per packed panel (v2): an MR × KC slice of A and a KC × NR slice of B fit L1 together.</summary>
     public const int KC = 256;
 
-    /// <summary>Rows of C per task (a multiple of MR): the packed A block (MC × KC) stays in L2.</summary>
+    /// <summary>Rows of C per task (v2, a multiple of MR): the packed A block (MC × KC) stays in L2.</summary>
     public const int MC = 96;
 
-    /// <summary>Columns of C per task (a multiple of both NRs, 32 and 16): the packed B block (KC × NC) stays in L2.</summary>
+    /// <summary>Columns of C per task (v2, a multiple of both NRs, 32 and 16): the packed B block (KC × NC) stays in L2.</summary>
     public const int NC = 256;
 
-    /// <summary>Element (row, p) of an operand lives at <c>Pointer + row·RowStride + p·DepthStride</c>.</summary>
-    public readonly struct Operand(float* pointer, long rowStride, long depthStride)
+    /// <summary>Rows of A per micro-kernel tile (v3).</summary>
+    public const int MR3 = 12;
+
+    /// <summary>k per packed panel (v3): a KC × 32 slice of B (32 KB) and a 12 × KC slice of A (12 KB) share the 48 KB L1.</summary>
+    internal static int KC3 { get; set; } = 256;
+
+    /// <summary>
+    /// Rows of C per row block (v3, a multiple of 12): the packed A block, MC × KC (144 KB), and the block's C,
+    /// MC × NC (288 KB), stay in L2 together (96, 144 and 192 measured alike at 1024³ here; 144 is in the middle).
+    /// </summary>
+    internal static int MC3 { get; set; } = 144;
+
+    /// <summary>Columns of C per task (v3, a multiple of 32): its packed B block, KC × NC (512 KB), stays in L2.</summary>
+    internal static int NC3 { get; set; } = 512;
+
+    /// <summary>
+    /// Floats of packed B a v3 thread holds (4 MB, kept per pool thread): its block of B for this much of k at once,
+    /// k up to 2048 with NC 512 (C makes one round trip to memory per such run of k).
+    /// </summary>
+    internal static int PackedBFloats3 { get; set; } = 1 << 20;
+
+    /// <summary>Which version runs: 3 (the default) or 2; the bench and the tests switch it.</summary>
+    internal static int Version { get; set; } = 3;
+
+    /// <summary>
+    /// Element (row, p) of an operand lives at <c>Address + (row·RowStride + p·DepthStride)·size</c>, f32 or bf16
+    /// (bf16 is widened exactly while it is packed).
+    /// </summary>
+    public readonly struct Operand
     {
-        public float* Pointer { get; } = pointer;
-        public long RowStride { get; } = rowStride;
-        public long DepthStride { get; } = depthStride;
+        public Operand(float* pointer, long rowStride, long depthStride) => (Address, RowStride, DepthStride, Bf16) = ((nint)pointer, rowStride, depthStride, false);
+        public Operand(ushort* pointer, long rowStride, long depthStride) => (Address, RowStride, DepthStride, Bf16) = ((nint)pointer, rowStride, depthStride, true);
+        public nint Address { get; }
+        public long RowStride { get; }
+        public long DepthStride { get; }
+        public bool Bf16 { get; }
+
+        /// <summary>A contiguous f32 or bf16 tensor (its dtype checked by the op) with these strides.</summary>
+        public static Operand Of(Tensor t, long rowStride, long depthStride) => t.DType == DType.BF16
+            ? new((ushort*)t.Pointer, rowStride, depthStride)
+            : new((float*)t.Pointer, rowStride, depthStride);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float At(long offset) => Bf16 ? FloatBits.FromBF16(((ushort*)Address)[offset]) : ((float*)Address)[offset];
     }
 
     /// <summary>
@@ -47,9 +95,27 @@ internal static unsafe class CpuPackedGemm
     /// <summary>Whether the AVX-512 micro-kernel runs now.</summary>
     public static bool UsesVector512 => Vector512.IsHardwareAccelerated && PreferVector512;
 
-    // Packing buffers per thread, allocated once (the thread pool's threads are few and long-lived).
+    // Packing buffers per thread, allocated once (the thread pool's threads are few and long-lived), grown when a
+    // version's blocks need more.
     [ThreadStatic] private static float* t_packedA;
     [ThreadStatic] private static float* t_packedB;
+    [ThreadStatic] private static long t_packedALength, t_packedBLength;
+
+    private static void EnsurePacking(long aFloats, long bFloats)
+    {
+        if (t_packedALength < aFloats)
+        {
+            NativeMemory.AlignedFree(t_packedA);
+            t_packedA = (float*)NativeMemory.AlignedAlloc((nuint)(aFloats * sizeof(float)), 64);
+            t_packedALength = aFloats;
+        }
+        if (t_packedBLength < bFloats)
+        {
+            NativeMemory.AlignedFree(t_packedB);
+            t_packedB = (float*)NativeMemory.AlignedAlloc((nuint)(bFloats * sizeof(float)), 64);
+            t_packedBLength = bFloats;
+        }
+    }
 
     /// <summary>c[i·ldc + j] = Σ_p A(i, p) · B(j, p) (+ the old c[i·ldc + j] when <paramref name="accumulate"/>).</summary>
     public static void Multiply(int m, int n, int k, Operand a, Operand b, float* c, long ldc, bool accumulate)
@@ -61,6 +127,38 @@ internal static unsafe class CpuPackedGemm
                 for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear();
             return;
         }
+        if (Version >= 3 && UsesVector512) MultiplyV3(m, n, k, a, b, c, ldc, accumulate, null);
+        else MultiplyV2(m, n, k, a, b, c, ldc, accumulate);
+    }
+
+    /// <summary>
+    /// bf16 c[i·ldc + j] = Σ_p A(i, p) · B(j, p), summed in f32 and rounded once to nearest even. v3 rounds each tile
+    /// as its last k panel is written back; an f32 scratch (m × ldc, pooled) holds the sums of the earlier k panels
+    /// (v2 writes all of it, then narrows it).
+    /// </summary>
+    public static void MultiplyToBf16(int m, int n, int k, Operand a, Operand b, ushort* c, long ldc)
+    {
+        if (m == 0 || n == 0) return;
+        long bytes = m * ldc * sizeof(float);
+        float* partial = (float*)ScratchPool.Rent(bytes);
+        try
+        {
+            if (k > 0 && Version >= 3 && UsesVector512)
+            {
+                MultiplyV3(m, n, k, a, b, partial, ldc, accumulate: false, c);
+                return;
+            }
+            Multiply(m, n, k, a, b, partial, ldc, accumulate: false);
+            for (int i = 0; i < m; i++) Bf16Vector.Narrow(new ReadOnlySpan<float>(partial + i * ldc, n), c + i * ldc);
+        }
+        finally
+        {
+            ScratchPool.Return(partial, bytes);
+        }
+    }
+
+    private static void MultiplyV2(int m, int n, int k, Operand a, Operand b, float* c, long ldc, bool accumulate)
+    {
         bool wide = UsesVector512;
         int nr = wide ? 32 : 16;
         int blocksM = (m + MC - 1) / MC, blocksN = (n + NC - 1) / NC;
@@ -72,11 +170,7 @@ internal static unsafe class CpuPackedGemm
         runs = (blocksM + blocksPerRun - 1) / blocksPerRun;
         CpuParallel.For(blocksN * runs, (long)blocksPerRun * MC * NC * k, (start, end) =>
         {
-            if (t_packedA == null)
-            {
-                t_packedA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
-                t_packedB = (float*)NativeMemory.AlignedAlloc((nuint)(NC * KC * sizeof(float)), 64);
-            }
+            EnsurePacking(MC * KC, NC * KC);
             float* packedA = t_packedA, packedB = t_packedB;
             for (int task = start; task < end; task++)
             {
@@ -107,26 +201,27 @@ internal static unsafe class CpuPackedGemm
     }
 
     // A panel of `width` lanes (rows of the operand; the last panel's missing lanes are zeros) over `depth` k steps:
-    // dst[p·width + lane] = X(first + lane, p0 + p). The loop order follows the operand's unit stride.
+    // dst[p·width + lane] = X(first + lane, p0 + p). The loop order follows the operand's unit stride (v2's packing,
+    // and v3's for the lanes and k steps its vector packing leaves).
     private static void Pack(Operand x, int first, int count, int width, int p0, int depth, float* dst)
     {
-        float* src = x.Pointer + first * x.RowStride + p0 * x.DepthStride;
+        long src = first * x.RowStride + p0 * x.DepthStride;
         if (x.DepthStride == 1)
         {
             for (int lane = 0; lane < count; lane++)
             {
-                float* row = src + lane * x.RowStride;
-                for (int p = 0; p < depth; p++) dst[p * width + lane] = row[p];
+                long row = src + lane * x.RowStride;
+                for (int p = 0; p < depth; p++) dst[p * width + lane] = x.At(row + p);
             }
         }
         else
         {
             for (int p = 0; p < depth; p++)
             {
-                float* column = src + p * x.DepthStride;
+                long column = src + p * x.DepthStride;
                 float* to = dst + p * width;
-                if (x.RowStride == 1) new ReadOnlySpan<float>(column, count).CopyTo(new Span<float>(to, count));
-                else for (int lane = 0; lane < count; lane++) to[lane] = column[lane * x.RowStride];
+                if (x.RowStride == 1 && !x.Bf16) new ReadOnlySpan<float>((float*)x.Address + column, count).CopyTo(new Span<float>(to, count));
+                else for (int lane = 0; lane < count; lane++) to[lane] = x.At(column + lane * x.RowStride);
             }
         }
         if (count < width)

@@ -5,6 +5,7 @@ using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Operand = NativeParallel.Kernels.Cpu.CpuPackedGemm.Operand;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -105,20 +106,25 @@ public static unsafe class MatmulBackward
     // W's columns (the packing step does the transposition, so no transposed copy of W is made).
     private static void CpuInputGrad(Tensor dY, Tensor w, Tensor dX, int m, int n, int k)
     {
-        using var dyv = F32View.Input(dY);
-        using var wv = F32View.Input(w);
-        using var dxv = F32View.Output(dX);
-        CpuPackedGemm.Multiply(m, k, n, new(dyv.Pointer, n, 1), new(wv.Pointer, 1, k), dxv.Pointer, k, accumulate: false);
+        if (dX.DType == DType.BF16)
+        {
+            CpuPackedGemm.MultiplyToBf16(m, k, n, Operand.Of(dY, n, 1), Operand.Of(w, 1, k), (ushort*)dX.Pointer, k);
+            return;
+        }
+        CpuPackedGemm.Multiply(m, k, n, Operand.Of(dY, n, 1), Operand.Of(w, 1, k), (float*)dX.Pointer, k, accumulate: false);
     }
 
     // dW (n, k) (+)= dYᵀ (n, m) · X (m, k): the packed GEMM with A(i, p) = dY[p, i] and B(j, p) = X[p, j], the sum
     // over the m rows in k-panel order by one task per tile of dW, so the result does not depend on the thread count.
     private static void CpuWeightGrad(Tensor dY, Tensor x, Tensor dW, bool accumulate, int m, int n, int k)
     {
-        using var dyv = F32View.Input(dY);
-        using var xv = F32View.Input(x);
+        if (dW.DType == DType.BF16 && !accumulate)
+        {
+            CpuPackedGemm.MultiplyToBf16(n, k, m, Operand.Of(dY, 1, n), Operand.Of(x, 1, k), (ushort*)dW.Pointer, k);
+            return;
+        }
         using var dwv = accumulate ? F32View.InOut(dW) : F32View.Output(dW);
-        CpuPackedGemm.Multiply(n, k, m, new(dyv.Pointer, 1, n), new(xv.Pointer, 1, k), dwv.Pointer, k, accumulate);
+        CpuPackedGemm.Multiply(n, k, m, Operand.Of(dY, 1, n), Operand.Of(x, 1, k), dwv.Pointer, k, accumulate);
     }
 
     /// <summary>The float64 reference of <see cref="InputGrad"/>: dX (m, k) = dY (m, n) · W (n, k).</summary>
