@@ -99,14 +99,19 @@ internal static class BenchCollectivesCommand
         using var threadTrace = TraceFile.Start(tracePath);
         var groups = ProcessGroup.CreateThreadGroup(Math.Max(ranks, 1), "bench");
         var codes = new int[groups.Length];
+        var failures = new Exception?[groups.Length];
         var threads = groups.Select((g, r) => new Thread(() =>
         {
             using var traced = Tracer.BindRank(r);
-            codes[r] = Work(g, r == 0, r == 0 ? json : null);
+            // A rank's failure is rethrown on the calling thread after every rank has ended, where the CLI turns it
+            // into one line; thrown on the rank's own thread it would end the process with a stack trace.
+            try { codes[r] = Work(g, r == 0, r == 0 ? json : null); }
+            catch (Exception e) { failures[r] = e; }
         })).ToArray();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         foreach (var g in groups) g.Dispose();
+        if (failures.FirstOrDefault(f => f is not null) is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         return codes.Max();
     }
 
