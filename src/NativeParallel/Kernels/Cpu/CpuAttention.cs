@@ -58,7 +58,7 @@ internal static unsafe class CpuAttention
     private static void Decode<TV, TE>(nint q, nint k, nint v, int[] lengths, nint output, OpShapes.AttentionSizes s, float scale)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
-        int hq = s.Hq, d = s.D, batch = s.Batch;
+        int hq = s.Hq, d = s.D, batch = s.Batch, size = typeof(TE) == typeof(F32Element) ? 4 : 2;
         var (ranges, partials) = SplitKeys(lengths, batch);
         // Partial results: acc (hq × d), then m (hq), then l (hq), per range of a split sequence.
         long partialFloats = (long)hq * (d + 2);
@@ -78,26 +78,20 @@ internal static unsafe class CpuAttention
                         if (range.Partial < 0) Finish<TV, TE>(acc, l, hq, d, (byte*)output, (long)range.Batch * hq * d);
                     }
                 });
-            // Sequences split over several ranges are merged per query head; empty ones get zeros.
-            var first = new int[batch];
-            Array.Fill(first, -1);
-            for (int t = ranges.Length - 1; t >= 0; t--) first[ranges[t].Batch] = t;
-            CpuParallel.For(batch, 4L * hq * d * 2, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+            // Sequences split over several ranges are merged per query head, empty ones get zeros: on this thread,
+            // as it is a few hundredths of the work (every range has at least MinKeysPerTask keys per hq·d sums) and
+            // a second fork-join cost more than that on a busy machine (a woken worker waits for a time slice).
+            int first = 0; // the first range of sequence b
+            for (int b = 0; b < batch; b++)
             {
-                for (int b = start; b < end; b++)
-                {
-                    long outBase = (long)b * hq * d;
-                    if (first[b] < 0)
-                    {
-                        for (long e = 0; e < (long)hq * d; e++) TE.StoreScalar(0f, (void*)output, outBase + e);
-                        continue;
-                    }
-                    if (ranges[first[b]].Partial < 0) continue;
-                    int count = 0;
-                    while (first[b] + count < ranges.Length && ranges[first[b] + count].Batch == b) count++;
-                    Combine<TV, TE>(scratch + ranges[first[b]].Partial * partialFloats, count, partialFloats, hq, d, (byte*)output, outBase);
-                }
-            });
+                long outBase = (long)b * hq * d;
+                int count = 0;
+                while (first + count < ranges.Length && ranges[first + count].Batch == b) count++;
+                if (count == 0) new Span<byte>((byte*)output + outBase * size, checked(hq * d * size)).Clear();
+                else if (ranges[first].Partial >= 0)
+                    Combine<TV, TE>(scratch + ranges[first].Partial * partialFloats, count, partialFloats, hq, d, (byte*)output, outBase);
+                first += count;
+            }
         }
         finally
         {
