@@ -30,7 +30,7 @@ public static class KernelBenchmarks
 {
     /// <summary>The op names <c>bench kernels --op</c> takes (the first word of each result's name).</summary>
     public static readonly IReadOnlyList<string> Ops =
-        ["residual_add", "rmsnorm", "softmax", "attention_decode", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
+        ["residual_add", "rmsnorm", "softmax", "attention_decode", "attention_prefill", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
 
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
@@ -109,6 +109,19 @@ public static class KernelBenchmarks
             using var o = Tensor.Empty(device, DType.BF16, batch, hq, d);
             double ms = timer.Median(() => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)));
             Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}", ms, 2.0 * batch * capacity * hkv * d * 2));
+        }
+        if (Wants("attention_prefill"))
+        {
+            int batch = gpu ? 8 : 1, t = gpu ? 2048 : 512, hq = 32, hkv = 8, d = 128;
+            using var q = Tensor.Uniform(device, DType.BF16, 32, -1, 1, batch, t, hq, d);
+            using var kk = Tensor.Uniform(device, DType.BF16, 33, -1, 1, batch, t, hkv, d);
+            using var vv = Tensor.Uniform(device, DType.BF16, 34, -1, 1, batch, t, hkv, d);
+            using var o = Tensor.Empty(device, DType.BF16, batch, t, hq, d);
+            double ms = timer.Median(() => k.AttentionPrefill(q, kk, vv, o, 0, 1f / MathF.Sqrt(d)));
+            // Causal: t(t + 1)/2 scores per head, two products (QKᵀ, PV) of 2 flops per multiply-add.
+            double flops = 2.0 * 2 * batch * hq * (t * (t + 1.0) / 2) * d;
+            Add(new("attention_prefill bf16", $"b{batch} t{t} hq{hq} hkv{hkv} d{d}", ms, flops / (ms * 1e9), "TFLOP/s",
+                gpu ? "none yet" : "none on cpu", null, ""));
         }
         TrainingKernels(device, gpu, timer, Bandwidth, Add, Wants, allVersions);
         CublasHandle? cublas = null;

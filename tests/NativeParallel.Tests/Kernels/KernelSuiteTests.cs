@@ -63,12 +63,12 @@ public sealed class CudaKernelSuiteTests : KernelSuiteTests
 }
 
 /// <summary>
-/// The memory-bound CPU kernels (Kernels/Cpu/CpuRowKernels.cs) on their Vector256 path, which machines without
+/// The memory-bound CPU kernels (Kernels/Cpu/CpuRowKernels.cs, CpuAttention.cs) on their Vector256 path, which machines without
 /// AVX-512 run; <see cref="CpuKernelSuiteTests"/> takes the Vector512 one where the CPU has it.
 /// </summary>
 public sealed class CpuVector256KernelSuiteTests
 {
-    private static readonly string[] RowOps = ["rmsnorm", "softmax", "cross_entropy", "attention_decode", "swiglu"];
+    private static readonly string[] RowOps = ["rmsnorm", "softmax", "cross_entropy", "attention_decode", "attention_prefill", "swiglu"];
 
     public static TheoryData<string> CaseIds => new(KernelSuite.Cases.Where(c => RowOps.Contains(c.Op)).Select(c => c.Id));
 

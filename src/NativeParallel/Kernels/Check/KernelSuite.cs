@@ -49,12 +49,17 @@ public static class KernelSuite
             cases.Add(Gelu(dt, 10000, inPlace: true));
             foreach (var (rows, n) in new[] { (0, 4), (1, 1), (3, 31), (5, 33), (4, 1000), (2, 32000), (2, 70001) }) cases.Add(Softmax(dt, rows, n));
             foreach (var s in new[] { (1, 1, 1, 1, 1, 1, 0), (1, 7, 7, 4, 2, 64, 0), (2, 33, 33, 8, 2, 32, 0), (1, 5, 12, 4, 4, 80, 7),
-                                      (1, 3, 3, 2, 1, 256, 0), (1, 17, 17, 6, 3, 33, 0), (1, 4, 4, 2, 2, 16, 9) })
+                                      (1, 3, 3, 2, 1, 256, 0), (1, 17, 17, 6, 3, 33, 0), (1, 4, 4, 2, 2, 16, 9),
+                                      // Several key blocks with the causal edge inside them, row tiles with tails.
+                                      (2, 45, 50, 8, 2, 40, 5), (1, 70, 100, 4, 4, 24, 30), (1, 9, 75, 6, 2, 64, 66) })
                 cases.Add(AttentionPrefill(dt, s.Item1, s.Item2, s.Item3, s.Item4, s.Item5, s.Item6, s.Item7));
             foreach (var (batch, capacity, hq, hkv, d, lengths) in new[]
                      {
                          (1, 1, 1, 1, 1, new[] { 1 }), (3, 40, 8, 2, 64, new[] { 1, 17, 40 }),
                          (2, 300, 4, 1, 128, new[] { 0, 300 }), (1, 1000, 2, 2, 33, new[] { 999 }),
+                         // Sequences split over several key ranges and combined, beside short ones; d past a vector.
+                         (2, 700, 8, 8, 40, new[] { 513, 77 }), (4, 600, 12, 3, 100, new[] { 600, 1, 299, 450 }),
+                         (2, 333, 6, 2, 72, new[] { 333, 130 }),
                      })
                 cases.Add(AttentionDecode(dt, batch, capacity, hq, hkv, d, lengths));
             foreach (var (rows, n) in new[] { (0, 3), (1, 1), (3, 31), (2, 33), (5, 1000), (2, 32001) }) cases.Add(Argmax(dt, rows, n));

@@ -192,24 +192,7 @@ internal sealed unsafe class CpuKernels : IKernels
     public void AttentionPrefill(Tensor q, Tensor k, Tensor v, Tensor output, int queryStart, float scale)
     {
         var s = OpShapes.AttentionPrefill(q, k, v, output, queryStart);
-        using var qv = F32View.Input(q);
-        using var kv = F32View.Input(k);
-        using var vv = F32View.Input(v);
-        using var ov = F32View.Output(output);
-        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer;
-        int group = s.Hq / s.Hkv;
-        CpuParallel.For(s.Batch * s.Tq * s.Hq, 4L * s.Tk * s.D, (start, end) =>
-        {
-            var scores = new float[s.Tk];
-            for (int index = start; index < end; index++)
-            {
-                int h = index % s.Hq, i = index / s.Hq % s.Tq, b = index / (s.Hq * s.Tq);
-                int visible = Math.Min(s.Tk, queryStart + i + 1);
-                long row = (((long)b * s.Tq + i) * s.Hq + h) * s.D;
-                long keyBase = (long)b * s.Tk * s.Hkv * s.D + (long)(h / group) * s.D;
-                AttendRow(qp + row, kp + keyBase, vp + keyBase, (long)s.Hkv * s.D, visible, s.D, scale, scores, op + row);
-            }
-        });
+        CpuAttention.Prefill(q, k, v, output, s, queryStart, scale);
     }
 
     public void AttentionDecode(Tensor q, Tensor kCache, Tensor vCache, Tensor lengths, Tensor output, float scale)
@@ -218,21 +201,7 @@ internal sealed unsafe class CpuKernels : IKernels
         var lens = lengths.ToInts();
         foreach (int len in lens)
             OpShapes.Require(len >= 0 && len <= s.Tk, "attention_decode", $"lengths must be in 0..{s.Tk} (the cache capacity), got {len}");
-        CpuRowKernels.AttentionDecode(q, kCache, vCache, lens, output, s, scale);
-    }
-
-    private static void AttendRow(float* q, float* k, float* v, long keyStride, int visible, int d, float scale,
-        float[] scores, float* output)
-    {
-        var outRow = new Span<float>(output, d);
-        outRow.Clear();
-        if (visible <= 0) return;
-        var query = new ReadOnlySpan<float>(q, d);
-        var s = scores.AsSpan(0, visible);
-        for (int j = 0; j < visible; j++) s[j] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(k + j * keyStride, d)) * scale;
-        TensorPrimitives.SoftMax(s, s);
-        for (int j = 0; j < visible; j++)
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v + j * keyStride, d), s[j], outRow, outRow);
+        CpuAttention.Decode(q, kCache, vCache, lens, output, s, scale);
     }
 
     public void Argmax(Tensor x, Tensor indices)

@@ -28,6 +28,8 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract float Sum(TV v);
     /// <summary>The lanes added down to four (the halves added until 128 bits are left).</summary>
     static abstract Vector128<float> Fold(TV v);
+    /// <summary>The lanes added down to eight (the halves added until 256 bits are left).</summary>
+    static abstract Vector256<float> Fold256(TV v);
     static abstract float MaxAcross(TV v);
     /// <summary>e^x per lane, ~1 ulp: see <see cref="VectorExp"/>.</summary>
     static abstract TV Exp(TV x);
@@ -173,6 +175,25 @@ internal static class VectorSums
         }
         return Vector128.Create(Vector128.Sum(a), Vector128.Sum(b), Vector128.Sum(c), Vector128.Sum(d));
     }
+
+    /// <summary>(Σ a, Σ b, ..., Σ h) of eight vectors of eight lanes: two rounds of horizontal adds, then the halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Sum8(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d,
+        Vector256<float> e, Vector256<float> f, Vector256<float> g, Vector256<float> h)
+    {
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
+        {
+            // vhaddps pairs lanes within each 128-bit half: after two rounds the lower half holds the partial sums
+            // (a, b, c, d) of lanes 0-3 and the upper half those of lanes 4-7.
+            var abcd = System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(
+                System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(a, b), System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(c, d));
+            var efgh = System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(
+                System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(e, f), System.Runtime.Intrinsics.X86.Avx.HorizontalAdd(g, h));
+            return System.Runtime.Intrinsics.X86.Avx.Permute2x128(abcd, efgh, 0x20) + System.Runtime.Intrinsics.X86.Avx.Permute2x128(abcd, efgh, 0x31);
+        }
+        return Vector256.Create(Vector256.Sum(a), Vector256.Sum(b), Vector256.Sum(c), Vector256.Sum(d),
+            Vector256.Sum(e), Vector256.Sum(f), Vector256.Sum(g), Vector256.Sum(h));
+    }
 }
 
 internal unsafe struct V512 : IVec<V512>
@@ -221,6 +242,8 @@ internal unsafe struct V512 : IVec<V512>
         var half = v.V.GetLower() + v.V.GetUpper();
         return half.GetLower() + half.GetUpper();
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fold256(V512 v) => v.V.GetLower() + v.V.GetUpper();
     public static float MaxAcross(V512 v) => V256.MaxAcross(Vector256.MaxNative(v.V.GetLower(), v.V.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Exp(V512 x) => new(VectorExp.Exp(x.V));
@@ -266,6 +289,8 @@ internal unsafe struct V256 : IVec<V256>
     public static float Sum(V256 v) => VectorSums.Sum(Fold(v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Fold(V256 v) => v.V.GetLower() + v.V.GetUpper();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fold256(V256 v) => v.V;
     public static float MaxAcross(V256 v) => MaxAcross(v.V);
     internal static float MaxAcross(Vector256<float> v)
     {
