@@ -100,11 +100,12 @@ step bench-collectives-ipc 20 bench collectives --ranks 2 --device "$DEVICE" -b 
 step latency-collectives 10 bench collectives --ranks 2 --transport threads --device "$DEVICE" -b 4 -e 4K -f 1024 -n 200 -w 20
 step latency-collectives-ipc 10 bench collectives --ranks 2 --device "$DEVICE" -b 4 -e 4K -f 1024 -n 200 -w 20
 # The test classes that need the GPU (they skip without one; here a skip is a failure): the kernel suite, tensors on
-# the device, device-timed traces, and every device-direct collective on thread ranks and on processes over CUDA IPC.
+# the device, device-timed traces, every device-direct collective on thread ranks and on processes over CUDA IPC, and
+# the MoE layer with expert parallelism on the GPU.
 if [ -n "$TESTS" ] && [ "$DEVICE" = cuda ]; then
   read -r -a TESTS_CMD <<< "$TESTS"
   NATIVEPARALLEL_REQUIRE=cuda,nvrtc run_step gpu-tests 50 "${TESTS_CMD[@]}" -noColor -noLogo \
-    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*DeviceTimedTraceTests' -class '*LibraryResolverTests' -class '*CudaKernelVersionTests'
+    -class '*CudaKernelSuiteTests' -class '*CudaDeviceDirectTests' -class '*TensorTests' -class '*TracerTests' -class '*DeviceTimedTraceTests' -class '*LibraryResolverTests' -class '*CudaKernelVersionTests' -class '*CudaMoeOnDeviceTests'
   # The report keeps the first failures with their messages and the summary; the archive keeps everything.
   [ -f "$RAW/gpu-tests.txt" ] && { grep -A4 '\[FAIL\]' "$RAW/gpu-tests.txt" | head -n 150; grep -E 'Total:' "$RAW/gpu-tests.txt"; } > "$RAW/gpu-tests-summary.txt"
 else

@@ -29,7 +29,12 @@ public sealed class MoeOnDeviceTests
     public void ExpertParallelKeepsExactlyEachExpertsFirstArrivalsUpToCapacity(string deviceName, int ranks)
     {
         if (deviceName == "emu") Hardware.RequireEmu();
-        IDevice device = deviceName == "emu" ? s_emu.Value : CpuDevice.Instance;
+        Check(deviceName == "emu" ? s_emu.Value : CpuDevice.Instance, ranks, deviceDirect: deviceName == "emu");
+    }
+
+    /// <summary>The check on <paramref name="device"/>; device-direct ranks must move every row on device buffers.</summary>
+    internal static void Check(IDevice device, int ranks, bool deviceDirect)
+    {
         var weights = new LlamaWeights(Moe, 21);
         var layer = weights.Layers[0];
         int h = Moe.Hidden, k = Moe.ExpertsPerToken, perRank = Moe.Experts / ranks;
@@ -49,7 +54,7 @@ public sealed class MoeOnDeviceTests
             using var normed = Tensor.FromFloats(device, inputs[r], DType.F32, tokens, h);
             using var mixed = experts.ForwardExpertParallel(normed, ep, r * perRank, out dropped[r]);
             outputs[r] = mixed.ToFloats();
-            if (deviceName == "emu")
+            if (deviceDirect)
             {
                 // The rows, their expert ids and the results crossed on device buffers, nothing through the host.
                 Assert.Equal(3, ep.DeviceDirectCalls);
@@ -113,5 +118,16 @@ public sealed class MoeOnDeviceTests
         for (int o = 0; o < h; o++)
             for (int i = 0; i < f; i++) y[o] += expert.Down[o * f + i] * hidden[i];
         return y;
+    }
+}
+
+/// <summary>The same check on the GPU: thread ranks sharing it, the all-to-alls device-direct (the device check runs it).</summary>
+public sealed class CudaMoeOnDeviceTests
+{
+    [Fact]
+    public void ExpertParallelOnTheGpuKeepsExactlyEachExpertsFirstArrivalsUpToCapacity()
+    {
+        Hardware.RequireCuda();
+        MoeOnDeviceTests.Check(DeviceRegistry.Open("cuda"), 2, deviceDirect: true);
     }
 }
