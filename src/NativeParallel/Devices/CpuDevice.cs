@@ -23,7 +23,8 @@ public sealed class CpuDevice : HostMemoryDevice
     /// <inheritdoc/>
     public override string Description =>
         $"{Environment.ProcessorCount} logical cores, {RuntimeInformation.ProcessArchitecture}, " +
-        $"vector width {System.Numerics.Vector<byte>.Count * 8} bits";
+        $"kernels on {(NativeParallel.Kernels.Cpu.CpuPackedGemm.UsesVector512 ? 512 : 256)}-bit vectors" +
+        (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? " (AVX-512)" : "");
 
     /// <inheritdoc/>
     public override IKernels Kernels { get; }
