@@ -73,11 +73,11 @@ public sealed class MoeExperts : IDisposable
         using var dispatch = Plan.Make(_device, route.Experts.View(slots), 0, perRank, n);
 
         // Every rank's row count to every rank (metadata, on the host): receive splits and the capacity's base.
-        using var mine = Tensor.FromLongs(CpuDevice.Instance, Array.ConvertAll(dispatch.HostCounts, c => (long)c), n);
+        long[] sendRows = Array.ConvertAll(dispatch.HostCounts, c => (long)c);
+        using var mine = Tensor.FromLongs(CpuDevice.Instance, sendRows, n);
         using var everyone = Tensor.Empty(CpuDevice.Instance, DType.I64, n * n);
         ep.AllGather(mine, everyone);
         long[] matrix = everyone.ToLongs();
-        long[] sendRows = Array.ConvertAll(dispatch.HostCounts, c => (long)c);
         long[] receiveRows = Enumerable.Range(0, n).Select(p => matrix[p * n + ep.Rank]).ToArray();
         int received = (int)receiveRows.Sum();
 
