@@ -3,6 +3,7 @@ using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Kernels.Ops;
 using NativeParallel.Models;
+using NativeParallel.Parallel.Layers;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Training;
@@ -13,44 +14,41 @@ namespace NativeParallel.Training;
 /// with torch's clipping, and AdamW. Master weights and AdamW moments are f32 on the device; weights as forward reads
 /// them, activations and gradients are in the training dtype (f32, or bf16 as llm.c's mixed precision keeps them,
 /// with the log-sum-exps and losses in f32). Every batch is B rows of T tokens, each row its own causal sequence
-/// starting at position 0. Loss: mean cross-entropy over all B·T targets.
+/// starting at position 0. Loss: mean cross-entropy over all B·T targets. The model is built from the same layer
+/// objects as inference (Parallel/Layers: the vocabulary-parallel embedding, decoder layers of attention and MLP, the
+/// LM head), here holding views of the flat parameter and gradient buffers, each with a forward that keeps what its
+/// backward reads; a <c>TrainingPass</c> carries the batch's shape, the tensor-parallel region and backward's scratch.
 /// </summary>
 public sealed class LlamaTrainer : IDisposable
 {
-    private readonly IDevice _device;
-    private readonly IKernels _k;
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens, _rows, _lossTokens, _hq, _hkv, _vocabStart, _vocabLocal;
+    private readonly int _batch, _seq, _tokens, _rows, _lossTokens, _vocabStart, _vocabLocal;
     private readonly bool _sp;
     private readonly ProcessGroup? _tp;
     // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
     private readonly int _firstLayer;
     private readonly LayerParameters[] _layers;
+    // The model as layer objects over views of the parameter buffers.
+    private readonly TrainingPass _pass;
+    private readonly VocabParallelEmbedding? _embeddingLayer;
+    private readonly DecoderLayer[] _decoders;
+    private readonly LmHead? _head;
     private readonly ActivationSlot[] _slots;
     private ActivationSlot _slot;
     private readonly List<Tensor> _buffers = [];
-    private readonly Tensor _positions, _normTotal, _rowMax, _rowSums;
-    private readonly Tensor _proj, _dx, _dtmp, _dn, _dn2, _datt, _dq, _dk, _dv, _dact, _dgate, _dup;
-    // Sequence parallelism: the whole-token copy of a sharded activation or gradient, and a token shard of a reduction.
-    private readonly Tensor _gathered, _scattered;
+    private readonly Tensor _normTotal, _rowMax, _rowSums;
     private readonly int[] _hostIds, _hostTargets;
 
     private sealed record LayerParameters(TrainParameter InputNorm, TrainParameter Q, TrainParameter K, TrainParameter V, TrainParameter O,
         TrainParameter PostNorm, TrainParameter Gate, TrainParameter Up, TrainParameter Down);
-
-    // What backward reads of one layer: its input (the residual stream), the normed inputs of both blocks, q and k
-    // after RoPE, v, the attention output and its row log-sum-exp, the mid-layer residual, and the MLP's gate, up
-    // and activation.
-    private sealed record LayerActivations(Tensor Input, Tensor Normed1, Tensor Q, Tensor K, Tensor V, Tensor Attention, Tensor Lse,
-        Tensor Mid, Tensor Normed2, Tensor Gate, Tensor Up, Tensor Act);
 
     // Everything one micro-batch's backward reads: its tokens and targets, each layer's activations, the stage output,
     // and on the last stage the final norm's output and the logits (dlogits after forward). A pipeline keeps one slot
     // per micro-batch in flight (GPipe: all m; 1F1B: at most the stages after this one); a plain step uses one.
     // LocalIds: under tensor parallelism, each id minus this rank's first vocabulary row, or −1 where another rank
     // holds it (the embedding kernels give a zero row and skip it in backward); Ids itself otherwise.
-    private sealed record ActivationSlot(Tensor Ids, Tensor LocalIds, Tensor Targets, LayerActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits,
+    private sealed record ActivationSlot(Tensor Ids, Tensor LocalIds, Tensor Targets, DecoderActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits,
         Tensor Losses);
 
     /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
@@ -97,8 +95,6 @@ public sealed class LlamaTrainer : IDisposable
         if (dtype is not (DType.F32 or DType.BF16)) throw new NotSupportedException($"training runs in f32 or bf16, not {dtype.Name()}");
         DType = dtype;
         if (batch < 1 || sequence < 1) throw new ArgumentException($"batch ({batch}) and sequence ({sequence}) must be at least 1");
-        _device = device;
-        _k = device.Kernels;
         _batch = batch;
         _seq = sequence;
         _tokens = checked(batch * sequence);
@@ -106,8 +102,6 @@ public sealed class LlamaTrainer : IDisposable
         int tp = _tp?.Size ?? 1, rank = _tp?.Rank ?? 0;
         if (_c.Heads % tp != 0 || _c.KvHeads % tp != 0 || _c.Ffn % tp != 0)
             throw new ArgumentException($"tensor parallelism splits heads and MLP columns: tp={tp} must divide heads ({_c.Heads}), kv heads ({_c.KvHeads}) and ffn ({_c.Ffn})");
-        _hq = _c.Heads / tp;
-        _hkv = _c.KvHeads / tp;
         // Vocabulary parallelism (Megatron's): embedding and LM head rows cut into tp blocks of ceil(V/tp), the last
         // one shorter, so a vocabulary such as GPT-2's 50257 needs no padding.
         int vocabChunk = (_c.Vocab + tp - 1) / tp;
@@ -119,7 +113,7 @@ public sealed class LlamaTrainer : IDisposable
         if (_sp && _tokens % tp != 0)
             throw new ArgumentException($"sequence parallelism cuts the B·T = {_tokens} tokens of a micro-batch over tp={tp} ranks: they do not divide");
         _rows = _sp ? _tokens / tp : _tokens;
-        int n = _tokens, rows = _rows, h = _c.Hidden, d = _c.HeadDim, qd = _hq * d, kvd = _hkv * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
+        int n = _tokens, rows = _rows, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads / tp * d, kvd = _c.KvHeads / tp * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
         Stage = stage ?? new PipelineStage(0, _c.Layers, IsFirst: true, IsLast: true);
         if (Stage.FirstLayer < 0 || Stage.Layers < 0 || Stage.FirstLayer + Stage.Layers > _c.Layers)
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
@@ -191,51 +185,41 @@ public sealed class LlamaTrainer : IDisposable
             .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
         if (offset != localParameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {localParameters}");
 
+        // The layers, over views of the buffers: forward reads the working copies, backward accumulates the gradients.
+        static LayerWeight W(TrainParameter p) => new(p.Working, p.Grad);
+        RmsNormLayer Norm(TrainParameter p) => new(device, W(p), _c.NormEps);
+        _embeddingLayer = _embedding is null ? null : new VocabParallelEmbedding(device, W(_embedding), _vocabStart);
+        _decoders = _layers.Select(l => new DecoderLayer(Norm(l.InputNorm), new AttentionLayer(device, W(l.Q), W(l.K), W(l.V), W(l.O)),
+            Norm(l.PostNorm), new MlpLayer(device, W(l.Gate), W(l.Up), W(l.Down)))).ToArray();
+        _head = _finalNorm is null || _lmHead is null ? null : new LmHead(device, Norm(_finalNorm), W(_lmHead));
+
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
-        Tensor F(params int[] shape) => Keep(Tensor.Empty(device, dtype, shape));
-        Tensor F32(params int[] shape) => Keep(Tensor.Empty(device, DType.F32, shape));
-        Tensor I(int count) => Keep(Tensor.Empty(device, DType.I32, count));
-        _positions = I(n);
-        var positions = new int[n];
-        for (int i = 0; i < n; i++) positions[i] = i % sequence;
-        _positions.CopyFromHost(System.Runtime.InteropServices.MemoryMarshal.AsBytes(positions.AsSpan()));
+        Tensor Allocate(DType t, int[] shape) => Keep(Tensor.Empty(device, t, shape));
+        Tensor F(params int[] shape) => Allocate(dtype, shape);
+        Tensor F32(params int[] shape) => Allocate(DType.F32, shape);
+        Tensor I(int count) => Allocate(DType.I32, [count]);
         long before = BufferBytes();
+        _pass = new TrainingPass(device, _c, _tp, _sp, batch, sequence, dtype, Allocate);
+        _normTotal = F32(1);
+        _rowMax = F32(_tp is null ? 0 : n);
+        _rowSums = F32(_tp is null ? 0 : 2 * n);
+        ScratchBytes = BufferBytes() - before;
+        before = BufferBytes();
         Recompute = recompute;
-        // The residual stream and the norms' outputs have this rank's token rows (all of them without sequence parallelism).
-        LayerActivations Full() => new(F(rows, h), F(rows, h), F(n, qd), F(n, kvd), F(n, kvd), F(n, qd), F32(batch, _hq, sequence),
-            F(rows, h), F(rows, h), F(n, f), F(n, f), F(n, f));
         // Recompute: one set of everything but the residual stream, shared by the layers and the slots; each layer
         // of each slot keeps its input and mid.
-        var shared = recompute && Stage.Layers > 0 ? Full() : null;
+        var shared = recompute && Stage.Layers > 0 ? DecoderLayer.Keep(_pass) : null;
         ActivationSlot Slot(int index)
         {
-            var layers = new LayerActivations[Stage.Layers];
+            var layers = new DecoderActivations[Stage.Layers];
             for (int l = 0; l < Stage.Layers; l++)
-                layers[l] = shared is null ? Full() : l == 0 && index == 0 ? shared : shared with { Input = F(rows, h), Mid = F(rows, h) };
+                layers[l] = shared is null ? DecoderLayer.Keep(_pass) : l == 0 && index == 0 ? shared : DecoderLayer.Keep(_pass, shared);
             var ids = I(n);
             return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(rows, h), Stage.IsLast ? F(rows, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
         }
         _slots = Enumerable.Range(0, activationSlots).Select(Slot).ToArray();
         _slot = _slots[0];
         ActivationBytes = BufferBytes() - before;
-        _normTotal = F32(1);
-        _rowMax = F32(_tp is null ? 0 : n);
-        _rowSums = F32(_tp is null ? 0 : 2 * n);
-        _proj = F(n, h);
-        _dx = F(rows, h);
-        _dtmp = F(rows, h);
-        _gathered = _sp ? F(n, h) : F(0);
-        _scattered = _sp ? F(rows, h) : F(0);
-        _dn = F(n, h);
-        _dn2 = F(n, h);
-        _datt = F(n, qd);
-        _dq = F(n, qd);
-        _dk = F(n, kvd);
-        _dv = F(n, kvd);
-        _dact = F(n, f);
-        _dgate = F(n, f);
-        _dup = F(n, f);
-        ScratchBytes = BufferBytes() - before - ActivationBytes;
         _hostIds = new int[n];
         _hostTargets = new int[n];
     }
@@ -300,21 +284,13 @@ public sealed class LlamaTrainer : IDisposable
     {
         _slot = SlotAt(slot);
         Upload(inputs, targets);
-        var k = _k;
         var (saved, final) = (_slot.Layers, _slot.Final);
         var first = saved.Length > 0 ? saved[0].Input : final;
-        if (_embedding is not null)
-        {
-            // Vocabulary-parallel embedding: each token's row comes from one rank; summed (to this rank's tokens).
-            var rowsOfThisRank = _sp ? _proj : first;
-            k.Embedding(_slot.LocalIds, _embedding.Working, rowsOfThisRank);
-            ToTokenShard(rowsOfThisRank, first);
-        }
+        if (_embeddingLayer is not null) _embeddingLayer.Forward(_pass, _slot.LocalIds, first);
         else (stageInput ?? throw new ArgumentException("a pipeline stage after the first needs the previous stage's output")).CopyTo(first);
-        for (int l = 0; l < _layers.Length; l++) ForwardLayer(l, residual: true);
-        if (_finalNorm is null || _lmHead is null) return 0;
-        k.RmsNorm(final, _finalNorm.Working, _slot.FinalNormed, _c.NormEps);
-        k.Matmul(AllTokens(_slot.FinalNormed), _lmHead.Working, _slot.Logits);
+        for (int l = 0; l < _decoders.Length; l++) _decoders[l].Forward(_pass, saved[l], l + 1 < saved.Length ? saved[l + 1].Input : final);
+        if (_head is null) return 0;
+        _head.Forward(_pass, final, _slot.FinalNormed, _slot.Logits);
         // The logits become dlogits in place: probabilities are never stored.
         if (_tp is null) CrossEntropy.Run(_slot.Logits, _slot.Targets, _slot.Losses, _slot.Logits, 1f / _lossTokens);
         else
@@ -323,40 +299,6 @@ public sealed class LlamaTrainer : IDisposable
         double sum = 0;
         foreach (float loss in _slot.Losses.ToFloats()) sum += loss;
         return sum / _lossTokens;
-    }
-
-    // Layer l's forward from its input: every activation backward reads, and with `residual` the mid-layer residual
-    // and the layer's output (the next layer's input). Recompute calls it without: both are kept.
-    private void ForwardLayer(int l, bool residual)
-    {
-        var k = _k;
-        int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
-        var (w, a) = (_layers[l], _slot.Layers[l]);
-        k.RmsNorm(a.Input, w.InputNorm.Working, a.Normed1, _c.NormEps);
-        var normed1 = AllTokens(a.Normed1);
-        k.Matmul(normed1, w.Q.Working, a.Q);
-        k.Matmul(normed1, w.K.Working, a.K);
-        k.Matmul(normed1, w.V.Working, a.V);
-        k.Rope(a.Q.View(_tokens, hq, d), _positions, _c.RopeTheta);
-        k.Rope(a.K.View(_tokens, hkv, d), _positions, _c.RopeTheta);
-        AttentionTraining.Forward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
-            1f / MathF.Sqrt(d));
-        if (residual)
-        {
-            k.Matmul(a.Attention, w.O.Working, _proj);
-            k.Add(a.Input, ToTokenShard(_proj, _scattered), a.Mid);  // row-parallel o: partial sums over this rank's heads
-        }
-        k.RmsNorm(a.Mid, w.PostNorm.Working, a.Normed2, _c.NormEps);
-        var normed2 = AllTokens(a.Normed2);
-        k.Matmul(normed2, w.Gate.Working, a.Gate);
-        k.Matmul(normed2, w.Up.Working, a.Up);
-        k.SwiGlu(a.Gate, a.Up, a.Act);
-        if (residual)
-        {
-            k.Matmul(a.Act, w.Down.Working, _proj);
-            // Row-parallel down: partial sums over this rank's MLP columns.
-            k.Add(a.Mid, ToTokenShard(_proj, _scattered), l + 1 < _layers.Length ? _slot.Layers[l + 1].Input : _slot.Final);
-        }
     }
 
     /// <summary>Backward of the last <see cref="Forward"/>: every parameter's gradient, zeroed first.</summary>
@@ -375,61 +317,22 @@ public sealed class LlamaTrainer : IDisposable
     public void Backward(Action<long>? gradientsReady, Tensor? stageOutputGrad, bool accumulate, int slot = 0)
     {
         _slot = SlotAt(slot);
-        var k = _k;
-        int b = _batch, t = _seq, hq = _hq, hkv = _hkv, d = _c.HeadDim;
-        float scale = 1f / MathF.Sqrt(d);
         if (!accumulate) Gradients.FillBytes(0);
-
-        if (_finalNorm is not null && _lmHead is not null)
+        if (_head is not null)
         {
-            MatmulBackward.InputGrad(_slot.Logits, _lmHead.Working, _dn);
-            var dNormed = ToTokenShard(_dn, _scattered);  // vocabulary-parallel head: each rank's columns' share
-            MatmulBackward.WeightGrad(_slot.Logits, AllTokens(_slot.FinalNormed), _lmHead.Grad, accumulate: true);
-            RmsNormBackward.Run(_slot.Final, _finalNorm.Working, dNormed, _dx, _finalNorm.Grad, _c.NormEps);
-            gradientsReady?.Invoke(OffsetOf(_finalNorm));
+            _head.Backward(_pass, _slot.Final, _slot.FinalNormed, _slot.Logits);
+            gradientsReady?.Invoke(OffsetOf(_finalNorm!));
         }
-        else (stageOutputGrad ?? throw new ArgumentException("a pipeline stage before the last needs the gradient of its output")).CopyTo(_dx);
-        for (int l = _layers.Length - 1; l >= 0; l--)
+        else (stageOutputGrad ?? throw new ArgumentException("a pipeline stage before the last needs the gradient of its output")).CopyTo(_pass.Dx);
+        for (int l = _decoders.Length - 1; l >= 0; l--)
         {
-            var (w, a) = (_layers[l], _slot.Layers[l]);
-            if (Recompute) ForwardLayer(l, residual: false);
-            // MLP block: output = mid + swiglu(n2·Wgᵀ, n2·Wuᵀ)·Wdᵀ, n2 = rmsnorm(mid). _dx holds ∂/∂output.
-            var dOutput = AllTokens(_dx);
-            MatmulBackward.InputGrad(dOutput, w.Down.Working, _dact);
-            MatmulBackward.WeightGrad(dOutput, a.Act, w.Down.Grad, accumulate: true);
-            SwiGluBackward.Run(a.Gate, a.Up, _dact, _dgate, _dup);
-            MatmulBackward.InputGrad(_dgate, w.Gate.Working, _dn);
-            MatmulBackward.InputGrad(_dup, w.Up.Working, _dn2);
-            k.Add(_dn, _dn2, _dn);
-            var dNormed2 = ToTokenShard(_dn, _scattered);  // column-parallel gate/up: each rank's share of ∂/∂n2
-            var normed2 = AllTokens(a.Normed2);
-            MatmulBackward.WeightGrad(_dgate, normed2, w.Gate.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dup, normed2, w.Up.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Mid, w.PostNorm.Working, dNormed2, _dtmp, w.PostNorm.Grad, _c.NormEps);
-            k.Add(_dx, _dtmp, _dx);
-            // Attention block: mid = input + attention(rope(n1·Wqᵀ), rope(n1·Wkᵀ), n1·Wvᵀ)·Woᵀ. _dx holds ∂/∂mid.
-            var dMid = AllTokens(_dx);
-            MatmulBackward.InputGrad(dMid, w.O.Working, _datt);
-            MatmulBackward.WeightGrad(dMid, a.Attention, w.O.Grad, accumulate: true);
-            AttentionTraining.Backward(a.Q.View(b, t, hq, d), a.K.View(b, t, hkv, d), a.V.View(b, t, hkv, d), a.Attention.View(b, t, hq, d), a.Lse,
-                _datt.View(b, t, hq, d), _dq.View(b, t, hq, d), _dk.View(b, t, hkv, d), _dv.View(b, t, hkv, d), scale);
-            RopeBackward.Run(_dq.View(_tokens, hq, d), _positions, _c.RopeTheta);
-            RopeBackward.Run(_dk.View(_tokens, hkv, d), _positions, _c.RopeTheta);
-            MatmulBackward.InputGrad(_dq, w.Q.Working, _dn);
-            MatmulBackward.InputGrad(_dk, w.K.Working, _dn2);
-            k.Add(_dn, _dn2, _dn);
-            MatmulBackward.InputGrad(_dv, w.V.Working, _dn2);
-            k.Add(_dn, _dn2, _dn);
-            var dNormed1 = ToTokenShard(_dn, _scattered);  // column-parallel q/k/v: each rank's share of ∂/∂n1
-            var normed1 = AllTokens(a.Normed1);
-            MatmulBackward.WeightGrad(_dq, normed1, w.Q.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dk, normed1, w.K.Grad, accumulate: true);
-            MatmulBackward.WeightGrad(_dv, normed1, w.V.Grad, accumulate: true);
-            RmsNormBackward.Run(a.Input, w.InputNorm.Working, dNormed1, _dtmp, w.InputNorm.Grad, _c.NormEps);
-            k.Add(_dx, _dtmp, _dx);
-            gradientsReady?.Invoke(OffsetOf(w.InputNorm));
+            var a = _slot.Layers[l];
+            // Recomputation runs the layer's forward again, but for its residual adds (input and mid are kept).
+            if (Recompute) _decoders[l].Forward(_pass, a, output: null);
+            _decoders[l].Backward(_pass, a);
+            gradientsReady?.Invoke(OffsetOf(_layers[l].InputNorm));
         }
-        if (_embedding is not null) EmbeddingBackward.Run(_slot.LocalIds, AllTokens(_dx), _embedding.Grad);
+        _embeddingLayer?.Backward(_pass, _slot.LocalIds);
         gradientsReady?.Invoke(0);
     }
 
@@ -443,31 +346,7 @@ public sealed class LlamaTrainer : IDisposable
     public Tensor StageOutputOf(int slot) => SlotAt(slot).Final;
 
     /// <summary>∂loss/∂(stage input) after a stage's backward, (tokens, hidden): what goes to the previous stage.</summary>
-    public Tensor StageInputGrad => _dx;
-
-    // Sequence parallelism's all-gather (before a column-parallel block, and in backward to rebuild its input): this
-    // rank's token rows to every token, in _gathered; the tensor itself otherwise.
-    private Tensor AllTokens(Tensor tokenShard)
-    {
-        if (!_sp) return tokenShard;
-        _tp!.AllGather(tokenShard, _gathered);
-        return _gathered;
-    }
-
-    // A partial sum over the tensor-parallel group, to this rank's token rows: sequence parallelism's reduce-scatter
-    // into `shard` (after a row-parallel block, or for the gradient of a column-parallel block's input), Megatron's
-    // all-reduce in place otherwise (g in forward, f's conjugate in backward); without a group, the tensor itself.
-    private Tensor ToTokenShard(Tensor partial, Tensor shard)
-    {
-        if (_tp is null) return partial;
-        if (!_sp)
-        {
-            _tp.AllReduce(partial);
-            return partial;
-        }
-        _tp.ReduceScatter(partial, shard);
-        return shard;
-    }
+    public Tensor StageInputGrad => _pass.Dx;
 
     /// <summary>
     /// Under sequence parallelism each rank's norm-weight gradients cover its own tokens only: sums them over the
