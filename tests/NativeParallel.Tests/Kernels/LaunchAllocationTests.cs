@@ -9,7 +9,8 @@ namespace NativeParallel.Tests.Kernels;
 /// <summary>
 /// A launch allocates nothing on the managed heap: argument checks, entry-point names, grid and argument struct, with
 /// no string built per call. A launcher that records and runs nothing stands in for the GPU, so the host side of each
-/// forward op is measured alone (the CUDA driver's and the emulator's own work are not ours to count).
+/// forward op is measured alone (the CUDA driver's and the emulator's own work are not ours to count). Attention
+/// decode is left out: its split version takes a scratch tensor per launch.
 /// </summary>
 public sealed class LaunchAllocationTests
 {
@@ -65,29 +66,43 @@ public sealed class LaunchAllocationTests
         using var indices = Tensor.Empty(device, DType.I32, 64, 4);
         using var argmax = Tensor.Empty(device, DType.I32, 64);
         var reduceInputs = new[] { a, y };
-        void Launches()
+        var launches = new (string Op, Action Launch)[]
         {
-            k.Matmul(a, b, c);
-            k.RmsNorm(a, w, y, 1e-5f);
-            k.LayerNorm(a, w, w, y, 1e-5f);
-            k.Embedding(ids, table, y);
-            k.Rope(heads, ids, 10000f);
-            k.AddBias(a, w);
-            k.Add(a, y, y);
-            k.SwiGlu(a, y, y);
-            k.Gelu(a, y);
-            k.Softmax(a, y, 0.5f);
-            k.AttentionPrefill(q, kv, kv, attention, 0, 0.25f);
-            k.Argmax(a, argmax);
-            k.TopK(a, 4, values, indices);
-            k.Reduce(ReduceOp.Sum, reduceInputs, y);
+            ("matmul", () => k.Matmul(a, b, c)),
+            ("rmsnorm", () => k.RmsNorm(a, w, y, 1e-5f)),
+            ("layernorm", () => k.LayerNorm(a, w, w, y, 1e-5f)),
+            ("embedding", () => k.Embedding(ids, table, y)),
+            ("rope", () => k.Rope(heads, ids, 10000f)),
+            ("add_bias", () => k.AddBias(a, w)),
+            ("add", () => k.Add(a, y, y)),
+            ("swiglu", () => k.SwiGlu(a, y, y)),
+            ("gelu", () => k.Gelu(a, y)),
+            ("softmax", () => k.Softmax(a, y, 0.5f)),
+            ("attention_prefill", () => k.AttentionPrefill(q, kv, kv, attention, 0, 0.25f)),
+            ("argmax", () => k.Argmax(a, argmax)),
+            ("topk", () => k.TopK(a, 4, values, indices)),
+            ("reduce", () => k.Reduce(ReduceOp.Sum, reduceInputs, y)),
+        };
+        // Warm up: static tables, the JIT and tiered recompilation, whose promotions allocate on the calling thread
+        // now and then. A launch that allocates does so every time, so each op gets three tries of ten launches and
+        // fails only when none of them came out clean.
+        for (int round = 0; round < 50; round++)
+            foreach (var (_, launch) in launches) launch();
+        var allocating = new List<string>();
+        foreach (var (op, launch) in launches)
+        {
+            long fewest = long.MaxValue;
+            for (int attempt = 0; attempt < 3 && fewest != 0; attempt++)
+            {
+                int before = device.Launches;
+                long allocated = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 0; i < 10; i++) launch();
+                allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+                Assert.Equal(10, device.Launches - before);
+                fewest = Math.Min(fewest, allocated);
+            }
+            if (fewest != 0) allocating.Add($"{op} {fewest / 10} B");
         }
-        Launches(); // first calls: static tables and the JIT
-        int before = device.Launches;
-        long allocated = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10; i++) Launches();
-        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
-        Assert.Equal(10 * 14, device.Launches - before);
-        Assert.True(allocated == 0, $"ten rounds of the forward ops' launches allocated {allocated} bytes on the managed heap");
+        Assert.True(allocating.Count == 0, $"launches allocated on the managed heap (per launch): {string.Join(", ", allocating)}");
     }
 }

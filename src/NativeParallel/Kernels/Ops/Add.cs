@@ -38,6 +38,12 @@ public static unsafe class Add
             launcher.Launch("residual_add.cu", Entry[a.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
+        Cpu(a, b, output, count);
+    }
+
+    // Apart from Run: a lambda's captured locals would be allocated at Run's entry, on the device path too.
+    private static void Cpu(Tensor a, Tensor b, Tensor output, long count)
+    {
         using var av = F32View.Input(a);
         using var bv = F32View.Input(b);
         using var ov = F32View.Output(output);

@@ -42,6 +42,12 @@ public static unsafe class Argmax
             launcher.Launch("argmax.cu", Entry[x.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
+        Cpu(x, indices, rows, n);
+    }
+
+    // Apart from Run: a lambda's captured locals would be allocated at Run's entry, on the device path too.
+    private static void Cpu(Tensor x, Tensor indices, int rows, int n)
+    {
         using var xv = F32View.Input(x);
         float* xp = xv.Pointer;
         int* ip = (int*)indices.Pointer;
