@@ -31,9 +31,10 @@ namespace NativeParallel.Cli
                   GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA). --plot draws each
                   kernel's achieved figure as a share of that limit. --op times one op (residual_add, rmsnorm,
                   softmax, attention_decode, attention_prefill, cross_entropy, adamw, matmul_bwd, attention_train,
-                  matmul) beside the device copy; --version all times every version of it side by side (so far the
-                  CPU matmul's: v1 dot products, v2 packed on Vector256 and, with AVX-512, v2 and v3 packed on
-                  Vector512).
+                  matmul) beside the device copy; --version all times every version of it side by side: on a GPU
+                  the bf16 matmul's v2, v3, v4 (beside cuBLAS) and matmul_bwd's v1, v2, v3, the versions
+                  NATIVEPARALLEL_KERNEL_VERSION chooses from; on the CPU the matmul's v1 dot products, v2 packed on
+                  Vector256 and, with AVX-512, v2 and v3 packed on Vector512.
               nativeparallel bench collectives [--op all_reduce|all_gather|reduce_scatter|broadcast|reduce|all_to_all|sendrecv]
                                                [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d float|bfloat16|half|int32|int64]
                                                [-o sum|prod|max|min|avg] [-r ROOT] [--ranks N] [--transport shm|tcp|threads]

@@ -9,7 +9,7 @@ public sealed class CpuDevice : HostMemoryDevice
 {
     private static readonly Lazy<CpuDevice> s_instance = new(() => new CpuDevice());
 
-    private CpuDevice() => Kernels = new TracedKernels(new CpuKernels());
+    private CpuDevice() => Kernels = NativeParallel.Kernels.Ops.OpKernels.Instance;
 
     /// <summary>The process's CPU device.</summary>
     public static CpuDevice Instance => s_instance.Value;

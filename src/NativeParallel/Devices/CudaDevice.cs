@@ -37,7 +37,7 @@ public sealed unsafe class CudaDevice : IDevice, IKernelLauncher
         _defaultStream = new CudaStream(this);
         // Up to an eighth of the device's memory waits for reuse; the rest goes back to the driver when freed.
         _blocks = new BlockCache(TotalMemoryBytes / 8, p => CudaException.Check(Cuda.cuMemFree_v2(new CUdeviceptr(p))));
-        Kernels = new TracedKernels(new GpuKernels(this));
+        Kernels = NativeParallel.Kernels.Ops.OpKernels.Instance;
         Log.Info($"opened cuda:{ordinal} {ModelName} sm_{ComputeCapability.Major}{ComputeCapability.Minor}, {MultiprocessorCount} SMs");
     }
 

@@ -40,7 +40,7 @@ public sealed unsafe class EmuDevice : HostMemoryDevice, IKernelLauncher
     {
         if (EmuCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"the emulated device is unavailable: {reason}");
         Sanitize = sanitize;
-        Kernels = new TracedKernels(new GpuKernels(this));
+        Kernels = NativeParallel.Kernels.Ops.OpKernels.Instance;
         _defaultStream = new EmuStream(this, inline: true);
         StreamOrder = Environment.GetEnvironmentVariable("NATIVEPARALLEL_EMU_STREAMS") switch
         {

@@ -18,9 +18,11 @@ public enum ReduceOp
 }
 
 /// <summary>
-/// The kernels every device provides, one method per op. Shapes are row-major and every tensor contiguous.
-/// Float ops compute in f32 whatever the storage dtype; each op is checked against
-/// <see cref="Reference.ReferenceKernels"/> on every device present (see <see cref="Check.KernelSuite"/>).
+/// The kernels every device provides, one method per op: the facade the models and strategies call. Each op is
+/// written in one file of Kernels/Ops/ (contract, checks, float64 reference, CPU path, launcher, cases) and each
+/// method here is that op's Run, which dispatches on the tensors' device. Shapes are row-major and every tensor
+/// contiguous. Float ops compute in f32 whatever the storage dtype; each op is checked against its float64
+/// reference on every device present (see <see cref="Check.KernelSuite"/>).
 /// Work is issued on the device's default stream; read results through the tensor (which synchronises).
 /// </summary>
 public interface IKernels

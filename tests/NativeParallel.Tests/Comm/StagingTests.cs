@@ -2,7 +2,6 @@ using System.Runtime.InteropServices;
 using NativeParallel.Comm;
 using NativeParallel.Devices;
 using NativeParallel.Kernels;
-using NativeParallel.Kernels.Cpu;
 using NativeParallel.Models;
 using NativeParallel.Parallel;
 using NativeParallel.Tensors;
@@ -20,7 +19,7 @@ public sealed class StagingTests
         public DeviceKind Kind => DeviceKind.Cuda;
         public string Name => "offhost";
         public string Description => "test device outside HostMemoryDevice";
-        public IKernels Kernels { get; } = new CpuKernels();
+        public IKernels Kernels { get; } = NativeParallel.Kernels.Ops.OpKernels.Instance;
         public IDeviceStream DefaultStream => CpuDevice.Instance.DefaultStream;
         public long CopiesIn, CopiesOut;
 

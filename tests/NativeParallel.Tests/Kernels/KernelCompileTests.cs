@@ -1,6 +1,5 @@
 using NativeParallel.Interop;
 using NativeParallel.Kernels;
-using NativeParallel.Kernels.Gpu;
 
 namespace NativeParallel.Tests.Kernels;
 
@@ -29,11 +28,12 @@ public sealed class KernelCompileTests
     public void EveryLaunchedEntryPointExists()
     {
         Hardware.RequireNvrtc();
-        // The names GpuKernels builds, per file; each must be an entry point of the compiled file.
+        // The names the op files' launchers use, per file; each must be an entry point of the compiled file.
         var expected = new Dictionary<string, string[]>
         {
             ["embedding.cu"] = ["embedding_fwd_f32", "embedding_fwd_bf16", "embedding_fwd_f16"],
-            ["matmul.cu"] = ["matmul_f32_f32", "matmul_f32_bf16", "matmul_tc_bf16_f32", "matmul_tc_bf16_bf16"],
+            ["matmul.cu"] = ["matmul_f32_f32", "matmul_f32_bf16", "matmul_tc_bf16_f32", "matmul_tc_bf16_bf16", "matmul_v3_bf16_f32", "matmul_v3_bf16_bf16",
+                "matmul_v4_bf16_f32", "matmul_v4_bf16_bf16"],
             ["attention.cu"] = ["attention_prefill_f32", "attention_prefill_bf16", "attention_decode_f32", "attention_decode_bf16",
                 "attention_decode_split_f32", "attention_decode_split_bf16", "attention_decode_combine_f32", "attention_decode_combine_bf16"],
             ["softmax.cu"] = ["softmax_fwd_v2_f32", "softmax_fwd_v2_bf16"],
@@ -52,7 +52,7 @@ public sealed class KernelCompileTests
     {
         Hardware.RequireNvrtc();
         // One program per struct: include its kernel file and static_assert the C# size.
-        foreach (var (file, cStruct, managedSize) in KernelArgsCatalog.All)
+        foreach (var (file, cStruct, managedSize) in NativeParallel.Kernels.Ops.OpCatalog.ArgStructs)
         {
             string source = $"#include \"{file}\"\nstatic_assert(sizeof({cStruct}) == {managedSize}, \"{cStruct} size differs from its C# mirror ({managedSize} bytes)\");\n";
             var headers = new Dictionary<string, string>(KernelSources.Headers) { [file] = KernelSources.Read(file) };

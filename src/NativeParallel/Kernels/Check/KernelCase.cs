@@ -5,8 +5,8 @@ namespace NativeParallel.Kernels.Check;
 
 /// <summary>
 /// One kernel check: an op, a dtype and a shape, with a body that builds fresh random inputs, poisons the
-/// outputs (every byte 0xFF: NaN for floats, −1 for indices), runs the device's kernel, and compares with
-/// <see cref="Reference.ReferenceKernels"/>.
+/// outputs (every byte 0xFF: NaN for floats, −1 for indices), runs the device's kernel, and compares with the op's
+/// float64 reference (each op's file in Kernels/Ops/ holds its cases).
 /// </summary>
 public sealed class KernelCase
 {
@@ -20,7 +20,7 @@ public sealed class KernelCase
         _body = body;
     }
 
-    /// <summary>The op, as in <see cref="IKernels"/> (e.g. <c>rmsnorm</c>).</summary>
+    /// <summary>The op, as its <see cref="Ops.KernelOpAttribute"/> names it (e.g. <c>rmsnorm</c>).</summary>
     public string Op { get; }
 
     /// <summary>The storage dtype of the inputs.</summary>

@@ -239,4 +239,22 @@ internal static class CpuParallel
             if (start < end) body(start, end);
         });
     }
+
+    /// <summary>
+    /// Element-wise work in chunks of 4 K elements (16 KB of f32, L1-sized; small enough for stack scratch), spread
+    /// across cores: body(offset, length) per chunk; <paramref name="workPerElement"/> is a rough flop count.
+    /// </summary>
+    public static void Chunks(long count, long workPerElement, Action<long, int> body)
+    {
+        const int chunk = 4 * 1024;
+        int chunks = checked((int)((count + chunk - 1) / chunk));
+        For(chunks, chunk * workPerElement, (start, end) =>
+        {
+            for (int c = start; c < end; c++)
+            {
+                long offset = (long)c * chunk;
+                body(offset, (int)Math.Min(chunk, count - offset));
+            }
+        });
+    }
 }

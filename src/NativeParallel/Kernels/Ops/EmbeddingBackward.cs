@@ -34,7 +34,7 @@ public static unsafe class EmbeddingBackward
     {
         using var traced = Tracer.Kernel("embedding_bwd", ids, dOut, dTable);
         OpShapes.Require(dTable.DType is DType.F32 or DType.BF16, Op, $"dTable has dtype {dTable.DType.Name()}; supported: f32, bf16");
-        var (tokens, hidden, vocab) = OpShapes.Embedding(ids, dTable, dOut);
+        var (tokens, hidden, vocab) = Embedding.Shapes(ids, dTable, dOut);
         if (tokens == 0 || hidden == 0 || vocab == 0) return;
         if (OpLaunch.LauncherOf(dTable, Op) is { } launcher)
         {

@@ -1,5 +1,5 @@
 using System.Reflection;
-using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 using NativeParallel.Kernels.Check;
 
 namespace NativeParallel.Kernels.Ops;
@@ -25,7 +25,7 @@ internal static class OpCatalog
     public static IReadOnlyList<(string File, string CStruct, int ManagedSize)> ArgStructs =>
         Ops.SelectMany(o => o.Type.GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic)
                 .Where(t => t.IsValueType && t.Name.EndsWith("Args", StringComparison.Ordinal))
-                .Select(t => (o.Op.File, t.Name, Marshal.SizeOf(t)))).ToArray();
+                .Select(t => (o.Op.File, t.Name, RuntimeHelpers.SizeOf(t.TypeHandle)))).ToArray();
 
     private static IReadOnlyList<(Type, KernelOpAttribute)> Find()
     {

@@ -22,17 +22,17 @@ public static unsafe class RopeBackward
     public static void Run(Tensor dx, Tensor positions, float theta)
     {
         using var traced = Tracer.Kernel("rope_bwd", dx, positions);
-        var (tokens, heads, d) = OpShapes.Rope(dx, positions);
+        var (tokens, heads, d) = Rope.Shapes(dx, positions);
         long pairs = (long)tokens * heads * (d / 2);
         if (pairs == 0) return;
         if (OpLaunch.LauncherOf(dx, Op) is { } launcher)
         {
-            // The forward's argument struct (kernels/rope.cu RopeArgs, mirrored in Gpu/KernelArgs.cs): x is dY in, dX out.
-            var args = new Gpu.RopeArgs { X = dx.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
+            // The forward's argument struct (kernels/rope.cu RopeArgs, mirrored in Rope.cs): x is dY in, dX out.
+            var args = new Rope.RopeArgs { X = dx.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };
             launcher.Launch("rope.cu", Entry[dx.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, pairs)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
-        CpuKernels.Rotate(dx, positions, theta, tokens, heads, d, sign: -1f);
+        Rope.Rotate(dx, positions, theta, tokens, heads, d, sign: -1f);
     }
 
     /// <summary>The float64 reference: dX from dY.</summary>
