@@ -229,8 +229,7 @@ public static class CollectiveSoak
             "broadcast" => Call(() => g.BroadcastAsync(b.Input, b.Result, step.Root), () => g.Broadcast(b.Input, b.Result, step.Root)),
             "reduce" => Call(() => g.ReduceAsync(b.Input, b.Result, step.Root, step.RedOp), () => g.Reduce(b.Input, b.Result, step.Root, step.RedOp)),
             "all_to_all" => Call(() => g.AllToAllAsync(b.Input, b.Result), () => g.AllToAll(b.Input, b.Result)),
-            // A group of one has no neighbour: its sendrecv from itself is a copy.
-            _ when n == 1 => Call(() => Task.Run(() => b.Input.CopyTo(b.Result)), () => b.Input.CopyTo(b.Result)),
+            // In a group of one both neighbours are the rank itself: ProcessGroup makes it a copy.
             _ => Call(() => g.SendRecvAsync(b.Input, (r + 1) % n, b.Result, (r + n - 1) % n, tag: step.Index),
                       () => g.SendRecv(b.Input, (r + 1) % n, b.Result, (r + n - 1) % n, tag: step.Index)),
         };

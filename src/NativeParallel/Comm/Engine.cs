@@ -18,6 +18,9 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     private byte[] _scratch = [];
     private long _nextCheck;
     private int _suspectedAt = -1;
+    private readonly IWaitBoard? _board = transport as IWaitBoard;
+    // The end of this call's wait for a report from the chain of ranks its peer waits on (0: not yet looked; −1: none).
+    private long _deferUntil;
 
     public int Rank => rank;
     public int Size => size;
@@ -41,6 +44,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, received, receive.Length);
         }
+        Done(started);
     }
 
     /// <summary>
@@ -79,6 +83,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, received, accumulator.Length);
         }
+        Done(started);
     }
 
     // The shared-memory path of SendReceiveReduce: reduce straight out of the peer's ring.
@@ -99,6 +104,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else Wait(ref idle, ref started, sendLink, sent, send.Length, receiveLink, reduced, accumulator.Length);
         }
+        Done(started);
     }
 
     /// <summary>
@@ -119,6 +125,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
             if (moved > 0) idle = 0;
             else Wait(ref idle, ref started, sendLink, sent, buffer.Length, receiveLink, received, buffer.Length);
         }
+        Done(started);
     }
 
     /// <summary>
@@ -168,6 +175,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
                 Wait(ref idle, ref started, transport.Link(laggard), sent[laggard], send.Length, transport.Link(laggard), received[laggard], slotBytes);
             }
         }
+        Done(started);
     }
 
     /// <summary>Bytes this rank has put on its links (payload, headers and descriptors).</summary>
@@ -185,6 +193,12 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         return moved;
     }
 
+    // A call that waited long enough to read the clock posted what it waited on: it waits on no one now.
+    private void Done(long started)
+    {
+        if (started != 0) _board?.Post(-1, 0);
+    }
+
     private void Wait(ref int idle, ref long started, ILink? sendLink, int sent, int sendTotal, ILink? receiveLink, int received, int receiveTotal)
     {
         transport.Idle(idle++);
@@ -195,7 +209,13 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         // The checks read /proc and the clock: once a millisecond of waiting, not on every poll (a poll of shared
         // memory costs nanoseconds, and a check landing as the data arrives would add its cost to the latency).
         long now = Stopwatch.GetTimestamp();
-        if (started == 0) started = now;
+        if (started == 0)
+        {
+            started = now;
+            _deferUntil = 0;
+            var on = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
+            _board?.Post(on?.Peer ?? -1, now + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
+        }
         if (idle == ClockEvery)
         {
             _nextCheck = now + CheckTicks;
@@ -219,14 +239,47 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
         if (Stopwatch.GetElapsedTime(started) > timeout)
         {
             var waitingOn = receiveLink is not null && received < receiveTotal ? receiveLink : sendLink;
-            string progress = $"sent {sent} of {sendTotal} bytes to rank {sendLink?.Peer.ToString() ?? "-"}, " +
-                              $"received {received} of {receiveTotal} bytes from rank {receiveLink?.Peer.ToString() ?? "-"}";
+            string Moved() => $"sent {sent} of {sendTotal} bytes to rank {sendLink?.Peer.ToString() ?? "-"}, " +
+                                 $"received {received} of {receiveTotal} bytes from rank {receiveLink?.Peer.ToString() ?? "-"}";
             // A dead network path is the cause wherever this rank waits: name the peer behind it, not the neighbour.
             if ((transport as ILinkHealth)?.Stalled() is { } stalled)
-                throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); {stalled.Why}", stalled.Peer, abortOthers: true);
-            throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({progress}); raise NATIVEPARALLEL_TIMEOUT_S if the peers are just slow",
+                throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({Moved()}); {stalled.Why}", stalled.Peer, abortOthers: true);
+            // A peer that waits in turn on another rank will name the cause nearer than this rank can: its abort,
+            // checked above every millisecond, is the report to give. Only once the chain has had its time does
+            // this rank name the peer it waits on itself.
+            if (_deferUntil == 0) _deferUntil = waitingOn is null ? -1 : Deferral(waitingOn.Peer, now);
+            if (now < _deferUntil) return;
+            string chain = waitingOn is not null && _board?.Waiting(waitingOn.Peer) is { } next && next.Peer != rank
+                ? $"; rank {waitingOn.Peer} itself waits on rank {next.Peer} and has not reported why" : "";
+            throw Fail($"timed out after {timeout.TotalSeconds:F0} s ({Moved()}){chain}; raise NATIVEPARALLEL_TIMEOUT_S if the peers are just slow",
                 waitingOn?.Peer, abortOthers: true);
         }
+    }
+
+    /// <summary>
+    /// When this rank has timed out on <paramref name="peer"/> and that peer itself waits on another rank: until
+    /// when to wait for a report from the chain of waits that starts there, as far as this rank can see it (its
+    /// host's ranks; a rank waiting across the network ends it). The rank at the end of the chain times out on
+    /// its own deadline and names a cause nearer than "this rank waited on that one": a peer across a dead link,
+    /// or a rank that never called. So: the latest deadline in the chain (at most one timeout from now), plus
+    /// slack for a loaded machine (a quarter of the timeout, 1 to 10 s), then this rank blames its peer anyway.
+    /// −1 (no wait) when the peer waits on no one (it is the cause) or the chain comes back to this rank (a cycle:
+    /// each rank names its own peer, as without this).
+    /// </summary>
+    private long Deferral(int peer, long now)
+    {
+        if (_board is null) return -1;
+        long latest = 0;
+        var seen = new HashSet<int> { rank };
+        for (int at = peer; seen.Add(at) && _board.Waiting(at) is { } wait; at = wait.Peer)
+        {
+            if (wait.Peer == rank) return -1;
+            latest = Math.Max(latest, wait.Deadline);
+        }
+        if (latest == 0) return -1;
+        long timeoutTicks = (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        long slack = (long)(Math.Clamp(timeout.TotalSeconds / 4, 1, 10) * Stopwatch.Frequency);
+        return Math.Min(Math.Max(latest, now), now + timeoutTicks) + slack;
     }
 
     private static (ILink Link, string Why)? Failed(ILink? link) => link?.PeerFailure() is { } why ? (link, why) : null;
@@ -236,6 +289,7 @@ internal sealed class Engine(ITransport transport, int rank, int size, string gr
     {
         var (kind, sequence) = Current;
         string message = $"{kind.Name()} #{sequence} in group '{group}' failed on rank {rank} of {size}: {what}";
+        _board?.Post(-1, 0);
         if (abortOthers) transport.Abort($"rank {rank}: {what} (during {kind.Name()} #{sequence})");
         return new CollectiveException(message, kind, sequence, group, rank, peer);
     }

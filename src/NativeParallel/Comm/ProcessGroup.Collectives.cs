@@ -244,6 +244,7 @@ public sealed partial class ProcessGroup
     /// <summary>
     /// Sends <paramref name="send"/> to <paramref name="sendPeer"/> while receiving <paramref name="receive"/> from
     /// <paramref name="receivePeer"/>, at once (a ring shift or a pipeline hop in both directions never deadlocks).
+    /// Both peers may be this rank: a local copy (as NCCL's send and recv to self in one group).
     /// </summary>
     public void SendRecv(Tensor send, int sendPeer, Tensor receive, int receivePeer, int tag = 0) =>
         SendRecv(send, sendPeer, tag, receive, receivePeer, tag);
@@ -254,6 +255,11 @@ public sealed partial class ProcessGroup
     /// </summary>
     public void SendRecv(Tensor send, int sendPeer, int sendTag, Tensor receive, int receivePeer, int receiveTag)
     {
+        if (sendPeer == Rank || receivePeer == Rank)
+        {
+            SendRecvToItself(send, sendPeer, sendTag, receive, receivePeer, receiveTag);
+            return;
+        }
         if (Staged([send], [receive], (i, o) => SendRecv(i[0], sendPeer, sendTag, o[0], receivePeer, receiveTag))) return;
         CheckPeer(sendPeer);
         CheckPeer(receivePeer);
@@ -265,6 +271,38 @@ public sealed partial class ProcessGroup
                 MemoryMarshal.AsBytes(new Span<MessageHeader>(ref incoming)));
             CheckHeader(incoming, receivePeer, receiveTag, receive);
             _engine.SendReceive(sendPeer, Bytes(send), receivePeer, Bytes(receive));
+        }, send.Bytes + receive.Bytes, sendTag, "sendrecv");
+    }
+
+    /// <summary>
+    /// A rank's message to itself, as NCCL's send and recv to self in one group: a local copy of
+    /// <paramref name="send"/> into <paramref name="receive"/> on their device (through the host when they are on
+    /// two devices), ordered on the current stream and in the group's order like any point-to-point call. The same
+    /// rules as between ranks (tags, dtype, size) are checked before anything moves.
+    /// </summary>
+    private void SendRecvToItself(Tensor send, int sendPeer, int sendTag, Tensor receive, int receivePeer, int receiveTag)
+    {
+        if (sendPeer != receivePeer)
+        {
+            int other = sendPeer == Rank ? receivePeer : sendPeer;
+            CheckPeer(other);
+            throw new ArgumentException($"sendrecv on rank {Rank} of {Size}: a message to itself is received by the same call, so both peers are " +
+                                        $"rank {Rank} or neither (got sendPeer {sendPeer}, receivePeer {receivePeer})");
+        }
+        send.RequireContiguous("sendrecv");
+        receive.RequireContiguous("sendrecv");
+        if (sendTag != receiveTag || send.DType != receive.DType || send.Bytes != receive.Bytes)
+            throw new ArgumentException($"sendrecv on rank {Rank} of {Size} to itself: it sends tag {sendTag}, {send.DType.Name()} x {send.Bytes} bytes " +
+                                        $"but receives tag {receiveTag}, {receive.DType.Name()} x {receive.Bytes} bytes");
+        bool sameDevice = ReferenceEquals(send.Device, receive.Device);
+        if (sameDevice && send.Pointer != receive.Pointer && send.Bytes > 0 &&
+            send.Pointer < receive.Pointer + (ulong)receive.Bytes && receive.Pointer < send.Pointer + (ulong)send.Bytes)
+            throw new ArgumentException($"sendrecv on rank {Rank} of {Size} to itself: {send} and {receive} overlap without being the same memory");
+        RunPointToPoint(Collective.Send, Rank, () =>
+        {
+            if (send.Bytes == 0 || (sameDevice && send.Pointer == receive.Pointer)) return;
+            if (sameDevice) send.Device.CopyDeviceToDevice(send.Pointer, receive.Pointer, send.Bytes);
+            else receive.CopyFromHost(send.ToBytes());
         }, send.Bytes + receive.Bytes, sendTag, "sendrecv");
     }
 

@@ -236,6 +236,10 @@ public sealed partial class ProcessGroup
 
     private void CheckPeer(int peer)
     {
-        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"peer {peer} is not another rank of a group of {Size}");
+        if (peer < 0 || peer >= Size) throw new ArgumentOutOfRangeException(nameof(peer), $"peer {peer} is not a rank of a group of {Size}");
+        // Alone, a send to itself would wait for a recv that only a later call could post (as NCCL's outside a group).
+        if (peer == Rank)
+            throw new ArgumentOutOfRangeException(nameof(peer), $"peer {peer} is this rank: a message to itself is a SendRecv with both peers {peer} (a local copy), " +
+                                                                "never a Send or Recv alone");
     }
 }

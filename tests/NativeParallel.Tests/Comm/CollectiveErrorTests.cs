@@ -56,6 +56,56 @@ public sealed class CollectiveErrorTests
     }
 
     [Fact]
+    public void ARankThatTimesOutOnAPeerWaitingInTurnReportsThatPeersBlameNotThePeer()
+    {
+        // Rank 1 waits on rank 0 from the start; rank 0 comes half a timeout later and waits on rank 2, which never
+        // sends. Rank 1's deadline passes first, while rank 0 still waits on its own: rank 0 is not the cause, and
+        // rank 1 reports rank 0's blame of rank 2 once it comes instead of naming rank 0 (as a rank across a dead
+        // link is named by the same-host peer that waits on it, however late that peer's timeout falls).
+        var groups = ProcessGroup.CreateThreadGroup(3, name: "pp", timeout: TimeSpan.FromSeconds(4));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var errors = Capture(groups, g =>
+        {
+            using var t = ExactInputs.Make(DType.F32, 6, i => i);
+            if (g.Rank == 1) g.Recv(t, 0);
+            else if (g.Rank == 0)
+            {
+                Thread.Sleep(2000);
+                g.Recv(t, 2);
+                g.Send(t, 1);
+            }
+            // Rank 2 never sends.
+        });
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed}");
+        Assert.Null(errors[2]);
+        var cause = Assert.IsType<CollectiveException>(errors[0]);
+        Assert.Equal(2, cause.Peer);
+        Assert.Contains("recv #0 in group 'pp' failed on rank 0 of 3: timed out after 4 s (sent 0 of 0 bytes to rank -, received 0 of 24 bytes from rank 2)", cause.Message);
+        var waiter = Assert.IsType<CollectiveException>(errors[1]);
+        Assert.Contains("recv #0 in group 'pp' failed on rank 1 of 3: the group was aborted: rank 0: timed out after 4 s", waiter.Message);
+        Assert.Contains("received 0 of 24 bytes from rank 2", waiter.Message);
+        Assert.DoesNotContain("from rank 0", waiter.Message);
+        Assert.DoesNotContain('\n', waiter.Message);
+    }
+
+    [Fact]
+    public void RanksWaitingOnEachOtherStillTimeOutNamingTheirPeer()
+    {
+        // A cycle (each waits on the other): no rank is nearer the cause, so neither waits for the other's report
+        // beyond its own timeout; the first to time out names its peer and the other carries that.
+        var groups = ProcessGroup.CreateThreadGroup(2, name: "cycle", timeout: TimeSpan.FromSeconds(2));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var errors = Capture(groups, g =>
+        {
+            using var t = ExactInputs.Make(DType.F32, 6, i => i);
+            g.Recv(t, 1 - g.Rank);
+        });
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2 + 1 + 5), $"took {clock.Elapsed}: a rank waited for the other's report");
+        var failures = errors.Select(e => Assert.IsType<CollectiveException>(e)).ToArray();
+        Assert.Contains(failures, e => e.Message.Contains("timed out after 2 s") && e.Peer == 1 - e.Rank && !e.Message.Contains("aborted"));
+    }
+
+    [Fact]
     public void MismatchedSendAndRecvFailWithBothSides()
     {
         var groups = ProcessGroup.CreateThreadGroup(2, timeout: TimeSpan.FromSeconds(10));

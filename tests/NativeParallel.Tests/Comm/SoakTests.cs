@@ -68,7 +68,7 @@ public sealed class SoakTests
     [Fact]
     public void AGroupOfOneRunsEveryStepItsSendrecvACopy()
     {
-        // Its sendrecv has no neighbour: the step copies to itself (it once ended the process with a stack trace).
+        // Its sendrecv goes to itself, a copy in ProcessGroup (it once ended the process with a stack trace).
         var result = OnThreadRanks(1, new CollectiveSoak.Options(300, Seed, MaxBytes: 256 << 10))[0];
         Assert.Null(result.Failure);
         Assert.Equal(300, result.Collectives);

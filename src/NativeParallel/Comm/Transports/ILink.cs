@@ -29,6 +29,20 @@ internal interface IReducingLink
     int TryReceiveReduce(Span<byte> accumulator, int elementSize, SpscRing.ReduceInto reduce);
 }
 
+/// <summary>
+/// A transport whose ranks can see what some of their peers wait for (shared memory: each rank's control block).
+/// A rank that times out waiting on a peer that itself waits on another rank gives that peer time to report
+/// first: the peer's blame is nearer the cause (a peer across a dead link) than "this rank waited on that one".
+/// </summary>
+internal interface IWaitBoard
+{
+    /// <summary>Says that this rank waits on <paramref name="peer"/> until <paramref name="deadline"/> (Stopwatch ticks); peer −1 says it waits on no one.</summary>
+    void Post(int peer, long deadline);
+
+    /// <summary>The peer <paramref name="rank"/> waits on and its deadline, while it waits and this rank can see it; else null.</summary>
+    (int Peer, long Deadline)? Waiting(int rank);
+}
+
 /// <summary>All links of one rank, one per peer, and the group-wide abort signal.</summary>
 public interface ITransport : IDisposable
 {

@@ -6,7 +6,7 @@ namespace NativeParallel.Comm.Transports;
 /// part may be missing (a rank alone on its host has no shared-memory peers). An abort reaches both: the
 /// shared-memory flag stops this host's ranks, the closed sockets stop the others.
 /// </summary>
-public sealed class MixedTransport : ITransport, ILinkHealth
+public sealed class MixedTransport : ITransport, ILinkHealth, IWaitBoard
 {
     private readonly int _rank;
     private readonly ShmTransport? _local;
@@ -47,6 +47,11 @@ public sealed class MixedTransport : ITransport, ILinkHealth
 
     /// <inheritdoc/>
     public (int Peer, string Why)? Stalled() => _remote?.Stalled();
+
+    // This host's ranks only: what a rank on another host waits on cannot be seen from here.
+    void IWaitBoard.Post(int peer, long deadline) => ((IWaitBoard?)_local)?.Post(peer, deadline);
+
+    (int Peer, long Deadline)? IWaitBoard.Waiting(int rank) => ((IWaitBoard?)_local)?.Waiting(rank);
 
     /// <inheritdoc/>
     public void Dispose()

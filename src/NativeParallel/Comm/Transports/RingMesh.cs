@@ -14,6 +14,9 @@ internal static unsafe class RingMesh
     public const int ControlBytes = 4096;
     private const int AbortFlagOffset = 0;
     private const int PidOffset = 8;
+    // What the owner waits on (peer + 1, 0: no one) and until when (Stopwatch ticks): see IWaitBoard.
+    private const int WaitPeerOffset = 16;
+    private const int WaitDeadlineOffset = 24;
     private const int ReasonOffset = 64;
     private const int ReasonBytes = ControlBytes - ReasonOffset;
 
@@ -48,6 +51,20 @@ internal static unsafe class RingMesh
 
     public static int Pid(byte* segment) => Volatile.Read(ref *(int*)(segment + PidOffset));
 
+    /// <summary>Posts what the segment's owner waits on (<paramref name="peer"/> −1: no one) and its deadline.</summary>
+    public static void PostWait(byte* segment, int peer, long deadline)
+    {
+        if (peer >= 0) Volatile.Write(ref *(long*)(segment + WaitDeadlineOffset), deadline);
+        Volatile.Write(ref *(int*)(segment + WaitPeerOffset), peer + 1);
+    }
+
+    /// <summary>What the segment's owner waits on and until when, or null while it waits on no one.</summary>
+    public static (int Peer, long Deadline)? Waiting(byte* segment)
+    {
+        int peer = Volatile.Read(ref *(int*)(segment + WaitPeerOffset)) - 1;
+        return peer < 0 ? null : (peer, Volatile.Read(ref *(long*)(segment + WaitDeadlineOffset)));
+    }
+
     public static void SetAbort(byte* segment, string reason)
     {
         var bytes = Encoding.UTF8.GetBytes(reason);
@@ -81,7 +98,7 @@ internal sealed class RingLink(int peer, SpscRing outbound, SpscRing inbound, Fu
 }
 
 /// <summary>Thread ranks in one process: one native allocation holds every rank's segment.</summary>
-public sealed unsafe class ThreadTransport : ITransport
+public sealed unsafe class ThreadTransport : ITransport, IWaitBoard
 {
     private readonly Shared _shared;
     private readonly int _rank;
@@ -151,6 +168,11 @@ public sealed unsafe class ThreadTransport : ITransport
 
     /// <inheritdoc/>
     public void Idle(int spins) => Backoff.Idle(spins);
+
+    void IWaitBoard.Post(int peer, long deadline) => RingMesh.PostWait(_shared.Segment(_rank), peer, deadline);
+
+    (int Peer, long Deadline)? IWaitBoard.Waiting(int rank) =>
+        rank >= 0 && rank < _shared.Size && !Volatile.Read(ref _shared.Departed[rank]) ? RingMesh.Waiting(_shared.Segment(rank)) : null;
 
     /// <inheritdoc/>
     public void Dispose()

@@ -8,7 +8,7 @@ namespace NativeParallel.Comm.Transports;
 /// inbound rings (<see cref="RingMesh"/>), and maps every peer's. Files are unlinked as soon as every rank has
 /// mapped them, so nothing is left behind whatever happens later. A peer's death is seen through its pid.
 /// </summary>
-public sealed unsafe class ShmTransport : ITransport
+public sealed unsafe class ShmTransport : ITransport, IWaitBoard
 {
     private readonly int _rank;
     private readonly int _size;
@@ -103,6 +103,12 @@ public sealed unsafe class ShmTransport : ITransport
 
     /// <inheritdoc/>
     public void Idle(int spins) => Backoff.Idle(spins);
+
+    void IWaitBoard.Post(int peer, long deadline) => RingMesh.PostWait(_segments[_rank], peer, deadline);
+
+    // Only a live member's board: a dead process's last post would say it still waits.
+    (int Peer, long Deadline)? IWaitBoard.Waiting(int rank) =>
+        rank >= 0 && rank < _size && _links[rank] is { } link && link.PeerFailure() is null ? RingMesh.Waiting(_segments[rank]) : null;
 
     /// <inheritdoc/>
     public void Dispose()

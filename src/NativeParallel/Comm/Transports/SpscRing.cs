@@ -8,6 +8,13 @@ namespace NativeParallel.Comm.Transports;
 /// </summary>
 internal sealed unsafe class SpscRing
 {
+    /// <summary>
+    /// The most bytes one call copies in or out before publishing them: a large message streams through the ring
+    /// in runs of this size, so the reader starts on the first run while the writer copies the next, and each run
+    /// is read while still in cache, instead of waiting for megabytes that have left it.
+    /// </summary>
+    public const int MaxRun = 256 << 10;
+
     /// <summary>Bytes of header before the data: write index line, read index line.</summary>
     public const int HeaderBytes = 128;
 
@@ -38,7 +45,7 @@ internal sealed unsafe class SpscRing
         long write = Volatile.Read(ref *_write);
         long read = Volatile.Read(ref *_read);
         long free = _capacity - (write - read);
-        int n = (int)Math.Min(free, source.Length);
+        int n = (int)Math.Min(Math.Min(free, source.Length), MaxRun);
         if (n <= 0) return 0;
         long offset = write % _capacity;
         int first = (int)Math.Min(n, _capacity - offset);
@@ -56,7 +63,7 @@ internal sealed unsafe class SpscRing
     {
         long read = Volatile.Read(ref *_read);
         long write = Volatile.Read(ref *_write);
-        long available = Math.Min(write - read, accumulator.Length);
+        long available = Math.Min(Math.Min(write - read, accumulator.Length), MaxRun);
         available -= available % elementSize;
         if (available <= 0) return 0;
         long offset = read % _capacity;
@@ -85,7 +92,7 @@ internal sealed unsafe class SpscRing
     {
         long read = Volatile.Read(ref *_read);
         long write = Volatile.Read(ref *_write);
-        int n = (int)Math.Min(write - read, destination.Length);
+        int n = (int)Math.Min(Math.Min(write - read, destination.Length), MaxRun);
         if (n <= 0) return 0;
         long offset = read % _capacity;
         int first = (int)Math.Min(n, _capacity - offset);

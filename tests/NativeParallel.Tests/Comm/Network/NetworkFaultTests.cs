@@ -93,6 +93,74 @@ public sealed class NetworkFaultTests
         }
     }
 
+    [Fact]
+    public void ARankWhoseSameHostPeerIsSlowToReportTheDeadLinkStillNamesAPeerAcrossIt()
+    {
+        // The race a loaded machine can lose: a rank times out waiting on its same-host neighbour before that
+        // neighbour, which waits on the peer across the dead link, has reported it. A broadcast from rank 2 runs
+        // 2 → 3 → 0 → 1, so rank 1 only receives, from rank 0 on its own host: it has nothing unacknowledged on the
+        // network that would let it name the link itself. Rank 0 is stopped (SIGSTOP) from the moment the link goes
+        // down until after rank 1's timeout has passed, as if never scheduled: rank 1 must not name rank 0, but
+        // report rank 0's blame of rank 3 once rank 0 runs again (within the slack rank 1 gives it: 5 s at 20 s).
+        const int timeoutSeconds = 20;
+        using var network = TwoHostNetwork.Create();
+        network.RateLimit(Rate);
+        var ranks = Enumerable.Range(0, 4).Select(r => network.Start(r / 2, Torchrun(r, 4, perHost: 2, timeoutSeconds),
+            "bench", "collectives", "--op", "broadcast", "-r", "2", "-b", "4M", "-e", "4M", "-n", "100000", "-w", "1")).ToList();
+        try
+        {
+            Assert.True(ranks[0].WaitForLine("4 ranks over shm+tcp", TimeSpan.FromMinutes(2)), $"the job did not start:\n{All(ranks)}");
+            // The second host sends every broadcast across the link (rank 3 to rank 0): flowing once two have crossed.
+            var flowing = Stopwatch.StartNew();
+            while (network.TransmittedBytes(1) < 8_000_000 && flowing.Elapsed < TimeSpan.FromMinutes(2) && ranks.All(r => !r.Process.HasExited))
+                Thread.Sleep(100);
+            Assert.True(ranks.All(r => !r.Process.HasExited), $"a rank ended before the link went down:\n{All(ranks)}");
+            Assert.True(network.TransmittedBytes(1) >= 8_000_000, $"the broadcasts never got going:\n{All(ranks)}");
+            network.TakeLinkDown(0);
+            var down = Stopwatch.StartNew();
+            Signal(ranks[0].Process.Id, "STOP");
+            try
+            {
+                // Every deadline in flight falls within a collective of the link going down (a broadcast takes a
+                // third of a second at the limit): rank 1's passes while rank 0 is stopped, and rank 1's slack
+                // (its deadline + 5 s) is still running when rank 0 resumes.
+                Thread.Sleep(TimeSpan.FromSeconds(timeoutSeconds + 2.5) - down.Elapsed);
+            }
+            finally
+            {
+                Signal(ranks[0].Process.Id, "CONT");
+            }
+
+            var limit = TimeSpan.FromSeconds(timeoutSeconds + 60);
+            var exited = ranks.Select(r => r.WaitForExit(TwoHostNetwork.Left(limit, down))).ToArray();
+            string all = All(ranks);
+            for (int r = 0; r < 4; r++)
+            {
+                Assert.True(exited[r], $"rank {r} still ran {limit.TotalSeconds:F0} s after the link went down (killed):\n{all}");
+                Assert.NotEqual(0, ranks[r].Process.ExitCode);
+                var failure = Regex.Match(ranks[r].Output, $@"nativeparallel: CollectiveException: broadcast #[1-9]\d* in group 'bench' failed on rank {r} of 4: .*");
+                Assert.True(failure.Success, $"rank {r} did not fail with a CollectiveException in a collective after the first:\n{all}");
+                int blamed = BlamedPeer(failure.Value);
+                Assert.True(blamed / 2 != r / 2, $"rank {r} blames rank {blamed}, on its own host: {failure.Value}");
+            }
+            // Rank 1 carries rank 0's report (or, if a handshake of its own to rank 2 was in flight when the link went
+            // down, names the dead link itself).
+            Assert.Matches(@"failed on rank 1 of 4: (the group was aborted: rank 0: timed out after 20 s|.*rank [23] is unreachable)", ranks[1].Output);
+            for (int h = 0; h < 2; h++) Assert.Empty(network.Pids(h));
+        }
+        finally
+        {
+            foreach (var rank in ranks) rank.Dispose();
+        }
+    }
+
+    private static void Signal(int pid, string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, pid.ToString()]) { UseShellExecute = false })!;
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
     /// <summary>
     /// The rank a failure names as the cause: the one behind a dead network path when the message says so, else
     /// the one the timed-out rank still waited to hear from, else the one it waited to send to.
