@@ -251,11 +251,54 @@ internal static unsafe class CpuRowKernels
                 }
                 // Read before the row is written (dLogits may be logits).
                 float targetLogit = TE.LoadScalar(row, t);
-                var (max, sum) = SoftmaxRow<TV, TE>(row, dRow, v, 1f, g);
+                var (max, sum, target) = CrossEntropyRow<TV, TE>(row, dRow, v, t, g);
                 ((float*)losses)[r] = (float)(max + Math.Log(sum) - targetLogit);
-                TE.StoreScalar(VectorExp.Exp(targetLogit - max) * (g / sum) - g, dRow, t);
+                TE.StoreScalar(target - g, dRow, t);
             }
         });
+    }
+
+    /// <summary>
+    /// y = g · softmax(x) over one row, as <see cref="SoftmaxRow{TV,TE}"/> but with the cheaper exp: every
+    /// exponential is 2^(x·log2 e − max·log2 e), one FMA into <see cref="IVec{TV}.Exp2NonPositive"/>. Returns (max, Σ e^(x − max),
+    /// the target's g·softmax) for the loss and the target's gradient. Three sweeps of the row: the max (from memory),
+    /// the exponentials and their sum into f32 (y itself for f32 rows, else this thread's row buffer: L2), the scale
+    /// and narrow to y.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (float Max, float Sum, float Target) CrossEntropyRow<TV, TE>(byte* x, byte* y, int n, int target, float g)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        bool f32 = typeof(TE) == typeof(F32Element);
+        float* e = f32 ? (float*)y : RowBuffer(n);
+        float max = Max<TV, TE>(x, n, 1f, scaled: false);
+        int width = TV.Count, i = 0;
+        // t = x·log2 e − max·log2 e ≤ 0 (x ≤ max; the rounding of the two products is the same for every element of
+        // the row up to |t|·6e-8, so the softmax is as exact as before and the log-sum-exp within ~1e-6 of it).
+        float shift = -max * VectorExp.Log2E;
+        TV a = TV.Splat(VectorExp.Log2E), b = TV.Splat(shift), s0 = TV.Splat(0f), s1 = s0;
+        for (; i + 2 * width <= n; i += 2 * width)
+        {
+            var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
+            var e1 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i + width), a, b));
+            TV.StoreF32(e0, e + i);
+            TV.StoreF32(e1, e + i + width);
+            s0 = TV.Add(s0, e0);
+            s1 = TV.Add(s1, e1);
+        }
+        for (; i + width <= n; i += width)
+        {
+            var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
+            TV.StoreF32(e0, e + i);
+            s0 = TV.Add(s0, e0);
+        }
+        float sum = TV.Sum(TV.Add(s0, s1));
+        for (; i < n; i++) sum += e[i] = VectorExp.Exp2NonPositive(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), VectorExp.Log2E, shift));
+        float inv = g / sum, targetValue = e[target] * inv;
+        var k = TV.Splat(inv);
+        for (i = 0; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
+        return (max, sum, targetValue);
     }
 
     // ---- SwiGLU: g·u / (1 + e^−g), element-wise in chunks (output may be gate or up).
