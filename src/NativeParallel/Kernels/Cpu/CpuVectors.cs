@@ -142,8 +142,8 @@ internal static class VectorExp
     /// instructions where <see cref="Exp(Vector512{float})"/> takes fourteen (no Cody-Waite split, two fewer
     /// polynomial terms, no upper clamp). Relative error ≤ ~3e-7 in 2^t; against e^(x − max) add the rounding of t
     /// (|t|·6e-8), which is large only where the result is tiny. t is clamped below, so −∞ gives a tiny number, not
-    /// NaN: at −150 here (2^−150 rounds to 0), at −126 on Vector256 (2^−126); NaN stays NaN. t &gt; 0 is outside the
-    /// contract. <c>VectorExpTests</c> checks it against Math.Pow.
+    /// NaN: at −150 here (2^−150 rounds to 0), at −126 on Vector256 (2^−126); NaN stays NaN. The contract is t ≤ 0; a t a
+    /// rounding above 0 (x = max) is fine, as is any t up to 127, but nothing clamps above. <c>VectorExpTests</c> checks it against Math.Pow.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2NonPositive(Vector512<float> t)
