@@ -251,7 +251,9 @@ internal static unsafe class CpuRowKernels
                 }
                 // Read before the row is written (dLogits may be logits).
                 float targetLogit = TE.LoadScalar(row, t);
-                var (max, sum, target) = CrossEntropyRow<TV, TE>(row, dRow, v, t, g);
+                // The next row of this task is fetched into L2 while this one's exponentials are computed.
+                byte* next = r + 1 < end ? row + (long)v * size : null;
+                var (max, sum, target) = CrossEntropyRow<TV, TE>(row, dRow, v, t, g, next);
                 ((float*)losses)[r] = (float)(max + Math.Log(sum) - targetLogit);
                 TE.StoreScalar(target - g, dRow, t);
             }
@@ -266,10 +268,12 @@ internal static unsafe class CpuRowKernels
     /// and narrow to y.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (float Max, float Sum, float Target) CrossEntropyRow<TV, TE>(byte* x, byte* y, int n, int target, float g)
+    private static (float Max, float Sum, float Target) CrossEntropyRow<TV, TE>(byte* x, byte* y, int n, int target, float g, byte* next)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         bool f32 = typeof(TE) == typeof(F32Element);
+        int size = f32 ? 4 : 2;
+        bool prefetch = next != null && System.Runtime.Intrinsics.X86.Sse.IsSupported;
         float* e = f32 ? (float*)y : RowBuffer(n);
         float max = Max<TV, TE>(x, n, 1f, scaled: false);
         int width = TV.Count, i = 0;
@@ -279,6 +283,13 @@ internal static unsafe class CpuRowKernels
         TV a = TV.Splat(VectorExp.Log2E), b = TV.Splat(shift), s0 = TV.Splat(0f), s1 = s0;
         for (; i + 2 * width <= n; i += 2 * width)
         {
+            if (prefetch)
+            {
+                // The same span of the next row (64 bytes of bf16 per step on Vector512; f32 takes two lines).
+                byte* pf = next + (long)i * size;
+                System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf);
+                if (2 * width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf + 64);
+            }
             var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
             var e1 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i + width), a, b));
             TV.StoreF32(e0, e + i);
