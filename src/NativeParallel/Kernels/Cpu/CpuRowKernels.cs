@@ -38,14 +38,17 @@ internal static unsafe class CpuRowKernels
         CpuParallel.For(rows, 3L * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
-                RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps);
+                RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps,
+                    r + 1 < end ? (byte*)x + (long)(r + 1) * d * size : null);
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps)
+    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps, byte* next)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
+        int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        bool prefetch = next != null && System.Runtime.Intrinsics.X86.Sse.IsSupported;
         int width = TV.Count, i = 0;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
@@ -74,7 +77,12 @@ internal static unsafe class CpuRowKernels
         var scale = TV.Splat(inv);
         // y may be x (in place): each element is read before it is written.
         for (i = 0; i + width <= d; i += width)
+        {
+            // The next row into L2 while this one is written: a line per 64 bytes of it.
+            if (prefetch && ((long)i * size & 63) == 0) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size);
+            if (prefetch && width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size + 64);
             TE.Store(TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i)), y, i);
+        }
         for (; i < d; i++) TE.StoreScalar(TE.LoadScalar(x, i) * inv * TE.LoadScalar(w, i), y, i);
     }
 
