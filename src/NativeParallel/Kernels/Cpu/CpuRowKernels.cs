@@ -38,14 +38,17 @@ internal static unsafe class CpuRowKernels
         CpuParallel.For(rows, 3L * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
-                RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps);
+                RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps,
+                    r + 1 < end ? (byte*)x + (long)(r + 1) * d * size : null);
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps)
+    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps, byte* next)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
+        int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        bool prefetch = next != null && System.Runtime.Intrinsics.X86.Sse.IsSupported;
         int width = TV.Count, i = 0;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
@@ -74,7 +77,12 @@ internal static unsafe class CpuRowKernels
         var scale = TV.Splat(inv);
         // y may be x (in place): each element is read before it is written.
         for (i = 0; i + width <= d; i += width)
+        {
+            // The next row into L2 while this one is written: a line per 64 bytes of it.
+            if (prefetch && ((long)i * size & 63) == 0) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size);
+            if (prefetch && width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size + 64);
             TE.Store(TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i)), y, i);
+        }
         for (; i < d; i++) TE.StoreScalar(TE.LoadScalar(x, i) * inv * TE.LoadScalar(w, i), y, i);
     }
 
@@ -251,11 +259,65 @@ internal static unsafe class CpuRowKernels
                 }
                 // Read before the row is written (dLogits may be logits).
                 float targetLogit = TE.LoadScalar(row, t);
-                var (max, sum) = SoftmaxRow<TV, TE>(row, dRow, v, 1f, g);
+                // The next row of this task is fetched into L2 while this one's exponentials are computed.
+                byte* next = r + 1 < end ? row + (long)v * size : null;
+                var (max, sum, target) = CrossEntropyRow<TV, TE>(row, dRow, v, t, g, next);
                 ((float*)losses)[r] = (float)(max + Math.Log(sum) - targetLogit);
-                TE.StoreScalar(VectorExp.Exp(targetLogit - max) * (g / sum) - g, dRow, t);
+                TE.StoreScalar(target - g, dRow, t);
             }
         });
+    }
+
+    /// <summary>
+    /// y = g · softmax(x) over one row, as <see cref="SoftmaxRow{TV,TE}"/> but with the cheaper exp: every
+    /// exponential is 2^(x·log2 e − max·log2 e), one FMA into <see cref="IVec{TV}.Exp2NonPositive"/>. Returns (max, Σ e^(x − max),
+    /// the target's g·softmax) for the loss and the target's gradient. Three sweeps of the row: the max (from memory),
+    /// the exponentials and their sum into f32 (y itself for f32 rows, else this thread's row buffer: L2), the scale
+    /// and narrow to y.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (float Max, float Sum, float Target) CrossEntropyRow<TV, TE>(byte* x, byte* y, int n, int target, float g, byte* next)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        bool f32 = typeof(TE) == typeof(F32Element);
+        int size = f32 ? 4 : 2;
+        bool prefetch = next != null && System.Runtime.Intrinsics.X86.Sse.IsSupported;
+        float* e = f32 ? (float*)y : RowBuffer(n);
+        float max = Max<TV, TE>(x, n, 1f, scaled: false);
+        int width = TV.Count, i = 0;
+        // t = x·log2 e − max·log2 e ≤ 0 (x ≤ max; the rounding of the two products is the same for every element of
+        // the row up to |t|·6e-8, so the softmax is as exact as before and the log-sum-exp within ~1e-6 of it).
+        float shift = -max * VectorExp.Log2E;
+        TV a = TV.Splat(VectorExp.Log2E), b = TV.Splat(shift), s0 = TV.Splat(0f), s1 = s0;
+        for (; i + 2 * width <= n; i += 2 * width)
+        {
+            if (prefetch)
+            {
+                // The same span of the next row (64 bytes of bf16 per step on Vector512; f32 takes two lines).
+                byte* pf = next + (long)i * size;
+                System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf);
+                if (2 * width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf + 64);
+            }
+            var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
+            var e1 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i + width), a, b));
+            TV.StoreF32(e0, e + i);
+            TV.StoreF32(e1, e + i + width);
+            s0 = TV.Add(s0, e0);
+            s1 = TV.Add(s1, e1);
+        }
+        for (; i + width <= n; i += width)
+        {
+            var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
+            TV.StoreF32(e0, e + i);
+            s0 = TV.Add(s0, e0);
+        }
+        float sum = TV.Sum(TV.Add(s0, s1));
+        for (; i < n; i++) sum += e[i] = VectorExp.Exp2NonPositive(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), VectorExp.Log2E, shift));
+        float inv = g / sum, targetValue = e[target] * inv;
+        var k = TV.Splat(inv);
+        for (i = 0; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
+        return (max, sum, targetValue);
     }
 
     // ---- SwiGLU: g·u / (1 + e^−g), element-wise in chunks (output may be gate or up).

@@ -33,6 +33,8 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract float MaxAcross(TV v);
     /// <summary>e^x per lane, ~1 ulp: see <see cref="VectorExp"/>.</summary>
     static abstract TV Exp(TV x);
+    /// <summary>2^t per lane for t ≤ 0 (the caller folds log2 e and its shift into one FMA): see <see cref="VectorExp.Exp2NonPositive(float)"/>.</summary>
+    static abstract TV Exp2NonPositive(TV t);
 }
 
 /// <summary>Element type of a tensor row: loads widen to f32 and stores narrow from it.</summary>
@@ -128,6 +130,68 @@ internal static class VectorExp
         var scaleB = ((ni - half + Vector256.Create(127)) << 23).AsSingle();
         var result = p * scaleA * scaleB;
         return result;
+    }
+
+    // 2^f on |f| ≤ 1/2, degree 5: Chebyshev interpolation (near minimax), relative error 1.6e-7 before rounding.
+    internal const float E0 = 1.0000001192092896f, E1 = 0.6931471824645996f, E2 = 0.2402210682630539f, E3 = 0.055503569543361664f,
+        E4 = 0.009676031768321991f, E5 = 0.0013390863314270973f;
+
+    /// <summary>
+    /// 2^t per lane for t ≤ 0, the cheaper exp of the exp-bound row kernels (cross-entropy): t = x·log2 e − max·log2 e
+    /// is one FMA at the caller, then n = round(t), f = t − n, a degree-5 polynomial for 2^f and vscalefps, about ten
+    /// instructions where <see cref="Exp(Vector512{float})"/> takes fourteen (no Cody-Waite split, two fewer
+    /// polynomial terms, no upper clamp). Relative error ≤ ~3e-7 in 2^t; against e^(x − max) add the rounding of t
+    /// (|t|·6e-8), which is large only where the result is tiny. t is clamped below, so −∞ gives a tiny number, not
+    /// NaN: at −150 here (2^−150 rounds to 0), at −126 on Vector256 (2^−126); NaN stays NaN. The contract is t ≤ 0; a t a
+    /// rounding above 0 (x = max) is fine, as is any t up to 127, but nothing clamps above. <c>VectorExpTests</c> checks it against Math.Pow.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp2NonPositive(Vector512<float> t)
+    {
+        var tc = Vector512.MaxNative(Vector512.Create(-150f), t); // t second: NaN passes through
+        var n = Vector512.Round(tc);
+        var f = tc - n;
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(E5), f, Vector512.Create(E4));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(E3));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(E2));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(E1));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(E0));
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n);
+        // Without vscalefps: n ≥ −150 needs two factors (2^−150 is below the normal range).
+        var ni = Vector512.ConvertToInt32Native(n);
+        var half = ni >> 1;
+        return p * ((half + Vector512.Create(127)) << 23).AsSingle() * ((ni - half + Vector512.Create(127)) << 23).AsSingle();
+    }
+
+    /// <inheritdoc cref="Exp2NonPositive(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp2NonPositive(Vector256<float> t)
+    {
+        // Clamped at −126 here: 2^n is then one normal float built from its exponent bits (2^−126 for anything
+        // smaller: 1e-38 where 0 is exact, nothing a sum or a bf16 output can see).
+        var tc = Vector256.MaxNative(Vector256.Create(-126f), t);
+        var n = Vector256.Round(tc);
+        var f = tc - n;
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(E5), f, Vector256.Create(E4));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(E3));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(E2));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(E1));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(E0));
+        return p * ((Vector256.ConvertToInt32Native(n) + Vector256.Create(127)) << 23).AsSingle();
+    }
+
+    /// <summary>The same polynomial on one float, for row tails.</summary>
+    public static float Exp2NonPositive(float t)
+    {
+        if (float.IsNaN(t)) return t;
+        float tc = Math.Max(t, -150f);
+        float n = MathF.Round(tc), f = tc - n;
+        float p = MathF.FusedMultiplyAdd(E5, f, E4);
+        p = MathF.FusedMultiplyAdd(p, f, E3);
+        p = MathF.FusedMultiplyAdd(p, f, E2);
+        p = MathF.FusedMultiplyAdd(p, f, E1);
+        p = MathF.FusedMultiplyAdd(p, f, E0);
+        return MathF.ScaleB(p, (int)n);
     }
 
     /// <summary>The same arithmetic on one float, for row tails (so a tail element agrees with its vector neighbours).</summary>
@@ -247,6 +311,8 @@ internal unsafe struct V512 : IVec<V512>
     public static float MaxAcross(V512 v) => V256.MaxAcross(Vector256.MaxNative(v.V.GetLower(), v.V.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Exp(V512 x) => new(VectorExp.Exp(x.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Exp2NonPositive(V512 t) => new(VectorExp.Exp2NonPositive(t.V));
 }
 
 internal unsafe struct V256 : IVec<V256>
@@ -299,4 +365,6 @@ internal unsafe struct V256 : IVec<V256>
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Exp(V256 x) => new(VectorExp.Exp(x.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Exp2NonPositive(V256 t) => new(VectorExp.Exp2NonPositive(t.V));
 }
