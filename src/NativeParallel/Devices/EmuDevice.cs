@@ -10,7 +10,7 @@ namespace NativeParallel.Devices;
 /// <summary>
 /// The emulated GPU: host memory, and the very kernels/*.cu source compiled by the host C++ compiler and run with
 /// one fiber per CUDA thread (kernels/emu/). The CUDA device's host code (argument packing, grid math) runs
-/// unchanged through <see cref="GpuKernels"/>. <see cref="Schedule"/> picks the fiber interleaving, so running a
+/// unchanged through each op file's launcher (Kernels/Ops/). <see cref="Schedule"/> picks the fiber interleaving, so running a
 /// kernel under several schedules exposes races (missing barriers); <see cref="Sanitize"/> builds kernels with
 /// AddressSanitizer and UndefinedBehaviorSanitizer (the process must have libasan preloaded).
 /// Streams run for real: the default stream runs work on the issuing thread, every other stream on its own worker,

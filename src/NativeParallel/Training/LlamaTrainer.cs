@@ -22,8 +22,7 @@ namespace NativeParallel.Training;
 public sealed class LlamaTrainer : IDisposable
 {
     private readonly LlamaConfig _c;
-    private readonly int _batch, _seq, _tokens, _rows, _lossTokens, _vocabStart, _vocabLocal;
-    private readonly bool _sp;
+    private readonly int _batch, _seq, _tokens, _lossTokens, _vocabStart, _vocabLocal;
     private readonly ProcessGroup? _tp;
     // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
@@ -109,11 +108,10 @@ public sealed class LlamaTrainer : IDisposable
         _vocabLocal = Math.Min(_c.Vocab, _vocabStart + vocabChunk) - _vocabStart;
         if ((tp - 1) * vocabChunk >= _c.Vocab)
             throw new ArgumentException($"tensor parallelism splits the vocabulary: {_c.Vocab} rows in blocks of {vocabChunk} leave a rank of tp={tp} without any");
-        _sp = sequenceParallel && _tp is not null;
-        if (_sp && _tokens % tp != 0)
+        bool sp = sequenceParallel && _tp is not null;
+        if (sp && _tokens % tp != 0)
             throw new ArgumentException($"sequence parallelism cuts the B·T = {_tokens} tokens of a micro-batch over tp={tp} ranks: they do not divide");
-        _rows = _sp ? _tokens / tp : _tokens;
-        int n = _tokens, rows = _rows, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads / tp * d, kvd = _c.KvHeads / tp * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
+        int n = _tokens, rows = sp ? _tokens / tp : _tokens, h = _c.Hidden, d = _c.HeadDim, qd = _c.Heads / tp * d, kvd = _c.KvHeads / tp * d, f = _c.Ffn / tp, vocab = _c.Vocab, vl = _vocabLocal;
         Stage = stage ?? new PipelineStage(0, _c.Layers, IsFirst: true, IsLast: true);
         if (Stage.FirstLayer < 0 || Stage.Layers < 0 || Stage.FirstLayer + Stage.Layers > _c.Layers)
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
@@ -199,7 +197,7 @@ public sealed class LlamaTrainer : IDisposable
         Tensor F32(params int[] shape) => Allocate(DType.F32, shape);
         Tensor I(int count) => Allocate(DType.I32, [count]);
         long before = BufferBytes();
-        _pass = new TrainingPass(device, _c, _tp, _sp, batch, sequence, dtype, Allocate);
+        _pass = new TrainingPass(device, _c, _tp, sp, batch, sequence, dtype, Allocate);
         _normTotal = F32(1);
         _rowMax = F32(_tp is null ? 0 : n);
         _rowSums = F32(_tp is null ? 0 : 2 * n);
@@ -354,16 +352,16 @@ public sealed class LlamaTrainer : IDisposable
     /// </summary>
     public void SumSequenceParallelGradients()
     {
-        if (!_sp) return;
+        if (!SequenceParallel) return;
         foreach (var p in Parameters)
             if (!p.IsTensorParallelShard) _tp!.AllReduce(p.Grad);
     }
 
     /// <summary>Whether the residual stream is cut by tokens over the tensor-parallel group.</summary>
-    public bool SequenceParallel => _sp;
+    public bool SequenceParallel => _pass.Region.TokenSliced;
 
     /// <summary>Token rows of the residual stream on this rank (a pipeline stage's input and output): B·T, or B·T/tp under sequence parallelism.</summary>
-    public int StageRows => _rows;
+    public int StageRows => _pass.Rows;
 
     // Megatron's all-reduce over the tensor-parallel group, in place (the cross-entropy's statistics).
     private void SumOverTensorParallel(Tensor t, ReduceOp op = ReduceOp.Sum)

@@ -8,7 +8,7 @@ public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
 }
 
 /// <summary>
-/// What <see cref="GpuKernels"/> needs from a device that runs kernels/*.cu: the target architecture, its size,
+/// What the op files' launchers (Kernels/Ops/) need from a device that runs kernels/*.cu: the target architecture, its size,
 /// and a launch of a named entry point with one argument struct. The CUDA device implements it; an emulated
 /// device can implement it too, so the host code (argument packing, grid math, caching) is shared.
 /// </summary>

@@ -44,7 +44,7 @@ public static unsafe class AdamW
         args.V = v.Pointer;
         args.ParamCopy = paramCopy?.Pointer ?? 0;
         args.Count = count;
-        if (OpLaunch.LauncherOf(param, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(param) is { } launcher)
         {
             launcher.Launch("adamw.cu", Entry[grad.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;

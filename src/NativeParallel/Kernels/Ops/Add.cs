@@ -31,7 +31,7 @@ public static unsafe class Add
     {
         using var traced = Tracer.Kernel(Op, a, b, output);
         long count = OpShapes.Elementwise(Op, a, b, output);
-        if (OpLaunch.LauncherOf(a, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(a) is { } launcher)
         {
             if (count == 0) return;
             var args = new ResidualAddArgs { A = a.Pointer, B = b.Pointer, Out = output.Pointer, Count = count };

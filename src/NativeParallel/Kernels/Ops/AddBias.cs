@@ -32,7 +32,7 @@ public static unsafe class AddBias
         OpShapes.FloatType(Op, "x", x, DType.F32, DType.BF16);
         var (rows, n) = OpShapes.RowsOf(x);
         OpShapes.Require(bias.DType == x.DType && bias.Count == n, Op, $"bias must be {x.DType.Name()} with {n} elements, got {bias}");
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             long count = (long)rows * n;
             if (count == 0) return;

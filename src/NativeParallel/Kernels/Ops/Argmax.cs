@@ -35,7 +35,7 @@ public static unsafe class Argmax
         var (rows, n) = OpShapes.RowsOf(x);
         OpShapes.Require(n >= 1 || rows == 0, Op, "rows must have at least one element");
         OpShapes.Require(indices.DType == DType.I32 && indices.Count == rows, Op, $"indices must be i32 with {rows} elements, got {indices}");
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (rows == 0) return;
             var args = new ArgmaxArgs { X = x.Pointer, Indices = indices.Pointer, Rows = rows, N = n };

@@ -46,7 +46,7 @@ public static unsafe class AttentionDecode
     {
         using var traced = Tracer.Kernel(Op, q, kCache, vCache, lengths, output);
         var s = Shapes(q, kCache, vCache, lengths, output);
-        if (OpLaunch.LauncherOf(q, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(q) is { } launcher)
         {
             int heads = s.Batch * s.Hq;
             if (heads == 0) return;

@@ -34,7 +34,7 @@ public static unsafe class AttentionPrefill
     {
         using var traced = Tracer.Kernel(Op, q, k, v, output);
         var s = Shapes(q, k, v, output, queryStart);
-        if (OpLaunch.LauncherOf(q, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(q) is { } launcher)
         {
             long rows = (long)s.Batch * s.Tq * s.Hq;
             if (rows == 0) return;

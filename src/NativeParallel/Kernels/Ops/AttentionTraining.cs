@@ -59,7 +59,7 @@ public static unsafe class AttentionTraining
         using var traced = Tracer.Kernel("attention_fwd", q, k, v, output, lse);
         var s = Check(q, k, v, lse, ("output", output));
         if ((long)s.B * s.T * s.Hq == 0) return;
-        if (OpLaunch.LauncherOf(q, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(q) is { } launcher)
         {
             var args = new AttentionTrainFwdArgs
             {
@@ -79,7 +79,7 @@ public static unsafe class AttentionTraining
         using var traced = Tracer.Kernel("attention_bwd", q, k, v, output, lse, dOutput, dq, dk, dv);
         var s = Check(q, k, v, lse, ("output", output), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv));
         if ((long)s.B * s.T * s.Hq == 0) return;
-        if (OpLaunch.LauncherOf(q, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(q) is { } launcher)
         {
             using var delta = Tensor.Empty(q.Device, DType.F32, s.B, s.Hq, s.T);
             var args = new AttentionTrainBwdArgs

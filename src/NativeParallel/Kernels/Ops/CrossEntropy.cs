@@ -36,7 +36,7 @@ public static unsafe class CrossEntropy
         using var traced = Tracer.Kernel("cross_entropy", logits, targets, losses, dLogits);
         var (rows, v) = Check(logits, targets, losses, dLogits);
         if (rows == 0) return;
-        if (OpLaunch.LauncherOf(logits, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(logits) is { } launcher)
         {
             var args = new CrossEntropyArgs
             {
@@ -44,7 +44,7 @@ public static unsafe class CrossEntropy
                 Rows = rows, V = v, GradScale = gradScale,
             };
             launcher.Launch("cross_entropy.cu", Entry[logits.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)),
-                new Gpu.Dim3(Gpu.GpuKernels.RowCacheBlock(v, logits.DType, Gpu.GpuKernels.RowVecs)), 0, args);
+                new Gpu.Dim3(OpLaunch.RowCacheBlock(v, logits.DType, OpLaunch.RowVecs)), 0, args);
             return;
         }
         Cpu(logits, targets, losses, dLogits, rows, v, gradScale);

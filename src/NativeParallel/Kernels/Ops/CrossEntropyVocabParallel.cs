@@ -90,7 +90,7 @@ public static unsafe class CrossEntropyVocabParallel
     private static void Launch(EntryPoints entry, int rows, CrossEntropyVocabArgs args, Tensor logits, Action cpu)
     {
         if (rows == 0) return;
-        if (OpLaunch.LauncherOf(logits, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(logits) is { } launcher)
         {
             launcher.Launch("cross_entropy.cu", entry[logits.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;

@@ -30,7 +30,7 @@ public static unsafe class Embedding
     {
         using var traced = Tracer.Kernel(Op, ids, table, output);
         var (tokens, hidden, vocab) = Shapes(ids, table, output);
-        if (OpLaunch.LauncherOf(table, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(table) is { } launcher)
         {
             if (tokens == 0 || hidden == 0) return;
             var args = new EmbeddingArgs { Ids = ids.Pointer, Table = table.Pointer, Out = output.Pointer, Tokens = tokens, Hidden = hidden, Vocab = vocab };

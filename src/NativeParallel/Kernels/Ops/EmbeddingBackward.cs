@@ -36,7 +36,7 @@ public static unsafe class EmbeddingBackward
         OpShapes.Require(dTable.DType is DType.F32 or DType.BF16, Op, $"dTable has dtype {dTable.DType.Name()}; supported: f32, bf16");
         var (tokens, hidden, vocab) = Embedding.Shapes(ids, dTable, dOut);
         if (tokens == 0 || hidden == 0 || vocab == 0) return;
-        if (OpLaunch.LauncherOf(dTable, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(dTable) is { } launcher)
         {
             uint columnBlocks = OpLaunch.Tiles(hidden, OpLaunch.Block);
             // Split the vocabulary so the grid fills the device; every block still reads all ids (cheap, broadcast).

@@ -38,7 +38,7 @@ public static unsafe class GatherRows
         OpShapes.Require(src.Device == output.Device && index.Device == output.Device, Op, "src, index and out must be on one device");
         int rows = output.Dim(0), cols = output.Dim(1), srcRows = src.Dim(0);
         if (rows == 0 || cols == 0) return;
-        if (OpLaunch.LauncherOf(output, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(output) is { } launcher)
         {
             var args = new GatherRowsArgs { Src = src.Pointer, Index = index.Pointer, Out = output.Pointer, Rows = rows, Cols = cols, SrcRows = srcRows, Divisor = divisor };
             string entry = src.DType.SizeOf() == 4 ? "gather_rows_b32" : "gather_rows_b16";

@@ -31,7 +31,7 @@ public static unsafe class Gelu
     {
         using var traced = Tracer.Kernel(Op, x, output);
         long count = OpShapes.Elementwise(Op, x, null, output);
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (count == 0) return;
             var args = new GeluArgs { X = x.Pointer, Out = output.Pointer, Count = count };

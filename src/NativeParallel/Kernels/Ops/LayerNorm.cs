@@ -32,7 +32,7 @@ public static unsafe class LayerNorm
     {
         using var traced = Tracer.Kernel(Op, x, weight, bias, y);
         var (rows, d) = OpShapes.Norm(Op, x, weight, bias, y);
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (rows == 0) return;
             var args = new LayerNormArgs { X = x.Pointer, Weight = weight.Pointer, Bias = bias.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };

@@ -40,7 +40,7 @@ public static unsafe class Matmul
         // c (m, n) = a (m, k) · bᵀ: one multiply and one add per (m, n, k).
         using var traced = Tracer.Kernel(Op, 2 * c.Count * a.Dim(-1), a, b, c);
         var (m, n, k) = Shapes(a, b, c);
-        if (OpLaunch.LauncherOf(a, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(a) is { } launcher)
         {
             if (m == 0 || n == 0) return;
             var args = new MatmulArgs { A = a.Pointer, B = b.Pointer, C = c.Pointer, M = m, N = n, K = k };

@@ -51,7 +51,7 @@ public static unsafe class MatmulBackward
         OpShapes.Require(dX.Dim(0) == m && dX.Dim(1) == k, Op, $"dX must be ({m}, {k}), got {dX}");
         OpShapes.Require(m <= 65535L * Tile, Op, $"m = {m} exceeds {65535 * Tile} rows; split the batch");
         if (m == 0 || k == 0) return;
-        if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(dY) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = w.Pointer, Out = dX.Pointer, M = m, N = n, K = k };
             if (TensorCoreEntries(dY) is { } tensorCores)
@@ -75,7 +75,7 @@ public static unsafe class MatmulBackward
         OpShapes.Require(dW.Dim(0) == n && dW.Dim(1) == k, Op, $"dW must be ({n}, {k}), got {dW}");
         OpShapes.Require(n <= 65535L * Tile, Op, $"n = {n} exceeds {65535 * Tile} rows");
         if (n == 0 || k == 0) return;
-        if (OpLaunch.LauncherOf(dY, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(dY) is { } launcher)
         {
             var args = new MatmulBwdArgs { DY = dY.Pointer, Other = x.Pointer, Out = dW.Pointer, M = m, N = n, K = k, Accumulate = accumulate ? 1 : 0 };
             if (TensorCoreEntries(dY) is { } tensorCores)

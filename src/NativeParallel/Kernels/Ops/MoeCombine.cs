@@ -40,7 +40,7 @@ public static unsafe class MoeCombine
         OpShapes.Require(output.Dim(0) == tokens && output.Dim(1) == cols, Op, $"out must be ({tokens}, {cols}), got {output}");
         OpShapes.Require(y.Device == output.Device && position.Device == output.Device && weights.Device == output.Device, Op, "every tensor must be on one device");
         if (tokens == 0 || cols == 0) return;
-        if (OpLaunch.LauncherOf(output, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(output) is { } launcher)
         {
             var args = new MoeCombineArgs { Y = y.Pointer, Position = position.Pointer, Weights = weights.Pointer, Out = output.Pointer, Tokens = tokens, K = k, Cols = cols, YRows = y.Dim(0) };
             launcher.Launch("moe.cu", Entry[y.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, tokens)), new Gpu.Dim3(OpLaunch.Block), 0, args);

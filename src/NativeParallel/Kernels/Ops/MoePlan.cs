@@ -40,7 +40,7 @@ public static unsafe class MoePlan
         OpShapes.Require(position.Count == n && order.Count == n, Op, $"position and order need {n} elements (one per key), got {position.Count} and {order.Count}");
         OpShapes.Require(counts.Count >= 1 && n <= int.MaxValue, Op, $"counts needs at least one bucket, got {counts.Count}");
         int buckets = (int)counts.Count;
-        if (OpLaunch.LauncherOf(keys, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(keys) is { } launcher)
         {
             var args = new MoePlanArgs
             {

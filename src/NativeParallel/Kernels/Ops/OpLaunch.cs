@@ -16,7 +16,7 @@ internal static class OpLaunch
     /// The launcher of <paramref name="t"/>'s device; null when the op's CPU path should run: the CPU device, and any
     /// device that launches no kernels, whose memory must then be host-addressable (a test's stand-in device).
     /// </summary>
-    public static IKernelLauncher? LauncherOf(Tensor t, string op) => t.Device as IKernelLauncher;
+    public static IKernelLauncher? LauncherOf(Tensor t) => t.Device as IKernelLauncher;
 
     /// <summary>Blocks for a grid-stride loop over <paramref name="items"/>: no more than fill the device a few times over.</summary>
     public static uint GridFor(IKernelLauncher launcher, long items, uint perBlock = Block)
@@ -31,6 +31,23 @@ internal static class OpLaunch
 
     /// <summary>Blocks to cover <paramref name="extent"/> in tiles of <paramref name="tile"/> (one block per tile).</summary>
     public static uint Tiles(long extent, uint tile) => (uint)Math.Max(1, (extent + tile - 1) / tile);
+
+    /// <summary>16-byte vectors per thread of the row kernels that keep a row in registers (SOFTMAX_VECS, CE_VECS).</summary>
+    public const int RowVecs = 8;
+
+    /// <summary>
+    /// Threads per block of a row kernel that keeps its row in registers (softmax v2, rmsnorm v2, cross_entropy v2):
+    /// the smallest block, in whole warps up to 1024 threads, whose <paramref name="vecs"/> 16-byte vectors per thread
+    /// cover a row of <paramref name="n"/> elements at any misalignment (one vector more than n needs). Longer rows
+    /// get 1024 threads and the kernels' streaming path.
+    /// </summary>
+    public static uint RowCacheBlock(int n, DType dtype, int vecs)
+    {
+        int perVector = 16 / dtype.SizeOf();
+        long vectors = (n + perVector - 1) / perVector + 1;
+        long threads = (vectors + vecs - 1) / vecs;
+        return (uint)Math.Clamp((threads + 31) / 32 * 32, 32, 1024);
+    }
 }
 
 /// <summary>

@@ -45,7 +45,7 @@ public static unsafe class Reduce
         // The span of every tensor is built only when a trace records it (a collection expression allocates).
         using var traced = Tracer.Current is null ? default : Tracer.Kernel(Op, [.. inputs, output]);
         long count = Shapes(inputs, output);
-        if (OpLaunch.LauncherOf(output, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(output) is { } launcher)
         {
             if (count == 0) return;
             var args = new ReduceArgs { Dst = output.Pointer, Count = count, Inputs = inputs.Length };

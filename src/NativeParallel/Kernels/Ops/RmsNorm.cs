@@ -34,11 +34,11 @@ public static unsafe class RmsNorm
     {
         using var traced = Tracer.Kernel(Op, x, weight, y);
         var (rows, d) = OpShapes.Norm(Op, x, weight, null, y);
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (rows == 0) return;
             var args = new RmsNormArgs { X = x.Pointer, Weight = weight.Pointer, Y = y.Pointer, Rows = rows, D = d, Eps = eps };
-            launcher.Launch("rmsnorm.cu", Entry[x.DType], new Dim3(OpLaunch.RowGrid(launcher, rows)), new Dim3(GpuKernels.RowCacheBlock(d, x.DType, NormVecs)), 0, args);
+            launcher.Launch("rmsnorm.cu", Entry[x.DType], new Dim3(OpLaunch.RowGrid(launcher, rows)), new Dim3(OpLaunch.RowCacheBlock(d, x.DType, NormVecs)), 0, args);
             return;
         }
         // The CPU path keeps bf16 in registers (Kernels/Cpu/CpuRowKernels.cs).

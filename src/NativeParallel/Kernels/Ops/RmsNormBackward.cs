@@ -50,7 +50,7 @@ public static unsafe class RmsNormBackward
         OpShapes.Norm(Op, x, weight, null, dX);
         OpShapes.Norm(Op, x, dWeight, null, dX);
         if (rows == 0 || d == 0) return;
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (V2Fits(x, weight, dY, dX, d) is var threads && threads > 0)
             {

@@ -32,7 +32,7 @@ public static unsafe class Rope
     {
         using var traced = Tracer.Kernel(Op, x, positions);
         var (tokens, heads, d) = Shapes(x, positions);
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             long pairs = (long)tokens * heads * (d / 2);
             if (pairs == 0) return;

@@ -25,7 +25,7 @@ public static unsafe class RopeBackward
         var (tokens, heads, d) = Rope.Shapes(dx, positions);
         long pairs = (long)tokens * heads * (d / 2);
         if (pairs == 0) return;
-        if (OpLaunch.LauncherOf(dx, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(dx) is { } launcher)
         {
             // The forward's argument struct (kernels/rope.cu RopeArgs, mirrored in Rope.cs): x is dY in, dX out.
             var args = new Rope.RopeArgs { X = dx.Pointer, Positions = positions.Pointer, Tokens = tokens, Heads = heads, D = d, Theta = theta };

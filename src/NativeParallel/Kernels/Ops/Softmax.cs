@@ -36,11 +36,11 @@ public static unsafe class Softmax
         OpShapes.FloatType(Op, "x", x, DType.F32, DType.BF16);
         OpShapes.Require(y.DType == x.DType && y.Count == x.Count, Op, $"y must match x {x}, got {y}");
         var (rows, n) = OpShapes.RowsOf(x);
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (rows == 0) return;
             var args = new SoftmaxArgs { X = x.Pointer, Y = y.Pointer, Rows = rows, N = n, Scale = scale };
-            launcher.Launch("softmax.cu", Entry[x.DType], new Dim3(OpLaunch.RowGrid(launcher, rows)), new Dim3(GpuKernels.RowCacheBlock(n, x.DType, GpuKernels.RowVecs)), 0, args);
+            launcher.Launch("softmax.cu", Entry[x.DType], new Dim3(OpLaunch.RowGrid(launcher, rows)), new Dim3(OpLaunch.RowCacheBlock(n, x.DType, OpLaunch.RowVecs)), 0, args);
             return;
         }
         // The CPU path keeps bf16 in registers (Kernels/Cpu/CpuRowKernels.cs).

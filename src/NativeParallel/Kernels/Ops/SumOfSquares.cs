@@ -52,7 +52,7 @@ public static unsafe class SumOfSquares
         OpShapes.Require(total.DType == DType.F32 && total.Count == 1, Op, $"total must be f32 with one element, got {total}");
         long count = x.Count;
         if (count == 0) return;
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             int blocks = BlocksFor(count);
             using var partials = Tensor.Empty(x.Device, DType.I64, blocks); // doubles: only the kernels read them

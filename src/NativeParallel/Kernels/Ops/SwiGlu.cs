@@ -30,7 +30,7 @@ public static unsafe class SwiGlu
     {
         using var traced = Tracer.Kernel(Op, gate, up, output);
         long count = OpShapes.Elementwise(Op, gate, up, output);
-        if (OpLaunch.LauncherOf(gate, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(gate) is { } launcher)
         {
             if (count == 0) return;
             var args = new SwiGluArgs { Gate = gate.Pointer, Up = up.Pointer, Out = output.Pointer, Count = count };

@@ -33,7 +33,7 @@ public static unsafe class SwiGluBackward
         long count = OpShapes.Elementwise("swiglu_bwd", gate, up, dOut);
         OpShapes.Elementwise("swiglu_bwd", gate, dGate, dUp);
         if (count == 0) return;
-        if (OpLaunch.LauncherOf(gate, "swiglu_bwd") is { } launcher)
+        if (OpLaunch.LauncherOf(gate) is { } launcher)
         {
             var args = new SwiGluBwdArgs { Gate = gate.Pointer, Up = up.Pointer, DOut = dOut.Pointer, DGate = dGate.Pointer, DUp = dUp.Pointer, Count = count };
             launcher.Launch("swiglu.cu", Entry[gate.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);

@@ -35,7 +35,7 @@ public static unsafe class TopK
         OpShapes.Require(k >= 1 && k <= n && k <= KernelLimits.MaxTopK, Op, $"k must be in 1..min(n = {n}, {KernelLimits.MaxTopK}), got {k}");
         OpShapes.Require(values.DType == DType.F32 && values.Count == (long)rows * k, Op, $"values must be f32 ({rows}, {k}), got {values}");
         OpShapes.Require(indices.DType == DType.I32 && indices.Count == (long)rows * k, Op, $"indices must be i32 ({rows}, {k}), got {indices}");
-        if (OpLaunch.LauncherOf(x, Op) is { } launcher)
+        if (OpLaunch.LauncherOf(x) is { } launcher)
         {
             if (rows == 0) return;
             var args = new TopKArgs { X = x.Pointer, Values = values.Pointer, Indices = indices.Pointer, Rows = rows, N = n, K = k };

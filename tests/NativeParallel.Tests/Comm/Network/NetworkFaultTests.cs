@@ -59,31 +59,12 @@ public sealed class NetworkFaultTests
             "bench", "collectives", "--op", "all_reduce", "-b", "4M", "-e", "4M", "-n", "100000", "-w", "1")).ToList();
         try
         {
-            Assert.True(ranks[0].WaitForLine("4 ranks over shm+tcp", TimeSpan.FromMinutes(2)), $"the job did not start:\n{All(ranks)}");
             // Collectives are flowing once the link has carried more than one whole all-reduce (6 MB each way on it).
-            var flowing = Stopwatch.StartNew();
-            while (network.TransmittedBytes(0) < 8_000_000 && flowing.Elapsed < TimeSpan.FromMinutes(2) && ranks.All(r => !r.Process.HasExited))
-                Thread.Sleep(100);
-            Assert.True(ranks.All(r => !r.Process.HasExited), $"a rank ended before the link went down:\n{All(ranks)}");
-            Assert.True(network.TransmittedBytes(0) >= 8_000_000, $"the collectives never got going:\n{All(ranks)}");
+            WaitUntilFlowing(network, ranks, sendingHost: 0);
             network.TakeLinkDown(0);
             var down = Stopwatch.StartNew();
 
-            // Each rank reports once it has failed and cleaned up: the timeout, then at most the store's 10 s grace
-            // and rank 0's 10 s shutdown wait; far below the limit here unless something hangs.
-            var limit = TimeSpan.FromSeconds(timeoutSeconds + 60);
-            var exited = ranks.Select(r => r.WaitForExit(TwoHostNetwork.Left(limit, down))).ToArray();
-            string all = All(ranks);
-            for (int r = 0; r < 4; r++)
-            {
-                Assert.True(exited[r], $"rank {r} still ran {limit.TotalSeconds:F0} s after the link went down (killed):\n{all}");
-                Assert.NotEqual(0, ranks[r].Process.ExitCode);
-                var failure = Regex.Match(ranks[r].Output, $@"nativeparallel: CollectiveException: all_reduce #[1-9]\d* in group 'bench' failed on rank {r} of 4: .*");
-                Assert.True(failure.Success, $"rank {r} did not fail with a CollectiveException in a collective after the first:\n{all}");
-                // The rank blamed is across the link (from this rank's own wait, or that of the rank whose abort stopped it).
-                int blamed = BlamedPeer(failure.Value);
-                Assert.True(blamed / 2 != r / 2, $"rank {r} blames rank {blamed}, on its own host: {failure.Value}");
-            }
+            string all = AssertEveryRankFailsBlamingAPeerAcrossTheLink(ranks, "all_reduce", timeoutSeconds, down);
             Assert.Contains($"timed out after {timeoutSeconds} s", all);
             for (int h = 0; h < 2; h++) Assert.Empty(network.Pids(h));
         }
@@ -109,13 +90,8 @@ public sealed class NetworkFaultTests
             "bench", "collectives", "--op", "broadcast", "-r", "2", "-b", "4M", "-e", "4M", "-n", "100000", "-w", "1")).ToList();
         try
         {
-            Assert.True(ranks[0].WaitForLine("4 ranks over shm+tcp", TimeSpan.FromMinutes(2)), $"the job did not start:\n{All(ranks)}");
             // The second host sends every broadcast across the link (rank 3 to rank 0): flowing once two have crossed.
-            var flowing = Stopwatch.StartNew();
-            while (network.TransmittedBytes(1) < 8_000_000 && flowing.Elapsed < TimeSpan.FromMinutes(2) && ranks.All(r => !r.Process.HasExited))
-                Thread.Sleep(100);
-            Assert.True(ranks.All(r => !r.Process.HasExited), $"a rank ended before the link went down:\n{All(ranks)}");
-            Assert.True(network.TransmittedBytes(1) >= 8_000_000, $"the broadcasts never got going:\n{All(ranks)}");
+            WaitUntilFlowing(network, ranks, sendingHost: 1);
             network.TakeLinkDown(0);
             var down = Stopwatch.StartNew();
             Signal(ranks[0].Process.Id, "STOP");
@@ -131,18 +107,7 @@ public sealed class NetworkFaultTests
                 Signal(ranks[0].Process.Id, "CONT");
             }
 
-            var limit = TimeSpan.FromSeconds(timeoutSeconds + 60);
-            var exited = ranks.Select(r => r.WaitForExit(TwoHostNetwork.Left(limit, down))).ToArray();
-            string all = All(ranks);
-            for (int r = 0; r < 4; r++)
-            {
-                Assert.True(exited[r], $"rank {r} still ran {limit.TotalSeconds:F0} s after the link went down (killed):\n{all}");
-                Assert.NotEqual(0, ranks[r].Process.ExitCode);
-                var failure = Regex.Match(ranks[r].Output, $@"nativeparallel: CollectiveException: broadcast #[1-9]\d* in group 'bench' failed on rank {r} of 4: .*");
-                Assert.True(failure.Success, $"rank {r} did not fail with a CollectiveException in a collective after the first:\n{all}");
-                int blamed = BlamedPeer(failure.Value);
-                Assert.True(blamed / 2 != r / 2, $"rank {r} blames rank {blamed}, on its own host: {failure.Value}");
-            }
+            AssertEveryRankFailsBlamingAPeerAcrossTheLink(ranks, "broadcast", timeoutSeconds, down);
             // Rank 1 carries rank 0's report (or, if a handshake of its own to rank 2 was in flight when the link went
             // down, names the dead link itself).
             Assert.Matches(@"failed on rank 1 of 4: (the group was aborted: rank 0: timed out after 20 s|.*rank [23] is unreachable)", ranks[1].Output);
@@ -152,6 +117,38 @@ public sealed class NetworkFaultTests
         {
             foreach (var rank in ranks) rank.Dispose();
         }
+    }
+
+    // The job has started and the link has carried 8 MB from `sendingHost` (every rank still running).
+    private static void WaitUntilFlowing(TwoHostNetwork network, List<TwoHostNetwork.RankProcess> ranks, int sendingHost)
+    {
+        Assert.True(ranks[0].WaitForLine("4 ranks over shm+tcp", TimeSpan.FromMinutes(2)), $"the job did not start:\n{All(ranks)}");
+        var flowing = Stopwatch.StartNew();
+        while (network.TransmittedBytes(sendingHost) < 8_000_000 && flowing.Elapsed < TimeSpan.FromMinutes(2) && ranks.All(r => !r.Process.HasExited))
+            Thread.Sleep(100);
+        Assert.True(ranks.All(r => !r.Process.HasExited), $"a rank ended before the link went down:\n{All(ranks)}");
+        Assert.True(network.TransmittedBytes(sendingHost) >= 8_000_000, $"the collectives never got going:\n{All(ranks)}");
+    }
+
+    // Each rank reports once it has failed and cleaned up: the timeout, then at most the store's 10 s grace and rank
+    // 0's 10 s shutdown wait; far below the limit unless something hangs. Every rank fails in a collective after the
+    // first and blames a rank across the link (from its own wait, or that of the rank whose abort stopped it).
+    // Returns every rank's output.
+    private static string AssertEveryRankFailsBlamingAPeerAcrossTheLink(List<TwoHostNetwork.RankProcess> ranks, string op, int timeoutSeconds, Stopwatch down)
+    {
+        var limit = TimeSpan.FromSeconds(timeoutSeconds + 60);
+        var exited = ranks.Select(r => r.WaitForExit(TwoHostNetwork.Left(limit, down))).ToArray();
+        string all = All(ranks);
+        for (int r = 0; r < 4; r++)
+        {
+            Assert.True(exited[r], $"rank {r} still ran {limit.TotalSeconds:F0} s after the link went down (killed):\n{all}");
+            Assert.NotEqual(0, ranks[r].Process.ExitCode);
+            var failure = Regex.Match(ranks[r].Output, $@"nativeparallel: CollectiveException: {op} #[1-9]\d* in group 'bench' failed on rank {r} of 4: .*");
+            Assert.True(failure.Success, $"rank {r} did not fail with a CollectiveException in a collective after the first:\n{all}");
+            int blamed = BlamedPeer(failure.Value);
+            Assert.True(blamed / 2 != r / 2, $"rank {r} blames rank {blamed}, on its own host: {failure.Value}");
+        }
+        return all;
     }
 
     private static void Signal(int pid, string signal)

@@ -1,5 +1,4 @@
 using NativeParallel.Kernels.Ops;
-using NativeParallel.Kernels.Reference;
 using static NativeParallel.Tests.Kernels.Ops.FiniteDifference;
 
 namespace NativeParallel.Tests.Kernels.Ops;
@@ -60,7 +59,7 @@ public sealed class AttentionTrainingGradientTests
         var k = Random(6, B * T * Hkv * D, -2f, 2f);
         var v = Random(7, B * T * Hkv * D);
         var (output, lse) = AttentionTraining.ReferenceForward(q, k, v, B, T, Hq, Hkv, D, Scale);
-        var prefill = ReferenceKernels.AttentionPrefill(q, k, v, B, T, T, Hq, Hkv, D, 0, Scale);
+        var prefill = AttentionPrefill.Reference(q, k, v, B, T, T, Hq, Hkv, D, 0, Scale);
         Assert.True(RelativeError(output, prefill) <= 1e-12, $"output differs from attention_prefill by {RelativeError(output, prefill):E2}");
 
         // lse_i = log Σ_{j≤i} exp(scale·q_i·k_j), directly.
