@@ -28,10 +28,12 @@ namespace NativeParallel.Cli
               nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE] [--trace FILE]
                                            [--plot FILE.png|FILE.svg] [--op NAME] [--version default|all]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
-                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA). --plot draws each
-                  kernel's achieved figure as a share of that limit. --op times one op (residual_add, rmsnorm,
-                  softmax, attention_decode, attention_prefill, cross_entropy, adamw, matmul_bwd, attention_train,
-                  matmul) beside the device copy; --version all times every version of it side by side: on a GPU
+                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA); each run of a
+                  memory-bound kernel is paired with a copy run before it, and its ratio is the median of the
+                  pairs' ratios. --plot draws each kernel's achieved figure as a share of that limit. --op times
+                  one op (residual_add, rmsnorm, layernorm, swiglu, embedding, softmax, attention_decode,
+                  attention_prefill, cross_entropy, adamw, matmul_bwd, attention_train, matmul) beside the
+                  device copy; --version all times every version of it side by side: on a GPU
                   the bf16 matmul's v2, v3, v4 (beside cuBLAS) and matmul_bwd's v1, v2, v3, the versions
                   NATIVEPARALLEL_KERNEL_VERSION chooses from; on the CPU the matmul's v1 dot products, v2 packed on
                   Vector256 and, with AVX-512, v2 and v3 packed on Vector512.

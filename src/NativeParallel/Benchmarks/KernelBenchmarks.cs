@@ -14,23 +14,27 @@ namespace NativeParallel.Benchmarks;
 /// <param name="Baseline">What it is compared with: the measured device copy bandwidth, or cuBLAS.</param>
 /// <param name="BaselineValue">The baseline's figure in the same unit (null when none is available).</param>
 /// <param name="Check">Correctness of the timed output (relative error against the baseline or reference), or empty.</param>
+/// <param name="PairedRatio">The median of per-run ratios when each run of the kernel was timed back to back with a run
+/// of its baseline (the memory-bound kernels against the copy), else null.</param>
 public sealed record KernelBenchmarkResult(string Name, string Shape, double MedianMs, double Achieved, string Unit, string Baseline,
-    double? BaselineValue, string Check)
+    double? BaselineValue, string Check, double? PairedRatio = null)
 {
-    /// <summary>Achieved / baseline.</summary>
-    public double? Ratio => BaselineValue is > 0 ? Achieved / BaselineValue : null;
+    /// <summary>Achieved / baseline: the median of the paired runs' ratios where the runs were paired.</summary>
+    public double? Ratio => PairedRatio ?? (BaselineValue is > 0 ? Achieved / BaselineValue : null);
 }
 
 /// <summary>
 /// The first kernel benchmark (validate, then time, as llm.c does): median of event-timed runs after warm-up,
 /// the L2 cache flushed before every run, figures in GB/s or TFLOP/s beside the measured device copy bandwidth
-/// and, on CUDA, cuBLAS.
+/// and, on CUDA, cuBLAS. Each run of a memory-bound kernel is paired with a run of the copy right before it, and
+/// its ratio is the median of the pairs' ratios: on a shared machine the load drifts over a row's second of runs,
+/// and a ratio of two medians taken seconds apart moved by a quarter from one run of the table to the next.
 /// </summary>
 public static class KernelBenchmarks
 {
     /// <summary>The op names <c>bench kernels --op</c> takes (the first word of each result's name).</summary>
     public static readonly IReadOnlyList<string> Ops =
-        ["residual_add", "rmsnorm", "softmax", "attention_decode", "attention_prefill", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
+        ["residual_add", "rmsnorm", "layernorm", "swiglu", "embedding", "softmax", "attention_decode", "attention_prefill", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
 
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
@@ -54,24 +58,28 @@ public static class KernelBenchmarks
         using var flush = device.Allocate(gpu ? 256L << 20 : 64L << 20);
         var timer = new Timer(device, flush, warmup, repeats);
 
-        // Device copy: the bandwidth roof that every memory-bound kernel is quoted against.
+        // Device copy: the bandwidth roof that every memory-bound kernel is quoted against, and the run each of
+        // their runs is paired with.
         long copyBytes = gpu ? 1L << 30 : 256L << 20;
-        double copyGBs;
-        using (var src = device.Allocate(copyBytes))
-        using (var dst = device.Allocate(copyBytes))
-        {
-            device.Memset(src.Pointer, 1, copyBytes);
-            // On the CPU the roof is a copy on every core, as the kernels run: one memcpy thread reaches less than the
-            // multi-threaded element-wise kernels do.
-            double ms = device.Kind == DeviceKind.Cpu
-                ? timer.Median(() => CopyOnEveryCore(src.Pointer, dst.Pointer, copyBytes))
-                : timer.Median(() => device.CopyDeviceToDevice(src.Pointer, dst.Pointer, copyBytes));
-            copyGBs = 2.0 * copyBytes / (ms * 1e6);
-            Add(new(device.Kind == DeviceKind.Cpu ? "device copy (every core)" : "device copy (D2D)", $"{copyBytes >> 20} MiB", ms, copyGBs, "GB/s", "itself (read + write)", copyGBs, ""));
-        }
+        using var copySource = device.Allocate(copyBytes);
+        using var copyDestination = device.Allocate(copyBytes);
+        device.Memset(copySource.Pointer, 1, copyBytes);
+        // On the CPU the roof is a copy on every core, as the kernels run: one memcpy thread reaches less than the
+        // multi-threaded element-wise kernels do.
+        Action copy = device.Kind == DeviceKind.Cpu
+            ? () => CopyOnEveryCore(copySource.Pointer, copyDestination.Pointer, copyBytes)
+            : () => device.CopyDeviceToDevice(copySource.Pointer, copyDestination.Pointer, copyBytes);
+        double copyMs = timer.Median(copy);
+        double copyGBs = 2.0 * copyBytes / (copyMs * 1e6);
+        Add(new(device.Kind == DeviceKind.Cpu ? "device copy (every core)" : "device copy (D2D)", $"{copyBytes >> 20} MiB", copyMs, copyGBs, "GB/s", "itself (read + write)", copyGBs, ""));
         var k = device.Kernels;
-        KernelBenchmarkResult Bandwidth(string name, string shape, double ms, double bytes) =>
-            new(name, shape, ms, bytes / (ms * 1e6), "GB/s", "device copy", copyGBs, "");
+        // A memory-bound kernel moving `bytes` per run, each run paired with a copy run: the copy's figure shown is the
+        // median of its paired runs, the ratio the median of the pairs' ratios.
+        KernelBenchmarkResult Bandwidth(string name, string shape, Action op, double bytes)
+        {
+            var (ms, pairedCopyMs, ratio) = timer.Paired(op, copy, bytes, 2.0 * copyBytes);
+            return new(name, shape, ms, bytes / (ms * 1e6), "GB/s", "device copy", 2.0 * copyBytes / (pairedCopyMs * 1e6), "", ratio);
+        }
 
         if (Wants("residual_add"))
         {
@@ -79,8 +87,7 @@ public static class KernelBenchmarks
             using var a = Tensor.Uniform(device, DType.F32, 1, -1, 1, count);
             using var b = Tensor.Uniform(device, DType.F32, 2, -1, 1, count);
             using var o = Tensor.Empty(device, DType.F32, count);
-            double ms = timer.Median(() => k.Add(a, b, o));
-            Add(Bandwidth("residual_add f32", $"{count >> 20} M elements", ms, 3.0 * count * 4));
+            Add(Bandwidth("residual_add f32", $"{count >> 20} M elements", () => k.Add(a, b, o), 3.0 * count * 4));
         }
         if (Wants("rmsnorm"))
         {
@@ -88,16 +95,40 @@ public static class KernelBenchmarks
             using var x = Tensor.Uniform(device, DType.BF16, 3, -1, 1, rows, d);
             using var w = Tensor.Uniform(device, DType.BF16, 4, 0.5f, 1.5f, d);
             using var y = Tensor.Empty(device, DType.BF16, rows, d);
-            double ms = timer.Median(() => k.RmsNorm(x, w, y, 1e-5f));
-            Add(Bandwidth("rmsnorm bf16", $"{rows} x {d}", ms, 2.0 * rows * d * 2 + d * 2));
+            Add(Bandwidth("rmsnorm bf16", $"{rows} x {d}", () => k.RmsNorm(x, w, y, 1e-5f), 2.0 * rows * d * 2 + d * 2));
+        }
+        if (Wants("layernorm"))
+        {
+            int rows = gpu ? 16384 : 2048, d = 4096;
+            using var x = Tensor.Uniform(device, DType.BF16, 35, -1, 1, rows, d);
+            using var w = Tensor.Uniform(device, DType.BF16, 36, 0.5f, 1.5f, d);
+            using var bias = Tensor.Uniform(device, DType.BF16, 37, -0.5f, 0.5f, d);
+            using var y = Tensor.Empty(device, DType.BF16, rows, d);
+            Add(Bandwidth("layernorm bf16", $"{rows} x {d}", () => k.LayerNorm(x, w, bias, y, 1e-5f), 2.0 * rows * d * 2 + 2.0 * d * 2));
+        }
+        if (Wants("swiglu"))
+        {
+            int rows = gpu ? 16384 : 2048, hidden = 4096;
+            using var gate = Tensor.Uniform(device, DType.BF16, 38, -4, 4, rows, hidden);
+            using var up = Tensor.Uniform(device, DType.BF16, 39, -4, 4, rows, hidden);
+            using var o = Tensor.Empty(device, DType.BF16, rows, hidden);
+            Add(Bandwidth("swiglu bf16", $"{rows} x {hidden}", () => k.SwiGlu(gate, up, o), 3.0 * rows * hidden * 2));
+        }
+        if (Wants("embedding"))
+        {
+            // A GPT-2-sized table, each token's row read once and written to the output.
+            int tokens = gpu ? 32768 : 4096, vocab = 50257, d = 2048;
+            using var ids = Tensor.FromInts(device, Enumerable.Range(0, tokens).Select(i => (int)((i * 7919L) % vocab)).ToArray(), tokens);
+            using var table = Tensor.Uniform(device, DType.BF16, 40, -1, 1, vocab, d);
+            using var o = Tensor.Empty(device, DType.BF16, tokens, d);
+            Add(Bandwidth("embedding bf16", $"{tokens} tokens x {d}", () => k.Embedding(ids, table, o), 2.0 * tokens * d * 2 + tokens * 4.0));
         }
         if (Wants("softmax"))
         {
             int rows = gpu ? 4096 : 256, n = 32000;
             using var x = Tensor.Uniform(device, DType.F32, 5, -8, 8, rows, n);
             using var y = Tensor.Empty(device, DType.F32, rows, n);
-            double ms = timer.Median(() => k.Softmax(x, y, 1f));
-            Add(Bandwidth("softmax f32", $"{rows} x {n}", ms, 2.0 * rows * n * 4));
+            Add(Bandwidth("softmax f32", $"{rows} x {n}", () => k.Softmax(x, y, 1f), 2.0 * rows * n * 4));
         }
         if (Wants("attention_decode"))
         {
@@ -107,8 +138,8 @@ public static class KernelBenchmarks
             using var vc = Tensor.Uniform(device, DType.BF16, 8, -1, 1, batch, capacity, hkv, d);
             using var lengths = Tensor.FromInts(device, Enumerable.Repeat(capacity, batch).ToArray(), batch);
             using var o = Tensor.Empty(device, DType.BF16, batch, hq, d);
-            double ms = timer.Median(() => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)));
-            Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}", ms, 2.0 * batch * capacity * hkv * d * 2));
+            Add(Bandwidth("attention_decode bf16", $"b{batch} cache {capacity} hq{hq} hkv{hkv} d{d}",
+                () => k.AttentionDecode(q, kc, vc, lengths, o, 1f / MathF.Sqrt(d)), 2.0 * batch * capacity * hkv * d * 2));
         }
         if (Wants("attention_prefill"))
         {
@@ -183,7 +214,7 @@ public static class KernelBenchmarks
 
     // The training step's kernels (Kernels/Ops/), at the shapes of a GPT-2-vocabulary training step: memory-bound ones
     // against the copy bandwidth, matmul and attention in TFLOP/s.
-    private static void TrainingKernels(IDevice device, bool gpu, Timer timer, Func<string, string, double, double, KernelBenchmarkResult> bandwidth,
+    private static void TrainingKernels(IDevice device, bool gpu, Timer timer, Func<string, string, Action, double, KernelBenchmarkResult> bandwidth,
         Action<KernelBenchmarkResult> add, Func<string, bool> wants, bool allVersions)
     {
         KernelBenchmarkResult Flops(string name, string shape, double ms, double flops) =>
@@ -195,8 +226,8 @@ public static class KernelBenchmarks
             using var targets = Tensor.FromInts(device, Enumerable.Range(0, rows).Select(i => i * 7 % vocab).ToArray(), rows);
             using var losses = Tensor.Empty(device, DType.F32, rows);
             using var dLogits = Tensor.Empty(device, DType.BF16, rows, vocab);
-            double ms = timer.Median(() => Kernels.Ops.CrossEntropy.Run(logits, targets, losses, dLogits, 1f / rows));
-            add(bandwidth("cross_entropy bf16 (loss + dlogits)", $"{rows} x {vocab}", ms, 2.0 * rows * vocab * 2));
+            add(bandwidth("cross_entropy bf16 (loss + dlogits)", $"{rows} x {vocab}",
+                () => Kernels.Ops.CrossEntropy.Run(logits, targets, losses, dLogits, 1f / rows), 2.0 * rows * vocab * 2));
         }
         if (wants("adamw"))
         {
@@ -207,9 +238,9 @@ public static class KernelBenchmarks
             using var v = Tensor.Uniform(device, DType.F32, 24, 0, 1, count);
             using var copy = Tensor.Empty(device, DType.BF16, count);
             var settings = new Kernels.Ops.AdamWSettings(1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
-            double ms = timer.Median(() => Kernels.Ops.AdamW.Step(p, g, m, v, settings, 10, 1f, copy));
             // Reads p, g, m, v; writes p, m, v and the bf16 copy.
-            add(bandwidth("adamw (f32 master, bf16 grad and copy)", $"{count >> 20} M parameters", ms, count * (4.0 * 6 + 2 * 2)));
+            add(bandwidth("adamw (f32 master, bf16 grad and copy)", $"{count >> 20} M parameters",
+                () => Kernels.Ops.AdamW.Step(p, g, m, v, settings, 10, 1f, copy), count * (4.0 * 6 + 2 * 2)));
         }
         if (wants("matmul_bwd"))
         {
@@ -306,20 +337,49 @@ public static class KernelBenchmarks
         {
             for (int i = 0; i < warmup; i++) op();
             device.Synchronize();
-            using var start = device.CreateEvent();
-            using var stop = device.CreateEvent();
             var times = new double[repeats];
+            for (int r = 0; r < repeats; r++) times[r] = Time(op, r);
+            return MedianOf(times);
+        }
+
+        /// <summary>
+        /// Each run of <paramref name="op"/> right after a run of <paramref name="baseline"/>: the op's median time,
+        /// the baseline's, and the median of the per-pair ratios of their rates (op's bytes over its time against the
+        /// baseline's).
+        /// </summary>
+        public (double Ms, double BaselineMs, double Ratio) Paired(Action op, Action baseline, double opBytes, double baselineBytes)
+        {
+            for (int i = 0; i < warmup; i++) op();
+            device.Synchronize();
+            var times = new double[repeats];
+            var baselineTimes = new double[repeats];
+            var ratios = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
-                device.Memset(flush.Pointer, (byte)r, flush.Bytes);
-                start.Record();
-                op();
-                stop.Record();
-                stop.Synchronize();
-                times[r] = stop.ElapsedMillisecondsSince(start);
+                baselineTimes[r] = Time(baseline, r);
+                times[r] = Time(op, r);
+                ratios[r] = opBytes / times[r] / (baselineBytes / baselineTimes[r]);
             }
-            Array.Sort(times);
-            return repeats % 2 == 1 ? times[repeats / 2] : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
+            return (MedianOf(times), MedianOf(baselineTimes), MedianOf(ratios));
+        }
+
+        private double Time(Action op, int run)
+        {
+            using var start = device.CreateEvent();
+            using var stop = device.CreateEvent();
+            device.Memset(flush.Pointer, (byte)run, flush.Bytes);
+            start.Record();
+            op();
+            stop.Record();
+            stop.Synchronize();
+            return stop.ElapsedMillisecondsSince(start);
+        }
+
+        private static double MedianOf(double[] values)
+        {
+            Array.Sort(values);
+            int n = values.Length;
+            return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
         }
     }
 }

@@ -12,7 +12,7 @@ namespace NativeParallel.Kernels.Cpu;
 /// Every loop is compiled fully optimised at once (AggressiveOptimization): under tiered compilation a kernel called
 /// a few dozen times ran its tier-0 code, 20× slower here (attention decode 10 ms against 0.45 ms).
 /// </summary>
-internal static unsafe class CpuRowKernels
+internal static unsafe partial class CpuRowKernels
 {
     private static bool Wide => CpuPackedGemm.UsesVector512;
 

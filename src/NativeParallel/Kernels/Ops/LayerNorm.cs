@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -39,31 +38,7 @@ public static unsafe class LayerNorm
             launcher.Launch("layernorm.cu", Entry[x.DType], new Gpu.Dim3(OpLaunch.RowGrid(launcher, rows)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
-        Cpu(x, weight, bias, y, rows, d, eps);
-    }
-
-    private static void Cpu(Tensor x, Tensor weight, Tensor bias, Tensor y, int rows, int d, float eps)
-    {
-        using var xv = F32View.Input(x);
-        using var wv = F32View.Input(weight);
-        using var bv = F32View.Input(bias);
-        using var yv = F32View.Output(y);
-        float* xp = xv.Pointer, wp = wv.Pointer, bp = bv.Pointer, yp = yv.Pointer;
-        CpuParallel.For(rows, 5L * d, (start, end) =>
-        {
-            var w = new ReadOnlySpan<float>(wp, d);
-            var b = new ReadOnlySpan<float>(bp, d);
-            for (int r = start; r < end; r++)
-            {
-                var row = new ReadOnlySpan<float>(xp + (long)r * d, d);
-                var outRow = new Span<float>(yp + (long)r * d, d);
-                float mean = TensorPrimitives.Sum(row) / d;
-                TensorPrimitives.Subtract(row, mean, outRow);
-                float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(outRow) / d + eps);
-                TensorPrimitives.Multiply(outRow, inv, outRow);
-                TensorPrimitives.FusedMultiplyAdd(outRow, w, b, outRow);
-            }
-        });
+        CpuRowKernels.LayerNorm(x, weight, bias, y, rows, d, eps);
     }
 
     /// <summary>The float64 reference over rows of length d.</summary>
