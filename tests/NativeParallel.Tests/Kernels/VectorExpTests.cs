@@ -75,6 +75,38 @@ public sealed class VectorExpTests
         }
     }
 
+    /// <summary>SwiGLU's gate: within 1e-6 of 1 / (1 + e^−x) over the whole float range (and relatively close where |x| < 20), NaN kept.</summary>
+    [Fact]
+    public void SigmoidMatchesTheExactValue()
+    {
+        var random = new Random(97531);
+        var xs = Enumerable.Range(0, 100_000).Select(_ => (float)((random.NextDouble() - 0.5) * 240))
+            .Concat(Enumerable.Range(0, 20_000).Select(_ => (float)((random.NextDouble() - 0.5) * 8)))
+            .Concat(new[] { 0f, -0f, 87f, 88f, -87f, -88f, -90f, 100f, -1e30f, 1e30f, float.NegativeInfinity, float.PositiveInfinity }).ToArray();
+        foreach (var (name, sigmoid) in SigmoidWidths())
+        {
+            float[] ys = sigmoid(xs);
+            for (int i = 0; i < xs.Length; i++)
+            {
+                double expected = 1.0 / (1.0 + Math.Exp(-(double)xs[i]));
+                Assert.True(Math.Abs(ys[i] - expected) <= 1e-6 && ys[i] >= 0f && ys[i] <= 1f,
+                    $"{name}: sigmoid({xs[i]:R}) = {ys[i]:R}, expected {expected:R}");
+                // Relative: the polynomial's 4e-7, and the rounding of −x·log2 e, which grows with |x| (6e-8·|x·log2 e|).
+                if (Math.Abs(xs[i]) < 20) Assert.True(Math.Abs(ys[i] - expected) <= (4e-7 + 1e-7 * Math.Abs(xs[i])) * expected,
+                    $"{name}: sigmoid({xs[i]:R}) = {ys[i]:R}, expected {expected:R} (relative {Math.Abs(ys[i] - expected) / expected:E2})");
+            }
+            Assert.True(float.IsNaN(sigmoid([float.NaN])[0]), $"{name}: sigmoid(NaN) is not NaN");
+        }
+    }
+
+    private static IEnumerable<(string, Func<float[], float[]>)> SigmoidWidths()
+    {
+        yield return ("scalar", xs => Array.ConvertAll(xs, VectorExp.Sigmoid));
+        yield return ("Vector256", xs => Map(xs, 8, (x, o) => VectorExp.Sigmoid(Vector256.Create(x.AsSpan(o, 8))).CopyTo(x.AsSpan(o, 8))));
+        if (Vector512.IsHardwareAccelerated)
+            yield return ("Vector512", xs => Map(xs, 16, (x, o) => VectorExp.Sigmoid(Vector512.Create(x.AsSpan(o, 16))).CopyTo(x.AsSpan(o, 16))));
+    }
+
     private static IEnumerable<(string, Func<float[], float[]>)> Exp2Widths()
     {
         yield return ("scalar", xs => Array.ConvertAll(xs, VectorExp.Exp2NonPositive));

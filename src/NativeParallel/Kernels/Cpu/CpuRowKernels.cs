@@ -16,6 +16,7 @@ internal static unsafe partial class CpuRowKernels
 {
     private static bool Wide => CpuPackedGemm.UsesVector512;
 
+
     // ---- RMSNorm: the sum of squares over the row, then y = x·inv·w over the same (now cached) row.
 
     public static void RmsNorm(Tensor x, Tensor weight, Tensor y, int rows, int d, float eps)
@@ -35,16 +36,17 @@ internal static unsafe partial class CpuRowKernels
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
+        bool finiteWeight = AllFinite<TE>((byte*)w, d);
         CpuParallel.For(rows, 3L * d, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int r = start; r < end; r++)
                 RmsNormRow<TV, TE>((byte*)x + (long)r * d * size, (byte*)w, (byte*)y + (long)r * d * size, d, eps,
-                    r + 1 < end ? (byte*)x + (long)(r + 1) * d * size : null);
+                    r + 1 < end ? (byte*)x + (long)(r + 1) * d * size : null, finiteWeight);
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps, byte* next)
+    private static void RmsNormRow<TV, TE>(byte* x, byte* w, byte* y, int d, float eps, byte* next, bool finiteWeight)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int size = typeof(TE) == typeof(F32Element) ? 4 : 2;
@@ -75,15 +77,28 @@ internal static unsafe partial class CpuRowKernels
         }
         float inv = 1f / MathF.Sqrt(sum / d + eps);
         var scale = TV.Splat(inv);
+        // A finite Σx² and inv with finite weights prove every output finite (|x·inv| ≤ √d), so the store skips its
+        // NaN handling.
+        bool finite = finiteWeight && float.IsFinite(sum) && float.IsFinite(inv);
         // y may be x (in place): each element is read before it is written.
         for (i = 0; i + width <= d; i += width)
         {
             // The next row into L2 while this one is written: a line per 64 bytes of it.
             if (prefetch && ((long)i * size & 63) == 0) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size);
             if (prefetch && width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size + 64);
-            TE.Store(TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i)), y, i);
+            var value = TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i));
+            if (finite) TE.StoreNoNaN(value, y, i);
+            else TE.Store(value, y, i);
         }
         for (; i < d; i++) TE.StoreScalar(TE.LoadScalar(x, i) * inv * TE.LoadScalar(w, i), y, i);
+    }
+
+    /// <summary>Whether none of a vector's <paramref name="n"/> elements is NaN or infinite (a weight, once per launch).</summary>
+    private static bool AllFinite<TE>(byte* p, int n) where TE : struct, IElement
+    {
+        for (int i = 0; i < n; i++)
+            if (!float.IsFinite(TE.LoadScalar(p, i))) return false;
+        return true;
     }
 
     // ---- Softmax: max, then Σ e^(s·x − max) (f32 rows keep the exponentials in y), then the normalisation.
@@ -206,7 +221,11 @@ internal static unsafe partial class CpuRowKernels
         float inv = factor / sum;
         int width = TV.Count, i = 0;
         var k = TV.Splat(inv);
-        for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        // As in the cross-entropy: a finite factor/Σ proves every output finite.
+        if (float.IsFinite(inv))
+            for (; i + width <= n; i += width) TE.StoreNoNaN(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        else
+            for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
         for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
         return (max, sum);
     }
@@ -315,12 +334,17 @@ internal static unsafe partial class CpuRowKernels
         for (; i < n; i++) sum += e[i] = VectorExp.Exp2NonPositive(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), VectorExp.Log2E, shift));
         float inv = g / sum, targetValue = e[target] * inv;
         var k = TV.Splat(inv);
-        for (i = 0; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        // A finite g/Σ proves every exponential finite (a NaN or an infinity anywhere makes the sum one), and so
+        // every output: the store skips its NaN handling.
+        if (float.IsFinite(inv))
+            for (i = 0; i + width <= n; i += width) TE.StoreNoNaN(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        else
+            for (i = 0; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
         for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
         return (max, sum, targetValue);
     }
 
-    // ---- SwiGLU: g·u / (1 + e^−g), element-wise in chunks (output may be gate or up).
+    // ---- SwiGLU: g·u·σ(g), element-wise in chunks (output may be gate or up); σ without a division (VectorExp.Sigmoid).
 
     public static void SwiGlu(Tensor gate, Tensor up, Tensor output, long count)
     {
@@ -342,18 +366,16 @@ internal static unsafe partial class CpuRowKernels
         CpuParallel.For(chunks, chunk * 8L, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             void* g = (void*)gate, u = (void*)up, o = (void*)output;
-            var one = TV.Splat(1f);
-            var minusOne = TV.Splat(-1f);
             long i = (long)start * chunk, stop = Math.Min(count, (long)end * chunk);
             for (; i + TV.Count <= stop; i += TV.Count)
             {
                 var x = TE.Load<TV>(g, i);
-                TE.Store(TV.Divide(TV.Multiply(x, TE.Load<TV>(u, i)), TV.Add(one, TV.Exp(TV.Multiply(x, minusOne)))), o, i);
+                TE.Store(TV.Multiply(TV.Multiply(x, TE.Load<TV>(u, i)), TV.Sigmoid(x)), o, i);
             }
             for (; i < stop; i++)
             {
                 float x = TE.LoadScalar(g, i);
-                TE.StoreScalar(x * TE.LoadScalar(u, i) / (1f + VectorExp.Exp(-x)), o, i);
+                TE.StoreScalar(x * TE.LoadScalar(u, i) * VectorExp.Sigmoid(x), o, i);
             }
         });
     }
