@@ -45,10 +45,12 @@ internal static unsafe partial class CpuRowKernels
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
         {
-            a0 = TV.Add(a0, TE.Load<TV>(x, i));
-            a1 = TV.Add(a1, TE.Load<TV>(x, i + width));
-            a2 = TV.Add(a2, TE.Load<TV>(x, i + 2 * width));
-            a3 = TV.Add(a3, TE.Load<TV>(x, i + 3 * width));
+            TE.LoadPair<TV>(x, i, out var v0, out var v1);
+            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+            a0 = TV.Add(a0, v0);
+            a1 = TV.Add(a1, v1);
+            a2 = TV.Add(a2, v2);
+            a3 = TV.Add(a3, v3);
         }
         for (; i + width <= d; i += width) a0 = TV.Add(a0, TE.Load<TV>(x, i));
         float sum = TV.Sum(TV.Add(TV.Add(a0, a1), TV.Add(a2, a3)));
@@ -62,10 +64,12 @@ internal static unsafe partial class CpuRowKernels
         a3 = a0;
         for (i = 0; i + 4 * width <= d; i += 4 * width)
         {
-            var c0 = TV.Add(TE.Load<TV>(x, i), shift);
-            var c1 = TV.Add(TE.Load<TV>(x, i + width), shift);
-            var c2 = TV.Add(TE.Load<TV>(x, i + 2 * width), shift);
-            var c3 = TV.Add(TE.Load<TV>(x, i + 3 * width), shift);
+            TE.LoadPair<TV>(x, i, out var v0, out var v1);
+            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+            var c0 = TV.Add(v0, shift);
+            var c1 = TV.Add(v1, shift);
+            var c2 = TV.Add(v2, shift);
+            var c3 = TV.Add(v3, shift);
             a0 = TV.Fma(c0, c0, a0);
             a1 = TV.Fma(c1, c1, a1);
             a2 = TV.Fma(c2, c2, a2);
@@ -87,12 +91,22 @@ internal static unsafe partial class CpuRowKernels
         // Finite sums and inv with a finite weight and bias prove every output finite (|x − mean|·inv ≤ √d): the
         // store skips its NaN handling.
         bool finite = finiteAffine && float.IsFinite(mean) && float.IsFinite(squares) && float.IsFinite(inv);
-        // y may be x (in place): each element is read before it is written.
-        for (i = 0; i + width <= d; i += width)
+        // y may be x (in place): each element is read before it is written. Pairs in the element type's order, as
+        // RMSNorm's.
+        for (i = 0; i + 2 * width <= d; i += 2 * width)
         {
-            // The next row into L2 while this one is written: a line per 64 bytes of it.
-            if (prefetch && ((long)i * size & 63) == 0) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size);
-            if (prefetch && width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size + 64);
+            // The next row into L2 while this one is written: the lines of this step's span of it.
+            if (prefetch) PrefetchSpan(next + (long)i * size, 2 * width * size);
+            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            TE.LoadPair<TV>(w, i, out var w0, out var w1);
+            TE.LoadPair<TV>(b, i, out var b0, out var b1);
+            var y0 = TV.Fma(TV.Multiply(TV.Add(x0, shift), scale), w0, b0);
+            var y1 = TV.Fma(TV.Multiply(TV.Add(x1, shift), scale), w1, b1);
+            if (finite) TE.StorePairNoNaN(y0, y1, y, i);
+            else TE.StorePair(y0, y1, y, i);
+        }
+        for (; i + width <= d; i += width)
+        {
             var normed = TV.Multiply(TV.Add(TE.Load<TV>(x, i), shift), scale);
             var value = TV.Fma(normed, TE.Load<TV>(w, i), TE.Load<TV>(b, i));
             if (finite) TE.StoreNoNaN(value, y, i);

@@ -55,10 +55,8 @@ internal static unsafe partial class CpuRowKernels
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
         {
-            var v0 = TE.Load<TV>(x, i);
-            var v1 = TE.Load<TV>(x, i + width);
-            var v2 = TE.Load<TV>(x, i + 2 * width);
-            var v3 = TE.Load<TV>(x, i + 3 * width);
+            TE.LoadPair<TV>(x, i, out var v0, out var v1);
+            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
             a0 = TV.Fma(v0, v0, a0);
             a1 = TV.Fma(v1, v1, a1);
             a2 = TV.Fma(v2, v2, a2);
@@ -80,17 +78,33 @@ internal static unsafe partial class CpuRowKernels
         // A finite Σx² and inv with finite weights prove every output finite (|x·inv| ≤ √d), so the store skips its
         // NaN handling.
         bool finite = finiteWeight && float.IsFinite(sum) && float.IsFinite(inv);
-        // y may be x (in place): each element is read before it is written.
-        for (i = 0; i + width <= d; i += width)
+        // y may be x (in place): each element is read before it is written. Two vectors a step, in the element
+        // type's pair order (bf16: even and odd elements, no lane crossing to widen or narrow).
+        for (i = 0; i + 2 * width <= d; i += 2 * width)
         {
-            // The next row into L2 while this one is written: a line per 64 bytes of it.
-            if (prefetch && ((long)i * size & 63) == 0) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size);
-            if (prefetch && width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(next + (long)i * size + 64);
+            // The next row into L2 while this one is written: the lines of this step's span of it.
+            if (prefetch) PrefetchSpan(next + (long)i * size, 2 * width * size);
+            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            TE.LoadPair<TV>(w, i, out var w0, out var w1);
+            var y0 = TV.Multiply(TV.Multiply(x0, scale), w0);
+            var y1 = TV.Multiply(TV.Multiply(x1, scale), w1);
+            if (finite) TE.StorePairNoNaN(y0, y1, y, i);
+            else TE.StorePair(y0, y1, y, i);
+        }
+        for (; i + width <= d; i += width)
+        {
             var value = TV.Multiply(TV.Multiply(TE.Load<TV>(x, i), scale), TE.Load<TV>(w, i));
             if (finite) TE.StoreNoNaN(value, y, i);
             else TE.Store(value, y, i);
         }
         for (; i < d; i++) TE.StoreScalar(TE.LoadScalar(x, i) * inv * TE.LoadScalar(w, i), y, i);
+    }
+
+    /// <summary>Fetches the 64-byte lines of [p, p + bytes) into L2 (bytes a multiple of 64, p 64-aligned or not).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchSpan(byte* p, int bytes)
+    {
+        for (int offset = 0; offset < bytes; offset += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p + offset);
     }
 
     /// <summary>Whether none of a vector's <paramref name="n"/> elements is NaN or infinite (a weight, once per launch).</summary>
@@ -147,7 +161,8 @@ internal static unsafe partial class CpuRowKernels
             TV m0 = TV.Splat(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
             for (; i + 4 * width <= n; i += 4 * width)
             {
-                TV v0 = TE.Load<TV>(x, i), v1 = TE.Load<TV>(x, i + width), v2 = TE.Load<TV>(x, i + 2 * width), v3 = TE.Load<TV>(x, i + 3 * width);
+                TE.LoadPair<TV>(x, i, out var v0, out var v1);
+                TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
                 if (scaled)
                 {
                     v0 = TV.Multiply(v0, scale);
@@ -176,10 +191,13 @@ internal static unsafe partial class CpuRowKernels
     {
         int width = TV.Count, i = 0;
         TV scale = TV.Splat(s), shift = TV.Splat(-max), a0 = TV.Splat(0f), a1 = a0;
+        // Pairs in the element type's order: the stored exponentials are in it too, and the caller reads them back
+        // with the same steps.
         for (; i + 2 * width <= n; i += 2 * width)
         {
-            var e0 = TV.Exp(TV.Fma(TE.Load<TV>(x, i), scale, shift));
-            var e1 = TV.Exp(TV.Fma(TE.Load<TV>(x, i + width), scale, shift));
+            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            var e0 = TV.Exp(TV.Fma(x0, scale, shift));
+            var e1 = TV.Exp(TV.Fma(x1, scale, shift));
             if (store != null)
             {
                 TV.StoreF32(e0, store + i);
@@ -221,13 +239,32 @@ internal static unsafe partial class CpuRowKernels
         float inv = factor / sum;
         int width = TV.Count, i = 0;
         var k = TV.Splat(inv);
-        // As in the cross-entropy: a finite factor/Σ proves every output finite.
-        if (float.IsFinite(inv))
-            for (; i + width <= n; i += width) TE.StoreNoNaN(TV.Multiply(TV.LoadF32(e + i), k), y, i);
-        else
-            for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        // As in the cross-entropy: a finite factor/Σ proves every output finite. The same steps as ExpSum's (its
+        // pairs are in the element type's order).
+        StoreScaled<TV, TE>(e, y, n, k, float.IsFinite(inv), ref i);
         for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
         return (max, sum);
+    }
+
+    /// <summary>
+    /// y[i..] = k·e[i..] over the vector part of a row, in the steps the exponential passes wrote e with (pairs of
+    /// vectors in the element type's order, then single vectors); <paramref name="i"/> ends where the scalar tail starts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreScaled<TV, TE>(float* e, byte* y, int n, TV k, bool finite, ref int i)
+        where TV : struct, IVec<TV> where TE : struct, IElement
+    {
+        int width = TV.Count;
+        if (finite)
+        {
+            for (; i + 2 * width <= n; i += 2 * width) TE.StorePairNoNaN(TV.Multiply(TV.LoadF32(e + i), k), TV.Multiply(TV.LoadF32(e + i + width), k), y, i);
+            for (; i + width <= n; i += width) TE.StoreNoNaN(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        }
+        else
+        {
+            for (; i + 2 * width <= n; i += 2 * width) TE.StorePair(TV.Multiply(TV.LoadF32(e + i), k), TV.Multiply(TV.LoadF32(e + i + width), k), y, i);
+            for (; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        }
     }
 
     [ThreadStatic] private static float* t_row;
@@ -307,6 +344,9 @@ internal static unsafe partial class CpuRowKernels
         // t = x·log2 e − max·log2 e ≤ 0 (x ≤ max; the rounding of the two products is the same for every element of
         // the row up to |t|·6e-8, so the softmax is as exact as before and the log-sum-exp within ~1e-6 of it).
         float shift = -max * VectorExp.Log2E;
+        // The target's exponential, by the same polynomial, before the pass below: it leaves the buffer in the element
+        // type's pair order, and an f32 row's buffer is y, which may be x.
+        float targetExp = VectorExp.Exp2NonPositive(MathF.FusedMultiplyAdd(TE.LoadScalar(x, target), VectorExp.Log2E, shift));
         TV a = TV.Splat(VectorExp.Log2E), b = TV.Splat(shift), s0 = TV.Splat(0f), s1 = s0;
         for (; i + 2 * width <= n; i += 2 * width)
         {
@@ -317,8 +357,9 @@ internal static unsafe partial class CpuRowKernels
                 System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf);
                 if (2 * width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf + 64);
             }
-            var e0 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i), a, b));
-            var e1 = TV.Exp2NonPositive(TV.Fma(TE.Load<TV>(x, i + width), a, b));
+            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            var e0 = TV.Exp2NonPositive(TV.Fma(x0, a, b));
+            var e1 = TV.Exp2NonPositive(TV.Fma(x1, a, b));
             TV.StoreF32(e0, e + i);
             TV.StoreF32(e1, e + i + width);
             s0 = TV.Add(s0, e0);
@@ -332,14 +373,12 @@ internal static unsafe partial class CpuRowKernels
         }
         float sum = TV.Sum(TV.Add(s0, s1));
         for (; i < n; i++) sum += e[i] = VectorExp.Exp2NonPositive(MathF.FusedMultiplyAdd(TE.LoadScalar(x, i), VectorExp.Log2E, shift));
-        float inv = g / sum, targetValue = e[target] * inv;
+        float inv = g / sum, targetValue = targetExp * inv;
         var k = TV.Splat(inv);
         // A finite g/Σ proves every exponential finite (a NaN or an infinity anywhere makes the sum one), and so
         // every output: the store skips its NaN handling.
-        if (float.IsFinite(inv))
-            for (i = 0; i + width <= n; i += width) TE.StoreNoNaN(TV.Multiply(TV.LoadF32(e + i), k), y, i);
-        else
-            for (i = 0; i + width <= n; i += width) TE.Store(TV.Multiply(TV.LoadF32(e + i), k), y, i);
+        i = 0;
+        StoreScaled<TV, TE>(e, y, n, k, float.IsFinite(inv), ref i);
         for (; i < n; i++) TE.StoreScalar(e[i] * inv, y, i);
         return (max, sum, targetValue);
     }
@@ -367,6 +406,12 @@ internal static unsafe partial class CpuRowKernels
         {
             void* g = (void*)gate, u = (void*)up, o = (void*)output;
             long i = (long)start * chunk, stop = Math.Min(count, (long)end * chunk);
+            for (; i + 2 * TV.Count <= stop; i += 2 * TV.Count)
+            {
+                TE.LoadPair<TV>(g, i, out var x0, out var x1);
+                TE.LoadPair<TV>(u, i, out var u0, out var u1);
+                TE.StorePair(TV.Multiply(TV.Multiply(x0, u0), TV.Sigmoid(x0)), TV.Multiply(TV.Multiply(x1, u1), TV.Sigmoid(x1)), o, i);
+            }
             for (; i + TV.Count <= stop; i += TV.Count)
             {
                 var x = TE.Load<TV>(g, i);

@@ -25,6 +25,16 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     /// infinity or a wrong sign, so a kernel calls it only where its row's statistics prove every output finite.
     /// </summary>
     static abstract void StoreBf16NoNaN(TV v, ushort* p);
+    /// <summary>
+    /// 2·Count bf16 values as two f32 vectors, the even-indexed elements in <paramref name="even"/> and the odd in
+    /// <paramref name="odd"/>: a bf16 pair (a, b) read as one 32-bit lane is b·2^16 + a, so a shift gives a and a mask
+    /// gives b, two operations for both vectors where two widening loads take four, with lane crossings.
+    /// </summary>
+    static abstract void LoadBf16Pair(ushort* p, out TV even, out TV odd);
+    /// <summary>The inverse of <see cref="LoadBf16Pair"/>: each lane rounded as <see cref="StoreBf16"/>, the two merged in one operation, no lane crossing.</summary>
+    static abstract void StoreBf16Pair(TV even, TV odd, ushort* p);
+    /// <summary><see cref="StoreBf16Pair"/> for lanes known to hold no NaN (see <see cref="StoreBf16NoNaN"/>).</summary>
+    static abstract void StoreBf16PairNoNaN(TV even, TV odd, ushort* p);
     static abstract TV Add(TV a, TV b);
     static abstract TV Multiply(TV a, TV b);
     static abstract TV Divide(TV a, TV b);
@@ -54,6 +64,16 @@ internal unsafe interface IElement
     static abstract void StoreScalar(float v, void* p, long i);
     /// <summary>Store for lanes known to hold no NaN: see <see cref="IVec{TV}.StoreBf16NoNaN"/>.</summary>
     static abstract void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV>;
+    /// <summary>
+    /// Elements [i, i + 2·Count) as two vectors in an order of the element type's choosing (f32: the two halves; bf16:
+    /// even and odd elements, <see cref="IVec{TV}.LoadBf16Pair"/>). Element-wise kernels read every operand and write
+    /// every result of a pair this way, so lanes match; reductions do not care about order.
+    /// </summary>
+    static abstract void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV>;
+    /// <summary>The inverse of <see cref="LoadPair{TV}"/>.</summary>
+    static abstract void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>;
+    /// <summary><see cref="StorePair{TV}"/> for lanes known to hold no NaN.</summary>
+    static abstract void StorePairNoNaN<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>;
 }
 
 internal unsafe struct F32Element : IElement
@@ -64,6 +84,20 @@ internal unsafe struct F32Element : IElement
     public static void Store<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreF32(v, (float*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreF32(v, (float*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV>
+    {
+        a = TV.LoadF32((float*)p + i);
+        b = TV.LoadF32((float*)p + i + TV.Count);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>
+    {
+        TV.StoreF32(a, (float*)p + i);
+        TV.StoreF32(b, (float*)p + i + TV.Count);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePairNoNaN<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV> => StorePair(a, b, p, i);
     public static float LoadScalar(void* p, long i) => ((float*)p)[i];
     public static void StoreScalar(float v, void* p, long i) => ((float*)p)[i] = v;
 }
@@ -76,6 +110,12 @@ internal unsafe struct Bf16Element : IElement
     public static void Store<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16(v, (ushort*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16NoNaN(v, (ushort*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV> => TV.LoadBf16Pair((ushort*)p + i, out a, out b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16Pair(a, b, (ushort*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePairNoNaN<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16PairNoNaN(a, b, (ushort*)p + i);
     public static float LoadScalar(void* p, long i) => FloatBits.FromBF16(((ushort*)p)[i]);
     public static void StoreScalar(float v, void* p, long i) => ((ushort*)p)[i] = FloatBits.ToBF16(v);
 }
@@ -315,6 +355,45 @@ internal static class VectorSums
     }
 }
 
+/// <summary>
+/// f32 → bf16 round-to-nearest-even in 32-bit lanes, the result in the lane's upper half (the lower half is
+/// discarded by <see cref="Merge(Vector512{uint}, Vector512{uint})"/>): the pair stores of <see cref="IVec{TV}"/>.
+/// </summary>
+internal static class Bf16Rounding
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<uint> Rounded(Vector512<uint> bits) => bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<uint> Rounded(Vector256<uint> bits) => bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One);
+
+    /// <summary>As <see cref="Rounded(Vector512{uint})"/>, but a NaN keeps its upper half with the quiet bit set (as <see cref="FloatBits.ToBF16"/>) where rounding could carry it into an infinity.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<uint> WithNaN(Vector512<uint> bits)
+    {
+        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
+        return Vector512.ConditionalSelect(isNaN, bits | Vector512.Create(0x0040_0000u), Rounded(bits));
+    }
+
+    /// <inheritdoc cref="WithNaN(Vector512{uint})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<uint> WithNaN(Vector256<uint> bits)
+    {
+        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
+        return Vector256.ConditionalSelect(isNaN, bits | Vector256.Create(0x0040_0000u), Rounded(bits));
+    }
+
+    /// <summary>The even elements' bf16 from <paramref name="even"/>'s upper halves into the lower halves, the odd ones' kept in place: one vpternlogd after the shift.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<uint> Merge(Vector512<uint> even, Vector512<uint> odd) =>
+        Vector512.ConditionalSelect(Vector512.Create(0xFFFF_0000u), odd, even >> 16);
+
+    /// <inheritdoc cref="Merge(Vector512{uint}, Vector512{uint})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<uint> Merge(Vector256<uint> even, Vector256<uint> odd) =>
+        Vector256.ConditionalSelect(Vector256.Create(0xFFFF_0000u), odd, even >> 16);
+}
+
 internal unsafe struct V512 : IVec<V512>
 {
     public Vector512<float> V;
@@ -342,6 +421,25 @@ internal unsafe struct V512 : IVec<V512>
         // vpmovdw: the low halves of 16 lanes in one instruction (Vector512 is only accelerated on x86 with AVX-512).
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) System.Runtime.Intrinsics.X86.Avx512F.ConvertToVector256UInt16(result).Store(p);
         else Vector512.Narrow(result, result).GetLower().Store(p);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* p, out V512 even, out V512 odd)
+    {
+        var pairs = Vector512.Load((uint*)p);
+        even = new((pairs << 16).AsSingle());
+        odd = new((pairs & Vector512.Create(0xFFFF_0000u)).AsSingle());
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16Pair(V512 even, V512 odd, ushort* p)
+    {
+        uint* q = (uint*)p;
+        Vector512.Store(Bf16Rounding.Merge(Bf16Rounding.WithNaN(even.V.AsUInt32()), Bf16Rounding.WithNaN(odd.V.AsUInt32())), q);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16PairNoNaN(V512 even, V512 odd, ushort* p)
+    {
+        uint* q = (uint*)p;
+        Vector512.Store(Bf16Rounding.Merge(Bf16Rounding.Rounded(even.V.AsUInt32()), Bf16Rounding.Rounded(odd.V.AsUInt32())), q);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreBf16NoNaN(V512 v, ushort* p)
@@ -405,6 +503,25 @@ internal unsafe struct V256 : IVec<V256>
         var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
         var result = Vector256.ConditionalSelect(isNaN, (bits >> 16) | Vector256.Create(0x0040u), rounded);
         Vector128.Narrow(result.GetLower(), result.GetUpper()).Store(p);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* p, out V256 even, out V256 odd)
+    {
+        var pairs = Vector256.Load((uint*)p);
+        even = new((pairs << 16).AsSingle());
+        odd = new((pairs & Vector256.Create(0xFFFF_0000u)).AsSingle());
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16Pair(V256 even, V256 odd, ushort* p)
+    {
+        uint* q = (uint*)p;
+        Vector256.Store(Bf16Rounding.Merge(Bf16Rounding.WithNaN(even.V.AsUInt32()), Bf16Rounding.WithNaN(odd.V.AsUInt32())), q);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16PairNoNaN(V256 even, V256 odd, ushort* p)
+    {
+        uint* q = (uint*)p;
+        Vector256.Store(Bf16Rounding.Merge(Bf16Rounding.Rounded(even.V.AsUInt32()), Bf16Rounding.Rounded(odd.V.AsUInt32())), q);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreBf16NoNaN(V256 v, ushort* p)
