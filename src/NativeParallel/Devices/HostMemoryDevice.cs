@@ -53,21 +53,9 @@ public abstract unsafe class HostMemoryDevice : IDevice
         // One byte for empty buffers keeps every pointer valid and distinct.
         nuint size = (nuint)Math.Max(bytes, 1);
         if (ExactAllocations) return new DeviceBuffer(this, (ulong)NativeMemory.Alloc(size), bytes, _free);
-        if (size < HugePage) return new DeviceBuffer(this, (ulong)NativeMemory.AlignedAlloc(size, 64), bytes, _alignedFree);
-        // Large buffers on 2 MiB boundaries, with the kernel asked for huge pages (Debian's transparent huge pages are
-        // "madvise" only): a kernel that gathers 4 KB rows from all over a table (the embedding) otherwise misses the
-        // TLB on every row.
-        void* memory = NativeMemory.AlignedAlloc(size, HugePage);
-        if (OperatingSystem.IsLinux()) _ = madvise(memory, size, MadviseHugePage);
+        void* memory = NativeMemory.AlignedAlloc(size, 64);
         return new DeviceBuffer(this, (ulong)memory, bytes, _alignedFree);
     }
-
-    private const nuint HugePage = 2 << 20;
-    private const int MadviseHugePage = 14; // MADV_HUGEPAGE
-
-    // Advice only: where the kernel has no transparent huge pages it fails, and the buffer keeps 4 KB pages.
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    private static extern int madvise(void* address, nuint length, int advice);
 
     /// <inheritdoc/>
     public virtual IDeviceStream CreateStream() => new HostStream(this);

@@ -22,11 +22,7 @@ namespace NativeParallel.Kernels.Cpu;
 /// share the kv head are the rows (GQA: each key row is loaded once for all of them), keys run up to the causal limit
 /// of the block's last query, and the keys past a row's own limit (queryStart + i) are masked in the diagonal blocks.</item>
 /// </list>
-/// Every loop over a head's d elements takes them in the same steps: two vectors at a time in the element type's pair
-/// order (<see cref="IElement.LoadPair{TV}"/>: bf16 even and odd elements, widened without lane crossings), then one
-/// vector, then single elements. The f32 query rows (<see cref="LoadQueries{TV,TE}"/>) and the accumulators are kept in
-/// that order, so dot products and value sums pair lanes correctly, and the output is put back in element order as it
-/// is stored. Every loop is compiled fully optimised at once (AggressiveOptimization), as <see cref="CpuRowKernels"/>' are.
+/// Every loop is compiled fully optimised at once (AggressiveOptimization), as <see cref="CpuRowKernels"/>' are.
 /// </summary>
 internal static unsafe class CpuAttention
 {
@@ -141,7 +137,7 @@ internal static unsafe class CpuAttention
         int elementSize = typeof(TE) == typeof(F32Element) ? 4 : 2;
         long stride = (long)hkv * d; // elements from one key to the next
         long cacheBase = (long)range.Batch * s.Tk * stride;
-        LoadQueries<TV, TE>(q, (long)range.Batch * hq * d, hq, d, scale, qf);
+        LoadQueries<TV, TE>(q, (long)range.Batch * hq * d, hq * d, scale, qf);
         for (int h = 0; h < hq; h++)
         {
             m[h] = float.NegativeInfinity;
@@ -192,17 +188,6 @@ internal static unsafe class CpuAttention
             }
             float inv = sum > 0f ? 1f / sum : 0f;
             int width = TV.Count, i = 0;
-            for (; i + 2 * width <= d; i += 2 * width)
-            {
-                TV a = TV.Splat(0f), b = a;
-                for (int c = 0; c < count; c++)
-                {
-                    float* part = partials + c * partialFloats + h * d + i;
-                    a = TV.Fma(TV.Splat(weights[c]), TV.LoadF32(part), a);
-                    b = TV.Fma(TV.Splat(weights[c]), TV.LoadF32(part + width), b);
-                }
-                TE.StorePair(TV.Multiply(a, TV.Splat(inv)), TV.Multiply(b, TV.Splat(inv)), output, outBase + h * d + i);
-            }
             for (; i + width <= d; i += width)
             {
                 TV a = TV.Splat(0f);
@@ -265,7 +250,7 @@ internal static unsafe class CpuAttention
         float* qf = buffers.Q, acc = buffers.Acc, m = buffers.M, l = buffers.L, p = buffers.P;
         // Row r = (i − i0)·group + g: query i, head kvh·group + g (the group's heads are adjacent in q).
         for (int i = i0; i < i1; i++)
-            LoadQueries<TV, TE>(q, (((long)b * s.Tq + i) * s.Hq + (long)kvh * group) * d, group, d, scale, qf + (i - i0) * group * d);
+            LoadQueries<TV, TE>(q, (((long)b * s.Tq + i) * s.Hq + (long)kvh * group) * d, group * d, scale, qf + (i - i0) * group * d);
         for (int r = 0; r < rows; r++)
         {
             m[r] = float.NegativeInfinity;
@@ -291,30 +276,15 @@ internal static unsafe class CpuAttention
 
     // ---- The steps both share
 
-    /// <summary>
-    /// qf = scale · q for <paramref name="rows"/> rows of d elements from element <paramref name="start"/>, in f32 and
-    /// in the head-dimension order every loop over d here keeps (see the class remarks).
-    /// </summary>
+    /// <summary>qf = scale · q over <paramref name="count"/> elements from element <paramref name="start"/>, in f32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LoadQueries<TV, TE>(byte* q, long start, int rows, int d, float scale, float* qf)
+    private static void LoadQueries<TV, TE>(byte* q, long start, int count, float scale, float* qf)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
-        int width = TV.Count;
+        int width = TV.Count, e = 0;
         var sv = TV.Splat(scale);
-        for (int r = 0; r < rows; r++)
-        {
-            long from = start + (long)r * d;
-            float* to = qf + (long)r * d;
-            int e = 0;
-            for (; e + 2 * width <= d; e += 2 * width)
-            {
-                TE.LoadPair<TV>(q, from + e, out var a, out var b);
-                TV.StoreF32(TV.Multiply(a, sv), to + e);
-                TV.StoreF32(TV.Multiply(b, sv), to + e + width);
-            }
-            for (; e + width <= d; e += width) TV.StoreF32(TV.Multiply(TE.Load<TV>(q, from + e), sv), to + e);
-            for (; e < d; e++) to[e] = TE.LoadScalar(q, from + e) * scale;
-        }
+        for (; e + width <= count; e += width) TV.StoreF32(TV.Multiply(TE.Load<TV>(q, start + e), sv), qf + e);
+        for (; e < count; e++) qf[e] = TE.LoadScalar(q, start + e) * scale;
     }
 
     /// <summary>
@@ -413,7 +383,7 @@ internal static unsafe class CpuAttention
                 long offset = start + i;
                 for (int j = 0; j < n; j++, offset += stride)
                 {
-                    TE.LoadPair<TV>(t, offset, out var v0, out var v1);
+                    TV v0 = TE.Load<TV>(t, offset), v1 = TE.Load<TV>(t, offset + width);
                     TV w = TV.Splat(p0[j]);
                     a00 = TV.Fma(w, v0, a00);
                     a01 = TV.Fma(w, v1, a01);
@@ -443,10 +413,9 @@ internal static unsafe class CpuAttention
                 long offset = start + i;
                 for (int j = 0; j < n; j++, offset += stride)
                 {
-                    TE.LoadPair<TV>(t, offset, out var v0, out var v1);
                     TV w = TV.Splat(pr[j]);
-                    a0 = TV.Fma(w, v0, a0);
-                    a1 = TV.Fma(w, v1, a1);
+                    a0 = TV.Fma(w, TE.Load<TV>(t, offset), a0);
+                    a1 = TV.Fma(w, TE.Load<TV>(t, offset + width), a1);
                 }
                 TV.StoreF32(a0, a);
                 TV.StoreF32(a1, a + width);
@@ -486,8 +455,7 @@ internal static unsafe class CpuAttention
         long offset = start;
         for (int j = 0; j < n; j++, offset += stride)
         {
-            TE.LoadPair<TV>(t, offset, out var v0, out var v1);
-            TE.LoadPair<TV>(t, offset + 2 * w, out var v2, out var v3);
+            TV v0 = TE.Load<TV>(t, offset), v1 = TE.Load<TV>(t, offset + w), v2 = TE.Load<TV>(t, offset + 2 * w), v3 = TE.Load<TV>(t, offset + 3 * w);
             TV x = TV.Splat(p0[j]);
             a00 = TV.Fma(x, v0, a00);
             a01 = TV.Fma(x, v1, a01);
@@ -540,7 +508,6 @@ internal static unsafe class CpuAttention
             float* a = acc + r * d;
             long o = outBase + (long)r * d;
             int i = 0;
-            for (; i + 2 * width <= d; i += 2 * width) TE.StorePair(TV.Multiply(TV.LoadF32(a + i), sv), TV.Multiply(TV.LoadF32(a + i + width), sv), output, o + i);
             for (; i + width <= d; i += width) TE.Store(TV.Multiply(TV.LoadF32(a + i), sv), output, o + i);
             for (; i < d; i++) TE.StoreScalar(a[i] * inv, output, o + i);
         }
@@ -554,14 +521,6 @@ internal static unsafe class CpuAttention
         int width = TV.Count, i = 0;
         float* q0 = q, q1 = q + d, q2 = q1 + d, q3 = q2 + d;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
-        for (; i + 2 * width <= d; i += 2 * width)
-        {
-            TE.LoadPair<TV>(t, start + i, out var key, out var key2);
-            a0 = TV.Fma(TV.LoadF32(q0 + i + width), key2, TV.Fma(TV.LoadF32(q0 + i), key, a0));
-            a1 = TV.Fma(TV.LoadF32(q1 + i + width), key2, TV.Fma(TV.LoadF32(q1 + i), key, a1));
-            a2 = TV.Fma(TV.LoadF32(q2 + i + width), key2, TV.Fma(TV.LoadF32(q2 + i), key, a2));
-            a3 = TV.Fma(TV.LoadF32(q3 + i + width), key2, TV.Fma(TV.LoadF32(q3 + i), key, a3));
-        }
         for (; i + width <= d; i += width)
         {
             var key = TE.Load<TV>(t, start + i);
@@ -600,26 +559,6 @@ internal static unsafe class CpuAttention
         float* q0 = q, q1 = q + d, q2 = q1 + d, q3 = q2 + d;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         long second = start + rowStride;
-        for (; i + 2 * width <= d; i += 2 * width)
-        {
-            TE.LoadPair<TV>(t, start + i, out var k0, out var k0b);
-            TE.LoadPair<TV>(t, second + i, out var k1, out var k1b);
-            TV x = TV.LoadF32(q0 + i), y = TV.LoadF32(q0 + i + width);
-            a0 = TV.Fma(y, k0b, TV.Fma(x, k0, a0));
-            b0 = TV.Fma(y, k1b, TV.Fma(x, k1, b0));
-            x = TV.LoadF32(q1 + i);
-            y = TV.LoadF32(q1 + i + width);
-            a1 = TV.Fma(y, k0b, TV.Fma(x, k0, a1));
-            b1 = TV.Fma(y, k1b, TV.Fma(x, k1, b1));
-            x = TV.LoadF32(q2 + i);
-            y = TV.LoadF32(q2 + i + width);
-            a2 = TV.Fma(y, k0b, TV.Fma(x, k0, a2));
-            b2 = TV.Fma(y, k1b, TV.Fma(x, k1, b2));
-            x = TV.LoadF32(q3 + i);
-            y = TV.LoadF32(q3 + i + width);
-            a3 = TV.Fma(y, k0b, TV.Fma(x, k0, a3));
-            b3 = TV.Fma(y, k1b, TV.Fma(x, k1, b3));
-        }
         for (; i + width <= d; i += width)
         {
             TV k0 = TE.Load<TV>(t, start + i), k1 = TE.Load<TV>(t, second + i);
@@ -670,9 +609,8 @@ internal static unsafe class CpuAttention
         TV a0 = TV.Splat(0f), a1 = a0;
         for (; i + 2 * width <= d; i += 2 * width)
         {
-            TE.LoadPair<TV>(t, start + i, out var k0, out var k1);
-            a0 = TV.Fma(TV.LoadF32(q + i), k0, a0);
-            a1 = TV.Fma(TV.LoadF32(q + i + width), k1, a1);
+            a0 = TV.Fma(TV.LoadF32(q + i), TE.Load<TV>(t, start + i), a0);
+            a1 = TV.Fma(TV.LoadF32(q + i + width), TE.Load<TV>(t, start + i + width), a1);
         }
         if (i + width <= d)
         {

@@ -45,8 +45,10 @@ internal static unsafe partial class CpuRowKernels
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
         {
-            TE.LoadPair<TV>(x, i, out var v0, out var v1);
-            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+            var v0 = TE.LoadFirst<TV>(x, i);
+            var v1 = TE.LoadSecond<TV>(x, i);
+            var v2 = TE.LoadFirst<TV>(x, i + 2 * width);
+            var v3 = TE.LoadSecond<TV>(x, i + 2 * width);
             a0 = TV.Add(a0, v0);
             a1 = TV.Add(a1, v1);
             a2 = TV.Add(a2, v2);
@@ -64,8 +66,10 @@ internal static unsafe partial class CpuRowKernels
         a3 = a0;
         for (i = 0; i + 4 * width <= d; i += 4 * width)
         {
-            TE.LoadPair<TV>(x, i, out var v0, out var v1);
-            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+            var v0 = TE.LoadFirst<TV>(x, i);
+            var v1 = TE.LoadSecond<TV>(x, i);
+            var v2 = TE.LoadFirst<TV>(x, i + 2 * width);
+            var v3 = TE.LoadSecond<TV>(x, i + 2 * width);
             var c0 = TV.Add(v0, shift);
             var c1 = TV.Add(v1, shift);
             var c2 = TV.Add(v2, shift);
@@ -97,9 +101,12 @@ internal static unsafe partial class CpuRowKernels
         {
             // The next row into L2 while this one is written: the lines of this step's span of it.
             if (prefetch) PrefetchSpan(next + (long)i * size, 2 * width * size);
-            TE.LoadPair<TV>(x, i, out var x0, out var x1);
-            TE.LoadPair<TV>(w, i, out var w0, out var w1);
-            TE.LoadPair<TV>(b, i, out var b0, out var b1);
+            var x0 = TE.LoadFirst<TV>(x, i);
+            var x1 = TE.LoadSecond<TV>(x, i);
+            var w0 = TE.LoadFirst<TV>(w, i);
+            var w1 = TE.LoadSecond<TV>(w, i);
+            var b0 = TE.LoadFirst<TV>(b, i);
+            var b1 = TE.LoadSecond<TV>(b, i);
             var y0 = TV.Fma(TV.Multiply(TV.Add(x0, shift), scale), w0, b0);
             var y1 = TV.Fma(TV.Multiply(TV.Add(x1, shift), scale), w1, b1);
             if (finite) TE.StorePairNoNaN(y0, y1, y, i);

@@ -55,8 +55,10 @@ internal static unsafe partial class CpuRowKernels
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
         for (; i + 4 * width <= d; i += 4 * width)
         {
-            TE.LoadPair<TV>(x, i, out var v0, out var v1);
-            TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+            var v0 = TE.LoadFirst<TV>(x, i);
+            var v1 = TE.LoadSecond<TV>(x, i);
+            var v2 = TE.LoadFirst<TV>(x, i + 2 * width);
+            var v3 = TE.LoadSecond<TV>(x, i + 2 * width);
             a0 = TV.Fma(v0, v0, a0);
             a1 = TV.Fma(v1, v1, a1);
             a2 = TV.Fma(v2, v2, a2);
@@ -84,8 +86,10 @@ internal static unsafe partial class CpuRowKernels
         {
             // The next row into L2 while this one is written: the lines of this step's span of it.
             if (prefetch) PrefetchSpan(next + (long)i * size, 2 * width * size);
-            TE.LoadPair<TV>(x, i, out var x0, out var x1);
-            TE.LoadPair<TV>(w, i, out var w0, out var w1);
+            var x0 = TE.LoadFirst<TV>(x, i);
+            var x1 = TE.LoadSecond<TV>(x, i);
+            var w0 = TE.LoadFirst<TV>(w, i);
+            var w1 = TE.LoadSecond<TV>(w, i);
             var y0 = TV.Multiply(TV.Multiply(x0, scale), w0);
             var y1 = TV.Multiply(TV.Multiply(x1, scale), w1);
             if (finite) TE.StorePairNoNaN(y0, y1, y, i);
@@ -161,8 +165,10 @@ internal static unsafe partial class CpuRowKernels
             TV m0 = TV.Splat(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
             for (; i + 4 * width <= n; i += 4 * width)
             {
-                TE.LoadPair<TV>(x, i, out var v0, out var v1);
-                TE.LoadPair<TV>(x, i + 2 * width, out var v2, out var v3);
+                var v0 = TE.LoadFirst<TV>(x, i);
+                var v1 = TE.LoadSecond<TV>(x, i);
+                var v2 = TE.LoadFirst<TV>(x, i + 2 * width);
+                var v3 = TE.LoadSecond<TV>(x, i + 2 * width);
                 if (scaled)
                 {
                     v0 = TV.Multiply(v0, scale);
@@ -195,7 +201,8 @@ internal static unsafe partial class CpuRowKernels
         // with the same steps.
         for (; i + 2 * width <= n; i += 2 * width)
         {
-            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            var x0 = TE.LoadFirst<TV>(x, i);
+            var x1 = TE.LoadSecond<TV>(x, i);
             var e0 = TV.Exp(TV.Fma(x0, scale, shift));
             var e1 = TV.Exp(TV.Fma(x1, scale, shift));
             if (store != null)
@@ -357,7 +364,8 @@ internal static unsafe partial class CpuRowKernels
                 System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf);
                 if (2 * width * size > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(pf + 64);
             }
-            TE.LoadPair<TV>(x, i, out var x0, out var x1);
+            var x0 = TE.LoadFirst<TV>(x, i);
+            var x1 = TE.LoadSecond<TV>(x, i);
             var e0 = TV.Exp2NonPositive(TV.Fma(x0, a, b));
             var e1 = TV.Exp2NonPositive(TV.Fma(x1, a, b));
             TV.StoreF32(e0, e + i);
@@ -408,8 +416,10 @@ internal static unsafe partial class CpuRowKernels
             long i = (long)start * chunk, stop = Math.Min(count, (long)end * chunk);
             for (; i + 2 * TV.Count <= stop; i += 2 * TV.Count)
             {
-                TE.LoadPair<TV>(g, i, out var x0, out var x1);
-                TE.LoadPair<TV>(u, i, out var u0, out var u1);
+                var x0 = TE.LoadFirst<TV>(g, i);
+                var x1 = TE.LoadSecond<TV>(g, i);
+                var u0 = TE.LoadFirst<TV>(u, i);
+                var u1 = TE.LoadSecond<TV>(u, i);
                 TE.StorePair(TV.Multiply(TV.Multiply(x0, u0), TV.Sigmoid(x0)), TV.Multiply(TV.Multiply(x1, u1), TV.Sigmoid(x1)), o, i);
             }
             for (; i + TV.Count <= stop; i += TV.Count)

@@ -26,12 +26,15 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     /// </summary>
     static abstract void StoreBf16NoNaN(TV v, ushort* p);
     /// <summary>
-    /// 2·Count bf16 values as two f32 vectors, the even-indexed elements in <paramref name="even"/> and the odd in
-    /// <paramref name="odd"/>: a bf16 pair (a, b) read as one 32-bit lane is b·2^16 + a, so a shift gives a and a mask
-    /// gives b, two operations for both vectors where two widening loads take four, with lane crossings.
+    /// The even-indexed elements of 2·Count bf16 values as f32: a bf16 pair (a, b) read as one 32-bit lane is
+    /// b·2^16 + a, so a shift gives a (and a mask gives b, <see cref="LoadBf16Odd"/>): a load and one operation per
+    /// vector, where a widening load crosses lanes. Two methods rather than one with two out parameters: a struct
+    /// local whose address is taken stays in memory, and the kernels ran slower with them.
     /// </summary>
-    static abstract void LoadBf16Pair(ushort* p, out TV even, out TV odd);
-    /// <summary>The inverse of <see cref="LoadBf16Pair"/>: each lane rounded as <see cref="StoreBf16"/>, the two merged in one operation, no lane crossing.</summary>
+    static abstract TV LoadBf16Even(ushort* p);
+    /// <summary>The odd-indexed elements of 2·Count bf16 values as f32: see <see cref="LoadBf16Even"/>.</summary>
+    static abstract TV LoadBf16Odd(ushort* p);
+    /// <summary>The inverse of <see cref="LoadBf16Even"/> and <see cref="LoadBf16Odd"/>: each lane rounded as <see cref="StoreBf16"/>, the two merged in one operation, no lane crossing.</summary>
     static abstract void StoreBf16Pair(TV even, TV odd, ushort* p);
     /// <summary><see cref="StoreBf16Pair"/> for lanes known to hold no NaN (see <see cref="StoreBf16NoNaN"/>).</summary>
     static abstract void StoreBf16PairNoNaN(TV even, TV odd, ushort* p);
@@ -65,12 +68,15 @@ internal unsafe interface IElement
     /// <summary>Store for lanes known to hold no NaN: see <see cref="IVec{TV}.StoreBf16NoNaN"/>.</summary>
     static abstract void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV>;
     /// <summary>
-    /// Elements [i, i + 2·Count) as two vectors in an order of the element type's choosing (f32: the two halves; bf16:
-    /// even and odd elements, <see cref="IVec{TV}.LoadBf16Pair"/>). Element-wise kernels read every operand and write
-    /// every result of a pair this way, so lanes match; reductions do not care about order.
+    /// The first of elements [i, i + 2·Count) read as two vectors in an order of the element type's choosing (f32: the
+    /// two halves; bf16: even and odd elements, <see cref="IVec{TV}.LoadBf16Even"/>); <see cref="LoadSecond{TV}"/> is
+    /// the other. Element-wise kernels read every operand and write every result of a pair this way, so lanes match;
+    /// reductions do not care about order.
     /// </summary>
-    static abstract void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV>;
-    /// <summary>The inverse of <see cref="LoadPair{TV}"/>.</summary>
+    static abstract TV LoadFirst<TV>(void* p, long i) where TV : struct, IVec<TV>;
+    /// <summary>The second vector of the pair at [i, i + 2·Count): see <see cref="LoadFirst{TV}"/>.</summary>
+    static abstract TV LoadSecond<TV>(void* p, long i) where TV : struct, IVec<TV>;
+    /// <summary>The inverse of <see cref="LoadFirst{TV}"/> and <see cref="LoadSecond{TV}"/>.</summary>
     static abstract void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>;
     /// <summary><see cref="StorePair{TV}"/> for lanes known to hold no NaN.</summary>
     static abstract void StorePairNoNaN<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>;
@@ -85,11 +91,9 @@ internal unsafe struct F32Element : IElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreF32(v, (float*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV>
-    {
-        a = TV.LoadF32((float*)p + i);
-        b = TV.LoadF32((float*)p + i + TV.Count);
-    }
+    public static TV LoadFirst<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadF32((float*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV LoadSecond<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadF32((float*)p + i + TV.Count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV>
     {
@@ -111,7 +115,9 @@ internal unsafe struct Bf16Element : IElement
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNoNaN<TV>(TV v, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16NoNaN(v, (ushort*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadPair<TV>(void* p, long i, out TV a, out TV b) where TV : struct, IVec<TV> => TV.LoadBf16Pair((ushort*)p + i, out a, out b);
+    public static TV LoadFirst<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadBf16Even((ushort*)p + i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV LoadSecond<TV>(void* p, long i) where TV : struct, IVec<TV> => TV.LoadBf16Odd((ushort*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StorePair<TV>(TV a, TV b, void* p, long i) where TV : struct, IVec<TV> => TV.StoreBf16Pair(a, b, (ushort*)p + i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -423,12 +429,9 @@ internal unsafe struct V512 : IVec<V512>
         else Vector512.Narrow(result, result).GetLower().Store(p);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadBf16Pair(ushort* p, out V512 even, out V512 odd)
-    {
-        var pairs = Vector512.Load((uint*)p);
-        even = new((pairs << 16).AsSingle());
-        odd = new((pairs & Vector512.Create(0xFFFF_0000u)).AsSingle());
-    }
+    public static V512 LoadBf16Even(ushort* p) => new((Vector512.Load((uint*)p) << 16).AsSingle());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 LoadBf16Odd(ushort* p) => new((Vector512.Load((uint*)p) & Vector512.Create(0xFFFF_0000u)).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreBf16Pair(V512 even, V512 odd, ushort* p)
     {
@@ -505,12 +508,9 @@ internal unsafe struct V256 : IVec<V256>
         Vector128.Narrow(result.GetLower(), result.GetUpper()).Store(p);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadBf16Pair(ushort* p, out V256 even, out V256 odd)
-    {
-        var pairs = Vector256.Load((uint*)p);
-        even = new((pairs << 16).AsSingle());
-        odd = new((pairs & Vector256.Create(0xFFFF_0000u)).AsSingle());
-    }
+    public static V256 LoadBf16Even(ushort* p) => new((Vector256.Load((uint*)p) << 16).AsSingle());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 LoadBf16Odd(ushort* p) => new((Vector256.Load((uint*)p) & Vector256.Create(0xFFFF_0000u)).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreBf16Pair(V256 even, V256 odd, ushort* p)
     {
