@@ -39,8 +39,10 @@ public sealed class LlamaTrainer : IDisposable
     private readonly Tensor _normTotal, _rowMax, _rowSums;
     private readonly int[] _hostIds, _hostTargets;
 
+    // FeedForward: a dense layer's gate, up and down; a MoE layer's router, then each expert's w1 (gate), w3 (up) and
+    // w2 (down), in Hugging Face order.
     private sealed record LayerParameters(TrainParameter InputNorm, TrainParameter Q, TrainParameter K, TrainParameter V, TrainParameter O,
-        TrainParameter PostNorm, TrainParameter Gate, TrainParameter Up, TrainParameter Down);
+        TrainParameter PostNorm, TrainParameter[] FeedForward);
 
     // Everything one micro-batch's backward reads: its tokens and targets, each layer's activations, the stage output,
     // and on the last stage the final norm's output and the logits (dlogits after forward). A pipeline keeps one slot
@@ -90,7 +92,6 @@ public sealed class LlamaTrainer : IDisposable
     {
         if (activationSlots < 1) throw new ArgumentException($"at least one activation slot is needed, got {activationSlots}");
         _c = weights.Config;
-        if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
         if (dtype is not (DType.F32 or DType.BF16)) throw new NotSupportedException($"training runs in f32 or bf16, not {dtype.Name()}");
         DType = dtype;
         if (batch < 1 || sequence < 1) throw new ArgumentException($"batch ({batch}) and sequence ({sequence}) must be at least 1");
@@ -99,6 +100,8 @@ public sealed class LlamaTrainer : IDisposable
         _tokens = checked(batch * sequence);
         _tp = tensorParallel is { Size: > 1 } ? tensorParallel : null;
         int tp = _tp?.Size ?? 1, rank = _tp?.Rank ?? 0;
+        if (_c.Experts > 0 && _tp is not null)
+            throw new NotSupportedException($"tensor parallelism (tp={tp}) does not split a mixture-of-experts model's experts: train it with dp or pp (tp=1)");
         if (_c.Heads % tp != 0 || _c.KvHeads % tp != 0 || _c.Ffn % tp != 0)
             throw new ArgumentException($"tensor parallelism splits heads and MLP columns: tp={tp} must divide heads ({_c.Heads}), kv heads ({_c.KvHeads}) and ffn ({_c.Ffn})");
         // Vocabulary parallelism (Megatron's): embedding and LM head rows cut into tp blocks of ceil(V/tp), the last
@@ -117,7 +120,7 @@ public sealed class LlamaTrainer : IDisposable
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
         _firstLayer = Stage.FirstLayer;
         long localParameters = (Stage.IsFirst ? (long)vl * h : 0) + (Stage.IsLast ? (long)vl * h + h : 0) +
-            Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
+            Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + (_c.Experts == 0 ? 3L * f * h : _c.Experts * (3L * f * h + h)));
 
         _lossTokens = lossTokens ?? _tokens;
         if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
@@ -166,20 +169,29 @@ public sealed class LlamaTrainer : IDisposable
             var w = weights.Layers[_firstLayer + l];
             string p = $"model.layers.{_firstLayer + l}.";
             // This rank's shard: rows of the column-parallel weights, columns of the row-parallel ones.
+            string moe = p + "block_sparse_moe.";
+            TrainParameter[] feedForward = _c.Experts == 0
+                ? [P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                    P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                    P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f)]
+                : [P(moe + "gate.weight", w.Router, whole(_c.Experts, h), _c.Experts, h),
+                    .. Enumerable.Range(0, _c.Experts).SelectMany(e => new[]
+                    {
+                        P($"{moe}experts.{e}.w1.weight", w.Experts[e].Gate, whole(f, h), f, h),
+                        P($"{moe}experts.{e}.w3.weight", w.Experts[e].Up, whole(f, h), f, h),
+                        P($"{moe}experts.{e}.w2.weight", w.Experts[e].Down, whole(h, f), h, f),
+                    })];
             _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, whole(1, h), h),
                 P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), ShardPlacement.RowBlock(qd * tp, h, rank * qd, qd), qd, h),
                 P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
                 P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
                 P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), ShardPlacement.ColumnBlock(h, qd * tp, rank * qd, qd), h, qd),
-                P(p + "post_attention_layernorm.weight", w.PostNorm, whole(1, h), h),
-                P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
-                P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
-                P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f));
+                P(p + "post_attention_layernorm.weight", w.PostNorm, whole(1, h), h), feedForward);
         }
         _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, whole(1, h), h) : null;
         _lmHead = Stage.IsLast ? P("lm_head.weight", Shards.Rows(weights.LmHead, h, _vocabStart, vl), vocabBlock, vl, h) : null;
         Parameters = [.. new[] { _embedding }.OfType<TrainParameter>(),
-            .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }),
+            .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm }.Concat(l.FeedForward)),
             .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
         if (offset != localParameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {localParameters}");
 
@@ -188,7 +200,7 @@ public sealed class LlamaTrainer : IDisposable
         RmsNormLayer Norm(TrainParameter p) => new(device, W(p), _c.NormEps);
         _embeddingLayer = _embedding is null ? null : new VocabParallelEmbedding(device, W(_embedding), _vocabStart);
         _decoders = _layers.Select(l => new DecoderLayer(Norm(l.InputNorm), new AttentionLayer(device, W(l.Q), W(l.K), W(l.V), W(l.O)),
-            Norm(l.PostNorm), new MlpLayer(device, W(l.Gate), W(l.Up), W(l.Down)))).ToArray();
+            Norm(l.PostNorm), FeedForwardOf(device, l.FeedForward))).ToArray();
         _head = _finalNorm is null || _lmHead is null ? null : new LmHead(device, Norm(_finalNorm), W(_lmHead));
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
@@ -206,12 +218,12 @@ public sealed class LlamaTrainer : IDisposable
         Recompute = recompute;
         // Recompute: one set of everything but the residual stream, shared by the layers and the slots; each layer
         // of each slot keeps its input and mid.
-        var shared = recompute && Stage.Layers > 0 ? DecoderLayer.Keep(_pass) : null;
+        var shared = recompute && Stage.Layers > 0 ? _decoders[0].Keep(_pass) : null;
         ActivationSlot Slot(int index)
         {
             var layers = new DecoderActivations[Stage.Layers];
             for (int l = 0; l < Stage.Layers; l++)
-                layers[l] = shared is null ? DecoderLayer.Keep(_pass) : l == 0 && index == 0 ? shared : DecoderLayer.Keep(_pass, shared);
+                layers[l] = shared is null ? _decoders[l].Keep(_pass) : l == 0 && index == 0 ? shared : _decoders[l].Keep(_pass, shared);
             var ids = I(n);
             return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(rows, h), Stage.IsLast ? F(rows, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
         }
@@ -222,8 +234,24 @@ public sealed class LlamaTrainer : IDisposable
         _hostTargets = new int[n];
     }
 
+    // A dense layer's SwiGLU MLP, or a MoE layer's router and experts (every expert on this device).
+    private IFeedForward FeedForwardOf(IDevice device, TrainParameter[] p)
+    {
+        static LayerWeight W(TrainParameter p) => new(p.Working, p.Grad);
+        if (_c.Experts == 0) return new MlpLayer(device, W(p[0]), W(p[1]), W(p[2]));
+        var experts = new Dictionary<int, (LayerWeight, LayerWeight, LayerWeight)>();
+        for (int e = 0; e < _c.Experts; e++) experts[e] = (W(p[1 + 3 * e]), W(p[2 + 3 * e]), W(p[3 + 3 * e]));
+        return new MoeLayer(device, new MoeExperts(device, _c, W(p[0]), experts));
+    }
+
     /// <summary>The model shape.</summary>
     public LlamaConfig Config => _c;
+
+    /// <summary>
+    /// Routings the MoE layers' experts dropped for capacity in the last forward of the current activation slot
+    /// (each expert keeps its first ceil(capacity factor × routings / experts) in slot order); 0 for a dense model.
+    /// </summary>
+    public long DroppedRoutings => _slot.Layers.Sum(l => l.FeedForward is MoeActivations m ? m.Dropped : 0);
 
     /// <summary>The training dtype: of the weights forward reads, the activations and the gradients.</summary>
     public DType DType { get; }

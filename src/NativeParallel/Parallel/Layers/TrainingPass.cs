@@ -59,6 +59,7 @@ internal sealed class TrainingPass
         DAct = A(n, f);
         DGate = A(n, f);
         DUp = A(n, f);
+        Moe = config.Experts > 0 ? new MoeScratch(this) : null;
     }
 
     public IDevice Device { get; }
@@ -98,6 +99,8 @@ internal sealed class TrainingPass
     public Tensor DAct { get; }
     public Tensor DGate { get; }
     public Tensor DUp { get; }
+    /// <summary>The MoE layers' scratch; null for a dense model.</summary>
+    public MoeScratch? Moe { get; }
 
     /// <summary>The region's input from residual rows <paramref name="local"/>: itself, or every rank's rows gathered (sequence parallelism).</summary>
     public Tensor Enter(Tensor local) => Region.Enter(local, Gathered);

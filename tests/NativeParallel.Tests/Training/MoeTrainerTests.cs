@@ -1,0 +1,126 @@
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Training;
+using NativeParallel.Training.Reference;
+
+namespace NativeParallel.Tests.Training;
+
+/// <summary>
+/// Training a mixture-of-experts (Mixtral-style) model on one device against the float64 reference trainer, whose
+/// gradients are finite differences of a plain forward with its own router and capacity rule: the loss, every
+/// tensor's gradient (router and each expert's), a few AdamW steps, and the loss falling.
+/// </summary>
+public sealed class MoeTrainerTests
+{
+    // Four experts, top-2, two layers, grouped-query attention; with capacity factor 1 each expert keeps at most
+    // ceil(20 routings / 4) = 5 of the 2·5 tokens' routings, so the seeds below drop some and keep most.
+    internal static readonly LlamaConfig TinyMoe = TrainerTests.Tiny with { Experts = 4, ExpertsPerToken = 2, Ffn = 8, CapacityFactor = 1.0 };
+
+    private const int Batch = 2, Sequence = 5;
+
+    public static TheoryData<string, double> DevicesAndCapacity => new() { { "cpu", 1.0 }, { "emu", 1.0 }, { "cpu", 0.0 } };
+
+    private static IDevice Open(string name)
+    {
+        if (name == "emu") Hardware.RequireEmu();
+        return name == "cpu" ? CpuDevice.Instance : EmuDevices.Shared;
+    }
+
+    [Theory]
+    [MemberData(nameof(DevicesAndCapacity))]
+    public void GradientsMatchFiniteDifferencesOfTheFloat64Model(string deviceName, double capacityFactor)
+    {
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = capacityFactor }, seed: 5);
+        var (inputs, targets) = TrainerTests.RandomBatch(11, TinyMoe.Vocab, Batch * Sequence);
+        var reference = new ReferenceTrainer(weights);
+        var expected = reference.Gradient(inputs, targets, Batch, Sequence);
+
+        using var trainer = new LlamaTrainer(Open(deviceName), weights, Batch, Sequence);
+        double loss = trainer.Forward(inputs, targets);
+        trainer.Backward();
+        Assert.Equal(reference.Loss(reference.Theta, inputs, targets, Batch, Sequence), loss, 1e-5);
+        // The capacity rule must have both dropped and kept routings here, or none at all without a factor.
+        if (capacityFactor > 0) Assert.InRange(trainer.DroppedRoutings, 1, Batch * Sequence * TinyMoe.ExpertsPerToken * TinyMoe.Layers / 2);
+        else Assert.Equal(0, trainer.DroppedRoutings);
+
+        var got = trainer.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+        Assert.Equal(expected.Length, got.Length);
+        double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
+        Assert.True(error <= 1e-5, $"whole-model gradient on {deviceName}: relative error {error:E2} against the float64 model (bound 1e-5)");
+        // Every tensor on its own (the router and each expert too), so a wrong small tensor cannot hide behind large ones.
+        for (int i = 0; i < trainer.Parameters.Count; i++)
+        {
+            var (offset, count) = reference.Range(i);
+            double tensorError = Kernels.Ops.FiniteDifference.RelativeError(got[offset..(offset + count)], expected[offset..(offset + count)]);
+            Assert.True(tensorError <= 1e-4, $"{trainer.Parameters[i].Name} on {deviceName}: gradient relative error {tensorError:E2} (bound 1e-4)");
+        }
+    }
+
+    [Fact]
+    public void StepsFollowTheFloat64ReferenceTrainer()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 6);
+        var reference = new ReferenceTrainer(weights);
+        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        for (int step = 1; step <= 4; step++)
+        {
+            var (inputs, targets) = TrainerTests.RandomBatch(100 + (ulong)step, TinyMoe.Vocab, Batch * Sequence);
+            var (refLoss, refNorm) = reference.Step(inputs, targets, Batch, Sequence, 3e-3, 0.9, 0.95, 1e-8, 0.1, step, gradClip: 2.0);
+            var result = trainer.Step(inputs, targets, settings, step, gradClip: 2f);
+            Assert.True(Math.Abs(result.Loss - refLoss) <= 1e-5 * refLoss, $"step {step}: loss {result.Loss} vs reference {refLoss}");
+            Assert.True(Math.Abs(result.GradNorm - refNorm) <= 1e-4 * refNorm, $"step {step}: gradient norm {result.GradNorm} vs reference {refNorm}");
+        }
+        var theta = trainer.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
+        double error = Kernels.Ops.FiniteDifference.RelativeError(theta, reference.Theta);
+        Assert.True(error <= 1e-5, $"weights after 4 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
+    }
+
+    [Fact]
+    public void LossFallsOverTwentySteps()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 7);
+        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        var settings = new AdamWSettings(1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f);
+        // Two batches in turn: the model can learn them, and the loss must fall well below where it starts.
+        var batches = new[] { TrainerTests.RandomBatch(40, TinyMoe.Vocab, Batch * Sequence), TrainerTests.RandomBatch(42, TinyMoe.Vocab, Batch * Sequence) };
+        var losses = new double[20];
+        for (int step = 1; step <= 20; step++)
+        {
+            var (inputs, targets) = batches[step % 2];
+            losses[step - 1] = trainer.Step(inputs, targets, settings, step, gradClip: 1f).Loss;
+        }
+        double first = (losses[0] + losses[1]) / 2, last = (losses[18] + losses[19]) / 2;
+        Assert.True(last < 0.6 * first, $"MoE training loss went from {first:F4} to {last:F4} over 20 steps: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+    }
+
+    [Theory]
+    [MemberData(nameof(TrainerTests.Devices), MemberType = typeof(TrainerTests))]
+    public void TrainingAndInferenceRunTheSameMoeLayersToTheSameLoss(string deviceName)
+    {
+        // Inference on one device has no capacity limit: neither has the trainer at factor 0.
+        var device = Open(deviceName);
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 8);
+        const int t = 7;
+        var (inputs, targets) = TrainerTests.RandomBatch(21, TinyMoe.Vocab, t);
+        using var trainer = new LlamaTrainer(device, weights, 1, t);
+        double trained = trainer.Forward(inputs, targets);
+
+        using var model = new LlamaModel(device, weights);
+        using var logits = model.Forward(inputs);
+        var values = logits.ToFloats();
+        double served = 0;
+        for (int i = 0; i < t; i++)
+        {
+            var row = values.AsSpan(i * TinyMoe.Vocab, TinyMoe.Vocab);
+            double max = double.NegativeInfinity, sum = 0;
+            foreach (float v in row) max = Math.Max(max, v);
+            foreach (float v in row) sum += Math.Exp(v - max);
+            served += max + Math.Log(sum) - row[targets[i]];
+        }
+        served /= t;
+        Assert.True(Math.Abs(trained - served) <= 1e-5 * Math.Abs(served),
+            $"on {deviceName}: the MoE trainer's loss {trained:R} and the loss of the served model's logits {served:R} differ");
+    }
+}
