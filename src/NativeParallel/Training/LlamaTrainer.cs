@@ -9,7 +9,8 @@ using NativeParallel.Tensors;
 namespace NativeParallel.Training;
 
 /// <summary>
-/// Trains a dense Llama-style decoder on one device, llm.c style: an explicit forward that keeps what backward
+/// Trains a Llama-style decoder (dense, or with Mixtral-style mixture-of-experts FFNs whose router and experts are
+/// trained parameters) on one device, llm.c style: an explicit forward that keeps what backward
 /// reads, an explicit backward written op by op (the transpose of the forward, in reverse), the global gradient norm
 /// with torch's clipping, and AdamW. Master weights and AdamW moments are f32 on the device; weights as forward reads
 /// them, activations and gradients are in the training dtype (f32, or bf16 as llm.c's mixed precision keeps them,
@@ -52,7 +53,7 @@ public sealed class LlamaTrainer : IDisposable
     private sealed record ActivationSlot(Tensor Ids, Tensor LocalIds, Tensor Targets, DecoderActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits,
         Tensor Losses);
 
-    /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
+    /// <summary>Uploads <paramref name="weights"/> (an f32 model, dense or MoE) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
     /// <remarks>
     /// With <paramref name="recompute"/>, each layer keeps only its input and its mid-layer residual; backward runs the
     /// layer's forward again (norms, q/k/v, RoPE, attention, gate/up, SwiGLU) into one shared set of buffers before

@@ -90,6 +90,8 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         if (c.Heads % Tp != 0 || c.KvHeads % Tp != 0 || c.Ffn % Tp != 0)
             return $"{Name}: tp={Tp} must divide the heads ({c.Heads}), kv heads ({c.KvHeads}) and MLP width ({c.Ffn})";
         if (Pp > c.Layers) return $"{Name}: {c.Layers} layers cannot fill pp={Pp} stages";
+        if (Tp > 1 && c.Experts > 0)
+            return $"{Name}: tensor parallelism does not split a mixture-of-experts model's experts; train it with dp or pp (tp=1)";
         if (Sp && (long)batch / (Dp * MicroBatches) * sequence % Tp != 0)
             return $"{Name}: sp cuts each micro-batch's {batch / (Dp * MicroBatches) * sequence} tokens over tp={Tp} ranks: they do not divide";
         return null;

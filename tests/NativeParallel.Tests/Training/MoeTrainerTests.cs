@@ -3,6 +3,7 @@ using NativeParallel.Kernels.Ops;
 using NativeParallel.Models;
 using NativeParallel.Training;
 using NativeParallel.Training.Reference;
+using NativeParallel.Tests.Kernels.Ops;
 
 namespace NativeParallel.Tests.Training;
 
@@ -93,6 +94,53 @@ public sealed class MoeTrainerTests
         }
         double first = (losses[0] + losses[1]) / 2, last = (losses[18] + losses[19]) / 2;
         Assert.True(last < 0.6 * first, $"MoE training loss went from {first:F4} to {last:F4} over 20 steps: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+    }
+
+    [Theory]
+    [InlineData("dp=2")]
+    [InlineData("pp=2,mb=2,1f1b")]
+    public void DataAndPipelineParallelismTrainTheMoeModelOfOneDevice(string text)
+    {
+        // Without a capacity cap the routing of a token does not depend on which rank or micro-batch holds it.
+        var layout = TrainingLayout.Parse(text);
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 12);
+        const int batch = 4;
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(700 + (ulong)i, TinyMoe.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence);
+        var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+        var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+        var results = new StepResult[layout.Ranks][];
+        var parts = new (string Name, float[] Values)[layout.Ranks][];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options());
+            results[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+            parts[world.Rank] = trainer.Trainer.Parameters.Select(p => (p.Name, p.Value.ToFloats())).ToArray();
+        }, timeout: TimeSpan.FromSeconds(60));
+        for (int s = 0; s < batches.Length; s++)
+            Assert.True(Math.Abs(results[0][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"{text} step {s + 1}: loss {results[0][s].Loss} vs one device {expected[s].Loss}");
+        foreach (var rank in parts)
+            foreach (var (name, values) in rank)
+            {
+                double error = FiniteDifference.RelativeError(Array.ConvertAll(values, v => (double)v), Array.ConvertAll(full[name], v => (double)v));
+                Assert.True(error <= 1e-5, $"{text} {name}: relative error {error:E2} against the single-device weights");
+            }
+    }
+
+    [Fact]
+    public void TensorParallelismIsRefusedWithItsReason()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 3);
+        var errors = new string[2];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(2, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, tp: 2);
+            errors[world.Rank] = Assert.Throws<NotSupportedException>(() => new ParallelTrainer(mesh, CpuDevice.Instance, weights, 2, Sequence)).Message;
+        });
+        Assert.All(errors, e => Assert.Contains("does not split a mixture-of-experts model's experts", e));
+        Assert.Contains("does not split", TrainingLayout.Parse("tp=2").Unfit(TinyMoe, 2, Sequence));
     }
 
     [Theory]

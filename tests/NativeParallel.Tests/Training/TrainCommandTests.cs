@@ -104,6 +104,29 @@ public sealed class TrainCommandTests : IDisposable
         Assert.DoesNotContain("AggregateException", output);
     }
 
+    [Fact]
+    public void AMixtureOfExpertsTrainsWithDataParallelismAndItsSavedModelRuns()
+    {
+        string shard = RandomShard();
+        string saved = Path.Combine(_folder, "moe");
+        string[] common = ["--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu", "--steps", "3", "--experts", "4"];
+        var (code, single) = Run(["train", .. common, "--save", saved]);
+        Assert.True(code == 0, single);
+        (code, string dp) = Run(["train", .. common, "--dp", "2"]);
+        Assert.True(code == 0, dp);
+        AssertSameLosses(Losses(single), Losses(dp), "a mixture of experts at dp=2");
+        Assert.Contains("\"num_local_experts\": 4", File.ReadAllText(Path.Combine(saved, "config.json")));
+        (code, string run) = Run("run", "--model", saved, "--device", "cpu", "--strategy", "ep=2", "--new-tokens", "2", "--prompt-tokens", "4");
+        Assert.True(code == 0, run);
+
+        (code, string refused) = Run(["train", .. common, "--tp", "2"]);
+        Assert.Equal(2, code);
+        Assert.Contains("does not split a mixture-of-experts model's experts", refused);
+        (code, refused) = Run(["train", .. common[..^2], "--capacity", "1.5"]);
+        Assert.Equal(2, code);
+        Assert.Contains("needs --experts N", refused);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
