@@ -111,8 +111,9 @@ namespace NativeParallel.Cli
                   softmax over the two logits), as does a Mixtral --model folder; --capacity F caps each expert at
                   ceil(F x routings / experts) per layer call, keeping its first routings in token order (0: no cap;
                   with a cap, each data-parallel replica and micro-batch caps its own routings).
-                  Router and every expert train; MoE trains on one device and with dp and pp; tp and sp are refused
-                  (they do not split experts).
+                  Router and every expert train; MoE trains on one device, with dp and pp, and with --strategy ep=N:
+                  the experts spread over N data-parallel ranks (all-to-alls there and back, and in reverse in
+                  backward; ep composes with nothing else yet). tp and sp are refused (they do not split experts).
                   One line per step (loss, gradient norm, lr, ms, tokens/s, validation loss every K steps with
                   --val-data). --save DIR writes a Hugging Face folder that 'run --model DIR' loads; --checkpoint
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.

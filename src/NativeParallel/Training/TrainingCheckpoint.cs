@@ -36,10 +36,11 @@ public static class TrainingCheckpoint
     public static void Save(string folder, ParallelTrainer trainer, State? state)
     {
         var mesh = trainer.Mesh;
-        // One copy of each element: data-parallel rank 0's (every ZeRO rank's shard for the moments), and of a tensor
-        // every tensor-parallel rank holds whole, tensor-parallel rank 0's.
+        // One copy of each element: data-parallel rank 0's (every ZeRO rank's shard for the moments; under expert
+        // parallelism each rank's own experts), and of a tensor every tensor-parallel rank holds whole, tensor-parallel
+        // rank 0's.
         bool OneTensorParallelCopy(TrainParameter p) => p.IsTensorParallelShard || mesh.TpRank == 0;
-        var tensors = Gather(mesh.World, trainer.Trainer, trainer.Zero, p => mesh.DpRank == 0 && OneTensorParallelCopy(p), OneTensorParallelCopy,
+        var tensors = Gather(mesh.World, trainer.Trainer, trainer.Zero, p => (mesh.DpRank == 0 || p.IsExpertShard) && OneTensorParallelCopy(p), OneTensorParallelCopy,
             withMoments: state is not null);
         if (mesh.World.Rank == 0) Write(folder, trainer.Trainer.Config, tensors, state);
         mesh.World.Barrier();

@@ -129,6 +129,73 @@ public sealed class MoeTrainerTests
             }
     }
 
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(0.0)]
+    public void ExpertParallelTrainingGivesTheLossesAndWeightsOfOneDevice(double capacityFactor)
+    {
+        // ep=2: each rank trains half the batch's rows and two of the four experts, on every rank's routings. The
+        // capacity counts every rank's routings and an expert takes its arrivals by sending rank, then slot: the
+        // single device's slot order over the whole batch, so the same routings drop.
+        var config = TinyMoe with { CapacityFactor = capacityFactor };
+        var weights = new LlamaWeights(config, seed: 14);
+        const int batch = 4;
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(800 + (ulong)i, config.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence);
+        var expected = new StepResult[batches.Length];
+        long singleDropped = 0;
+        for (int i = 0; i < batches.Length; i++)
+        {
+            expected[i] = single.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+            singleDropped += single.DroppedRoutings;
+        }
+        var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+
+        var layout = TrainingLayout.Parse("ep=2");
+        var results = new StepResult[2][];
+        var parts = new (string Name, bool Expert, float[] Values)[2][];
+        var dropped = new long[2];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(2, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, dp: 2);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options());
+            results[world.Rank] = new StepResult[batches.Length];
+            for (int i = 0; i < batches.Length; i++)
+            {
+                results[world.Rank][i] = trainer.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+                dropped[world.Rank] += trainer.Trainer.DroppedRoutings;
+            }
+            parts[world.Rank] = trainer.Trainer.Parameters.Select(p => (p.Name, p.IsExpertShard, p.Value.ToFloats())).ToArray();
+        }, timeout: TimeSpan.FromSeconds(60));
+
+        Assert.Equal(singleDropped, dropped.Sum());
+        if (capacityFactor > 0) Assert.True(singleDropped > 0, "the capacity must drop some routings here");
+        for (int s = 0; s < batches.Length; s++)
+            for (int r = 0; r < 2; r++)
+            {
+                Assert.True(Math.Abs(results[r][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"ep=2 rank {r} step {s + 1}: loss {results[r][s].Loss} vs one device {expected[s].Loss}");
+                Assert.True(Math.Abs(results[r][s].GradNorm - expected[s].GradNorm) <= 1e-5 * expected[s].GradNorm,
+                    $"ep=2 rank {r} step {s + 1}: gradient norm {results[r][s].GradNorm} vs one device {expected[s].GradNorm}");
+            }
+        for (int r = 0; r < 2; r++)
+        {
+            // Rank r holds experts 2r and 2r + 1 of each layer, and nothing of the others'.
+            var experts = parts[r].Where(p => p.Expert).Select(p => p.Name).ToArray();
+            Assert.Equal(TinyMoe.Layers * 2 * 3, experts.Length);
+            Assert.All(experts, name => Assert.Contains($"experts.{2 * r + (name.Contains($"experts.{2 * r}.") ? 0 : 1)}.", name));
+            foreach (var (name, _, values) in parts[r])
+            {
+                double error = FiniteDifference.RelativeError(Array.ConvertAll(values, v => (double)v), Array.ConvertAll(full[name], v => (double)v));
+                Assert.True(error <= 1e-5, $"ep=2 rank {r} {name}: relative error {error:E2} against the single-device weights");
+            }
+        }
+        // What the ranks share stays bitwise equal: the same summed gradients, the same update.
+        var shared = parts[1].Where(p => !p.Expert).ToDictionary(p => p.Name, p => p.Values);
+        foreach (var (name, expert, values) in parts[0])
+            if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"ep=2: {name} differs between the ranks");
+    }
+
     [Fact]
     public void TensorParallelismIsRefusedWithItsReason()
     {

@@ -115,6 +115,19 @@ public sealed class TrainCommandTests : IDisposable
         (code, string dp) = Run(["train", .. common, "--dp", "2"]);
         Assert.True(code == 0, dp);
         AssertSameLosses(Losses(single), Losses(dp), "a mixture of experts at dp=2");
+        // Expert parallelism: each of two ranks trains two experts on both ranks' routings, and --save merges them.
+        string savedEp = Path.Combine(_folder, "moe-ep");
+        (code, string ep) = Run(["train", .. common, "--strategy", "ep=2", "--save", savedEp]);
+        Assert.True(code == 0, ep);
+        AssertSameLosses(Losses(single), Losses(ep), "a mixture of experts at ep=2");
+        var one = NativeParallel.Models.HuggingFaceCheckpoint.Load(saved);
+        var two = NativeParallel.Models.HuggingFaceCheckpoint.Load(savedEp);
+        for (int e = 0; e < 4; e++)
+        {
+            double error = Kernels.Ops.FiniteDifference.RelativeError(Array.ConvertAll(two.Layers[1].Experts[e].Down, v => (double)v),
+                Array.ConvertAll(one.Layers[1].Experts[e].Down, v => (double)v));
+            Assert.True(error <= 1e-4, $"expert {e} saved at ep=2 differs from one device's by {error:E2}");
+        }
         Assert.Contains("\"num_local_experts\": 4", File.ReadAllText(Path.Combine(saved, "config.json")));
         (code, string run) = Run("run", "--model", saved, "--device", "cpu", "--strategy", "ep=2", "--new-tokens", "2", "--prompt-tokens", "4");
         Assert.True(code == 0, run);

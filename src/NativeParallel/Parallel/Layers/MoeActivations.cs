@@ -39,23 +39,38 @@ internal sealed record MoeActivations(Tensor Experts, Tensor Weights, Tensor Cou
 /// A MoE layer's scratch in a training pass, shared by the layers, each overwritten before it is read: the router
 /// logits and the top-k values of forward; in backward the gradients of the experts' outputs, of their gate, up and
 /// activation, of their input rows (two terms), of the combine weights and of the router logits, and the unit
-/// weights that turn <c>moe_combine</c> into the gather's backward.
+/// weights that turn <c>moe_combine</c> into the gather's backward; under expert parallelism the all-to-alls' buffers.
 /// </summary>
 internal sealed class MoeScratch
 {
-    public MoeScratch(TrainingPass pass)
+    /// <param name="pass">The pass whose buffers these are.</param>
+    /// <param name="ranks">
+    /// The expert-parallel group's size: the experts' rows are then the ones that arrived, at most every rank's
+    /// every routing, and the all-to-alls' send and receive buffers are added.
+    /// </param>
+    public MoeScratch(TrainingPass pass, int ranks)
     {
         var c = pass.Config;
-        int n = pass.Tokens, k = c.ExpertsPerToken, slots = n * k, h = c.Hidden, f = c.Ffn;
+        int n = pass.Tokens, k = c.ExpertsPerToken, slots = n * k, h = c.Hidden, f = c.Ffn, most = slots * ranks, ep = ranks > 1 ? 1 : 0;
         Tensor A(DType t, params int[] shape) => pass.Allocate(t, shape);
         Logits = A(pass.DType, n, c.Experts);
         Values = A(DType.F32, n, k);
-        DY = A(pass.DType, slots, h);
-        DRows = A(pass.DType, slots, h);
-        DRows2 = A(pass.DType, slots, h);
-        DAct = A(pass.DType, slots, f);
-        DGate = A(pass.DType, slots, f);
-        DUp = A(pass.DType, slots, f);
+        DY = A(pass.DType, most, h);
+        DRows = A(pass.DType, most, h);
+        DRows2 = A(pass.DType, most, h);
+        DAct = A(pass.DType, most, f);
+        DGate = A(pass.DType, most, f);
+        DUp = A(pass.DType, most, f);
+        Sent = A(pass.DType, ep * slots, h);
+        SentIds = A(DType.I32, ep * slots, 1);
+        Arrived = A(pass.DType, ep * most, h);
+        ArrivedIds = A(DType.I32, ep * most, 1);
+        Y = A(pass.DType, ep * most, h);
+        Back = A(pass.DType, ep * most, h);
+        DReturned = A(pass.DType, ep * slots, h);
+        DBack = A(pass.DType, ep * most, h);
+        DArrived = A(pass.DType, ep * most, h);
+        DSent = A(pass.DType, ep * slots, h);
         DWeights = A(DType.F32, n, k);
         DLogits = A(pass.DType, n, c.Experts);
         Ones = A(DType.F32, n, k);
@@ -75,4 +90,16 @@ internal sealed class MoeScratch
     public Tensor DWeights { get; }
     public Tensor DLogits { get; }
     public Tensor Ones { get; }
+    // Expert parallelism's (empty on one device): the rows and expert ids sent, those that arrived, the experts'
+    // outputs and the rows going home; in backward the same journeys reversed.
+    public Tensor Sent { get; }
+    public Tensor SentIds { get; }
+    public Tensor Arrived { get; }
+    public Tensor ArrivedIds { get; }
+    public Tensor Y { get; }
+    public Tensor Back { get; }
+    public Tensor DReturned { get; }
+    public Tensor DBack { get; }
+    public Tensor DArrived { get; }
+    public Tensor DSent { get; }
 }

@@ -1,3 +1,4 @@
+using NativeParallel.Comm;
 using NativeParallel.Devices;
 using NativeParallel.Models;
 using NativeParallel.Tensors;
@@ -7,9 +8,11 @@ namespace NativeParallel.Parallel.Layers;
 /// <summary>
 /// Mixtral's MoE FFN, not TP-split: every rank runs it whole over its residual rows, with this rank's experts
 /// (all of them, or its share of the EP group's, the tokens travelling by all-to-all). Counts the routings its
-/// experts dropped for capacity. Trains on one device with every expert here (<see cref="MoeActivations"/>).
+/// experts dropped for capacity. Trains with every expert here (<see cref="MoeActivations"/>), or with this rank's
+/// share of the experts of <paramref name="trainingEp"/>, starting at <paramref name="trainingFirstExpert"/>
+/// (<see cref="MoeParallelActivations"/>).
 /// </summary>
-internal sealed class MoeLayer(IDevice device, MoeExperts experts) : IFeedForward
+internal sealed class MoeLayer(IDevice device, MoeExperts experts, ProcessGroup? trainingEp = null, int trainingFirstExpert = 0) : IFeedForward
 {
     public long WeightBytes => experts.WeightBytes;
 
@@ -27,20 +30,27 @@ internal sealed class MoeLayer(IDevice device, MoeExperts experts) : IFeedForwar
     public FeedForwardActivations Keep(TrainingPass pass)
     {
         Require(pass);
-        return MoeActivations.Allocate(pass);
+        return trainingEp is null ? MoeActivations.Allocate(pass) : MoeParallelActivations.Allocate(pass, trainingEp.Size);
     }
 
-    public void Activate(TrainingPass pass, Tensor normed, FeedForwardActivations a) => experts.Activate(normed, (MoeActivations)a, Scratch(pass));
+    public void Activate(TrainingPass pass, Tensor normed, FeedForwardActivations a)
+    {
+        if (a is MoeParallelActivations parallel) experts.ActivateExpertParallel(normed, parallel, Scratch(pass), trainingEp!, trainingFirstExpert);
+        else experts.Activate(normed, (MoeActivations)a, Scratch(pass));
+    }
 
     public void Project(TrainingPass pass, FeedForwardActivations a, Tensor residual, Tensor output)
     {
-        MoeExperts.Combine((MoeActivations)a, pass.Projected);
+        if (a is MoeParallelActivations parallel) MoeExperts.Combine(parallel, pass.Projected);
+        else MoeExperts.Combine((MoeActivations)a, pass.Projected);
         device.Kernels.Add(residual, pass.Projected, output);
     }
 
     public Tensor Backward(TrainingPass pass, Tensor normed, FeedForwardActivations a)
     {
-        experts.Backward(pass.Dx, normed, (MoeActivations)a, Scratch(pass), pass.DNormed, pass.DNormed2);
+        if (a is MoeParallelActivations parallel)
+            experts.BackwardExpertParallel(pass.Dx, normed, parallel, Scratch(pass), trainingEp!, trainingFirstExpert, pass.DNormed, pass.DNormed2);
+        else experts.Backward(pass.Dx, normed, (MoeActivations)a, Scratch(pass), pass.DNormed, pass.DNormed2);
         return pass.DNormed;
     }
 

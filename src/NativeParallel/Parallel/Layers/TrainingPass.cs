@@ -22,8 +22,9 @@ internal sealed class TrainingPass
     /// <param name="sequence">T.</param>
     /// <param name="dtype">The training dtype (activations and their gradients).</param>
     /// <param name="allocate">Allocates one buffer (the trainer owns and counts them).</param>
+    /// <param name="expertRanks">The expert-parallel group's size (1: every expert on this rank).</param>
     public TrainingPass(IDevice device, LlamaConfig config, ProcessGroup? tensorParallel, bool sequenceParallel, int batch, int sequence, DType dtype,
-        Func<DType, int[], Tensor> allocate)
+        Func<DType, int[], Tensor> allocate, int expertRanks = 1)
     {
         int tp = tensorParallel?.Size ?? 1;
         Device = device;
@@ -59,7 +60,7 @@ internal sealed class TrainingPass
         DAct = A(n, f);
         DGate = A(n, f);
         DUp = A(n, f);
-        Moe = config.Experts > 0 ? new MoeScratch(this) : null;
+        Moe = config.Experts > 0 ? new MoeScratch(this, expertRanks) : null;
     }
 
     public IDevice Device { get; }
