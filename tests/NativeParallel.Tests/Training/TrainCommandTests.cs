@@ -105,16 +105,13 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
-    public void AMixtureOfExpertsTrainsWithDataParallelismAndItsSavedModelRuns()
+    public void AMixtureOfExpertsTrainsWithExpertParallelismAndItsSavedModelRuns()
     {
         string shard = RandomShard();
         string saved = Path.Combine(_folder, "moe");
-        string[] common = ["--data", shard, "--batch", "4", "--seq", "16", "--device", "cpu", "--steps", "3", "--experts", "4"];
+        string[] common = ["--data", shard, "--batch", "2", "--seq", "8", "--device", "cpu", "--steps", "2", "--experts", "4"];
         var (code, single) = Run(["train", .. common, "--save", saved]);
         Assert.True(code == 0, single);
-        (code, string dp) = Run(["train", .. common, "--dp", "2"]);
-        Assert.True(code == 0, dp);
-        AssertSameLosses(Losses(single), Losses(dp), "a mixture of experts at dp=2");
         // Expert parallelism: each of two ranks trains two experts on both ranks' routings, and --save merges them.
         string savedEp = Path.Combine(_folder, "moe-ep");
         (code, string ep) = Run(["train", .. common, "--strategy", "ep=2", "--save", savedEp]);
