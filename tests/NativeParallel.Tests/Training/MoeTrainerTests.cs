@@ -59,6 +59,31 @@ public sealed class MoeTrainerTests
     }
 
     [Fact]
+    public void Bf16AndRecomputeTrainTheMoeModelToo()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 5);
+        var (inputs, targets) = TrainerTests.RandomBatch(11, TinyMoe.Vocab, Batch * Sequence);
+        var reference = new ReferenceTrainer(weights);
+        var expected = reference.Gradient(inputs, targets, Batch, Sequence);
+        double[] Gradients(LlamaTrainer t) => t.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+
+        // bf16 activations and gradients: within bf16's bound of the float64 model (the dense model's bound).
+        using var bf16 = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, dtype: NativeParallel.Tensors.DType.BF16);
+        bf16.Forward(inputs, targets);
+        bf16.Backward();
+        double error = FiniteDifference.RelativeError(Gradients(bf16), expected);
+        Assert.True(error <= 3e-2, $"whole-model bf16 MoE gradient: relative error {error:E2} against the float64 model (bound 3e-2)");
+
+        // Recomputation reruns each MoE layer's routing and experts before its backward: the same gradients bit for bit.
+        using var kept = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        using var recomputed = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, recompute: true);
+        Assert.Equal(kept.Forward(inputs, targets), recomputed.Forward(inputs, targets));
+        kept.Backward();
+        recomputed.Backward();
+        Assert.Equal(Gradients(kept), Gradients(recomputed));
+    }
+
+    [Fact]
     public void StepsFollowTheFloat64ReferenceTrainer()
     {
         var weights = new LlamaWeights(TinyMoe, seed: 6);
