@@ -49,8 +49,8 @@ public static unsafe class MoeCombineBackward
         OpShapes.Require(dOut.Dim(0) == tokens && dOut.Dim(1) == cols, Op, $"dOut must be ({tokens}, {cols}), got {dOut}");
         OpShapes.Require(dY.Dim(0) == yRows && dY.Dim(1) == cols, Op, $"dY must be ({yRows}, {cols}) like y, got {dY}");
         OpShapes.Require(dY.Pointer != y.Pointer && dY.Pointer != dOut.Pointer || dY.Count == 0, Op, "dY must not alias y or dOut");
-        foreach (var t in new[] { dOut, y, position, weights, dWeights })
-            OpShapes.Require(t.Device == dY.Device, Op, "every tensor must be on one device");
+        OpShapes.Require(dOut.Device == dY.Device && y.Device == dY.Device && position.Device == dY.Device && weights.Device == dY.Device && dWeights.Device == dY.Device,
+            Op, "every tensor must be on one device");
         if (tokens == 0 || k == 0) return;
         if (OpLaunch.LauncherOf(dY) is { } launcher)
         {

@@ -43,8 +43,7 @@ public static unsafe class MoeRouterBackward
         OpShapes.Require(dWeights.Dim(0) == tokens && dWeights.Dim(1) == k && experts.Dim(0) == tokens && experts.Dim(1) == k, Op,
             $"dWeights and experts must be ({tokens}, {k}) like p, got {dWeights} and {experts}");
         OpShapes.Require(dLogits.Dim(0) == tokens && k <= n, Op, $"dLogits must be ({tokens}, experts ≥ k = {k}), got {dLogits}");
-        foreach (var t in new[] { p, dWeights, experts })
-            OpShapes.Require(t.Device == dLogits.Device, Op, "every tensor must be on one device");
+        OpShapes.Require(p.Device == dLogits.Device && dWeights.Device == dLogits.Device && experts.Device == dLogits.Device, Op, "every tensor must be on one device");
         long count = (long)tokens * n;
         if (count == 0) return;
         if (OpLaunch.LauncherOf(dLogits) is { } launcher)
