@@ -155,9 +155,10 @@ public sealed class MoeTrainerTests
     }
 
     [Theory]
-    [InlineData(1.0)]
-    [InlineData(0.0)]
-    public void ExpertParallelTrainingGivesTheLossesAndWeightsOfOneDevice(double capacityFactor)
+    [InlineData("ep=2", 1.0)]
+    [InlineData("ep=2", 0.0)]
+    [InlineData("ep=2,mb=2", 0.0)] // gradient accumulation: each micro-batch's all-to-alls, forward and backward
+    public void ExpertParallelTrainingGivesTheLossesAndWeightsOfOneDevice(string text, double capacityFactor)
     {
         // ep=2: each rank trains half the batch's rows and two of the four experts, on every rank's routings. The
         // capacity counts every rank's routings and an expert takes its arrivals by sending rank, then slot: the
@@ -177,7 +178,7 @@ public sealed class MoeTrainerTests
         }
         var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
 
-        var layout = TrainingLayout.Parse("ep=2");
+        var layout = TrainingLayout.Parse(text);
         var results = new StepResult[2][];
         var parts = new (string Name, bool Expert, float[] Values)[2][];
         var dropped = new long[2];
@@ -199,9 +200,9 @@ public sealed class MoeTrainerTests
         for (int s = 0; s < batches.Length; s++)
             for (int r = 0; r < 2; r++)
             {
-                Assert.True(Math.Abs(results[r][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"ep=2 rank {r} step {s + 1}: loss {results[r][s].Loss} vs one device {expected[s].Loss}");
+                Assert.True(Math.Abs(results[r][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"{text} rank {r} step {s + 1}: loss {results[r][s].Loss} vs one device {expected[s].Loss}");
                 Assert.True(Math.Abs(results[r][s].GradNorm - expected[s].GradNorm) <= 1e-5 * expected[s].GradNorm,
-                    $"ep=2 rank {r} step {s + 1}: gradient norm {results[r][s].GradNorm} vs one device {expected[s].GradNorm}");
+                    $"{text} rank {r} step {s + 1}: gradient norm {results[r][s].GradNorm} vs one device {expected[s].GradNorm}");
             }
         for (int r = 0; r < 2; r++)
         {
@@ -212,13 +213,13 @@ public sealed class MoeTrainerTests
             foreach (var (name, _, values) in parts[r])
             {
                 double error = FiniteDifference.RelativeError(Array.ConvertAll(values, v => (double)v), Array.ConvertAll(full[name], v => (double)v));
-                Assert.True(error <= 1e-5, $"ep=2 rank {r} {name}: relative error {error:E2} against the single-device weights");
+                Assert.True(error <= 1e-5, $"{text} rank {r} {name}: relative error {error:E2} against the single-device weights");
             }
         }
         // What the ranks share stays bitwise equal: the same summed gradients, the same update.
         var shared = parts[1].Where(p => !p.Expert).ToDictionary(p => p.Name, p => p.Values);
         foreach (var (name, expert, values) in parts[0])
-            if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"ep=2: {name} differs between the ranks");
+            if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"{text}: {name} differs between the ranks");
     }
 
     [Fact]
