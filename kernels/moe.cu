@@ -22,7 +22,24 @@
 //   computed in f32; a position < 0 (a dropped routing) contributes nothing.
 //   y: (y_rows, cols); position: (tokens * k) i32; weights: (tokens, k) f32; out: (tokens, cols), y's dtype.
 // Grid: one block per token (grid-stride), threads over cols.
+//
+// moe_combine_bwd: the combine's backward. For each token t and slot j whose row = position[t * k + j] is kept:
+//   d_y[row, :] = weights[t, j] * d_out[t, :] and d_weights[t, j] = dot(d_out[t, :], y[row, :]) (f32, a block sum
+//   in a fixed order); a dropped slot (position < 0 or past y_rows) gets d_weights 0. Rows of d_y that no position
+//   names are left as they were. Each y row belongs to one slot, so every output has one writer: no atomics.
+//   d_out: (tokens, cols); y, d_y: (y_rows, cols), one dtype; position: (tokens * k) i32; weights, d_weights:
+//   (tokens, k) f32. The gather's backward needs no kernel of its own: the transpose of gather_rows by a plan is
+//   moe_combine with unit weights (each token's kept slots summed in top-k order).
+// Grid: one block per token (grid-stride), threads over cols (a multiple of 32: block_sum).
+//
+// moe_router_bwd: the router's backward through the softmax over each token's top-k logits and the pick itself:
+//   d_logits[t, e] = p[t, j] * (d_weights[t, j] - sum_i p[t, i] * d_weights[t, i]) for the j with
+//   experts[t, j] == e, and 0 for an expert not chosen. p, d_weights: (tokens, k) f32 (p: the forward's
+//   weights); experts: (tokens, k) i32; d_logits: (tokens, n_experts), f32 or bf16.
+// Grid: one thread per element of d_logits (grid-stride); each sums its token's k terms in order.
+// v1 (both): default.
 #include "common/dtypes.cuh"
+#include "common/reduce.cuh"
 
 struct MoePlanArgs {
     const int* keys;  // (n)
@@ -130,3 +147,70 @@ __device__ void moe_combine(const MoeCombineArgs& a) {
 
 extern "C" __global__ void moe_combine_f32(MoeCombineArgs a) { moe_combine<float>(a); }
 extern "C" __global__ void moe_combine_bf16(MoeCombineArgs a) { moe_combine<bf16>(a); }
+
+struct MoeCombineBwdArgs {
+    const void* d_out;     // (tokens, cols)
+    const void* y;         // (y_rows, cols)
+    const int* position;   // (tokens * k)
+    const float* weights;  // (tokens, k)
+    void* d_y;             // (y_rows, cols)
+    float* d_weights;      // (tokens, k)
+    int tokens;
+    int k;
+    int cols;
+    int y_rows;
+};
+
+template <typename T>
+__device__ void moe_combine_bwd(const MoeCombineBwdArgs& a) {
+    __shared__ float scratch[32];
+    for (int t = blockIdx.x; t < a.tokens; t += gridDim.x) {
+        for (int j = 0; j < a.k; j++) {
+            long long slot = (long long)t * a.k + j;
+            int row = a.position[slot];
+            bool kept = row >= 0 && row < a.y_rows;  // the same in every thread: block_sum below is reached by all
+            float w = a.weights[slot], dot = 0.0f;
+            if (kept) {
+                for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
+                    float g = load_f<T>(a.d_out, (long long)t * a.cols + c);
+                    long long at = (long long)row * a.cols + c;
+                    dot += g * load_f<T>(a.y, at);
+                    store_f<T>(a.d_y, at, w * g);
+                }
+            }
+            dot = block_sum(dot, scratch);
+            if (threadIdx.x == 0) a.d_weights[slot] = kept ? dot : 0.0f;
+        }
+    }
+}
+
+extern "C" __global__ void moe_combine_bwd_f32(MoeCombineBwdArgs a) { moe_combine_bwd<float>(a); }
+extern "C" __global__ void moe_combine_bwd_bf16(MoeCombineBwdArgs a) { moe_combine_bwd<bf16>(a); }
+
+struct MoeRouterBwdArgs {
+    const float* p;          // (tokens, k)
+    const float* d_weights;  // (tokens, k)
+    const int* experts;      // (tokens, k)
+    void* d_logits;          // (tokens, n_experts)
+    long long count;         // tokens * n_experts
+    int k;
+    int n_experts;
+};
+
+template <typename T>
+__device__ void moe_router_bwd(const MoeRouterBwdArgs& a) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.count; i += (long long)gridDim.x * blockDim.x) {
+        long long t = i / a.n_experts;
+        int e = (int)(i - t * a.n_experts);
+        const float* p = a.p + t * a.k;
+        const float* dw = a.d_weights + t * a.k;
+        float mean = 0.0f, grad = 0.0f;
+        for (int j = 0; j < a.k; j++) mean += p[j] * dw[j];
+        for (int j = 0; j < a.k; j++)
+            if (a.experts[t * a.k + j] == e) grad = p[j] * (dw[j] - mean);
+        store_f<T>(a.d_logits, i, grad);
+    }
+}
+
+extern "C" __global__ void moe_router_bwd_f32(MoeRouterBwdArgs a) { moe_router_bwd<float>(a); }
+extern "C" __global__ void moe_router_bwd_bf16(MoeRouterBwdArgs a) { moe_router_bwd<bf16>(a); }

@@ -98,6 +98,7 @@ namespace NativeParallel.Cli
               nativeparallel train --data FILE|GLOB [--model DIR | --resume DIR] [--batch B] [--seq T] [--steps N] [--lr LR]
                                    [--weight-decay WD] [--beta1 B1] [--beta2 B2] [--eps EPS] [--grad-clip C] [--warmup N] [--cosine]
                                    [--min-lr LR] [--recompute] [--val-data FILE|GLOB] [--val-every K] [--val-batches N] [--vocab N] [--dtype f32|bf16]
+                                   [--experts N] [--capacity F]
                                    [--device auto|cpu|cuda|emu] [--seed N] [--save DIR] [--checkpoint DIR] [--checkpoint-every K]
                                    [--dp N] [--bucket-mb MB] [--zero 0|1] [--tp N] [--pp N] [--micro-batches M]
                                    [--sp] [--schedule 1f1b|gpipe] [--strategy LAYOUT|all|"dp=2;tp=2,pp=2"] [--json FILE] [--trace FILE]
@@ -108,6 +109,13 @@ namespace NativeParallel.Cli
                   2-D tensors only); constant learning rate, or --warmup N steps and --cosine to --min-lr. Defaults:
                   B 8, T 64, 50 steps, lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01, clip 1.0. Without
                   --model, the seeded small config with vocab 1000, or 50257 (GPT-2) when the data has larger ids.
+                  --experts N makes it a Mixtral-style mixture of experts (N SwiGLU experts per layer, top-2 router,
+                  softmax over the two logits), as does a Mixtral --model folder; --capacity F caps each expert at
+                  ceil(F x routings / experts) per layer call, keeping its first routings in token order (0: no cap;
+                  with a cap, each data-parallel replica and micro-batch caps its own routings).
+                  Router and every expert train; MoE trains on one device, with dp and pp, and with --strategy ep=N:
+                  the experts spread over N data-parallel ranks (all-to-alls there and back, and in reverse in
+                  backward; ep composes with nothing else yet). tp and sp are refused (they do not split experts).
                   One line per step (loss, gradient norm, lr, ms, tokens/s, validation loss every K steps with
                   --val-data). --save DIR writes a Hugging Face folder that 'run --model DIR' loads; --checkpoint
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.

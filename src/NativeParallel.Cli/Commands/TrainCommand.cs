@@ -44,6 +44,8 @@ internal static class TrainCommand
         string? deviceName = line.Option("device");
         ulong seed = (ulong)line.Int("seed", 1234);
         int vocabOption = line.Int32("vocab", 0);
+        int expertsOption = line.Int32("experts", 0);
+        double capacity = line.Double("capacity", 0);
         string? save = line.Option("save");
         string? checkpoint = line.Option("checkpoint");
         int checkpointEvery = line.Int32("checkpoint-every", 0);
@@ -90,6 +92,11 @@ internal static class TrainCommand
         if (dtype is not (DType.F32 or DType.BF16)) throw new UsageException($"train runs in f32 or bf16, not {dtype.Name()}");
         if (modelFolder is not null && resume is not null) throw new UsageException("give --model or --resume, not both (a checkpoint folder holds its model)");
         if (checkpointEvery > 0 && checkpoint is null) throw new UsageException("--checkpoint-every needs --checkpoint DIR");
+        if (expertsOption is < 0 or 1 or > 256) throw new UsageException($"--experts takes 2 to 256 (a top-2 mixture of experts in every layer; 0: dense), got {expertsOption}");
+        if (capacity < 0 || capacity > 0 && expertsOption == 0 && modelFolder is null && resume is null)
+            throw new UsageException("--capacity F caps each expert at ceil(F × routings / experts) per layer call: it must not be negative, and it needs --experts N or a mixture-of-experts --model");
+        if (expertsOption > 0 && (modelFolder ?? resume) is not null)
+            throw new UsageException("--experts shapes the seeded config; a --model or --resume folder brings its own (a Mixtral folder trains its experts)");
 
         // The job's layout: --strategy's, or the axis options'; in a launched job dp fills the world unless given.
         var launched = NativeParallel.Comm.Rendezvous.LaunchEnvironment.Detect();
@@ -115,16 +122,26 @@ internal static class TrainCommand
         {
             weights = HuggingFaceCheckpoint.Load(weightsFolder, Math.Max(256, seq));
             if (weights.Config.DType != DType.F32) weights = ToF32(weights);
+            if (capacity > 0)
+            {
+                if (weights.Config.Experts == 0) throw new UsageException($"--capacity applies to a mixture-of-experts model; {weightsFolder} is dense");
+                weights = new LlamaWeights(weights.Config with { CapacityFactor = capacity }, weights.Embedding, weights.Layers, weights.FinalNorm, weights.LmHead);
+            }
         }
         else
         {
             int vocab = vocabOption > 0 ? vocabOption : loader.MaxToken < LlamaConfig.Small.Vocab ? LlamaConfig.Small.Vocab : Math.Max(Gpt2Vocab, loader.MaxToken + 1);
-            weights = new LlamaWeights(LlamaConfig.Small with { Vocab = vocab, MaxSequence = Math.Max(256, seq) }, seed);
+            weights = new LlamaWeights(LlamaConfig.Small with
+            {
+                Vocab = vocab, MaxSequence = Math.Max(256, seq), Experts = expertsOption, ExpertsPerToken = 2, CapacityFactor = capacity,
+            }, seed);
         }
         var config = weights.Config;
         // Every shard, training and validation, is checked against the vocabulary as it is read.
         loader.CheckVocabulary(config.Vocab);
         validation?.CheckVocabulary(config.Vocab);
+        // The table of every layout leaves out tensor parallelism for a MoE model (it does not split experts).
+        if (strategy == "all" && config.Experts > 0) layouts = layouts!.Where(l => l.Tp == 1).ToArray();
         foreach (var l in layouts ?? [layout])
             if (l.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
@@ -165,7 +182,7 @@ internal static class TrainCommand
         {
             var trainer = t.Trainer;
             Console.WriteLine($"model   {(weightsFolder is null ? "" : weightsFolder + ": ")}Llama-style decoder: {config.Layers} layers, hidden {config.Hidden}, heads {config.Heads} (kv {config.KvHeads}), " +
-                              $"ffn {config.Ffn}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
+                              $"ffn {config.Ffn}{Experts(config)}, vocab {config.Vocab}, {(dtype == DType.F32 ? "f32" : "bf16 (f32 master weights and AdamW moments)")}, {config.Parameters / 1e6:F2} M parameters{(weightsFolder is null ? $", seed {seed}" : "")}");
             Console.WriteLine($"device  {device.Name}: {device.Description}{Describe(t, transport)}");
             Console.WriteLine($"data    {string.Join(", ", loader.Files)}: batch {batch} × seq {seq} = {batch * seq} tokens per step" +
                               (layout.Dp > 1 ? $", {batch / layout.Dp} rows per replica" : "") +
@@ -275,7 +292,7 @@ internal static class TrainCommand
             batches.Add((inputs, targets));
         }
         var c = weights.Config;
-        Console.WriteLine($"model   Llama-style decoder: {c.Layers} layers, hidden {c.Hidden}, heads {c.Heads} (kv {c.KvHeads}), ffn {c.Ffn}, vocab {c.Vocab}, " +
+        Console.WriteLine($"model   Llama-style decoder: {c.Layers} layers, hidden {c.Hidden}, heads {c.Heads} (kv {c.KvHeads}), ffn {c.Ffn}{Experts(c)}, vocab {c.Vocab}, " +
                           $"{dtype.Name()}, {c.Parameters / 1e6:F2} M parameters");
         Console.WriteLine($"training layouts: batch {batch} × seq {seq}, {steps} AdamW steps each from the same weights and data, ranks are threads sharing {device.Name}; " +
                           "each checked against the single-device losses");
@@ -382,6 +399,9 @@ internal static class TrainCommand
 
     private static LlamaWeights ToF32(LlamaWeights w) =>
         new(w.Config with { DType = DType.F32 }, w.Embedding, w.Layers, w.FinalNorm, w.LmHead);
+
+    private static string Experts(LlamaConfig c) => c.Experts == 0 ? ""
+        : $" in each of {c.Experts} experts (top-{c.ExpertsPerToken}{(c.CapacityFactor > 0 ? $", capacity factor {c.CapacityFactor:G}" : "")})";
 
     private static string Mib(long bytes) => $"{bytes / 1048576.0:F2} MiB";
 }

@@ -1,6 +1,7 @@
 using NativeParallel.Comm;
 using NativeParallel.Devices;
 using NativeParallel.Kernels.Ops;
+using NativeParallel.Parallel.Layers;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Models;
@@ -14,12 +15,12 @@ namespace NativeParallel.Models;
 /// experts' GEMMs and the all-to-all splits. Routing follows <see cref="MoeRouting"/>'s rule (top-k by logit, lower
 /// index first on ties, softmax over the k logits), which the float64 reference computes on its own.
 /// </summary>
-public sealed class MoeExperts : IDisposable
+public sealed partial class MoeExperts : IDisposable
 {
     private readonly IDevice _device;
     private readonly LlamaConfig _c;
-    private readonly Tensor _router;
-    private readonly Dictionary<int, (Tensor Gate, Tensor Up, Tensor Down)> _experts = new();
+    private readonly LayerWeight _router;
+    private readonly Dictionary<int, (LayerWeight Gate, LayerWeight Up, LayerWeight Down)> _experts = new();
 
     /// <summary>Uploads the router and experts <paramref name="owned"/> of <paramref name="layer"/>.</summary>
     public MoeExperts(IDevice device, LlamaConfig config, LlamaWeights.Layer layer, IEnumerable<int> owned)
@@ -34,6 +35,18 @@ public sealed class MoeExperts : IDisposable
             _experts[e] = (Tensor.FromFloats(device, x.Gate, dt, config.Ffn, config.Hidden), Tensor.FromFloats(device, x.Up, dt, config.Ffn, config.Hidden),
                 Tensor.FromFloats(device, x.Down, dt, config.Hidden, config.Ffn));
         }
+    }
+
+    /// <summary>
+    /// A trained layer's experts: the router and each expert's weights are views of the trainer's buffers (values
+    /// and gradients), the experts keyed by their index in the layer.
+    /// </summary>
+    internal MoeExperts(IDevice device, LlamaConfig config, LayerWeight router, IReadOnlyDictionary<int, (LayerWeight Gate, LayerWeight Up, LayerWeight Down)> experts)
+    {
+        _device = device;
+        _c = config;
+        _router = router;
+        foreach (var (e, w) in experts) _experts[e] = w;
     }
 
     /// <summary>Bytes of router and expert weights here.</summary>
@@ -119,7 +132,7 @@ public sealed class MoeExperts : IDisposable
         int tokens = normed.Dim(0), k = _c.ExpertsPerToken;
         var kernels = _device.Kernels;
         using var logits = Tensor.Empty(_device, _c.DType, tokens, _c.Experts);
-        kernels.Matmul(normed, _router, logits);
+        kernels.Matmul(normed, _router.Value, logits);
         using var values = Tensor.Empty(_device, DType.F32, tokens, k);
         var experts = Tensor.Empty(_device, DType.I32, tokens, k);
         var weights = Tensor.Empty(_device, DType.F32, tokens, k);
@@ -150,10 +163,10 @@ public sealed class MoeExperts : IDisposable
                 var rows = x.Narrow(0, start, kept);
                 var g = gate.Narrow(0, 0, kept);
                 var u = up.Narrow(0, 0, kept);
-                kernels.Matmul(rows, w1, g);
-                kernels.Matmul(rows, w3, u);
+                kernels.Matmul(rows, w1.Value, g);
+                kernels.Matmul(rows, w3.Value, u);
                 kernels.SwiGlu(g, u, g);
-                kernels.Matmul(g, w2, y.Narrow(0, start, kept));
+                kernels.Matmul(g, w2.Value, y.Narrow(0, start, kept));
             }
             start += counts[i];
         }

@@ -9,7 +9,8 @@ using NativeParallel.Tensors;
 namespace NativeParallel.Training;
 
 /// <summary>
-/// Trains a dense Llama-style decoder on one device, llm.c style: an explicit forward that keeps what backward
+/// Trains a Llama-style decoder (dense, or with Mixtral-style mixture-of-experts FFNs whose router and experts are
+/// trained parameters) on one device, llm.c style: an explicit forward that keeps what backward
 /// reads, an explicit backward written op by op (the transpose of the forward, in reverse), the global gradient norm
 /// with torch's clipping, and AdamW. Master weights and AdamW moments are f32 on the device; weights as forward reads
 /// them, activations and gradients are in the training dtype (f32, or bf16 as llm.c's mixed precision keeps them,
@@ -23,7 +24,8 @@ public sealed class LlamaTrainer : IDisposable
 {
     private readonly LlamaConfig _c;
     private readonly int _batch, _seq, _tokens, _lossTokens, _vocabStart, _vocabLocal;
-    private readonly ProcessGroup? _tp;
+    private readonly ProcessGroup? _tp, _ep;
+    private readonly int _firstExpert;
     // Null on pipeline stages that do not hold them (the embedding on stage 0, norm and head on the last).
     private readonly TrainParameter? _embedding, _finalNorm, _lmHead;
     private readonly int _firstLayer;
@@ -39,8 +41,10 @@ public sealed class LlamaTrainer : IDisposable
     private readonly Tensor _normTotal, _rowMax, _rowSums;
     private readonly int[] _hostIds, _hostTargets;
 
+    // FeedForward: a dense layer's gate, up and down; a MoE layer's router, then each expert's w1 (gate), w3 (up) and
+    // w2 (down), in Hugging Face order.
     private sealed record LayerParameters(TrainParameter InputNorm, TrainParameter Q, TrainParameter K, TrainParameter V, TrainParameter O,
-        TrainParameter PostNorm, TrainParameter Gate, TrainParameter Up, TrainParameter Down);
+        TrainParameter PostNorm, TrainParameter[] FeedForward);
 
     // Everything one micro-batch's backward reads: its tokens and targets, each layer's activations, the stage output,
     // and on the last stage the final norm's output and the logits (dlogits after forward). A pipeline keeps one slot
@@ -50,7 +54,7 @@ public sealed class LlamaTrainer : IDisposable
     private sealed record ActivationSlot(Tensor Ids, Tensor LocalIds, Tensor Targets, DecoderActivations[] Layers, Tensor Final, Tensor FinalNormed, Tensor Logits,
         Tensor Losses);
 
-    /// <summary>Uploads <paramref name="weights"/> (a dense f32 model) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
+    /// <summary>Uploads <paramref name="weights"/> (an f32 model, dense or MoE) and allocates every buffer for batches of <paramref name="batch"/> × <paramref name="sequence"/>.</summary>
     /// <remarks>
     /// With <paramref name="recompute"/>, each layer keeps only its input and its mid-layer residual; backward runs the
     /// layer's forward again (norms, q/k/v, RoPE, attention, gate/up, SwiGLU) into one shared set of buffers before
@@ -83,14 +87,19 @@ public sealed class LlamaTrainer : IDisposable
     /// row-parallel block's output reduce-scattered after it, in place of Megatron's all-reduces; the norms' weight
     /// gradients are summed over the group by <see cref="SumSequenceParallelGradients"/>.
     /// </param>
+    /// <param name="expertParallel">
+    /// Expert parallelism over this group (a mixture-of-experts model; the group is the data-parallel one, each rank
+    /// training its own rows): rank r holds experts [r·E/ep, (r+1)·E/ep) of every MoE layer and trains them on every
+    /// rank's routings, which travel by all-to-all there and back (backward makes the journey in reverse); router,
+    /// attention, norms, embedding and head are whole on every rank. Null or a group of one: every expert here.
+    /// </param>
     /// <param name="activationSlots">How many micro-batches' activations are kept at once (a pipeline schedule's micro-batches in flight); each <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, Tensor?, int)"/> and <see cref="Backward(Action{long}?, Tensor?, bool, int)"/> names its slot.</param>
     public LlamaTrainer(IDevice device, LlamaWeights weights, int batch, int sequence, bool recompute = false, DType dtype = DType.F32, int? lossTokens = null,
         int padTo = 1, bool moments = true, ProcessGroup? tensorParallel = null, PipelineStage? stage = null, int activationSlots = 1,
-        bool sequenceParallel = false)
+        bool sequenceParallel = false, ProcessGroup? expertParallel = null)
     {
         if (activationSlots < 1) throw new ArgumentException($"at least one activation slot is needed, got {activationSlots}");
         _c = weights.Config;
-        if (_c.Experts > 0) throw new NotSupportedException("training a mixture-of-experts model is not supported yet; use a dense Llama config");
         if (dtype is not (DType.F32 or DType.BF16)) throw new NotSupportedException($"training runs in f32 or bf16, not {dtype.Name()}");
         DType = dtype;
         if (batch < 1 || sequence < 1) throw new ArgumentException($"batch ({batch}) and sequence ({sequence}) must be at least 1");
@@ -99,6 +108,13 @@ public sealed class LlamaTrainer : IDisposable
         _tokens = checked(batch * sequence);
         _tp = tensorParallel is { Size: > 1 } ? tensorParallel : null;
         int tp = _tp?.Size ?? 1, rank = _tp?.Rank ?? 0;
+        if (_c.Experts > 0 && _tp is not null)
+            throw new NotSupportedException($"tensor parallelism (tp={tp}) does not split a mixture-of-experts model's experts: train it with dp or pp (tp=1)");
+        _ep = expertParallel is { Size: > 1 } ? expertParallel : null;
+        if (_ep is not null && (_c.Experts == 0 || _c.Experts % _ep.Size != 0))
+            throw new ArgumentException($"expert parallelism (ep={_ep.Size}) splits a mixture-of-experts model's experts: the model has {_c.Experts}, which ep must divide");
+        int expertsHere = _ep is null ? _c.Experts : _c.Experts / _ep.Size;
+        _firstExpert = _ep is null ? 0 : _ep.Rank * expertsHere;
         if (_c.Heads % tp != 0 || _c.KvHeads % tp != 0 || _c.Ffn % tp != 0)
             throw new ArgumentException($"tensor parallelism splits heads and MLP columns: tp={tp} must divide heads ({_c.Heads}), kv heads ({_c.KvHeads}) and ffn ({_c.Ffn})");
         // Vocabulary parallelism (Megatron's): embedding and LM head rows cut into tp blocks of ceil(V/tp), the last
@@ -117,7 +133,7 @@ public sealed class LlamaTrainer : IDisposable
             throw new ArgumentException($"pipeline stage layers [{Stage.FirstLayer}, {Stage.FirstLayer + Stage.Layers}) are outside the model's {_c.Layers}");
         _firstLayer = Stage.FirstLayer;
         long localParameters = (Stage.IsFirst ? (long)vl * h : 0) + (Stage.IsLast ? (long)vl * h + h : 0) +
-            Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + 3L * f * h);
+            Stage.Layers * (2L * h + 2L * qd * h + 2L * kvd * h + (_c.Experts == 0 ? 3L * f * h : (long)_c.Experts * h + expertsHere * 3L * f * h));
 
         _lossTokens = lossTokens ?? _tokens;
         if (_lossTokens < _tokens) throw new ArgumentException($"the loss is a mean over at least this batch's {_tokens} tokens, got {_lossTokens}");
@@ -138,7 +154,9 @@ public sealed class LlamaTrainer : IDisposable
         Moment1 = moments ? Flat(DType.F32) : null;
         Moment2 = moments ? Flat(DType.F32) : null;
         int offset = 0;
-        TrainParameter P(string name, float[] values, ShardPlacement placement, params int[] shape)
+        TrainParameter P(string name, float[] values, ShardPlacement placement, params int[] shape) => Parameter(name, values, placement, false, shape);
+        TrainParameter Expert(string name, float[] values, params int[] shape) => Parameter(name, values, ShardPlacement.Whole(shape[0], shape[1]), _ep is not null, shape);
+        TrainParameter Parameter(string name, float[] values, ShardPlacement placement, bool expertShard, int[] shape)
         {
             int count = shape.Aggregate(1, (a, b) => a * b);
             if (values.Length != count) throw new ArgumentException($"{name}: {values.Length} values for shape [{string.Join(", ", shape)}]");
@@ -153,7 +171,7 @@ public sealed class LlamaTrainer : IDisposable
                 rounded.CopyTo(working);
             }
             var parameter = new TrainParameter(name, offset, value, working, Slice(Gradients),
-                Moment1 is null ? null : Slice(Moment1), Moment2 is null ? null : Slice(Moment2), placement);
+                Moment1 is null ? null : Slice(Moment1), Moment2 is null ? null : Slice(Moment2), placement) { IsExpertShard = expertShard };
             offset += count;
             return parameter;
         }
@@ -166,29 +184,49 @@ public sealed class LlamaTrainer : IDisposable
             var w = weights.Layers[_firstLayer + l];
             string p = $"model.layers.{_firstLayer + l}.";
             // This rank's shard: rows of the column-parallel weights, columns of the row-parallel ones.
-            _layers[l] = new LayerParameters(P(p + "input_layernorm.weight", w.InputNorm, whole(1, h), h),
-                P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), ShardPlacement.RowBlock(qd * tp, h, rank * qd, qd), qd, h),
-                P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
-                P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h),
-                P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), ShardPlacement.ColumnBlock(h, qd * tp, rank * qd, qd), h, qd),
-                P(p + "post_attention_layernorm.weight", w.PostNorm, whole(1, h), h),
-                P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
-                P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
-                P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f));
+            // Allocated in Parameters order (the flat buffers' order, which buckets, ZeRO shards and the runs of
+            // shared gradients rely on): the attention half, then the feed-forward's.
+            var inputNorm = P(p + "input_layernorm.weight", w.InputNorm, whole(1, h), h);
+            var q = P(p + "self_attn.q_proj.weight", Shards.Rows(w.Q, h, rank * qd, qd), ShardPlacement.RowBlock(qd * tp, h, rank * qd, qd), qd, h);
+            var k = P(p + "self_attn.k_proj.weight", Shards.Rows(w.K, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h);
+            var v = P(p + "self_attn.v_proj.weight", Shards.Rows(w.V, h, rank * kvd, kvd), ShardPlacement.RowBlock(kvd * tp, h, rank * kvd, kvd), kvd, h);
+            var o = P(p + "self_attn.o_proj.weight", Shards.Columns(w.O, h, qd * tp, rank * qd, qd), ShardPlacement.ColumnBlock(h, qd * tp, rank * qd, qd), h, qd);
+            var postNorm = P(p + "post_attention_layernorm.weight", w.PostNorm, whole(1, h), h);
+            string moe = p + "block_sparse_moe.";
+            TrainParameter[] feedForward = _c.Experts == 0
+                ? [P(p + "mlp.gate_proj.weight", Shards.Rows(w.Gate, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                    P(p + "mlp.up_proj.weight", Shards.Rows(w.Up, h, rank * f, f), ShardPlacement.RowBlock(f * tp, h, rank * f, f), f, h),
+                    P(p + "mlp.down_proj.weight", Shards.Columns(w.Down, h, f * tp, rank * f, f), ShardPlacement.ColumnBlock(h, f * tp, rank * f, f), h, f)]
+                : [P(moe + "gate.weight", w.Router, whole(_c.Experts, h), _c.Experts, h),
+                    .. Enumerable.Range(_firstExpert, expertsHere).SelectMany(e => new[]
+                    {
+                        Expert($"{moe}experts.{e}.w1.weight", w.Experts[e].Gate, f, h),
+                        Expert($"{moe}experts.{e}.w3.weight", w.Experts[e].Up, f, h),
+                        Expert($"{moe}experts.{e}.w2.weight", w.Experts[e].Down, h, f),
+                    })];
+            _layers[l] = new LayerParameters(inputNorm, q, k, v, o, postNorm, feedForward);
         }
         _finalNorm = Stage.IsLast ? P("model.norm.weight", weights.FinalNorm, whole(1, h), h) : null;
         _lmHead = Stage.IsLast ? P("lm_head.weight", Shards.Rows(weights.LmHead, h, _vocabStart, vl), vocabBlock, vl, h) : null;
         Parameters = [.. new[] { _embedding }.OfType<TrainParameter>(),
-            .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm, l.Gate, l.Up, l.Down }),
+            .. _layers.SelectMany(l => new[] { l.InputNorm, l.Q, l.K, l.V, l.O, l.PostNorm }.Concat(l.FeedForward)),
             .. new[] { _finalNorm, _lmHead }.OfType<TrainParameter>()];
         if (offset != localParameters) throw new InvalidOperationException($"parameter tensors hold {offset} elements, the config counts {localParameters}");
+        // Buckets, ZeRO shards and checkpoints read contiguous ranges of the flat buffers as runs of Parameters.
+        long expectedOffset = 0;
+        foreach (var parameter in Parameters)
+        {
+            if (parameter.Offset != expectedOffset)
+                throw new InvalidOperationException($"{parameter.Name} sits at element {parameter.Offset} of the flat buffers, not {expectedOffset}: parameters must be allocated in Parameters order");
+            expectedOffset += parameter.Count;
+        }
 
         // The layers, over views of the buffers: forward reads the working copies, backward accumulates the gradients.
         static LayerWeight W(TrainParameter p) => new(p.Working, p.Grad);
         RmsNormLayer Norm(TrainParameter p) => new(device, W(p), _c.NormEps);
         _embeddingLayer = _embedding is null ? null : new VocabParallelEmbedding(device, W(_embedding), _vocabStart);
         _decoders = _layers.Select(l => new DecoderLayer(Norm(l.InputNorm), new AttentionLayer(device, W(l.Q), W(l.K), W(l.V), W(l.O)),
-            Norm(l.PostNorm), new MlpLayer(device, W(l.Gate), W(l.Up), W(l.Down)))).ToArray();
+            Norm(l.PostNorm), FeedForwardOf(device, l.FeedForward))).ToArray();
         _head = _finalNorm is null || _lmHead is null ? null : new LmHead(device, Norm(_finalNorm), W(_lmHead));
 
         // Activations in the training dtype; F32 for what stays f32 whatever it is (log-sum-exps, losses, the norm).
@@ -197,7 +235,7 @@ public sealed class LlamaTrainer : IDisposable
         Tensor F32(params int[] shape) => Allocate(DType.F32, shape);
         Tensor I(int count) => Allocate(DType.I32, [count]);
         long before = BufferBytes();
-        _pass = new TrainingPass(device, _c, _tp, sp, batch, sequence, dtype, Allocate);
+        _pass = new TrainingPass(device, _c, _tp, sp, batch, sequence, dtype, Allocate, _ep?.Size ?? 1);
         _normTotal = F32(1);
         _rowMax = F32(_tp is null ? 0 : n);
         _rowSums = F32(_tp is null ? 0 : 2 * n);
@@ -206,12 +244,12 @@ public sealed class LlamaTrainer : IDisposable
         Recompute = recompute;
         // Recompute: one set of everything but the residual stream, shared by the layers and the slots; each layer
         // of each slot keeps its input and mid.
-        var shared = recompute && Stage.Layers > 0 ? DecoderLayer.Keep(_pass) : null;
+        var shared = recompute && Stage.Layers > 0 ? _decoders[0].Keep(_pass) : null;
         ActivationSlot Slot(int index)
         {
             var layers = new DecoderActivations[Stage.Layers];
             for (int l = 0; l < Stage.Layers; l++)
-                layers[l] = shared is null ? DecoderLayer.Keep(_pass) : l == 0 && index == 0 ? shared : DecoderLayer.Keep(_pass, shared);
+                layers[l] = shared is null ? _decoders[l].Keep(_pass) : l == 0 && index == 0 ? shared : _decoders[l].Keep(_pass, shared);
             var ids = I(n);
             return new ActivationSlot(ids, _tp is null ? ids : I(n), I(n), layers, F(rows, h), Stage.IsLast ? F(rows, h) : F(0), Stage.IsLast ? F(n, vl) : F(0), F32(n));
         }
@@ -222,8 +260,32 @@ public sealed class LlamaTrainer : IDisposable
         _hostTargets = new int[n];
     }
 
+    // A dense layer's SwiGLU MLP, or a MoE layer's router and experts (every expert on this device).
+    private IFeedForward FeedForwardOf(IDevice device, TrainParameter[] p)
+    {
+        static LayerWeight W(TrainParameter p) => new(p.Working, p.Grad);
+        if (_c.Experts == 0) return new MlpLayer(device, W(p[0]), W(p[1]), W(p[2]));
+        var experts = new Dictionary<int, (LayerWeight, LayerWeight, LayerWeight)>();
+        for (int i = 0; 1 + 3 * i < p.Length; i++) experts[_firstExpert + i] = (W(p[1 + 3 * i]), W(p[2 + 3 * i]), W(p[3 + 3 * i]));
+        return new MoeLayer(device, new MoeExperts(device, _c, W(p[0]), experts), _ep, _firstExpert);
+    }
+
     /// <summary>The model shape.</summary>
     public LlamaConfig Config => _c;
+
+    /// <summary>
+    /// Routings the MoE layers' experts dropped for capacity in the last forward of the current activation slot
+    /// (each expert keeps its first ceil(capacity factor × routings / experts) in slot order); 0 for a dense model.
+    /// </summary>
+    public long DroppedRoutings => _slot.Layers.Sum(l => l.FeedForward switch
+    {
+        MoeActivations m => m.Dropped,
+        MoeParallelActivations m => m.Dropped,
+        _ => 0,
+    });
+
+    /// <summary>The expert-parallel group this trainer's experts are spread over; null when every expert is here.</summary>
+    public ProcessGroup? ExpertParallel => _ep;
 
     /// <summary>The training dtype: of the weights forward reads, the activations and the gradients.</summary>
     public DType DType { get; }

@@ -15,8 +15,12 @@ namespace NativeParallel.Training;
 /// <param name="DType">f32, or bf16 mixed precision.</param>
 /// <param name="Zero">0: every data-parallel rank keeps the whole optimizer state; 1: ZeRO stage 1.</param>
 /// <param name="SequenceParallel">With tensor parallelism, Megatron's sequence parallelism (see <see cref="LlamaTrainer"/>).</param>
+/// <param name="ExpertParallel">
+/// A mixture-of-experts model's experts spread over the data-parallel group (ep = dp, see <see cref="LlamaTrainer"/>):
+/// each rank trains its own experts on every rank's routings; the other gradients are all-reduced over the group.
+/// </param>
 public sealed record ParallelTrainingOptions(int MicroBatches = 1, PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward,
-    long BucketBytes = 25L << 20, bool Recompute = false, DType DType = DType.F32, int Zero = 0, bool SequenceParallel = false);
+    long BucketBytes = 25L << 20, bool Recompute = false, DType DType = DType.F32, int Zero = 0, bool SequenceParallel = false, bool ExpertParallel = false);
 
 /// <summary>
 /// One rank of a training job on a 3-D mesh (<see cref="DeviceMesh"/>: dp replicas × pp stages × tp shards, tensor
@@ -27,7 +31,9 @@ public sealed record ParallelTrainingOptions(int MicroBatches = 1, PipelineSched
 /// reduce-scattered, the optimizer sharded and the weights all-gathered;</item>
 /// <item>pipeline parallelism holds a block of layers per stage and runs a schedule written as data
 /// (<see cref="PipelineSchedule"/>: GPipe or 1F1B) over m micro-batches, gradients accumulating;</item>
-/// <item>tensor parallelism is Megatron's column- and row-parallel layers inside <see cref="LlamaTrainer"/>.</item>
+/// <item>tensor parallelism is Megatron's column- and row-parallel layers inside <see cref="LlamaTrainer"/>;</item>
+/// <item>expert parallelism (a mixture-of-experts model, ep = dp) spreads the experts over the replicas: each rank's
+/// experts see every rank's routings by all-to-all, and only the shared parameters' gradients are all-reduced.</item>
 /// </list>
 /// The gradient norm is over the whole model: tensor-parallel shards summed over their group, replicated tensors once,
 /// the stages' disjoint layers summed, and one copy per data-parallel group, in one all-reduce over the world with the
@@ -61,6 +67,9 @@ public sealed class ParallelTrainer : IDisposable
         if (options.BucketBytes < 1) throw new ArgumentException($"bucket size must be positive, got {options.BucketBytes} bytes");
         if (pp > weights.Config.Layers)
             throw new ArgumentException($"pipeline parallelism puts at least one layer on each stage: {weights.Config.Layers} layers cannot fill pp={pp}");
+        if (options.ExpertParallel && (dp < 2 || pp > 1 || mesh.TensorParallel > 1 || options.Zero != 0))
+            throw new ArgumentException($"expert parallelism in training spreads the experts over the data-parallel ranks alone: give dp=N, N > 1, " +
+                $"with pp=1, tp=1 and zero=0 (got dp={dp}, pp={pp}, tp={mesh.TensorParallel}, zero={options.Zero})");
         _mesh = mesh;
         _device = device;
         _globalBatch = globalBatch;
@@ -70,7 +79,7 @@ public sealed class ParallelTrainer : IDisposable
         int slots = PipelineSchedule.InFlight(options.Schedule, pp, mesh.PpRank, m);
         Trainer = new LlamaTrainer(device, weights, _rowsPerMicroBatch, sequence, options.Recompute, options.DType, lossTokens: globalBatch * sequence,
             padTo: options.Zero == 1 ? dp : 1, moments: options.Zero == 0, tensorParallel: mesh.Tp, stage: stage, activationSlots: slots,
-            sequenceParallel: options.SequenceParallel);
+            sequenceParallel: options.SequenceParallel, expertParallel: options.ExpertParallel ? mesh.Dp : null);
         if (options.SequenceParallel && mesh.TensorParallel < 2)
             throw new ArgumentException("sequence parallelism cuts tokens over the tensor-parallel group: give tp=N, N > 1");
         _training = PipelineSchedule.Training(options.Schedule, pp, mesh.PpRank, m);
@@ -80,7 +89,7 @@ public sealed class ParallelTrainer : IDisposable
         _outputGrad = stage.IsLast ? null : Tensor.Empty(device, options.DType, stageRows, h);
         _reduced = Tensor.Empty(device, DType.F32, 2);
         if (options.Zero == 1) _zero = new ZeroOneOptimizer(mesh.Dp, device, Trainer);
-        else if (dp > 1)
+        else if (dp > 1 && !options.ExpertParallel)
         {
             _buckets = new GradientBuckets(mesh.Dp, device, Trainer.Gradients, Math.Max(1, options.BucketBytes / options.DType.SizeOf()));
             _bucketsReady = _buckets.Ready;
@@ -138,6 +147,7 @@ public sealed class ParallelTrainer : IDisposable
             else loss += Run(action, inputs, targets);
         }
         _buckets?.Finish();
+        SumReplicatedGradients();
         Trainer.SumSequenceParallelGradients();
         _zero?.ReduceScatter();
 
@@ -152,10 +162,11 @@ public sealed class ParallelTrainer : IDisposable
             foreach (var (p, start, count) in _zero.PartsInShard())
                 if (p.IsTensorParallelShard || tpLead) SumOfSquares.Accumulate(_zero.GradientShard.Narrow(0, (int)(start - _zero.ShardStart), count), squares);
         }
-        else if (_mesh.DpRank == 0)
+        else
         {
+            // One data-parallel copy of what replicas share; every rank's own experts under expert parallelism.
             foreach (var p in Trainer.Parameters)
-                if (p.IsTensorParallelShard || tpLead) SumOfSquares.Accumulate(p.Grad, squares);
+                if ((_mesh.DpRank == 0 || p.IsExpertShard) && (p.IsTensorParallelShard || tpLead)) SumOfSquares.Accumulate(p.Grad, squares);
         }
         var (lossSum, squareSum) = ReduceOverWorld(Trainer.Stage.IsLast && tpLead ? loss : 0);
         double norm = Math.Sqrt(squareSum);
@@ -163,6 +174,27 @@ public sealed class ParallelTrainer : IDisposable
         if (_zero is not null) _zero.Update(settings, step, coefficient);
         else Trainer.Update(settings, step, coefficient);
         return new StepResult(lossSum, norm, coefficient);
+    }
+
+    // Expert parallelism: the gradients the replicas share (all but this rank's experts) summed over the group, each
+    // run of consecutive shared parameters in one all-reduce. The buckets are off there, since they cover the whole
+    // flat buffer and the experts' gradients are already final on their rank.
+    private void SumReplicatedGradients()
+    {
+        if (!_options.ExpertParallel) return;
+        var parameters = Trainer.Parameters;
+        for (int i = 0; i < parameters.Count;)
+        {
+            if (parameters[i].IsExpertShard)
+            {
+                i++;
+                continue;
+            }
+            int first = i;
+            long count = 0;
+            for (; i < parameters.Count && !parameters[i].IsExpertShard; i++) count += parameters[i].Count;
+            _mesh.Dp.AllReduce(Trainer.Gradients.Narrow(0, (int)parameters[first].Offset, (int)count));
+        }
     }
 
     /// <summary>The global batch's mean loss without an update (validation): every micro-batch forward through the stages.</summary>

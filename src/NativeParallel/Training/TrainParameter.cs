@@ -60,6 +60,13 @@ public sealed class TrainParameter
 
     /// <summary>True when tensor parallelism splits this tensor over the ranks of its group (each holds a different block); false when every rank holds all of it.</summary>
     public bool IsTensorParallelShard => Placement.IsSplit;
+
+    /// <summary>
+    /// True for an expert's weight under expert parallelism: only this rank of its expert-parallel group holds it,
+    /// so its gradient is final as backward leaves it (every rank's tokens reached it by all-to-all) and is never
+    /// summed with the replicas'.
+    /// </summary>
+    public bool IsExpertShard { get; init; }
 }
 
 /// <summary>

@@ -36,10 +36,11 @@ public static class TrainingCheckpoint
     public static void Save(string folder, ParallelTrainer trainer, State? state)
     {
         var mesh = trainer.Mesh;
-        // One copy of each element: data-parallel rank 0's (every ZeRO rank's shard for the moments), and of a tensor
-        // every tensor-parallel rank holds whole, tensor-parallel rank 0's.
+        // One copy of each element: data-parallel rank 0's (every ZeRO rank's shard for the moments; under expert
+        // parallelism each rank's own experts), and of a tensor every tensor-parallel rank holds whole, tensor-parallel
+        // rank 0's.
         bool OneTensorParallelCopy(TrainParameter p) => p.IsTensorParallelShard || mesh.TpRank == 0;
-        var tensors = Gather(mesh.World, trainer.Trainer, trainer.Zero, p => mesh.DpRank == 0 && OneTensorParallelCopy(p), OneTensorParallelCopy,
+        var tensors = Gather(mesh.World, trainer.Trainer, trainer.Zero, p => (mesh.DpRank == 0 || p.IsExpertShard) && OneTensorParallelCopy(p), OneTensorParallelCopy,
             withMoments: state is not null);
         if (mesh.World.Rank == 0) Write(folder, trainer.Trainer.Config, tensors, state);
         mesh.World.Barrier();
@@ -81,9 +82,20 @@ public static class TrainingCheckpoint
             yield return (p + "self_attn.v_proj.weight", [kvd, h]);
             yield return (p + "self_attn.o_proj.weight", [h, qd]);
             yield return (p + "post_attention_layernorm.weight", [h]);
-            yield return (p + "mlp.gate_proj.weight", [c.Ffn, h]);
-            yield return (p + "mlp.up_proj.weight", [c.Ffn, h]);
-            yield return (p + "mlp.down_proj.weight", [h, c.Ffn]);
+            if (c.Experts == 0)
+            {
+                yield return (p + "mlp.gate_proj.weight", [c.Ffn, h]);
+                yield return (p + "mlp.up_proj.weight", [c.Ffn, h]);
+                yield return (p + "mlp.down_proj.weight", [h, c.Ffn]);
+                continue;
+            }
+            yield return (p + "block_sparse_moe.gate.weight", [c.Experts, h]);
+            for (int e = 0; e < c.Experts; e++)
+            {
+                yield return ($"{p}block_sparse_moe.experts.{e}.w1.weight", [c.Ffn, h]);
+                yield return ($"{p}block_sparse_moe.experts.{e}.w3.weight", [c.Ffn, h]);
+                yield return ($"{p}block_sparse_moe.experts.{e}.w2.weight", [h, c.Ffn]);
+            }
         }
         yield return ("model.norm.weight", [h]);
         yield return ("lm_head.weight", [c.Vocab, h]);
@@ -142,10 +154,16 @@ public static class TrainingCheckpoint
     {
         var layers = Enumerable.Range(0, c.Layers).Select(l =>
         {
-            string p = $"model.layers.{l}.";
+            string p = $"model.layers.{l}.", moe = p + "block_sparse_moe.";
+            float[] Mlp(string name) => c.Experts == 0 ? t[p + name] : [];
             return new LlamaWeights.Layer(t[p + "input_layernorm.weight"], t[p + "self_attn.q_proj.weight"], t[p + "self_attn.k_proj.weight"],
                 t[p + "self_attn.v_proj.weight"], t[p + "self_attn.o_proj.weight"], t[p + "post_attention_layernorm.weight"],
-                t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"], t[p + "mlp.down_proj.weight"]);
+                Mlp("mlp.gate_proj.weight"), Mlp("mlp.up_proj.weight"), Mlp("mlp.down_proj.weight"))
+            {
+                Router = c.Experts == 0 ? [] : t[moe + "gate.weight"],
+                Experts = Enumerable.Range(0, c.Experts)
+                    .Select(e => new LlamaWeights.Expert(t[$"{moe}experts.{e}.w1.weight"], t[$"{moe}experts.{e}.w3.weight"], t[$"{moe}experts.{e}.w2.weight"])).ToArray(),
+            };
         }).ToArray();
         return new LlamaWeights(c with { DType = DType.F32 }, t["model.embed_tokens.weight"], layers, t["model.norm.weight"], t["lm_head.weight"]);
     }

@@ -10,10 +10,11 @@ namespace NativeParallel.Training;
 /// <summary>
 /// One parallel training layout on a 3-D mesh: data parallelism (optionally ZeRO-1), tensor parallelism and a
 /// pipeline with its micro-batches and schedule, in any combination. Text form: comma-separated axes, e.g.
-/// <c>dp=2</c>, <c>dp=2,zero=1</c>, <c>tp=2</c>, <c>pp=2,mb=4,gpipe</c>, <c>dp=2,tp=2,pp=2,mb=2,1f1b</c>.
+/// <c>dp=2</c>, <c>dp=2,zero=1</c>, <c>tp=2</c>, <c>pp=2,mb=4,gpipe</c>, <c>dp=2,tp=2,pp=2,mb=2,1f1b</c>; for a
+/// mixture-of-experts model <c>ep=2</c>: data parallelism with the experts spread over its ranks (ep = dp).
 /// </summary>
 public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp = 1, int MicroBatches = 1,
-    PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward, bool Sp = false)
+    PipelineScheduleKind Schedule = PipelineScheduleKind.OneForwardOneBackward, bool Sp = false, int Ep = 1)
 {
     /// <summary>Ranks the layout runs on.</summary>
     public int Ranks => Dp * Tp * Pp;
@@ -24,7 +25,8 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         get
         {
             var parts = new List<string>();
-            if (Dp > 1) parts.Add($"dp={Dp}");
+            if (Ep > 1) parts.Add($"ep={Ep}");
+            else if (Dp > 1) parts.Add($"dp={Dp}");
             if (Zero == 1) parts.Add("zero=1");
             if (Tp > 1) parts.Add($"tp={Tp}");
             if (Sp) parts.Add("sp");
@@ -37,7 +39,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
 
     /// <summary>How a trainer runs this layout.</summary>
     public ParallelTrainingOptions Options(DType dtype = DType.F32, bool recompute = false, long bucketBytes = 25L << 20) =>
-        new(MicroBatches, Schedule, bucketBytes, recompute, dtype, Zero, Sp);
+        new(MicroBatches, Schedule, bucketBytes, recompute, dtype, Zero, Sp, Ep > 1);
 
     /// <summary>Parses one layout; throws <see cref="ArgumentException"/> naming what is wrong.</summary>
     public static TrainingLayout Parse(string text)
@@ -73,10 +75,18 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
                 "tp" => layout with { Tp = value },
                 "pp" => layout with { Pp = value },
                 "mb" => layout with { MicroBatches = value },
-                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb, and sp, gpipe or 1f1b)"),
+                "ep" => layout with { Ep = value },
+                _ => throw new ArgumentException($"training layout '{text}': unknown axis '{kv[0]}' (dp, zero, tp, pp, mb, ep, and sp, gpipe or 1f1b)"),
             };
         }
-        if (layout.Dp < 1 || layout.Tp < 1 || layout.Pp < 1 || layout.MicroBatches < 1 || layout.Zero is not (0 or 1))
+        if (layout.Ep > 1)
+        {
+            // Expert parallelism trains over the data-parallel ranks: ep alone gives both, and a dp must agree.
+            if (layout.Dp == 1) layout = layout with { Dp = layout.Ep };
+            if (layout.Dp != layout.Ep || layout.Tp > 1 || layout.Pp > 1 || layout.Zero != 0)
+                throw new ArgumentException($"training layout '{text}': ep=N spreads the experts over the data-parallel ranks (ep = dp) and composes with nothing else yet: give ep=N alone (with mb=M if you like)");
+        }
+        if (layout.Dp < 1 || layout.Ep < 1 || layout.Tp < 1 || layout.Pp < 1 || layout.MicroBatches < 1 || layout.Zero is not (0 or 1))
             throw new ArgumentException($"training layout '{text}': degrees and micro-batches must be at least 1, zero 0 or 1");
         if (layout.Zero == 1 && layout.Dp < 2) throw new ArgumentException($"training layout '{text}': zero=1 shards over data-parallel ranks: give dp=N, N > 1");
         if (layout.Sp && layout.Tp < 2) throw new ArgumentException($"training layout '{text}': sp cuts tokens over the tensor-parallel ranks: give tp=N, N > 1");
@@ -90,6 +100,11 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
         if (c.Heads % Tp != 0 || c.KvHeads % Tp != 0 || c.Ffn % Tp != 0)
             return $"{Name}: tp={Tp} must divide the heads ({c.Heads}), kv heads ({c.KvHeads}) and MLP width ({c.Ffn})";
         if (Pp > c.Layers) return $"{Name}: {c.Layers} layers cannot fill pp={Pp} stages";
+        if (Ep > 1 && (c.Experts == 0 || c.Experts % Ep != 0))
+            return c.Experts == 0 ? $"{Name}: expert parallelism needs a mixture-of-experts model (--experts N); this one is dense"
+                : $"{Name}: ep={Ep} must divide the {c.Experts} experts";
+        if (Tp > 1 && c.Experts > 0)
+            return $"{Name}: tensor parallelism does not split a mixture-of-experts model's experts; train it with dp or pp (tp=1)";
         if (Sp && (long)batch / (Dp * MicroBatches) * sequence % Tp != 0)
             return $"{Name}: sp cuts each micro-batch's {batch / (Dp * MicroBatches) * sequence} tokens over tp={Tp} ranks: they do not divide";
         return null;

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using NativeParallel.Devices;
 using NativeParallel.Kernels;
 using NativeParallel.Kernels.Gpu;
+using NativeParallel.Kernels.Ops;
 using NativeParallel.Tensors;
 
 namespace NativeParallel.Tests.Kernels;
@@ -66,6 +67,14 @@ public sealed class LaunchAllocationTests
         using var indices = Tensor.Empty(device, DType.I32, 64, 4);
         using var argmax = Tensor.Empty(device, DType.I32, 64);
         var reduceInputs = new[] { a, y };
+        // MoE training's backward ops, launched once per layer and step: (64 tokens, top-2) over 8 experts.
+        using var slots = Tensor.Empty(device, dt, 128, 32);
+        using var dSlots = Tensor.Empty(device, dt, 128, 32);
+        using var position = Tensor.Empty(device, DType.I32, 128);
+        using var weights = Tensor.Empty(device, DType.F32, 64, 2);
+        using var dWeights = Tensor.Empty(device, DType.F32, 64, 2);
+        using var experts = Tensor.Empty(device, DType.I32, 64, 2);
+        using var dLogits = Tensor.Empty(device, dt, 64, 8);
         var launches = new (string Op, Action Launch)[]
         {
             ("matmul", () => k.Matmul(a, b, c)),
@@ -82,6 +91,8 @@ public sealed class LaunchAllocationTests
             ("argmax", () => k.Argmax(a, argmax)),
             ("topk", () => k.TopK(a, 4, values, indices)),
             ("reduce", () => k.Reduce(ReduceOp.Sum, reduceInputs, y)),
+            ("moe_combine_bwd", () => MoeCombineBackward.Run(a, slots, position, weights, dSlots, dWeights)),
+            ("moe_router_bwd", () => MoeRouterBackward.Run(weights, dWeights, experts, dLogits)),
         };
         // Warm up: static tables, the JIT and tiered recompilation, whose promotions allocate on the calling thread
         // now and then. A launch that allocates does so every time, so each op gets three tries of ten launches and

@@ -289,7 +289,13 @@ public sealed class ParallelTrainerTests
         Assert.Equal("single", TrainingLayout.Parse("single").Name);
         foreach (string name in TrainingLayouts.All) Assert.Equal(name, TrainingLayout.Parse(name).Name);
         Assert.Equal(8, TrainingLayout.Parse("dp=2,tp=2,pp=2").Ranks);
-        Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,ep=2")).Message);
+        Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,cp=2")).Message);
+        // Expert parallelism trains over the data-parallel ranks: ep=N alone, or with the same dp.
+        Assert.Equal("ep=2", TrainingLayout.Parse("dp=2,ep=2").Name);
+        Assert.Equal(2, TrainingLayout.Parse("ep=2").Dp);
+        Assert.Contains("ep = dp", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=4,ep=2")).Message);
+        Assert.Contains("ep = dp", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("ep=2,tp=2")).Message);
+        Assert.Contains("needs a mixture-of-experts model", TrainingLayout.Parse("ep=2").Unfit(TrainerTests.Tiny, 4, Sequence));
         Assert.Contains("zero=1 shards", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("zero=1")).Message);
         Assert.Contains("tp=3 must divide", TrainingLayout.Parse("tp=3").Unfit(TrainerTests.Tiny, 4, Sequence));
     }

@@ -104,6 +104,39 @@ public sealed class TrainCommandTests : IDisposable
         Assert.DoesNotContain("AggregateException", output);
     }
 
+    [Fact]
+    public void AMixtureOfExpertsTrainsWithExpertParallelismAndItsSavedModelRuns()
+    {
+        string shard = RandomShard();
+        string saved = Path.Combine(_folder, "moe");
+        string[] common = ["--data", shard, "--batch", "2", "--seq", "8", "--device", "cpu", "--steps", "2", "--experts", "4"];
+        var (code, single) = Run(["train", .. common, "--save", saved]);
+        Assert.True(code == 0, single);
+        // Expert parallelism: each of two ranks trains two experts on both ranks' routings, and --save merges them.
+        string savedEp = Path.Combine(_folder, "moe-ep");
+        (code, string ep) = Run(["train", .. common, "--strategy", "ep=2", "--save", savedEp]);
+        Assert.True(code == 0, ep);
+        AssertSameLosses(Losses(single), Losses(ep), "a mixture of experts at ep=2");
+        var one = NativeParallel.Models.HuggingFaceCheckpoint.Load(saved);
+        var two = NativeParallel.Models.HuggingFaceCheckpoint.Load(savedEp);
+        for (int e = 0; e < 4; e++)
+        {
+            double error = Kernels.Ops.FiniteDifference.RelativeError(Array.ConvertAll(two.Layers[1].Experts[e].Down, v => (double)v),
+                Array.ConvertAll(one.Layers[1].Experts[e].Down, v => (double)v));
+            Assert.True(error <= 1e-4, $"expert {e} saved at ep=2 differs from one device's by {error:E2}");
+        }
+        Assert.Contains("\"num_local_experts\": 4", File.ReadAllText(Path.Combine(saved, "config.json")));
+        (code, string run) = Run("run", "--model", saved, "--device", "cpu", "--strategy", "ep=2", "--new-tokens", "2", "--prompt-tokens", "4");
+        Assert.True(code == 0, run);
+
+        (code, string refused) = Run(["train", .. common, "--tp", "2"]);
+        Assert.Equal(2, code);
+        Assert.Contains("does not split a mixture-of-experts model's experts", refused);
+        (code, refused) = Run(["train", .. common[..^2], "--capacity", "1.5"]);
+        Assert.Equal(2, code);
+        Assert.Contains("needs --experts N", refused);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");

@@ -21,11 +21,11 @@ internal sealed class DecoderLayer(RmsNormLayer inputNorm, AttentionLayer attent
     /// Buffers for what backward reads, one micro-batch's worth; with <paramref name="shared"/> (recomputation) only
     /// the layer's input and mid-layer residual are its own, the rest is the shared set backward recomputes into.
     /// </summary>
-    public static DecoderActivations Keep(TrainingPass pass, DecoderActivations? shared = null)
+    public DecoderActivations Keep(TrainingPass pass, DecoderActivations? shared = null)
     {
         Tensor Residual() => pass.Allocate(pass.DType, [pass.Rows, pass.Config.Hidden]);
         if (shared is not null) return shared with { Input = Residual(), Mid = Residual() };
-        return new DecoderActivations(Residual(), Residual(), AttentionLayer.Keep(pass), Residual(), Residual(), MlpLayer.Keep(pass));
+        return new DecoderActivations(Residual(), Residual(), AttentionLayer.Keep(pass), Residual(), Residual(), feedForward.Keep(pass));
     }
 
     /// <summary>
@@ -35,13 +35,12 @@ internal sealed class DecoderLayer(RmsNormLayer inputNorm, AttentionLayer attent
     /// </summary>
     public void Forward(TrainingPass pass, DecoderActivations a, Tensor? output)
     {
-        var mlp = Mlp;
         inputNorm.Forward(a.Input, a.Normed1);
         attention.Attend(pass, a.Normed1, a.Attention);
         if (output is not null) attention.Project(pass, a.Attention, a.Input, a.Mid);
         postNorm.Forward(a.Mid, a.Normed2);
-        mlp.Activate(pass, a.Normed2, a.Mlp);
-        if (output is not null) mlp.Project(pass, a.Mlp, a.Mid, output);
+        feedForward.Activate(pass, a.Normed2, a.FeedForward);
+        if (output is not null) feedForward.Project(pass, a.FeedForward, a.Mid, output);
     }
 
     /// <summary>
@@ -51,8 +50,8 @@ internal sealed class DecoderLayer(RmsNormLayer inputNorm, AttentionLayer attent
     public void Backward(TrainingPass pass, DecoderActivations a)
     {
         var kernels = pass.Device.Kernels;
-        // MLP block: output = mid + mlp(norm(mid)).
-        var dNormed2 = Mlp.Backward(pass, a.Normed2, a.Mlp);
+        // Feed-forward block: output = mid + ffn(norm(mid)).
+        var dNormed2 = feedForward.Backward(pass, a.Normed2, a.FeedForward);
         postNorm.Backward(a.Mid, dNormed2, pass.DTmp);
         kernels.Add(pass.Dx, pass.DTmp, pass.Dx);
         // Attention block: mid = input + attention(norm(input)).
@@ -60,9 +59,6 @@ internal sealed class DecoderLayer(RmsNormLayer inputNorm, AttentionLayer attent
         inputNorm.Backward(a.Input, dNormed1, pass.DTmp);
         kernels.Add(pass.Dx, pass.DTmp, pass.Dx);
     }
-
-    private MlpLayer Mlp => feedForward as MlpLayer
-        ?? throw new NotSupportedException("training a mixture-of-experts layer is not supported yet; use a dense Llama config");
 
     public void Dispose()
     {
@@ -77,4 +73,4 @@ internal sealed class DecoderLayer(RmsNormLayer inputNorm, AttentionLayer attent
 /// What one decoder layer's backward reads: its input (the residual stream), the normed inputs of both blocks, the
 /// mid-layer residual, and each block's own activations.
 /// </summary>
-internal sealed record DecoderActivations(Tensor Input, Tensor Normed1, AttentionActivations Attention, Tensor Mid, Tensor Normed2, MlpActivations Mlp);
+internal sealed record DecoderActivations(Tensor Input, Tensor Normed1, AttentionActivations Attention, Tensor Mid, Tensor Normed2, FeedForwardActivations FeedForward);

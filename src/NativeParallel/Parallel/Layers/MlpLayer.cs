@@ -24,16 +24,16 @@ internal sealed class MlpLayer(IDevice device, LayerWeight gate, LayerWeight up,
         kernels.Add(x, pass.LeavePartial(), x); // row-parallel down_proj
     }
 
-    /// <summary>Buffers for what this layer's backward reads, one micro-batch's worth.</summary>
-    public static MlpActivations Keep(TrainingPass pass)
+    public FeedForwardActivations Keep(TrainingPass pass)
     {
         Tensor A() => pass.Allocate(pass.DType, [pass.Tokens, pass.FfnShard]);
         return new MlpActivations(A(), A(), A());
     }
 
-    /// <summary>Training: gate, up and swiglu(gate, up) of the residual rows <paramref name="normed"/>, kept in <paramref name="a"/>.</summary>
-    public void Activate(TrainingPass pass, Tensor normed, MlpActivations a)
+    /// <summary>Training: gate, up and swiglu(gate, up) of the residual rows <paramref name="normed"/>, kept in <paramref name="kept"/>.</summary>
+    public void Activate(TrainingPass pass, Tensor normed, FeedForwardActivations kept)
     {
+        var a = (MlpActivations)kept;
         var kernels = device.Kernels;
         var input = pass.Enter(normed);
         kernels.Matmul(input, gate.Value, a.Gate);
@@ -42,8 +42,9 @@ internal sealed class MlpLayer(IDevice device, LayerWeight gate, LayerWeight up,
     }
 
     /// <summary>Training: output = residual + down(act), the row-parallel partial sums leaving the region.</summary>
-    public void Project(TrainingPass pass, MlpActivations a, Tensor residual, Tensor output)
+    public void Project(TrainingPass pass, FeedForwardActivations kept, Tensor residual, Tensor output)
     {
+        var a = (MlpActivations)kept;
         var kernels = device.Kernels;
         kernels.Matmul(a.Act, down.Value, pass.Projected);
         kernels.Add(residual, pass.Leave(pass.Projected), output);
@@ -53,8 +54,9 @@ internal sealed class MlpLayer(IDevice device, LayerWeight gate, LayerWeight up,
     /// Backward from ∂loss/∂(the block's output) in <see cref="TrainingPass.Dx"/>: accumulates the gate, up and down
     /// gradients and returns ∂loss/∂<paramref name="normed"/> (this rank's residual rows, summed over the group).
     /// </summary>
-    public Tensor Backward(TrainingPass pass, Tensor normed, MlpActivations a)
+    public Tensor Backward(TrainingPass pass, Tensor normed, FeedForwardActivations kept)
     {
+        var a = (MlpActivations)kept;
         var kernels = device.Kernels;
         var dOutput = pass.Enter(pass.Dx);
         MatmulBackward.InputGrad(dOutput, down.Value, pass.DAct);
@@ -79,4 +81,4 @@ internal sealed class MlpLayer(IDevice device, LayerWeight gate, LayerWeight up,
 }
 
 /// <summary>What the MLP's backward reads: gate and up (B·T, this rank's MLP width) and swiglu(gate, up).</summary>
-internal sealed record MlpActivations(Tensor Gate, Tensor Up, Tensor Act);
+internal sealed record MlpActivations(Tensor Gate, Tensor Up, Tensor Act) : FeedForwardActivations;

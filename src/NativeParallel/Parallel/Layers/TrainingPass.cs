@@ -22,8 +22,9 @@ internal sealed class TrainingPass
     /// <param name="sequence">T.</param>
     /// <param name="dtype">The training dtype (activations and their gradients).</param>
     /// <param name="allocate">Allocates one buffer (the trainer owns and counts them).</param>
+    /// <param name="expertRanks">The expert-parallel group's size (1: every expert on this rank).</param>
     public TrainingPass(IDevice device, LlamaConfig config, ProcessGroup? tensorParallel, bool sequenceParallel, int batch, int sequence, DType dtype,
-        Func<DType, int[], Tensor> allocate)
+        Func<DType, int[], Tensor> allocate, int expertRanks = 1)
     {
         int tp = tensorParallel?.Size ?? 1;
         Device = device;
@@ -59,6 +60,7 @@ internal sealed class TrainingPass
         DAct = A(n, f);
         DGate = A(n, f);
         DUp = A(n, f);
+        Moe = config.Experts > 0 ? new MoeScratch(this, expertRanks) : null;
     }
 
     public IDevice Device { get; }
@@ -98,6 +100,8 @@ internal sealed class TrainingPass
     public Tensor DAct { get; }
     public Tensor DGate { get; }
     public Tensor DUp { get; }
+    /// <summary>The MoE layers' scratch; null for a dense model.</summary>
+    public MoeScratch? Moe { get; }
 
     /// <summary>The region's input from residual rows <paramref name="local"/>: itself, or every rank's rows gathered (sequence parallelism).</summary>
     public Tensor Enter(Tensor local) => Region.Enter(local, Gathered);

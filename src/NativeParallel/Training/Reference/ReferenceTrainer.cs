@@ -5,7 +5,9 @@ namespace NativeParallel.Training.Reference;
 /// <summary>
 /// The float64 reference trainer: a plain forward pass of the Llama decoder in double precision (loops, no
 /// kernels), gradients by central finite differences of that loss, and AdamW written out in double as
-/// torch.optim.AdamW defines it, with torch's gradient clipping. It shares no code with <see cref="LlamaTrainer"/>
+/// torch.optim.AdamW defines it, with torch's gradient clipping. A mixture-of-experts layer routes as Mixtral does
+/// (top-k router logits, lower index first on ties, softmax over those k) and drops as the trainer does (each expert
+/// keeps its first ceil(capacity factor × routings / experts) routings in slot order; none dropped at factor 0). It shares no code with <see cref="LlamaTrainer"/>
 /// or its backward kernels, so agreement is a real check. Finite differences cost two forwards per parameter: it is
 /// for tiny models (a few thousand parameters) in tests.
 /// </summary>
@@ -15,11 +17,10 @@ public sealed class ReferenceTrainer
     private readonly (string Name, int[] Shape, int Offset, bool Decay)[] _layout;
     private readonly double[] _m, _v;
 
-    /// <summary>Starts from <paramref name="weights"/> (a dense model), in <see cref="LlamaTrainer.Parameters"/> order.</summary>
+    /// <summary>Starts from <paramref name="weights"/> (dense or MoE), in <see cref="LlamaTrainer.Parameters"/> order.</summary>
     public ReferenceTrainer(LlamaWeights weights)
     {
         _c = weights.Config;
-        if (_c.Experts > 0) throw new NotSupportedException("the reference trainer covers dense models only");
         var tensors = new List<(string, float[], int[])> { ("embed", weights.Embedding, [_c.Vocab, _c.Hidden]) };
         int h = _c.Hidden, qd = _c.Heads * _c.HeadDim, kvd = _c.KvHeads * _c.HeadDim, f = _c.Ffn;
         foreach (var l in weights.Layers)
@@ -30,9 +31,20 @@ public sealed class ReferenceTrainer
             tensors.Add(("v", l.V, [kvd, h]));
             tensors.Add(("o", l.O, [h, qd]));
             tensors.Add(("post_norm", l.PostNorm, [h]));
-            tensors.Add(("gate", l.Gate, [f, h]));
-            tensors.Add(("up", l.Up, [f, h]));
-            tensors.Add(("down", l.Down, [h, f]));
+            if (_c.Experts == 0)
+            {
+                tensors.Add(("gate", l.Gate, [f, h]));
+                tensors.Add(("up", l.Up, [f, h]));
+                tensors.Add(("down", l.Down, [h, f]));
+                continue;
+            }
+            tensors.Add(("router", l.Router, [_c.Experts, h]));
+            foreach (var e in l.Experts)
+            {
+                tensors.Add(("w1", e.Gate, [f, h]));
+                tensors.Add(("w3", e.Up, [f, h]));
+                tensors.Add(("w2", e.Down, [h, f]));
+            }
         }
         tensors.Add(("final_norm", weights.FinalNorm, [h]));
         tensors.Add(("lm_head", weights.LmHead, [_c.Vocab, h]));
@@ -72,7 +84,7 @@ public sealed class ReferenceTrainer
             for (int j = 0; j < h; j++) x[t * h + j] = theta[embed + inputs[t] * h + j];
         for (int layer = 0; layer < _c.Layers; layer++)
         {
-            int inNorm = Take(), wq = Take(), wk = Take(), wv = Take(), wo = Take(), postNorm = Take(), wg = Take(), wu = Take(), wd = Take();
+            int inNorm = Take(), wq = Take(), wk = Take(), wv = Take(), wo = Take(), postNorm = Take();
             var n1 = RmsNorm(x, theta, inNorm, n, h);
             var q = Linear(n1, theta, wq, n, qd, h);
             var k = Linear(n1, theta, wk, n, kvd, h);
@@ -83,11 +95,8 @@ public sealed class ReferenceTrainer
             var projected = Linear(attention, theta, wo, n, h, qd);
             for (int i = 0; i < x.Length; i++) x[i] += projected[i];
             var n2 = RmsNorm(x, theta, postNorm, n, h);
-            var gate = Linear(n2, theta, wg, n, f, h);
-            var up = Linear(n2, theta, wu, n, f, h);
-            for (int i = 0; i < gate.Length; i++) gate[i] = gate[i] / (1 + Math.Exp(-gate[i])) * up[i];
-            var mlp = Linear(gate, theta, wd, n, h, f);
-            for (int i = 0; i < x.Length; i++) x[i] += mlp[i];
+            var ffn = _c.Experts == 0 ? SwiGlu(n2, theta, Take(), Take(), Take(), n) : Moe(n2, theta, Take, n);
+            for (int i = 0; i < x.Length; i++) x[i] += ffn[i];
         }
         var final = RmsNorm(x, theta, Take(), n, h);
         var logits = Linear(final, theta, Take(), n, vocab, h);
@@ -151,6 +160,52 @@ public sealed class ReferenceTrainer
             }
         }
         return (loss, norm);
+    }
+
+    // down(silu(gate(x)) · up(x)) over rows of x, with the three weights at theta[gate], theta[up], theta[down].
+    private double[] SwiGlu(double[] x, double[] theta, int gate, int up, int down, int rows)
+    {
+        int h = _c.Hidden, f = _c.Ffn;
+        var g = Linear(x, theta, gate, rows, f, h);
+        var u = Linear(x, theta, up, rows, f, h);
+        for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
+        return Linear(g, theta, down, rows, h, f);
+    }
+
+    // Mixtral's FFN: the router's top-k per token, softmax over those logits, each kept routing's expert MLP.
+    private double[] Moe(double[] x, double[] theta, Func<int> take, int tokens)
+    {
+        int h = _c.Hidden, experts = _c.Experts, k = _c.ExpertsPerToken;
+        var logits = Linear(x, theta, take(), tokens, experts, h);
+        var weights = new (int W1, int W3, int W2)[experts];
+        for (int e = 0; e < experts; e++) weights[e] = (take(), take(), take());
+        long capacity = _c.CapacityFactor > 0 ? (long)Math.Ceiling(_c.CapacityFactor * tokens * k / experts) : long.MaxValue;
+        var taken = new long[experts];
+        var output = new double[tokens * h];
+        var chosen = new int[k];
+        for (int t = 0; t < tokens; t++)
+        {
+            var row = logits.AsSpan(t * experts, experts);
+            for (int j = 0; j < k; j++)
+            {
+                int best = -1;
+                for (int e = 0; e < experts; e++)
+                    if (Array.IndexOf(chosen, e, 0, j) < 0 && (best < 0 || row[e] > row[best])) best = e;
+                chosen[j] = best;
+            }
+            double sum = 0;
+            for (int j = 0; j < k; j++) sum += Math.Exp(row[chosen[j]] - row[chosen[0]]);
+            var input = x.AsSpan(t * h, h).ToArray();
+            for (int j = 0; j < k; j++)
+            {
+                int e = chosen[j];
+                if (taken[e]++ >= capacity) continue; // dropped: slots arrive in order t·k + j
+                double p = Math.Exp(row[e] - row[chosen[0]]) / sum;
+                var y = SwiGlu(input, theta, weights[e].W1, weights[e].W3, weights[e].W2, 1);
+                for (int i = 0; i < h; i++) output[t * h + i] += p * y[i];
+            }
+        }
+        return output;
     }
 
     private double[] RmsNorm(double[] x, double[] theta, int weight, int rows, int d)

@@ -1,0 +1,267 @@
+using NativeParallel.Devices;
+using NativeParallel.Kernels.Ops;
+using NativeParallel.Models;
+using NativeParallel.Training;
+using NativeParallel.Training.Reference;
+using NativeParallel.Tests.Kernels.Ops;
+
+namespace NativeParallel.Tests.Training;
+
+/// <summary>
+/// Training a mixture-of-experts (Mixtral-style) model on one device against the float64 reference trainer, whose
+/// gradients are finite differences of a plain forward with its own router and capacity rule: the loss, every
+/// tensor's gradient (router and each expert's), a few AdamW steps, and the loss falling.
+/// </summary>
+public sealed class MoeTrainerTests
+{
+    // Four experts, top-2, two layers, grouped-query attention; with capacity factor 1 each expert keeps at most
+    // ceil(20 routings / 4) = 5 of the 2·5 tokens' routings, so the seeds below drop some and keep most.
+    internal static readonly LlamaConfig TinyMoe = TrainerTests.Tiny with { Experts = 4, ExpertsPerToken = 2, Ffn = 8, CapacityFactor = 1.0 };
+
+    private const int Batch = 2, Sequence = 5;
+
+    public static TheoryData<string, double> DevicesAndCapacity => new() { { "cpu", 1.0 }, { "emu", 1.0 }, { "cpu", 0.0 } };
+
+    private static IDevice Open(string name)
+    {
+        if (name == "emu") Hardware.RequireEmu();
+        return name == "cpu" ? CpuDevice.Instance : EmuDevices.Shared;
+    }
+
+    [Theory]
+    [MemberData(nameof(DevicesAndCapacity))]
+    public void GradientsMatchFiniteDifferencesOfTheFloat64Model(string deviceName, double capacityFactor)
+    {
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = capacityFactor }, seed: 5);
+        var (inputs, targets) = TrainerTests.RandomBatch(11, TinyMoe.Vocab, Batch * Sequence);
+        var reference = new ReferenceTrainer(weights);
+        var expected = reference.Gradient(inputs, targets, Batch, Sequence);
+
+        using var trainer = new LlamaTrainer(Open(deviceName), weights, Batch, Sequence);
+        double loss = trainer.Forward(inputs, targets);
+        trainer.Backward();
+        Assert.Equal(reference.Loss(reference.Theta, inputs, targets, Batch, Sequence), loss, 1e-5);
+        // The capacity rule must have both dropped and kept routings here, or none at all without a factor.
+        if (capacityFactor > 0) Assert.InRange(trainer.DroppedRoutings, 1, Batch * Sequence * TinyMoe.ExpertsPerToken * TinyMoe.Layers / 2);
+        else Assert.Equal(0, trainer.DroppedRoutings);
+
+        var got = trainer.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+        Assert.Equal(expected.Length, got.Length);
+        double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
+        Assert.True(error <= 1e-5, $"whole-model gradient on {deviceName}: relative error {error:E2} against the float64 model (bound 1e-5)");
+        // Every tensor on its own (the router and each expert too), so a wrong small tensor cannot hide behind large ones.
+        for (int i = 0; i < trainer.Parameters.Count; i++)
+        {
+            var (offset, count) = reference.Range(i);
+            double tensorError = Kernels.Ops.FiniteDifference.RelativeError(got[offset..(offset + count)], expected[offset..(offset + count)]);
+            Assert.True(tensorError <= 1e-4, $"{trainer.Parameters[i].Name} on {deviceName}: gradient relative error {tensorError:E2} (bound 1e-4)");
+        }
+    }
+
+    [Fact]
+    public void Bf16AndRecomputeTrainTheMoeModelToo()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 5);
+        var (inputs, targets) = TrainerTests.RandomBatch(11, TinyMoe.Vocab, Batch * Sequence);
+        var reference = new ReferenceTrainer(weights);
+        var expected = reference.Gradient(inputs, targets, Batch, Sequence);
+        double[] Gradients(LlamaTrainer t) => t.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+
+        // bf16 activations and gradients: within bf16's bound of the float64 model (the dense model's bound).
+        using var bf16 = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, dtype: NativeParallel.Tensors.DType.BF16);
+        bf16.Forward(inputs, targets);
+        bf16.Backward();
+        double error = FiniteDifference.RelativeError(Gradients(bf16), expected);
+        Assert.True(error <= 3e-2, $"whole-model bf16 MoE gradient: relative error {error:E2} against the float64 model (bound 3e-2)");
+
+        // Recomputation reruns each MoE layer's routing and experts before its backward: the same gradients bit for bit.
+        using var kept = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        using var recomputed = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence, recompute: true);
+        Assert.Equal(kept.Forward(inputs, targets), recomputed.Forward(inputs, targets));
+        kept.Backward();
+        recomputed.Backward();
+        Assert.Equal(Gradients(kept), Gradients(recomputed));
+    }
+
+    [Fact]
+    public void StepsFollowTheFloat64ReferenceTrainer()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 6);
+        var reference = new ReferenceTrainer(weights);
+        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        for (int step = 1; step <= 4; step++)
+        {
+            var (inputs, targets) = TrainerTests.RandomBatch(100 + (ulong)step, TinyMoe.Vocab, Batch * Sequence);
+            var (refLoss, refNorm) = reference.Step(inputs, targets, Batch, Sequence, 3e-3, 0.9, 0.95, 1e-8, 0.1, step, gradClip: 2.0);
+            var result = trainer.Step(inputs, targets, settings, step, gradClip: 2f);
+            Assert.True(Math.Abs(result.Loss - refLoss) <= 1e-5 * refLoss, $"step {step}: loss {result.Loss} vs reference {refLoss}");
+            Assert.True(Math.Abs(result.GradNorm - refNorm) <= 1e-4 * refNorm, $"step {step}: gradient norm {result.GradNorm} vs reference {refNorm}");
+        }
+        var theta = trainer.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
+        double error = Kernels.Ops.FiniteDifference.RelativeError(theta, reference.Theta);
+        Assert.True(error <= 1e-5, $"weights after 4 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
+    }
+
+    [Fact]
+    public void LossFallsOverTwentySteps()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 7);
+        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
+        var settings = new AdamWSettings(1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f);
+        // Two batches in turn: the model can learn them, and the loss must fall well below where it starts.
+        var batches = new[] { TrainerTests.RandomBatch(40, TinyMoe.Vocab, Batch * Sequence), TrainerTests.RandomBatch(42, TinyMoe.Vocab, Batch * Sequence) };
+        var losses = new double[20];
+        for (int step = 1; step <= 20; step++)
+        {
+            var (inputs, targets) = batches[step % 2];
+            losses[step - 1] = trainer.Step(inputs, targets, settings, step, gradClip: 1f).Loss;
+        }
+        double first = (losses[0] + losses[1]) / 2, last = (losses[18] + losses[19]) / 2;
+        Assert.True(last < 0.6 * first, $"MoE training loss went from {first:F4} to {last:F4} over 20 steps: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+    }
+
+    [Theory]
+    [InlineData("dp=2")]
+    [InlineData("pp=2,mb=2,1f1b")]
+    public void DataAndPipelineParallelismTrainTheMoeModelOfOneDevice(string text)
+    {
+        // Without a capacity cap the routing of a token does not depend on which rank or micro-batch holds it.
+        var layout = TrainingLayout.Parse(text);
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 12);
+        const int batch = 4;
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(700 + (ulong)i, TinyMoe.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence);
+        var expected = batches.Select((b, i) => single.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+        var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+        var results = new StepResult[layout.Ranks][];
+        var parts = new (string Name, float[] Values)[layout.Ranks][];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options());
+            results[world.Rank] = batches.Select((b, i) => trainer.Step(b.Inputs, b.Targets, settings, i + 1, 1f)).ToArray();
+            parts[world.Rank] = trainer.Trainer.Parameters.Select(p => (p.Name, p.Value.ToFloats())).ToArray();
+        }, timeout: TimeSpan.FromSeconds(60));
+        for (int s = 0; s < batches.Length; s++)
+            Assert.True(Math.Abs(results[0][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"{text} step {s + 1}: loss {results[0][s].Loss} vs one device {expected[s].Loss}");
+        foreach (var rank in parts)
+            foreach (var (name, values) in rank)
+            {
+                double error = FiniteDifference.RelativeError(Array.ConvertAll(values, v => (double)v), Array.ConvertAll(full[name], v => (double)v));
+                Assert.True(error <= 1e-5, $"{text} {name}: relative error {error:E2} against the single-device weights");
+            }
+    }
+
+    [Theory]
+    [InlineData("ep=2", 1.0)]
+    [InlineData("ep=2", 0.0)]
+    [InlineData("ep=2,mb=2", 0.0)] // gradient accumulation: each micro-batch's all-to-alls, forward and backward
+    public void ExpertParallelTrainingGivesTheLossesAndWeightsOfOneDevice(string text, double capacityFactor)
+    {
+        // ep=2: each rank trains half the batch's rows and two of the four experts, on every rank's routings. The
+        // capacity counts every rank's routings and an expert takes its arrivals by sending rank, then slot: the
+        // single device's slot order over the whole batch, so the same routings drop.
+        var config = TinyMoe with { CapacityFactor = capacityFactor };
+        var weights = new LlamaWeights(config, seed: 14);
+        const int batch = 4;
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var batches = Enumerable.Range(0, 3).Select(i => TrainerTests.RandomBatch(800 + (ulong)i, config.Vocab, batch * Sequence)).ToArray();
+        using var single = new LlamaTrainer(CpuDevice.Instance, weights, batch, Sequence);
+        var expected = new StepResult[batches.Length];
+        long singleDropped = 0;
+        for (int i = 0; i < batches.Length; i++)
+        {
+            expected[i] = single.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+            singleDropped += single.DroppedRoutings;
+        }
+        var full = single.Parameters.ToDictionary(p => p.Name, p => p.Value.ToFloats());
+
+        var layout = TrainingLayout.Parse(text);
+        var results = new StepResult[2][];
+        var parts = new (string Name, bool Expert, float[] Values)[2][];
+        var dropped = new long[2];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(2, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, dp: 2);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options());
+            results[world.Rank] = new StepResult[batches.Length];
+            for (int i = 0; i < batches.Length; i++)
+            {
+                results[world.Rank][i] = trainer.Step(batches[i].Inputs, batches[i].Targets, settings, i + 1, 1f);
+                dropped[world.Rank] += trainer.Trainer.DroppedRoutings;
+            }
+            parts[world.Rank] = trainer.Trainer.Parameters.Select(p => (p.Name, p.IsExpertShard, p.Value.ToFloats())).ToArray();
+        }, timeout: TimeSpan.FromSeconds(60));
+
+        Assert.Equal(singleDropped, dropped.Sum());
+        if (capacityFactor > 0) Assert.True(singleDropped > 0, "the capacity must drop some routings here");
+        for (int s = 0; s < batches.Length; s++)
+            for (int r = 0; r < 2; r++)
+            {
+                Assert.True(Math.Abs(results[r][s].Loss - expected[s].Loss) <= 1e-5 * expected[s].Loss, $"{text} rank {r} step {s + 1}: loss {results[r][s].Loss} vs one device {expected[s].Loss}");
+                Assert.True(Math.Abs(results[r][s].GradNorm - expected[s].GradNorm) <= 1e-5 * expected[s].GradNorm,
+                    $"{text} rank {r} step {s + 1}: gradient norm {results[r][s].GradNorm} vs one device {expected[s].GradNorm}");
+            }
+        for (int r = 0; r < 2; r++)
+        {
+            // Rank r holds experts 2r and 2r + 1 of each layer, and nothing of the others'.
+            var experts = parts[r].Where(p => p.Expert).Select(p => p.Name).ToArray();
+            Assert.Equal(TinyMoe.Layers * 2 * 3, experts.Length);
+            Assert.All(experts, name => Assert.Contains($"experts.{2 * r + (name.Contains($"experts.{2 * r}.") ? 0 : 1)}.", name));
+            foreach (var (name, _, values) in parts[r])
+            {
+                double error = FiniteDifference.RelativeError(Array.ConvertAll(values, v => (double)v), Array.ConvertAll(full[name], v => (double)v));
+                Assert.True(error <= 1e-5, $"{text} rank {r} {name}: relative error {error:E2} against the single-device weights");
+            }
+        }
+        // What the ranks share stays bitwise equal: the same summed gradients, the same update.
+        var shared = parts[1].Where(p => !p.Expert).ToDictionary(p => p.Name, p => p.Values);
+        foreach (var (name, expert, values) in parts[0])
+            if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"{text}: {name} differs between the ranks");
+    }
+
+    [Fact]
+    public void TensorParallelismIsRefusedWithItsReason()
+    {
+        var weights = new LlamaWeights(TinyMoe, seed: 3);
+        var errors = new string[2];
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(2, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, tp: 2);
+            errors[world.Rank] = Assert.Throws<NotSupportedException>(() => new ParallelTrainer(mesh, CpuDevice.Instance, weights, 2, Sequence)).Message;
+        });
+        Assert.All(errors, e => Assert.Contains("does not split a mixture-of-experts model's experts", e));
+        Assert.Contains("does not split", TrainingLayout.Parse("tp=2").Unfit(TinyMoe, 2, Sequence));
+    }
+
+    [Theory]
+    [MemberData(nameof(TrainerTests.Devices), MemberType = typeof(TrainerTests))]
+    public void TrainingAndInferenceRunTheSameMoeLayersToTheSameLoss(string deviceName)
+    {
+        // Inference on one device has no capacity limit: neither has the trainer at factor 0.
+        var device = Open(deviceName);
+        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 8);
+        const int t = 7;
+        var (inputs, targets) = TrainerTests.RandomBatch(21, TinyMoe.Vocab, t);
+        using var trainer = new LlamaTrainer(device, weights, 1, t);
+        double trained = trainer.Forward(inputs, targets);
+
+        using var model = new LlamaModel(device, weights);
+        using var logits = model.Forward(inputs);
+        var values = logits.ToFloats();
+        double served = 0;
+        for (int i = 0; i < t; i++)
+        {
+            var row = values.AsSpan(i * TinyMoe.Vocab, TinyMoe.Vocab);
+            double max = double.NegativeInfinity, sum = 0;
+            foreach (float v in row) max = Math.Max(max, v);
+            foreach (float v in row) sum += Math.Exp(v - max);
+            served += max + Math.Log(sum) - row[targets[i]];
+        }
+        served /= t;
+        Assert.True(Math.Abs(trained - served) <= 1e-5 * Math.Abs(served),
+            $"on {deviceName}: the MoE trainer's loss {trained:R} and the loss of the served model's logits {served:R} differ");
+    }
+}
