@@ -32,7 +32,7 @@ namespace NativeParallel.Cli
                   memory-bound kernel is paired with a copy run before it, and its ratio is the median of the
                   pairs' ratios. --plot draws each kernel's achieved figure as a share of that limit. --op times
                   one op (residual_add, rmsnorm, layernorm, swiglu, embedding, softmax, attention_decode,
-                  attention_prefill, cross_entropy, adamw, matmul_bwd, attention_train, matmul) beside the
+                  attention_prefill, cross_entropy, adamw, moe_combine, matmul_bwd, attention_train, matmul) beside the
                   device copy; --version all times every version of it side by side: on a GPU
                   the bf16 matmul's v2, v3, v4 (beside cuBLAS) and matmul_bwd's v1, v2, v3, the versions
                   NATIVEPARALLEL_KERNEL_VERSION chooses from; on the CPU the matmul's v1 dot products, v2 packed on

@@ -34,7 +34,7 @@ public static class KernelBenchmarks
 {
     /// <summary>The op names <c>bench kernels --op</c> takes (the first word of each result's name).</summary>
     public static readonly IReadOnlyList<string> Ops =
-        ["residual_add", "rmsnorm", "layernorm", "swiglu", "embedding", "softmax", "attention_decode", "attention_prefill", "cross_entropy", "adamw", "matmul_bwd", "attention_train", "matmul"];
+        ["residual_add", "rmsnorm", "layernorm", "swiglu", "embedding", "softmax", "attention_decode", "attention_prefill", "cross_entropy", "adamw", "moe_combine", "matmul_bwd", "attention_train", "matmul"];
 
     /// <summary>
     /// Runs the benchmarks on <paramref name="device"/> (only <paramref name="op"/>'s when given; the device copy, the
@@ -265,6 +265,23 @@ public static class KernelBenchmarks
                 () => Kernels.Ops.AdamW.Step(p, g, m, v, settings, 10, 1f, copy), count * (4.0 * 6 + 2 * 2),
                 () => Kernels.Ops.AdamW.Step(p.Narrow(0, 0, resident), g.Narrow(0, 0, resident), m.Narrow(0, 0, resident), v.Narrow(0, 0, resident),
                     settings, 10, 1f, copy.Narrow(0, 0, resident)), resident * (4.0 * 6 + 2 * 2)));
+        }
+        if (wants("moe_combine"))
+        {
+            // Each token's two experts' rows (a plan's permutation, scattered) weighted and summed; backward: the rows'
+            // gradients and the weights' dot products.
+            int tokens = gpu ? 16384 : 4096, k = 2, cols = gpu ? 4096 : 2048, slots = tokens * k;
+            using var y = Tensor.Uniform(device, DType.BF16, 41, -1, 1, slots, cols);
+            using var position = Tensor.FromInts(device, Enumerable.Range(0, slots).Select(i => (int)(i * 7919L % slots)).ToArray(), slots);
+            using var weights = Tensor.Uniform(device, DType.F32, 42, 0, 1, tokens, k);
+            using var output = Tensor.Empty(device, DType.BF16, tokens, cols);
+            using var dY = Tensor.Empty(device, DType.BF16, slots, cols);
+            using var dWeights = Tensor.Empty(device, DType.F32, tokens, k);
+            double rows = 2.0 * slots * cols, outputs = 2.0 * tokens * cols;
+            add(bandwidth("moe_combine bf16", $"{tokens} tokens x top-{k} x {cols}", () => Kernels.Ops.MoeCombine.Run(y, position, weights, output),
+                rows + outputs, null, 0));
+            add(bandwidth("moe_combine_bwd bf16", $"{tokens} tokens x top-{k} x {cols}",
+                () => Kernels.Ops.MoeCombineBackward.Run(output, y, position, weights, dY, dWeights), 2 * rows + outputs, null, 0));
         }
         if (wants("matmul_bwd"))
         {

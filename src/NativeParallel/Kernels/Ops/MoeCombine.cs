@@ -49,29 +49,9 @@ public static unsafe class MoeCombine
         Cpu(y, (int*)position.Pointer, (float*)weights.Pointer, output, tokens, k, cols);
     }
 
-    private static void Cpu(Tensor y, int* position, float* weights, Tensor output, int tokens, int k, int cols)
-    {
-        int yRows = y.Dim(0);
-        using var yv = F32View.Input(y);
-        using var ov = F32View.Output(output);
-        float* ys = yv.Pointer, outs = ov.Pointer;
-        CpuParallel.For(tokens, (long)cols * (k + 1), (start, end) =>
-        {
-            for (int t = start; t < end; t++)
-            {
-                var row = new Span<float>(outs + (long)t * cols, cols);
-                row.Clear();
-                for (int j = 0; j < k; j++)
-                {
-                    int source = position[(long)t * k + j];
-                    if (source < 0 || source >= yRows) continue;
-                    float w = weights[(long)t * k + j];
-                    var from = new ReadOnlySpan<float>(ys + (long)source * cols, cols);
-                    for (int c = 0; c < cols; c++) row[c] += w * from[c];
-                }
-            }
-        });
-    }
+    // The CPU path: Kernels/Cpu/CpuRowKernels.Moe.cs (bf16 in registers).
+    private static void Cpu(Tensor y, int* position, float* weights, Tensor output, int tokens, int k, int cols) =>
+        CpuRowKernels.MoeCombine(y, position, weights, output, tokens, k, cols);
 
     /// <summary>The float64 reference.</summary>
     public static double[] Reference(float[] y, int yRows, int cols, int[] position, float[] weights, int tokens, int k)

@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -65,33 +64,9 @@ public static unsafe class MoeCombineBackward
         Cpu(dOut, y, (int*)position.Pointer, (float*)weights.Pointer, dY, (float*)dWeights.Pointer, tokens, k, cols);
     }
 
-    private static void Cpu(Tensor dOut, Tensor y, int* position, float* weights, Tensor dY, float* dWeights, int tokens, int k, int cols)
-    {
-        int yRows = y.Dim(0);
-        using var gv = F32View.Input(dOut);
-        using var yv = F32View.Input(y);
-        using var dyv = F32View.InOut(dY); // rows no position names keep their values
-        float* g = gv.Pointer, ys = yv.Pointer, dys = dyv.Pointer;
-        CpuParallel.For(tokens, (long)cols * k * 3, (start, end) =>
-        {
-            for (int t = start; t < end; t++)
-            {
-                var dRow = new ReadOnlySpan<float>(g + (long)t * cols, cols);
-                for (int j = 0; j < k; j++)
-                {
-                    long slot = (long)t * k + j;
-                    int row = position[slot];
-                    if (row < 0 || row >= yRows)
-                    {
-                        dWeights[slot] = 0f;
-                        continue;
-                    }
-                    dWeights[slot] = TensorPrimitives.Dot(dRow, new ReadOnlySpan<float>(ys + (long)row * cols, cols));
-                    TensorPrimitives.Multiply(dRow, weights[slot], new Span<float>(dys + (long)row * cols, cols));
-                }
-            }
-        });
-    }
+    // The CPU path: Kernels/Cpu/CpuRowKernels.Moe.cs (bf16 in registers, one pass over each row pair).
+    private static void Cpu(Tensor dOut, Tensor y, int* position, float* weights, Tensor dY, float* dWeights, int tokens, int k, int cols) =>
+        CpuRowKernels.MoeCombineBackward(dOut, y, position, weights, dY, dWeights, tokens, k, cols);
 
     /// <summary>The float64 reference: (dY, starting from <paramref name="dY0"/> for rows no position names, and dWeights).</summary>
     public static (double[] DY, double[] DWeights) Reference(float[] dOut, float[] y, int yRows, int cols, int[] position, float[] weights, int tokens, int k, float[] dY0)
