@@ -28,9 +28,9 @@ namespace NativeParallel.Cli
               nativeparallel bench kernels [--device cuda|cpu] [--repeats N] [--warmup N] [--json FILE] [--markdown FILE] [--trace FILE]
                                            [--plot FILE.png|FILE.svg] [--op NAME] [--version default|all]
                   Times kernels (median of event-timed runs after warm-up, L2 flushed between runs) and prints
-                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA); each run of a
-                  memory-bound kernel is paired with a copy run before it, and its ratio is the median of the
-                  pairs' ratios. --plot draws each kernel's achieved figure as a share of that limit. --op times
+                  GB/s or TFLOP/s beside the measured device copy bandwidth and cuBLAS (on CUDA); on the CPU a
+                  memory-bound kernel's check column gives its rate warm in L3 against the copy (its ceiling
+                  when memory is not the limit). --plot draws each kernel's achieved figure as a share of that limit. --op times
                   one op (residual_add, rmsnorm, layernorm, swiglu, embedding, softmax, attention_decode,
                   attention_prefill, cross_entropy, adamw, moe_combine, matmul_bwd, attention_train, matmul) beside the
                   device copy; --version all times every version of it side by side: on a GPU

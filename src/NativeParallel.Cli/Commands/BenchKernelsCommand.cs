@@ -31,7 +31,7 @@ internal static class BenchKernelsCommand
         using var device = DeviceRegistry.Open(deviceName);
         if (device.Kind == DeviceKind.Emu)
             throw new UsageException("bench kernels: the emulated device checks kernels, it does not time them (fibers are thousands of times slower than a GPU); use --device cuda or cpu");
-        Console.WriteLine($"bench kernels on {device.Name}: {device.Description}; median of {repeats} runs after {warmup} warm-up, L2 flushed before each; a memory-bound kernel's ratio is the median over its runs, each paired with a copy run");
+        Console.WriteLine($"bench kernels on {device.Name}: {device.Description}; median of {repeats} runs after {warmup} warm-up, L2 flushed before each");
         Console.WriteLine($"{"kernel",-38} {"shape",-34} {"median ms",10} {"achieved",16} {"baseline",24} {"ratio",7}  check");
         var results = KernelBenchmarks.Run(device, warmup, repeats, r => Console.WriteLine(Row(r)), op, allVersions: version == "all");
 
@@ -42,7 +42,7 @@ internal static class BenchKernelsCommand
             var sb = new StringBuilder();
             sb.AppendLine($"# Kernel benchmark on {device.Name}");
             sb.AppendLine();
-            sb.AppendLine($"{device.Description}. Median of {repeats} event-timed runs after {warmup} warm-up runs, L2 flushed before each run; a memory-bound kernel's ratio is the median over its runs, each paired with a copy run. " +
+            sb.AppendLine($"{device.Description}. Median of {repeats} event-timed runs after {warmup} warm-up runs, L2 flushed before each run. " +
                           $"Date {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC. Command: `nativeparallel bench kernels --device {device.Name}`.");
             sb.AppendLine();
             sb.AppendLine("| kernel | shape | median ms | achieved | baseline | ratio | check |");

@@ -14,21 +14,20 @@ namespace NativeParallel.Benchmarks;
 /// <param name="Baseline">What it is compared with: the measured device copy bandwidth, or cuBLAS.</param>
 /// <param name="BaselineValue">The baseline's figure in the same unit (null when none is available).</param>
 /// <param name="Check">Correctness of the timed output (relative error against the baseline or reference), or empty.</param>
-/// <param name="PairedRatio">The median of per-run ratios when each run of the kernel was timed back to back with a run
-/// of its baseline (the memory-bound kernels against the copy), else null.</param>
 public sealed record KernelBenchmarkResult(string Name, string Shape, double MedianMs, double Achieved, string Unit, string Baseline,
-    double? BaselineValue, string Check, double? PairedRatio = null)
+    double? BaselineValue, string Check)
 {
-    /// <summary>Achieved / baseline: the median of the paired runs' ratios where the runs were paired.</summary>
-    public double? Ratio => PairedRatio ?? (BaselineValue is > 0 ? Achieved / BaselineValue : null);
+    /// <summary>Achieved / baseline.</summary>
+    public double? Ratio => BaselineValue is > 0 ? Achieved / BaselineValue : null;
 }
 
 /// <summary>
 /// The first kernel benchmark (validate, then time, as llm.c does): median of event-timed runs after warm-up,
 /// the L2 cache flushed before every run, figures in GB/s or TFLOP/s beside the measured device copy bandwidth
-/// and, on CUDA, cuBLAS. Each run of a memory-bound kernel is paired with a run of the copy right before it, and
-/// its ratio is the median of the pairs' ratios: on a shared machine the load drifts over a row's second of runs,
-/// and a ratio of two medians taken seconds apart moved by a quarter from one run of the table to the next.
+/// and, on CUDA, cuBLAS. On the CPU a memory-bound kernel's row also gives its rate warm in L3 against the copy: its
+/// ceiling on this machine when memory is not the limit. (Pairing each run with a copy run, for a ratio steadier under
+/// drifting load, was tried and dropped: a short kernel timed right after a 256 MB copy on every core ran up to a
+/// third slower, decode 0.89-1.14 ms against 0.69-0.94 unpaired.)
 /// </summary>
 public static class KernelBenchmarks
 {
@@ -58,31 +57,30 @@ public static class KernelBenchmarks
         using var flush = device.Allocate(gpu ? 256L << 20 : 64L << 20);
         var timer = new Timer(device, flush, warmup, repeats);
 
-        // Device copy: the bandwidth roof that every memory-bound kernel is quoted against, and the run each of
-        // their runs is paired with.
+        // Device copy: the bandwidth roof that every memory-bound kernel is quoted against.
         long copyBytes = gpu ? 1L << 30 : 256L << 20;
-        using var copySource = device.Allocate(copyBytes);
-        using var copyDestination = device.Allocate(copyBytes);
-        device.Memset(copySource.Pointer, 1, copyBytes);
-        // On the CPU the roof is a copy on every core, as the kernels run: one memcpy thread reaches less than the
-        // multi-threaded element-wise kernels do.
-        Action copy = device.Kind == DeviceKind.Cpu
-            ? () => CopyOnEveryCore(copySource.Pointer, copyDestination.Pointer, copyBytes)
-            : () => device.CopyDeviceToDevice(copySource.Pointer, copyDestination.Pointer, copyBytes);
-        double copyMs = timer.Median(copy);
-        double copyGBs = 2.0 * copyBytes / (copyMs * 1e6);
-        Add(new(device.Kind == DeviceKind.Cpu ? "device copy (every core)" : "device copy (D2D)", $"{copyBytes >> 20} MiB", copyMs, copyGBs, "GB/s", "itself (read + write)", copyGBs, ""));
+        double copyGBs;
+        using (var src = device.Allocate(copyBytes))
+        using (var dst = device.Allocate(copyBytes))
+        {
+            device.Memset(src.Pointer, 1, copyBytes);
+            // On the CPU the roof is a copy on every core, as the kernels run: one memcpy thread reaches less than the
+            // multi-threaded element-wise kernels do.
+            double copyMs = device.Kind == DeviceKind.Cpu
+                ? timer.Median(() => CopyOnEveryCore(src.Pointer, dst.Pointer, copyBytes))
+                : timer.Median(() => device.CopyDeviceToDevice(src.Pointer, dst.Pointer, copyBytes));
+            copyGBs = 2.0 * copyBytes / (copyMs * 1e6);
+            Add(new(device.Kind == DeviceKind.Cpu ? "device copy (every core)" : "device copy (D2D)", $"{copyBytes >> 20} MiB", copyMs, copyGBs, "GB/s", "itself (read + write)", copyGBs, ""));
+        }
         var k = device.Kernels;
-        // A memory-bound kernel moving `bytes` per run, each run paired with a copy run: the copy's figure shown is the
-        // median of its paired runs, the ratio the median of the pairs' ratios. On the CPU, `resident` is the same
-        // kernel on the first rows only (~10 MB, inside this CPU's L3), run warm: its rate against the same copy is
-        // the kernel's own ceiling here, what its arithmetic allows when memory is not the limit.
+        // A memory-bound kernel moving `bytes` per run, against the copy. On the CPU, `resident` is the same kernel on
+        // the first rows only (~10 MB, inside this CPU's L3), run warm: its rate against the copy is the kernel's own
+        // ceiling here, what its arithmetic allows when memory is not the limit.
         KernelBenchmarkResult Bandwidth(string name, string shape, Action op, double bytes, Action? resident = null, double residentBytes = 0)
         {
-            var (ms, pairedCopyMs, ratio) = timer.Paired(op, copy, bytes, 2.0 * copyBytes);
-            double pairedCopyGBs = 2.0 * copyBytes / (pairedCopyMs * 1e6);
-            string ceiling = resident is null || gpu ? "" : $"warm in L3: {residentBytes / (timer.Warm(resident) * 1e6) / pairedCopyGBs:P0} of the copy";
-            return new(name, shape, ms, bytes / (ms * 1e6), "GB/s", "device copy", pairedCopyGBs, ceiling, ratio);
+            double ms = timer.Median(op);
+            string ceiling = resident is null || gpu ? "" : $"warm in L3: {residentBytes / (timer.Warm(resident) * 1e6) / copyGBs:P0} of the copy";
+            return new(name, shape, ms, bytes / (ms * 1e6), "GB/s", "device copy", copyGBs, ceiling);
         }
 
         if (Wants("residual_add"))
@@ -400,27 +398,6 @@ public static class KernelBenchmarks
             var times = new double[repeats];
             for (int r = 0; r < repeats; r++) times[r] = Time(op, r);
             return MedianOf(times);
-        }
-
-        /// <summary>
-        /// Each run of <paramref name="op"/> right after a run of <paramref name="baseline"/>: the op's median time,
-        /// the baseline's, and the median of the per-pair ratios of their rates (op's bytes over its time against the
-        /// baseline's).
-        /// </summary>
-        public (double Ms, double BaselineMs, double Ratio) Paired(Action op, Action baseline, double opBytes, double baselineBytes)
-        {
-            for (int i = 0; i < warmup; i++) op();
-            device.Synchronize();
-            var times = new double[repeats];
-            var baselineTimes = new double[repeats];
-            var ratios = new double[repeats];
-            for (int r = 0; r < repeats; r++)
-            {
-                baselineTimes[r] = Time(baseline, r);
-                times[r] = Time(op, r);
-                ratios[r] = opBytes / times[r] / (baselineBytes / baselineTimes[r]);
-            }
-            return (MedianOf(times), MedianOf(baselineTimes), MedianOf(ratios));
         }
 
         private double Time(Action op, int run)
