@@ -19,7 +19,7 @@ public sealed partial class MoeExperts
     /// <summary>
     /// Training forward over every expert here: routes <paramref name="normed"/> (tokens, hidden), plans the
     /// permutation, runs each expert over its first rows up to the capacity and keeps, in <paramref name="a"/>,
-    /// everything backward reads, the experts' outputs included (dropped rows zero). <see cref="Combine"/> finishes it.
+    /// everything backward reads, the experts' outputs included (dropped rows zero). <see cref="Combine(MoeActivations, Tensor)"/> finishes it.
     /// </summary>
     internal void Activate(Tensor normed, MoeActivations a, MoeScratch s)
     {

@@ -109,7 +109,7 @@ public sealed class LlamaTrainer : IDisposable
         _tp = tensorParallel is { Size: > 1 } ? tensorParallel : null;
         int tp = _tp?.Size ?? 1, rank = _tp?.Rank ?? 0;
         if (_c.Experts > 0 && _tp is not null)
-            throw new NotSupportedException($"tensor parallelism (tp={tp}) does not split a mixture-of-experts model's experts: train it with dp or pp (tp=1)");
+            throw new NotSupportedException($"tensor parallelism (tp={tp}) does not split a mixture-of-experts model's experts: train it with dp, pp or ep (tp=1)");
         _ep = expertParallel is { Size: > 1 } ? expertParallel : null;
         if (_ep is not null && (_c.Experts == 0 || _c.Experts % _ep.Size != 0))
             throw new ArgumentException($"expert parallelism (ep={_ep.Size}) splits a mixture-of-experts model's experts: the model has {_c.Experts}, which ep must divide");
@@ -331,7 +331,7 @@ public sealed class LlamaTrainer : IDisposable
 
     /// <summary>
     /// Runs forward on (inputs, targets), B·T each, and returns Σ cross-entropy / lossTokens (the mean over the batch,
-    /// or this replica's share of the global batch's mean); leaves dlogits for <see cref="Backward"/>.
+    /// or this replica's share of the global batch's mean); leaves dlogits for <see cref="Backward(Action{long}?)"/>.
     /// </summary>
     public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets) => Forward(inputs, targets, stageInput: null);
 
@@ -361,7 +361,7 @@ public sealed class LlamaTrainer : IDisposable
         return sum / _lossTokens;
     }
 
-    /// <summary>Backward of the last <see cref="Forward"/>: every parameter's gradient, zeroed first.</summary>
+    /// <summary>Backward of the last <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int})"/>: every parameter's gradient, zeroed first.</summary>
     /// <param name="gradientsReady">
     /// Called as backward goes, with an offset into <see cref="Gradients"/> from which every gradient to the end is
     /// final (the LM head and final norm first, then each layer from the last, then the embedding: offset 0).

@@ -171,7 +171,7 @@ public static class TrainingCheckpoint
     /// <summary>The state file of the checkpoint in <paramref name="folder"/>.</summary>
     public static string StatePath(string folder) => Path.Combine(folder, StateFolder, "state.json");
 
-    /// <summary>Reads the state of a checkpoint written by <see cref="Save"/>.</summary>
+    /// <summary>Reads the state of a checkpoint written by <see cref="Save(string, LlamaTrainer, State?)"/>.</summary>
     /// <exception cref="InvalidDataException">state.json is not valid JSON, or a field is missing, of the wrong kind or out of range; the message names the file and the field.</exception>
     public static State ReadState(string folder)
     {

@@ -104,7 +104,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
             return c.Experts == 0 ? $"{Name}: expert parallelism needs a mixture-of-experts model (--experts N); this one is dense"
                 : $"{Name}: ep={Ep} must divide the {c.Experts} experts";
         if (Tp > 1 && c.Experts > 0)
-            return $"{Name}: tensor parallelism does not split a mixture-of-experts model's experts; train it with dp or pp (tp=1)";
+            return $"{Name}: tensor parallelism does not split a mixture-of-experts model's experts; train it with dp, pp or ep (tp=1)";
         if (Sp && (long)batch / (Dp * MicroBatches) * sequence % Tp != 0)
             return $"{Name}: sp cuts each micro-batch's {batch / (Dp * MicroBatches) * sequence} tokens over tp={Tp} ranks: they do not divide";
         return null;

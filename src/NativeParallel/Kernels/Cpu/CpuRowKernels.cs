@@ -16,7 +16,6 @@ internal static unsafe partial class CpuRowKernels
 {
     private static bool Wide => CpuPackedGemm.UsesVector512;
 
-
     // ---- RMSNorm: the sum of squares over the row, then y = x·inv·w over the same (now cached) row.
 
     public static void RmsNorm(Tensor x, Tensor weight, Tensor y, int rows, int d, float eps)

@@ -61,7 +61,7 @@ internal sealed class MoeLayer(IDevice device, MoeExperts experts, ProcessGroup?
     private static void Require(TrainingPass pass)
     {
         if (pass.Rows != pass.Tokens || pass.Region.TokenSliced)
-            throw new NotSupportedException("a MoE layer trains over whole token rows: tensor and sequence parallelism do not split its experts; use dp or pp");
+            throw new NotSupportedException("a MoE layer trains over whole token rows: tensor and sequence parallelism do not split its experts; use dp, pp or ep");
     }
 
     public void Dispose() => experts.Dispose();
