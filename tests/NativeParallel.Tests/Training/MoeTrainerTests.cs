@@ -241,26 +241,7 @@ public sealed class MoeTrainerTests
     public void TrainingAndInferenceRunTheSameMoeLayersToTheSameLoss(string deviceName)
     {
         // Inference on one device has no capacity limit: neither has the trainer at factor 0.
-        var device = Open(deviceName);
-        var weights = new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 8);
-        const int t = 7;
-        var (inputs, targets) = TrainerTests.RandomBatch(21, TinyMoe.Vocab, t);
-        using var trainer = new LlamaTrainer(device, weights, 1, t);
-        double trained = trainer.Forward(inputs, targets);
-
-        using var model = new LlamaModel(device, weights);
-        using var logits = model.Forward(inputs);
-        var values = logits.ToFloats();
-        double served = 0;
-        for (int i = 0; i < t; i++)
-        {
-            var row = values.AsSpan(i * TinyMoe.Vocab, TinyMoe.Vocab);
-            double max = double.NegativeInfinity, sum = 0;
-            foreach (float v in row) max = Math.Max(max, v);
-            foreach (float v in row) sum += Math.Exp(v - max);
-            served += max + Math.Log(sum) - row[targets[i]];
-        }
-        served /= t;
+        var (trained, served) = TrainerTests.TrainedAndServedLoss(Open(deviceName), new LlamaWeights(TinyMoe with { CapacityFactor = 0 }, seed: 8));
         Assert.True(Math.Abs(trained - served) <= 1e-5 * Math.Abs(served),
             $"on {deviceName}: the MoE trainer's loss {trained:R} and the loss of the served model's logits {served:R} differ");
     }

@@ -40,7 +40,6 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract void StoreBf16PairNoNaN(TV even, TV odd, ushort* p);
     static abstract TV Add(TV a, TV b);
     static abstract TV Multiply(TV a, TV b);
-    static abstract TV Divide(TV a, TV b);
     /// <summary>a·b + c (fused where the hardware has it).</summary>
     static abstract TV Fma(TV a, TV b, TV c);
     static abstract TV Max(TV a, TV b);
@@ -363,7 +362,8 @@ internal static class VectorSums
 
 /// <summary>
 /// f32 → bf16 round-to-nearest-even in 32-bit lanes, the result in the lane's upper half (the lower half is
-/// discarded by <see cref="Merge(Vector512{uint}, Vector512{uint})"/>): the pair stores of <see cref="IVec{TV}"/>.
+/// discarded by the shift of a single store or by <see cref="Merge(Vector512{uint}, Vector512{uint})"/>): every bf16
+/// store of <see cref="IVec{TV}"/>.
 /// </summary>
 internal static class Bf16Rounding
 {
@@ -418,12 +418,13 @@ internal unsafe struct V512 : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreF32(V512 v, float* p) => v.V.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreBf16(V512 v, ushort* p)
+    public static void StoreBf16(V512 v, ushort* p) => StoreUpperHalves(Bf16Rounding.WithNaN(v.V.AsUInt32()), p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16NoNaN(V512 v, ushort* p) => StoreUpperHalves(Bf16Rounding.Rounded(v.V.AsUInt32()), p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreUpperHalves(Vector512<uint> rounded, ushort* p)
     {
-        var bits = v.V.AsUInt32();
-        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        var result = Vector512.ConditionalSelect(isNaN, (bits >> 16) | Vector512.Create(0x0040u), rounded);
+        var result = rounded >> 16;
         // vpmovdw: the low halves of 16 lanes in one instruction (Vector512 is only accelerated on x86 with AVX-512).
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) System.Runtime.Intrinsics.X86.Avx512F.ConvertToVector256UInt16(result).Store(p);
         else Vector512.Narrow(result, result).GetLower().Store(p);
@@ -445,19 +446,9 @@ internal unsafe struct V512 : IVec<V512>
         Vector512.Store(Bf16Rounding.Merge(Bf16Rounding.Rounded(even.V.AsUInt32()), Bf16Rounding.Rounded(odd.V.AsUInt32())), q);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreBf16NoNaN(V512 v, ushort* p)
-    {
-        var bits = v.V.AsUInt32();
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) System.Runtime.Intrinsics.X86.Avx512F.ConvertToVector256UInt16(rounded).Store(p);
-        else Vector512.Narrow(rounded, rounded).GetLower().Store(p);
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Add(V512 a, V512 b) => new(a.V + b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Multiply(V512 a, V512 b) => new(a.V * b.V);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V512 Divide(V512 a, V512 b) => new(a.V / b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Fma(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a.V, b.V, c.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -499,12 +490,13 @@ internal unsafe struct V256 : IVec<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreF32(V256 v, float* p) => v.V.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreBf16(V256 v, ushort* p)
+    public static void StoreBf16(V256 v, ushort* p) => StoreUpperHalves(Bf16Rounding.WithNaN(v.V.AsUInt32()), p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16NoNaN(V256 v, ushort* p) => StoreUpperHalves(Bf16Rounding.Rounded(v.V.AsUInt32()), p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreUpperHalves(Vector256<uint> rounded, ushort* p)
     {
-        var bits = v.V.AsUInt32();
-        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
-        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-        var result = Vector256.ConditionalSelect(isNaN, (bits >> 16) | Vector256.Create(0x0040u), rounded);
+        var result = rounded >> 16;
         Vector128.Narrow(result.GetLower(), result.GetUpper()).Store(p);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -524,18 +516,9 @@ internal unsafe struct V256 : IVec<V256>
         Vector256.Store(Bf16Rounding.Merge(Bf16Rounding.Rounded(even.V.AsUInt32()), Bf16Rounding.Rounded(odd.V.AsUInt32())), q);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreBf16NoNaN(V256 v, ushort* p)
-    {
-        var bits = v.V.AsUInt32();
-        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-        Vector128.Narrow(rounded.GetLower(), rounded.GetUpper()).Store(p);
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Add(V256 a, V256 b) => new(a.V + b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Multiply(V256 a, V256 b) => new(a.V * b.V);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V256 Divide(V256 a, V256 b) => new(a.V / b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Fma(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a.V, b.V, c.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
