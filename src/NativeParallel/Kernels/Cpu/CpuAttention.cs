@@ -137,7 +137,7 @@ internal static unsafe class CpuAttention
         int elementSize = typeof(TE) == typeof(F32Element) ? 4 : 2;
         long stride = (long)hkv * d; // elements from one key to the next
         long cacheBase = (long)range.Batch * s.Tk * stride;
-        LoadQueries<TV, TE>(q, (long)range.Batch * hq * d, hq * d, scale, qf);
+        LoadQueries<TV, TE>(q, (long)range.Batch * hq * d, hq, d, scale, qf);
         for (int h = 0; h < hq; h++)
         {
             m[h] = float.NegativeInfinity;
@@ -188,6 +188,17 @@ internal static unsafe class CpuAttention
             }
             float inv = sum > 0f ? 1f / sum : 0f;
             int width = TV.Count, i = 0;
+            for (; i + 2 * width <= d; i += 2 * width)
+            {
+                TV a = TV.Splat(0f), b = a;
+                for (int c = 0; c < count; c++)
+                {
+                    float* part = partials + c * partialFloats + h * d + i;
+                    a = TV.Fma(TV.Splat(weights[c]), TV.LoadF32(part), a);
+                    b = TV.Fma(TV.Splat(weights[c]), TV.LoadF32(part + width), b);
+                }
+                TE.StorePair(TV.Multiply(a, TV.Splat(inv)), TV.Multiply(b, TV.Splat(inv)), output, outBase + h * d + i);
+            }
             for (; i + width <= d; i += width)
             {
                 TV a = TV.Splat(0f);
@@ -250,7 +261,7 @@ internal static unsafe class CpuAttention
         float* qf = buffers.Q, acc = buffers.Acc, m = buffers.M, l = buffers.L, p = buffers.P;
         // Row r = (i − i0)·group + g: query i, head kvh·group + g (the group's heads are adjacent in q).
         for (int i = i0; i < i1; i++)
-            LoadQueries<TV, TE>(q, (((long)b * s.Tq + i) * s.Hq + (long)kvh * group) * d, group * d, scale, qf + (i - i0) * group * d);
+            LoadQueries<TV, TE>(q, (((long)b * s.Tq + i) * s.Hq + (long)kvh * group) * d, group, d, scale, qf + (i - i0) * group * d);
         for (int r = 0; r < rows; r++)
         {
             m[r] = float.NegativeInfinity;
@@ -276,16 +287,38 @@ internal static unsafe class CpuAttention
 
     // ---- The steps both share
 
-    /// <summary>qf = scale · q over <paramref name="count"/> elements from element <paramref name="start"/>, in f32.</summary>
+    /// <summary>
+    /// qf = scale · q for <paramref name="rows"/> rows of d elements from element <paramref name="start"/>, in f32 and
+    /// in pair order (see <see cref="PairEnd{TV}"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LoadQueries<TV, TE>(byte* q, long start, int count, float scale, float* qf)
+    private static void LoadQueries<TV, TE>(byte* q, long start, int rows, int d, float scale, float* qf)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
-        int width = TV.Count, e = 0;
+        int width = TV.Count, pairEnd = PairEnd<TV>(d);
         var sv = TV.Splat(scale);
-        for (; e + width <= count; e += width) TV.StoreF32(TV.Multiply(TE.Load<TV>(q, start + e), sv), qf + e);
-        for (; e < count; e++) qf[e] = TE.LoadScalar(q, start + e) * scale;
+        for (int r = 0; r < rows; r++, start += d, qf += d)
+        {
+            int e = 0;
+            for (; e < pairEnd; e += 2 * width)
+            {
+                TV.StoreF32(TV.Multiply(TE.LoadFirst<TV>(q, start + e), sv), qf + e);
+                TV.StoreF32(TV.Multiply(TE.LoadSecond<TV>(q, start + e), sv), qf + e + width);
+            }
+            for (; e + width <= d; e += width) TV.StoreF32(TV.Multiply(TE.Load<TV>(q, start + e), sv), qf + e);
+            for (; e < d; e++) qf[e] = TE.LoadScalar(q, start + e) * scale;
+        }
     }
+
+    /// <summary>
+    /// The end of a row's pair region: its first d / (2·Count) · 2·Count elements are read from K and V and kept in
+    /// qf and acc as <see cref="IElement.LoadFirst{TV}"/> and <see cref="IElement.LoadSecond{TV}"/> give them (bf16: the
+    /// even elements of 2·Count, then the odd ones; a shift or a mask widens them, where widening in element order takes
+    /// a lane-crossing shuffle and a shift). Dot products do not care about the order; <see cref="Finish{TV,TE}"/> and
+    /// <see cref="Combine{TV,TE}"/> put the outputs back in element order. The rest of the row is in element order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int PairEnd<TV>(int d) where TV : struct, IVec<TV> => d / (2 * TV.Count) * (2 * TV.Count);
 
     /// <summary>
     /// p[r·pStride + j] = q_r · key_j for <paramref name="rows"/> f32 query rows (d apart) and n keys of the tensor at
@@ -383,7 +416,7 @@ internal static unsafe class CpuAttention
                 long offset = start + i;
                 for (int j = 0; j < n; j++, offset += stride)
                 {
-                    TV v0 = TE.Load<TV>(t, offset), v1 = TE.Load<TV>(t, offset + width);
+                    TV v0 = TE.LoadFirst<TV>(t, offset), v1 = TE.LoadSecond<TV>(t, offset);
                     TV w = TV.Splat(p0[j]);
                     a00 = TV.Fma(w, v0, a00);
                     a01 = TV.Fma(w, v1, a01);
@@ -414,8 +447,8 @@ internal static unsafe class CpuAttention
                 for (int j = 0; j < n; j++, offset += stride)
                 {
                     TV w = TV.Splat(pr[j]);
-                    a0 = TV.Fma(w, TE.Load<TV>(t, offset), a0);
-                    a1 = TV.Fma(w, TE.Load<TV>(t, offset + width), a1);
+                    a0 = TV.Fma(w, TE.LoadFirst<TV>(t, offset), a0);
+                    a1 = TV.Fma(w, TE.LoadSecond<TV>(t, offset), a1);
                 }
                 TV.StoreF32(a0, a);
                 TV.StoreF32(a1, a + width);
@@ -455,7 +488,8 @@ internal static unsafe class CpuAttention
         long offset = start;
         for (int j = 0; j < n; j++, offset += stride)
         {
-            TV v0 = TE.Load<TV>(t, offset), v1 = TE.Load<TV>(t, offset + w), v2 = TE.Load<TV>(t, offset + 2 * w), v3 = TE.Load<TV>(t, offset + 3 * w);
+            TV v0 = TE.LoadFirst<TV>(t, offset), v1 = TE.LoadSecond<TV>(t, offset);
+            TV v2 = TE.LoadFirst<TV>(t, offset + 2 * w), v3 = TE.LoadSecond<TV>(t, offset + 2 * w);
             TV x = TV.Splat(p0[j]);
             a00 = TV.Fma(x, v0, a00);
             a01 = TV.Fma(x, v1, a01);
@@ -508,6 +542,8 @@ internal static unsafe class CpuAttention
             float* a = acc + r * d;
             long o = outBase + (long)r * d;
             int i = 0;
+            for (; i + 2 * width <= d; i += 2 * width)
+                TE.StorePair(TV.Multiply(TV.LoadF32(a + i), sv), TV.Multiply(TV.LoadF32(a + i + width), sv), output, o + i);
             for (; i + width <= d; i += width) TE.Store(TV.Multiply(TV.LoadF32(a + i), sv), output, o + i);
             for (; i < d; i++) TE.StoreScalar(a[i] * inv, output, o + i);
         }
@@ -521,6 +557,19 @@ internal static unsafe class CpuAttention
         int width = TV.Count, i = 0;
         float* q0 = q, q1 = q + d, q2 = q1 + d, q3 = q2 + d;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 2 * width <= d; i += 2 * width)
+        {
+            var key = TE.LoadFirst<TV>(t, start + i);
+            a0 = TV.Fma(TV.LoadF32(q0 + i), key, a0);
+            a1 = TV.Fma(TV.LoadF32(q1 + i), key, a1);
+            a2 = TV.Fma(TV.LoadF32(q2 + i), key, a2);
+            a3 = TV.Fma(TV.LoadF32(q3 + i), key, a3);
+            key = TE.LoadSecond<TV>(t, start + i);
+            a0 = TV.Fma(TV.LoadF32(q0 + i + width), key, a0);
+            a1 = TV.Fma(TV.LoadF32(q1 + i + width), key, a1);
+            a2 = TV.Fma(TV.LoadF32(q2 + i + width), key, a2);
+            a3 = TV.Fma(TV.LoadF32(q3 + i + width), key, a3);
+        }
         for (; i + width <= d; i += width)
         {
             var key = TE.Load<TV>(t, start + i);
@@ -559,6 +608,36 @@ internal static unsafe class CpuAttention
         float* q0 = q, q1 = q + d, q2 = q1 + d, q3 = q2 + d;
         TV a0 = TV.Splat(0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         long second = start + rowStride;
+        for (; i + 2 * width <= d; i += 2 * width)
+        {
+            TV k0 = TE.LoadFirst<TV>(t, start + i), k1 = TE.LoadFirst<TV>(t, second + i);
+            TV x = TV.LoadF32(q0 + i);
+            a0 = TV.Fma(x, k0, a0);
+            b0 = TV.Fma(x, k1, b0);
+            x = TV.LoadF32(q1 + i);
+            a1 = TV.Fma(x, k0, a1);
+            b1 = TV.Fma(x, k1, b1);
+            x = TV.LoadF32(q2 + i);
+            a2 = TV.Fma(x, k0, a2);
+            b2 = TV.Fma(x, k1, b2);
+            x = TV.LoadF32(q3 + i);
+            a3 = TV.Fma(x, k0, a3);
+            b3 = TV.Fma(x, k1, b3);
+            k0 = TE.LoadSecond<TV>(t, start + i);
+            k1 = TE.LoadSecond<TV>(t, second + i);
+            x = TV.LoadF32(q0 + i + width);
+            a0 = TV.Fma(x, k0, a0);
+            b0 = TV.Fma(x, k1, b0);
+            x = TV.LoadF32(q1 + i + width);
+            a1 = TV.Fma(x, k0, a1);
+            b1 = TV.Fma(x, k1, b1);
+            x = TV.LoadF32(q2 + i + width);
+            a2 = TV.Fma(x, k0, a2);
+            b2 = TV.Fma(x, k1, b2);
+            x = TV.LoadF32(q3 + i + width);
+            a3 = TV.Fma(x, k0, a3);
+            b3 = TV.Fma(x, k1, b3);
+        }
         for (; i + width <= d; i += width)
         {
             TV k0 = TE.Load<TV>(t, start + i), k1 = TE.Load<TV>(t, second + i);
@@ -609,8 +688,8 @@ internal static unsafe class CpuAttention
         TV a0 = TV.Splat(0f), a1 = a0;
         for (; i + 2 * width <= d; i += 2 * width)
         {
-            a0 = TV.Fma(TV.LoadF32(q + i), TE.Load<TV>(t, start + i), a0);
-            a1 = TV.Fma(TV.LoadF32(q + i + width), TE.Load<TV>(t, start + i + width), a1);
+            a0 = TV.Fma(TV.LoadF32(q + i), TE.LoadFirst<TV>(t, start + i), a0);
+            a1 = TV.Fma(TV.LoadF32(q + i + width), TE.LoadSecond<TV>(t, start + i), a1);
         }
         if (i + width <= d)
         {
