@@ -151,11 +151,7 @@ internal static unsafe partial class CpuPackedGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<ushort> RoundToBf16(Vector512<float> value)
     {
-        var bits = value.AsUInt32();
-        var isNaN = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        var quietNaN = (bits >> 16) | Vector512.Create(0x0040u);
-        return Avx512F.ConvertToVector256UInt16(Vector512.ConditionalSelect(isNaN, quietNaN, rounded));
+        return Avx512F.ConvertToVector256UInt16(Bf16Rounding.WithNaN(value.AsUInt32()) >> 16);
     }
 
     // v3's packing: dst[p·width + lane] = X(first + lane, p0 + p), width 12 or 32, missing lanes zero. Rows

@@ -168,13 +168,7 @@ internal static unsafe class Bf16Vector
         for (; i < src.Length; i++) dst[i] = FloatBits.ToBF16(src[i]);
     }
 
-    private static Vector256<uint> Round(Vector256<uint> bits)
-    {
-        var isNaN = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
-        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-        var quietNaN = (bits >> 16) | Vector256.Create(0x0040u);
-        return Vector256.ConditionalSelect(isNaN, quietNaN, rounded);
-    }
+    private static Vector256<uint> Round(Vector256<uint> bits) => Bf16Rounding.WithNaN(bits) >> 16;
 }
 
 /// <summary>
