@@ -40,6 +40,10 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract void StoreBf16PairNoNaN(TV even, TV odd, ushort* p);
     static abstract TV Add(TV a, TV b);
     static abstract TV Multiply(TV a, TV b);
+    /// <summary>a / b, correctly rounded (AdamW's update, whose order of operations follows torch's).</summary>
+    static abstract TV Divide(TV a, TV b);
+    /// <summary>√a, correctly rounded.</summary>
+    static abstract TV Sqrt(TV a);
     /// <summary>a·b + c (fused where the hardware has it).</summary>
     static abstract TV Fma(TV a, TV b, TV c);
     static abstract TV Max(TV a, TV b);
@@ -450,6 +454,10 @@ internal unsafe struct V512 : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Multiply(V512 a, V512 b) => new(a.V * b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Divide(V512 a, V512 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 Sqrt(V512 a) => new(Vector512.Sqrt(a.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Fma(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a.V, b.V, c.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Max(V512 a, V512 b) => new(Vector512.MaxNative(a.V, b.V));
@@ -519,6 +527,10 @@ internal unsafe struct V256 : IVec<V256>
     public static V256 Add(V256 a, V256 b) => new(a.V + b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Multiply(V256 a, V256 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Divide(V256 a, V256 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 Sqrt(V256 a) => new(Vector256.Sqrt(a.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Fma(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a.V, b.V, c.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
@@ -49,10 +48,7 @@ public static unsafe class AdamW
             launcher.Launch("adamw.cu", Entry[grad.DType], new Gpu.Dim3(OpLaunch.GridFor(launcher, count)), new Gpu.Dim3(OpLaunch.Block), 0, args);
             return;
         }
-        // The CPU path reads f32 gradients: a bf16 gradient is widened first.
-        using var gradView = F32View.Input(grad);
-        args.Grad = (ulong)gradView.Pointer;
-        Cpu(args);
+        CpuRowKernels.AdamW(args, bf16Grad: grad.DType == DType.BF16);
     }
 
     private static long Check(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? paramCopy, int step)
@@ -89,55 +85,6 @@ public static unsafe class AdamW
             SqrtBias2 = (float)Math.Sqrt(bias2),
             Eps = s.Eps,
         };
-    }
-
-    private static void Cpu(AdamWArgs a)
-    {
-        const int chunk = 1 << 14;
-        long count = a.Count;
-        CpuParallel.For((int)((count + chunk - 1) / chunk), chunk * 12L, (start, end) =>
-        {
-            float* p = (float*)a.Param, g = (float*)a.Grad, m = (float*)a.M, v = (float*)a.V;
-            ushort* copy = (ushort*)a.ParamCopy;
-            var gradScale = Vector256.Create(a.GradScale);
-            var decay = Vector256.Create(a.Decay);
-            var beta1 = Vector256.Create(a.Beta1);
-            var oneMinusBeta1 = Vector256.Create(a.OneMinusBeta1);
-            var beta2 = Vector256.Create(a.Beta2);
-            var oneMinusBeta2 = Vector256.Create(a.OneMinusBeta2);
-            var stepSize = Vector256.Create(a.StepSize);
-            var sqrtBias2 = Vector256.Create(a.SqrtBias2);
-            var eps = Vector256.Create(a.Eps);
-            for (int c = start; c < end; c++)
-            {
-                long i = (long)c * chunk, stop = Math.Min(count, i + chunk), first = i;
-                for (; i + 8 <= stop; i += 8)
-                {
-                    var gi = Vector256.Load(g + i) * gradScale;
-                    var pi = Vector256.Load(p + i) * decay;
-                    var mi = beta1 * Vector256.Load(m + i) + oneMinusBeta1 * gi;
-                    var vi = beta2 * Vector256.Load(v + i) + oneMinusBeta2 * (gi * gi);
-                    var denom = Vector256.Sqrt(vi) / sqrtBias2 + eps;
-                    pi -= stepSize * (mi / denom);
-                    mi.Store(m + i);
-                    vi.Store(v + i);
-                    pi.Store(p + i);
-                }
-                for (; i < stop; i++)
-                {
-                    float gi = g[i] * a.GradScale;
-                    float pi = p[i] * a.Decay;
-                    float mi = a.Beta1 * m[i] + a.OneMinusBeta1 * gi;
-                    float vi = a.Beta2 * v[i] + a.OneMinusBeta2 * (gi * gi);
-                    float denom = MathF.Sqrt(vi) / a.SqrtBias2 + a.Eps;
-                    pi -= a.StepSize * (mi / denom);
-                    m[i] = mi;
-                    v[i] = vi;
-                    p[i] = pi;
-                }
-                if (copy is not null) Bf16Vector.Narrow(new ReadOnlySpan<float>(p + first, (int)(stop - first)), copy + first);
-            }
-        });
     }
 
     /// <summary>
