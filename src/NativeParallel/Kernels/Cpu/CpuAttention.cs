@@ -24,7 +24,7 @@ namespace NativeParallel.Kernels.Cpu;
 /// </list>
 /// Every loop is compiled fully optimised at once (AggressiveOptimization), as <see cref="CpuRowKernels"/>' are.
 /// </summary>
-internal static unsafe class CpuAttention
+internal static unsafe partial class CpuAttention
 {
     /// <summary>Keys per block: the block's scores of every row (32 heads × 32 keys = 4 KB) and a block of one kv head's value rows stay in L1.</summary>
     internal const int KeyBlock = 32;
@@ -216,20 +216,24 @@ internal static unsafe class CpuAttention
 
     // ---- Prefill
 
-    public static void Prefill(Tensor q, Tensor k, Tensor v, Tensor output, OpShapes.AttentionSizes s, int queryStart, float scale)
+    /// <summary>
+    /// Causal attention of Tq queries (positions queryStart + i) over Tk keys; with <paramref name="lse"/>, each row's
+    /// log-sum-exp of its scaled scores too, (batch, hq, Tq) f32, as the training forward keeps for its backward.
+    /// </summary>
+    public static void Prefill(Tensor q, Tensor k, Tensor v, Tensor output, OpShapes.AttentionSizes s, int queryStart, float scale, float* lse = null)
     {
-        nint qp = (nint)q.Pointer, kp = (nint)k.Pointer, vp = (nint)v.Pointer, op = (nint)output.Pointer;
+        nint qp = (nint)q.Pointer, kp = (nint)k.Pointer, vp = (nint)v.Pointer, op = (nint)output.Pointer, lp = (nint)lse;
         if (q.DType == DType.BF16)
         {
-            if (Wide) Prefill<V512, Bf16Element>(qp, kp, vp, op, s, queryStart, scale);
-            else Prefill<V256, Bf16Element>(qp, kp, vp, op, s, queryStart, scale);
+            if (Wide) Prefill<V512, Bf16Element>(qp, kp, vp, op, lp, s, queryStart, scale);
+            else Prefill<V256, Bf16Element>(qp, kp, vp, op, lp, s, queryStart, scale);
         }
-        else if (Wide) Prefill<V512, F32Element>(qp, kp, vp, op, s, queryStart, scale);
-        else Prefill<V256, F32Element>(qp, kp, vp, op, s, queryStart, scale);
+        else if (Wide) Prefill<V512, F32Element>(qp, kp, vp, op, lp, s, queryStart, scale);
+        else Prefill<V256, F32Element>(qp, kp, vp, op, lp, s, queryStart, scale);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Prefill<TV, TE>(nint q, nint k, nint v, nint output, OpShapes.AttentionSizes s, int queryStart, float scale)
+    private static void Prefill<TV, TE>(nint q, nint k, nint v, nint output, nint lse, OpShapes.AttentionSizes s, int queryStart, float scale)
         where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int group = s.Hq / s.Hkv, d = s.D;
@@ -245,14 +249,14 @@ internal static unsafe class CpuAttention
             {
                 int block = t % queryBlocks, kvh = t / queryBlocks % s.Hkv, b = t / (queryBlocks * s.Hkv);
                 int i0 = block * queriesPerTask, i1 = Math.Min(s.Tq, i0 + queriesPerTask);
-                PrefillBlock<TV, TE>((byte*)q, (byte*)k, (byte*)v, (byte*)output, s, b, kvh, i0, i1, queryStart, scale, buffers);
+                PrefillBlock<TV, TE>((byte*)q, (byte*)k, (byte*)v, (byte*)output, (float*)lse, s, b, kvh, i0, i1, queryStart, scale, buffers);
             }
         });
     }
 
     /// <summary>Queries [i0, i1) of batch entry b, the heads of kv head kvh, over the keys each may see.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PrefillBlock<TV, TE>(byte* q, byte* k, byte* v, byte* output, OpShapes.AttentionSizes s, int b, int kvh,
+    private static void PrefillBlock<TV, TE>(byte* q, byte* k, byte* v, byte* output, float* lse, OpShapes.AttentionSizes s, int b, int kvh,
         int i0, int i1, int queryStart, float scale, TaskBuffers buffers) where TV : struct, IVec<TV> where TE : struct, IElement
     {
         int group = s.Hq / s.Hkv, d = s.D, rows = (i1 - i0) * group;
@@ -283,6 +287,12 @@ internal static unsafe class CpuAttention
         for (int i = i0; i < i1; i++)
             Finish<TV, TE>(acc + (i - i0) * group * d, l + (i - i0) * group, group, d, output,
                 (((long)b * s.Tq + i) * s.Hq + (long)kvh * group) * d);
+        if (lse != null)
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r / group, head = kvh * group + r % group;
+                lse[((long)b * s.Hq + head) * s.Tq + i] = m[r] + MathF.Log(l[r]);
+            }
     }
 
     // ---- The steps both share

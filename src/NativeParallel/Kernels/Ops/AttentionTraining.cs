@@ -126,42 +126,10 @@ public static unsafe class AttentionTraining
 
     // ---- CPU path: parallel over (batch, query head), a per-row score scratch of length T, vectorised over D. ----
 
-    private static void CpuForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Sizes s)
-    {
-        using var qv = F32View.Input(q);
-        using var kv = F32View.Input(k);
-        using var vv = F32View.Input(v);
-        using var ov = F32View.Output(output);
-        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer, lp = (float*)lse.Pointer;
-        int t = s.T, d = s.D, hq = s.Hq, group = s.Group;
-        long qStride = (long)hq * d, kStride = (long)s.Hkv * d;
-        CpuParallel.For(s.B * hq, 2L * t * t * d, (start, end) =>
-        {
-            var scores = new float[t];
-            for (int bh = start; bh < end; bh++)
-            {
-                int b = bh / hq, h = bh % hq;
-                float* qh = qp + (long)b * t * qStride + (long)h * d, oh = op + (long)b * t * qStride + (long)h * d;
-                float* kh = kp + (long)b * t * kStride + (long)(h / group) * d, vh = vp + (long)b * t * kStride + (long)(h / group) * d;
-                for (int i = 0; i < t; i++)
-                {
-                    var query = new ReadOnlySpan<float>(qh + i * qStride, d);
-                    var sc = scores.AsSpan(0, i + 1);
-                    for (int j = 0; j <= i; j++) sc[j] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(kh + j * kStride, d));
-                    TensorPrimitives.Multiply(sc, scale, sc);
-                    float max = TensorPrimitives.Max(sc);
-                    TensorPrimitives.Subtract(sc, max, sc);
-                    TensorPrimitives.Exp(sc, sc);
-                    float sum = TensorPrimitives.Sum(sc);
-                    var outRow = new Span<float>(oh + i * qStride, d);
-                    outRow.Clear();
-                    for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vh + j * kStride, d), sc[j], outRow, outRow);
-                    TensorPrimitives.Multiply(outRow, 1f / sum, outRow);
-                    lp[(long)bh * t + i] = max + MathF.Log(sum);
-                }
-            }
-        });
-    }
+    private static void CpuForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Sizes s) =>
+        // The prefill's blocked flash attention over the whole sequence (queries at positions 0..T−1), keeping each
+        // row's log-sum-exp for the backward.
+        CpuAttention.Prefill(q, k, v, output, new OpShapes.AttentionSizes(s.B, s.T, s.T, s.Hq, s.Hkv, s.D), queryStart: 0, scale, (float*)lse.Pointer);
 
     private static void CpuBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor dOutput, Tensor dq, Tensor dk,
         Tensor dv, float scale, Sizes s)
