@@ -124,7 +124,7 @@ public static unsafe class AttentionTraining
         return s;
     }
 
-    // ---- CPU path: parallel over (batch, query head), a per-row score scratch of length T, vectorised over D. ----
+    // ---- CPU path: Kernels/Cpu/CpuAttention (the prefill's flash attention forward; its Backward file). ----
 
     private static void CpuForward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Sizes s) =>
         // The prefill's blocked flash attention over the whole sequence (queries at positions 0..T−1), keeping each
@@ -132,97 +132,8 @@ public static unsafe class AttentionTraining
         CpuAttention.Prefill(q, k, v, output, new OpShapes.AttentionSizes(s.B, s.T, s.T, s.Hq, s.Hkv, s.D), queryStart: 0, scale, (float*)lse.Pointer);
 
     private static void CpuBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor dOutput, Tensor dq, Tensor dk,
-        Tensor dv, float scale, Sizes s)
-    {
-        using var qv = F32View.Input(q);
-        using var kv = F32View.Input(k);
-        using var vv = F32View.Input(v);
-        using var ov = F32View.Input(output);
-        using var gv = F32View.Input(dOutput);
-        using var dqv = F32View.Output(dq);
-        using var dkv = F32View.Output(dk);
-        using var dvv = F32View.Output(dv);
-        float* qp = qv.Pointer, kp = kv.Pointer, vp = vv.Pointer, op = ov.Pointer, gp = gv.Pointer, lp = (float*)lse.Pointer;
-        float* dqp = dqv.Pointer, dkp = dkv.Pointer, dvp = dvv.Pointer;
-        int t = s.T, d = s.D, hq = s.Hq, hkv = s.Hkv, group = s.Group;
-        long qStride = (long)hq * d, kStride = (long)hkv * d;
-        // Per-query-head partial dk, dv (B, Hq, T, D): each (batch, head) task owns its block; summed over the group
-        // in head order afterwards, so the result does not depend on the thread schedule.
-        long partialBytes = (long)s.B * hq * t * d * sizeof(float);
-        float* pk = (float*)ScratchPool.Rent(partialBytes), pv = (float*)ScratchPool.Rent(partialBytes);
-        try
-        {
-            CpuParallel.For(s.B * hq, 4L * t * t * d, (start, end) =>
-            {
-                var scores = new float[t];
-                var dps = new float[t];
-                for (int bh = start; bh < end; bh++)
-                {
-                    int b = bh / hq, h = bh % hq;
-                    long qHead = (long)b * t * qStride + (long)h * d, kHead = (long)b * t * kStride + (long)(h / group) * d;
-                    float* qh = qp + qHead, oh = op + qHead, gh = gp + qHead, dqh = dqp + qHead;
-                    float* kh = kp + kHead, vh = vp + kHead;
-                    float* pkh = pk + (long)bh * t * d, pvh = pv + (long)bh * t * d;
-                    new Span<float>(pkh, t * d).Clear();
-                    new Span<float>(pvh, t * d).Clear();
-                    for (int i = 0; i < t; i++)
-                    {
-                        var qi = new ReadOnlySpan<float>(qh + i * qStride, d);
-                        var gi = new ReadOnlySpan<float>(gh + i * qStride, d);
-                        float delta = TensorPrimitives.Dot(gi, new ReadOnlySpan<float>(oh + i * qStride, d));
-                        float rowLse = lp[(long)bh * t + i];
-                        var p = scores.AsSpan(0, i + 1);
-                        var ds = dps.AsSpan(0, i + 1);
-                        for (int j = 0; j <= i; j++)
-                        {
-                            p[j] = TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(kh + j * kStride, d));
-                            ds[j] = TensorPrimitives.Dot(gi, new ReadOnlySpan<float>(vh + j * kStride, d));
-                        }
-                        TensorPrimitives.Multiply(p, scale, p);
-                        TensorPrimitives.Subtract(p, rowLse, p);
-                        TensorPrimitives.Exp(p, p);                 // p_ij
-                        TensorPrimitives.Subtract(ds, delta, ds);
-                        TensorPrimitives.Multiply(ds, p, ds);       // dS_ij
-                        var dqi = new Span<float>(dqh + i * qStride, d);
-                        dqi.Clear();
-                        for (int j = 0; j <= i; j++)
-                        {
-                            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(kh + j * kStride, d), ds[j], dqi, dqi);
-                            var pkj = new Span<float>(pkh + (long)j * d, d);
-                            TensorPrimitives.MultiplyAdd(qi, ds[j], pkj, pkj);
-                            var pvj = new Span<float>(pvh + (long)j * d, d);
-                            TensorPrimitives.MultiplyAdd(gi, p[j], pvj, pvj);
-                        }
-                        TensorPrimitives.Multiply(dqi, scale, dqi);
-                    }
-                }
-            });
-            // dk, dv rows (b, j, g): the group's partials in head order.
-            CpuParallel.For(s.B * t * hkv, 2L * group * d, (start, end) =>
-            {
-                for (int row = start; row < end; row++)
-                {
-                    int g = row % hkv, j = row / hkv % t, b = row / (hkv * t);
-                    var dkRow = new Span<float>(dkp + (long)row * d, d);
-                    var dvRow = new Span<float>(dvp + (long)row * d, d);
-                    long first = (((long)b * hq + g * group) * t + j) * d, headStride = (long)t * d;
-                    new ReadOnlySpan<float>(pk + first, d).CopyTo(dkRow);
-                    new ReadOnlySpan<float>(pv + first, d).CopyTo(dvRow);
-                    for (int h = 1; h < group; h++)
-                    {
-                        TensorPrimitives.Add(dkRow, new ReadOnlySpan<float>(pk + first + h * headStride, d), dkRow);
-                        TensorPrimitives.Add(dvRow, new ReadOnlySpan<float>(pv + first + h * headStride, d), dvRow);
-                    }
-                    TensorPrimitives.Multiply(dkRow, scale, dkRow);
-                }
-            });
-        }
-        finally
-        {
-            ScratchPool.Return(pk, partialBytes);
-            ScratchPool.Return(pv, partialBytes);
-        }
-    }
+        Tensor dv, float scale, Sizes s) =>
+        CpuAttention.Backward(q, k, v, output, lse, dOutput, dq, dk, dv, new OpShapes.AttentionSizes(s.B, s.T, s.T, s.Hq, s.Hkv, s.D), scale);
 
     // ---- float64 references ----
 
