@@ -45,7 +45,8 @@ internal static class TrainCommand
         ulong seed = (ulong)line.Int("seed", 1234);
         int vocabOption = line.Int32("vocab", 0);
         int expertsOption = line.Int32("experts", 0);
-        double capacity = line.Double("capacity", 0);
+        // Null when not given: a resumed run then keeps its checkpoint's capacity factor.
+        double? capacityOption = line.Option("capacity") is null ? null : line.Double("capacity", 0);
         string? save = line.Option("save");
         string? checkpoint = line.Option("checkpoint");
         int checkpointEvery = line.Int32("checkpoint-every", 0);
@@ -93,7 +94,7 @@ internal static class TrainCommand
         if (modelFolder is not null && resume is not null) throw new UsageException("give --model or --resume, not both (a checkpoint folder holds its model)");
         if (checkpointEvery > 0 && checkpoint is null) throw new UsageException("--checkpoint-every needs --checkpoint DIR");
         if (expertsOption is < 0 or 1 or > 256) throw new UsageException($"--experts takes 2 to 256 (a top-2 mixture of experts in every layer; 0: dense), got {expertsOption}");
-        if (capacity < 0 || capacity > 0 && expertsOption == 0 && modelFolder is null && resume is null)
+        if (capacityOption < 0 || capacityOption > 0 && expertsOption == 0 && modelFolder is null && resume is null)
             throw new UsageException("--capacity F caps each expert at ceil(F × routings / experts) per layer call: it must not be negative, and it needs --experts N or a mixture-of-experts --model");
         if (expertsOption > 0 && (modelFolder ?? resume) is not null)
             throw new UsageException("--experts shapes the seeded config; a --model or --resume folder brings its own (a Mixtral folder trains its experts)");
@@ -114,6 +115,9 @@ internal static class TrainCommand
         if (layout.Zero == 1 && layout.Dp < 2)
             throw new UsageException("--zero 1 shards the optimizer over data-parallel ranks: give --dp N (N > 1) or launch several processes");
 
+        // A checkpoint's state first: its capacity factor is part of the model the run continues.
+        var resumedState = resume is null ? null : TrainingCheckpoint.ReadState(resume);
+        double capacity = capacityOption ?? resumedState?.CapacityFactor ?? 0;
         var loader = new TokenLoader(TokenShard.Expand(data), batch, seq);
         var validation = valData is null ? null : new TokenLoader(TokenShard.Expand(valData), batch, seq);
         string? weightsFolder = resume ?? modelFolder;
@@ -124,7 +128,10 @@ internal static class TrainCommand
             if (weights.Config.DType != DType.F32) weights = ToF32(weights);
             if (capacity > 0)
             {
-                if (weights.Config.Experts == 0) throw new UsageException($"--capacity applies to a mixture-of-experts model; {weightsFolder} is dense");
+                if (weights.Config.Experts == 0)
+                    throw capacityOption is null
+                        ? (Exception)new InvalidDataException($"{TrainingCheckpoint.StatePath(resume!)}: field 'capacity_factor' is {capacity}, but {weightsFolder} holds a dense model (no num_local_experts)")
+                        : new UsageException($"--capacity applies to a mixture-of-experts model; {weightsFolder} is dense");
                 weights = new LlamaWeights(weights.Config with { CapacityFactor = capacity }, weights.Embedding, weights.Layers, weights.FinalNorm, weights.LmHead);
             }
         }
@@ -146,9 +153,8 @@ internal static class TrainCommand
             if (l.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
         int startStep = 0;
-        if (resume is not null)
+        if (resumedState is { } state)
         {
-            var state = TrainingCheckpoint.ReadState(resume);
             if (state.Batch != batch || state.Sequence != seq)
                 throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
             if (state.Step >= steps) throw new UsageException($"{resume} has already run {state.Step} steps; ask for more with --steps");

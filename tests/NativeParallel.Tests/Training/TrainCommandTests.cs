@@ -137,6 +137,42 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("needs --experts N", refused);
     }
 
+    [Fact]
+    public void AnExpertParallelCheckpointResumesAtEp2AndOnOneDevice()
+    {
+        // Capped experts (factor 1 drops routings here): the checkpoint must bring its capacity factor back, or the
+        // resumed run routes differently. Saved at ep=2 after step 3; steps 4..6 resumed at ep=2 print the
+        // uninterrupted run's losses as printed, and on one device the same losses to the layouts' tolerance.
+        string shard = RandomShard();
+        string[] common = ["--data", shard, "--batch", "2", "--seq", "8", "--device", "cpu"];
+        var (code, straight) = Run(["train", .. common, "--steps", "6", "--experts", "4", "--capacity", "1", "--strategy", "ep=2"]);
+        Assert.True(code == 0, straight);
+        string checkpoint = Path.Combine(_folder, "moe-ep");
+        (code, string first) = Run(["train", .. common, "--steps", "3", "--experts", "4", "--capacity", "1", "--strategy", "ep=2", "--checkpoint", checkpoint]);
+        Assert.True(code == 0, first);
+        Assert.Contains("\"capacity_factor\": 1", File.ReadAllText(TrainingCheckpoint.StatePath(checkpoint)));
+
+        (code, string resumed) = Run(["train", .. common, "--steps", "6", "--resume", checkpoint, "--strategy", "ep=2"]);
+        Assert.True(code == 0, resumed);
+        Assert.Contains("resumed at step 3", resumed);
+        Assert.Equal(Losses(straight)[3..], Losses(resumed));
+        Assert.Contains("in each of 4 experts (top-2, capacity factor 1)", resumed);
+
+        (code, string single) = Run(["train", .. common, "--steps", "6", "--resume", checkpoint]);
+        Assert.True(code == 0, single);
+        Assert.Contains("capacity factor 1", single);
+        AssertSameLosses(Losses(straight)[3..], Losses(single), "saved at ep=2, resumed on one device");
+
+        // A capacity factor on a dense model's checkpoint is the state file's error, named.
+        string dense = Path.Combine(_folder, "dense");
+        Assert.Equal(0, Run(["train", .. common, "--steps", "1", "--checkpoint", dense]).Code);
+        string state = TrainingCheckpoint.StatePath(dense);
+        File.WriteAllText(state, File.ReadAllText(state).Replace("\"step\": 1", "\"step\": 1, \"capacity_factor\": 2"));
+        (code, string refused) = Run(["train", .. common, "--steps", "2", "--resume", dense]);
+        Assert.Equal(1, code);
+        Assert.Contains("field 'capacity_factor' is 2", refused);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
