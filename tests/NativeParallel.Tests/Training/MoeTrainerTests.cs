@@ -222,32 +222,37 @@ public sealed class MoeTrainerTests
             if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"{text}: {name} differs between the ranks");
     }
 
-    public static TheoryData<string, string> CheckpointLayouts => new() { { "ep=2", "ep=2" }, { "ep=2", "single" }, { "single", "ep=2" } };
+    // bf16 too at ep=2: the checkpoint keeps the f32 masters, and the resumed run rounds its bf16 copy from them.
+    public static TheoryData<string, string, string> CheckpointLayouts => new()
+    {
+        { "ep=2", "ep=2", "f32" }, { "ep=2", "single", "f32" }, { "single", "ep=2", "f32" }, { "ep=2", "ep=2", "bf16" },
+    };
 
     [Theory]
     [MemberData(nameof(CheckpointLayouts))]
-    public void ACheckpointResumesAndContinuesTheUninterruptedRun(string savedAt, string resumedAt)
+    public void ACheckpointResumesAndContinuesTheUninterruptedRun(string savedAt, string resumedAt, string dtypeName)
     {
         // Six steps straight through in the saving layout, with a checkpoint after step 3; steps 4..6 again from that
         // checkpoint in the resuming layout. The same layout must continue bit for bit (losses, norms, the final
         // weights and AdamW moments); another layout to the tolerance every layout keeps against one device. The
         // capacity cap drops routings here, so an expert that lost its moments or its routings shows.
         var weights = new LlamaWeights(TinyMoe, seed: 15);
+        var dtype = NativeParallel.Tensors.DTypes.Parse(dtypeName);
         const int batch = 4, saveAfter = 3;
         var batches = Enumerable.Range(0, 6).Select(i => TrainerTests.RandomBatch(900 + (ulong)i, TinyMoe.Vocab, batch * Sequence)).ToArray();
         string folder = Directory.CreateTempSubdirectory("np-moe-resume-").FullName;
         try
         {
             string checkpoint = Path.Combine(folder, "step3"), straightEnd = Path.Combine(folder, "straight"), resumedEnd = Path.Combine(folder, "resumed");
-            var straight = TrainInLayout(savedAt, weights, batches, batch, firstStep: 0, resumeFrom: null, (saveAfter, checkpoint), straightEnd);
+            var straight = TrainInLayout(savedAt, dtype, weights, batches, batch, firstStep: 0, resumeFrom: null, (saveAfter, checkpoint), straightEnd);
             Assert.True(straight.Dropped > 0, "the capacity must drop some routings here");
             // The Hugging Face folder has no capacity factor (Mixtral's config has none): the resuming run gives it again.
             var saved = HuggingFaceCheckpoint.Load(checkpoint);
             var resumedWeights = new LlamaWeights(saved.Config with { CapacityFactor = TinyMoe.CapacityFactor }, saved.Embedding, saved.Layers, saved.FinalNorm, saved.LmHead);
-            var resumed = TrainInLayout(resumedAt, resumedWeights, batches, batch, firstStep: saveAfter, resumeFrom: checkpoint, null, resumedEnd);
+            var resumed = TrainInLayout(resumedAt, dtype, resumedWeights, batches, batch, firstStep: saveAfter, resumeFrom: checkpoint, null, resumedEnd);
 
             bool bitwise = savedAt == resumedAt;
-            string what = $"saved at {savedAt} after step {saveAfter}, resumed at {resumedAt}";
+            string what = $"{dtypeName} saved at {savedAt} after step {saveAfter}, resumed at {resumedAt}";
             for (int s = saveAfter; s < batches.Length; s++)
             {
                 var (expected, got) = (straight.Results[s], resumed.Results[s - saveAfter]);
@@ -288,7 +293,7 @@ public sealed class MoeTrainerTests
     // Trains `layoutText` on thread ranks over batches[firstStep..] (AdamW step numbers continuing from firstStep),
     // after the checkpoint's moments when resuming; writes a checkpoint after step `checkpoint.After` and another at
     // the end. Returns rank 0's step results and the routings dropped over the run by every rank.
-    private static (StepResult[] Results, long Dropped) TrainInLayout(string layoutText, LlamaWeights weights, (int[] Inputs, int[] Targets)[] batches, int batch,
+    private static (StepResult[] Results, long Dropped) TrainInLayout(string layoutText, NativeParallel.Tensors.DType dtype, LlamaWeights weights, (int[] Inputs, int[] Targets)[] batches, int batch,
         int firstStep, string? resumeFrom, (int After, string Folder)? checkpoint, string endFolder)
     {
         var layout = TrainingLayout.Parse(layoutText);
@@ -298,7 +303,7 @@ public sealed class MoeTrainerTests
         NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
         {
             using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
-            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options());
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options(dtype));
             if (resumeFrom is not null) TrainingCheckpoint.LoadMoments(resumeFrom, trainer);
             for (int s = firstStep; s < batches.Length; s++)
             {
