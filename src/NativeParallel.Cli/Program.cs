@@ -112,10 +112,12 @@ namespace NativeParallel.Cli
                   --experts N makes it a Mixtral-style mixture of experts (N SwiGLU experts per layer, top-2 router,
                   softmax over the two logits), as does a Mixtral --model folder; --capacity F caps each expert at
                   ceil(F x routings / experts) per layer call, keeping its first routings in token order (0: no cap;
-                  with a cap, each data-parallel replica and micro-batch caps its own routings).
+                  with a cap, each data-parallel replica and micro-batch caps its own routings; a checkpoint keeps
+                  F and --resume uses it unless --capacity is given).
                   Router and every expert train; MoE trains on one device, with dp and pp, and with --strategy ep=N:
                   the experts spread over N data-parallel ranks (all-to-alls there and back, and in reverse in
-                  backward; ep composes with nothing else yet). tp and sp are refused (they do not split experts).
+                  backward; ep composes with micro-batches and nothing else yet). tp and sp are refused (they do
+                  not split experts). A checkpoint saved at ep=N resumes at ep=N bit for bit, or in another layout.
                   One line per step (loss, gradient norm, lr, ms, tokens/s, validation loss every K steps with
                   --val-data). --save DIR writes a Hugging Face folder that 'run --model DIR' loads; --checkpoint
                   DIR adds AdamW's moments and the data position, and --resume DIR continues bit for bit.
@@ -138,7 +140,10 @@ namespace NativeParallel.Cli
                   --strategy all (or a ';' list of layouts): the seed's table for training instead of one run:
                   each layout trains --steps steps on thread ranks from the same weights and data, printed with
                   memory and activations per rank, bytes sent per step beside the ring formulas, step time,
-                  bubble, and its check against the single-device losses and replica equality.
+                  bubble, and its check against the single-device losses and replica equality. A mixture of
+                  experts adds ep=2, ep=2,mb=2 and ep=4. 'all' leaves out a layout the model or batch does not
+                  fit, or whose losses a capacity cap keeps from one device's (dp, micro-batches), with a line
+                  'skipped LAYOUT: reason'; a ';' list refuses such a layout with the same reason.
                   --recompute keeps only the residual stream between forward and backward and recomputes each
                   layer's other activations in backward (the same gradients, bit for bit; the memory line shows it).
                   --plot draws the loss curve (validation losses as markers), or with --strategy all every layout's

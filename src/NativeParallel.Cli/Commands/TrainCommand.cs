@@ -45,7 +45,8 @@ internal static class TrainCommand
         ulong seed = (ulong)line.Int("seed", 1234);
         int vocabOption = line.Int32("vocab", 0);
         int expertsOption = line.Int32("experts", 0);
-        double capacity = line.Double("capacity", 0);
+        // Null when not given: a resumed run then keeps its checkpoint's capacity factor.
+        double? capacityOption = line.Option("capacity") is null ? null : line.Double("capacity", 0);
         string? save = line.Option("save");
         string? checkpoint = line.Option("checkpoint");
         int checkpointEvery = line.Int32("checkpoint-every", 0);
@@ -70,7 +71,10 @@ internal static class TrainCommand
             try { return TrainingLayout.Parse(text); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
         }
-        var layouts = !table ? null : (strategy == "all" ? TrainingLayouts.All : strategy!.Split(';', StringSplitOptions.RemoveEmptyEntries)).Select(Parse).ToArray();
+        bool allLayouts = strategy == "all";
+        // A list is parsed now, so a typo exits before any data is read; "all" depends on the model (ep rows for a
+        // mixture of experts), so it is chosen once the model is known.
+        var layouts = !table || allLayouts ? null : strategy!.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Parse).ToArray();
         bool axisOptions = dpOption > 0 || tpOption != 1 || ppOption != 1 || zero != 0 || microBatches != 0 || scheduleOption is not null || sequenceParallel;
         if (strategy is not null && axisOptions)
             throw new UsageException("give the layout either as --strategy \"dp=2,tp=2,pp=2,mb=4,1f1b\" or with --dp/--tp/--sp/--pp/--zero/--micro-batches/--schedule, not both");
@@ -93,7 +97,7 @@ internal static class TrainCommand
         if (modelFolder is not null && resume is not null) throw new UsageException("give --model or --resume, not both (a checkpoint folder holds its model)");
         if (checkpointEvery > 0 && checkpoint is null) throw new UsageException("--checkpoint-every needs --checkpoint DIR");
         if (expertsOption is < 0 or 1 or > 256) throw new UsageException($"--experts takes 2 to 256 (a top-2 mixture of experts in every layer; 0: dense), got {expertsOption}");
-        if (capacity < 0 || capacity > 0 && expertsOption == 0 && modelFolder is null && resume is null)
+        if (capacityOption < 0 || capacityOption > 0 && expertsOption == 0 && modelFolder is null && resume is null)
             throw new UsageException("--capacity F caps each expert at ceil(F × routings / experts) per layer call: it must not be negative, and it needs --experts N or a mixture-of-experts --model");
         if (expertsOption > 0 && (modelFolder ?? resume) is not null)
             throw new UsageException("--experts shapes the seeded config; a --model or --resume folder brings its own (a Mixtral folder trains its experts)");
@@ -114,6 +118,9 @@ internal static class TrainCommand
         if (layout.Zero == 1 && layout.Dp < 2)
             throw new UsageException("--zero 1 shards the optimizer over data-parallel ranks: give --dp N (N > 1) or launch several processes");
 
+        // A checkpoint's state first: its capacity factor is part of the model the run continues.
+        var resumedState = resume is null ? null : TrainingCheckpoint.ReadState(resume);
+        double capacity = capacityOption ?? resumedState?.CapacityFactor ?? 0;
         var loader = new TokenLoader(TokenShard.Expand(data), batch, seq);
         var validation = valData is null ? null : new TokenLoader(TokenShard.Expand(valData), batch, seq);
         string? weightsFolder = resume ?? modelFolder;
@@ -124,7 +131,10 @@ internal static class TrainCommand
             if (weights.Config.DType != DType.F32) weights = ToF32(weights);
             if (capacity > 0)
             {
-                if (weights.Config.Experts == 0) throw new UsageException($"--capacity applies to a mixture-of-experts model; {weightsFolder} is dense");
+                if (weights.Config.Experts == 0)
+                    throw capacityOption is null
+                        ? (Exception)new InvalidDataException($"{TrainingCheckpoint.StatePath(resume!)}: field 'capacity_factor' is {capacity}, but {weightsFolder} holds a dense model (no num_local_experts)")
+                        : new UsageException($"--capacity applies to a mixture-of-experts model; {weightsFolder} is dense");
                 weights = new LlamaWeights(weights.Config with { CapacityFactor = capacity }, weights.Embedding, weights.Layers, weights.FinalNorm, weights.LmHead);
             }
         }
@@ -140,15 +150,28 @@ internal static class TrainCommand
         // Every shard, training and validation, is checked against the vocabulary as it is read.
         loader.CheckVocabulary(config.Vocab);
         validation?.CheckVocabulary(config.Vocab);
-        // The table of every layout leaves out tensor parallelism for a MoE model (it does not split experts).
-        if (strategy == "all" && config.Experts > 0) layouts = layouts!.Where(l => l.Tp == 1).ToArray();
-        foreach (var l in layouts ?? [layout])
-            if (l.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
+        // Every layout is checked against the model and the batch before anything is built. "all" runs every default
+        // layout that fits and can be held to one device's losses, and says which it left out and why (as run's
+        // table does); a layout named in a list or given alone is refused with the same reason.
+        if (allLayouts) layouts = TrainingLayouts.AllFor(config).Select(Parse).ToArray();
+        var skipped = new List<string>();
+        if (layouts is not null)
+        {
+            var kept = new List<TrainingLayout>();
+            foreach (var l in layouts)
+            {
+                string? why = l.Unfit(config, batch, seq) ?? TrainingLayouts.Incomparable(l, config);
+                if (why is null) kept.Add(l);
+                else if (allLayouts) skipped.Add(why);
+                else throw new UsageException(why);
+            }
+            layouts = kept.ToArray();
+        }
+        else if (layout.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
         int startStep = 0;
-        if (resume is not null)
+        if (resumedState is { } state)
         {
-            var state = TrainingCheckpoint.ReadState(resume);
             if (state.Batch != batch || state.Sequence != seq)
                 throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
             if (state.Step >= steps) throw new UsageException($"{resume} has already run {state.Step} steps; ask for more with --steps");
@@ -161,7 +184,7 @@ internal static class TrainCommand
         using var trace = TraceFile.Start(tracePath);
         using var device = DeviceRegistry.Open(deviceName);
         if (layouts is not null)
-            return LayoutTable(layouts, device, weights, loader, batch, seq, steps, new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay),
+            return LayoutTable(layouts, skipped, device, weights, loader, batch, seq, steps, new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay),
                 (float)gradClip, dtype, json, line, plotPath, quiet);
         var schedule = new LearningRateSchedule((float)lr, warmup, cosine, (float)minLr, steps);
         var settings = new AdamWSettings((float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay);
@@ -280,7 +303,7 @@ internal static class TrainCommand
 
     // The seed's four axes for training: every layout on thread ranks sharing the device, the same steps, measured
     // beside the formulas, each checked against the single-device losses.
-    private static int LayoutTable(TrainingLayout[] layouts, IDevice device, LlamaWeights weights, TokenLoader loader, int batch, int seq, int steps,
+    private static int LayoutTable(TrainingLayout[] layouts, IReadOnlyList<string> skipped, IDevice device, LlamaWeights weights, TokenLoader loader, int batch, int seq, int steps,
         AdamWSettings settings, float gradClip, DType dtype, string? json, CommandLine line, string? plotPath, bool quiet)
     {
         var batches = new List<(int[], int[])>();
@@ -296,6 +319,7 @@ internal static class TrainCommand
                           $"{dtype.Name()}, {c.Parameters / 1e6:F2} M parameters");
         Console.WriteLine($"training layouts: batch {batch} × seq {seq}, {steps} AdamW steps each from the same weights and data, ranks are threads sharing {device.Name}; " +
                           "each checked against the single-device losses");
+        foreach (string why in skipped) Console.WriteLine($"skipped {why}");
         Console.WriteLine($"{"layout",-26} {"ranks",5} {"memory/rank",12} {"activations",12} {"sent/rank/step",15} {"predicted",12} {"ms/step",9} {"tokens/s",9} {"bubble",7}  check");
         using var progress = WorkProgress.Start("train --strategy", layouts.Length + 1, "layouts", quiet);
         var single = TrainingLayouts.Run(new TrainingLayout(), device, weights, batch, seq, batches, settings, gradClip, null, dtype);
@@ -307,7 +331,7 @@ internal static class TrainCommand
             ok &= pass;
             Console.WriteLine($"{r.Layout.Name,-26} {r.Layout.Ranks,5} {Mib(r.MemoryPerRank),12} {Mib(r.ActivationsPerRank),12} {Bytes(r.SentPerRankPerStep),15} {Bytes(r.PredictedPerRankPerStep),12} " +
                               $"{r.MsPerStep,9:F1} {batch * seq / (r.MsPerStep / 1000),9:F0} {r.Bubble,6:P0}  {(pass ? "ok" : "FAIL")} (loss rel err {r.MaxLossError:E1}" +
-                              $"{(r.ReplicasIdentical ? "" : "; data-parallel replicas differ")})");
+                              $"{(r.ReplicasIdentical ? "" : r.Layout.Ep > 1 ? "; the weights the ranks share differ" : "; data-parallel replicas differ")})");
         }
         Print(single);
         progress.Advance(single.Layout.Name);
@@ -322,8 +346,9 @@ internal static class TrainCommand
         Console.WriteLine("memory/rank: the fullest rank's parameters, gradients, optimizer state, activations and scratch; activations: its micro-batches " +
                           "in flight (GPipe holds all m, 1F1B at most p); sent: bytes every rank sent per step, headers and agreement checks included; " +
                           "predicted: the ring formulas' payload (DP 2(n-1)/n of the gradients; ZeRO-1 reduce-scatter plus all-gather; TP 4 all-reduces of " +
-                          "the hidden state per layer and the vocabulary-parallel embedding, head and cross-entropy's; PP activations and their gradients across each boundary); all-reduces up to 64 KiB go one-shot, " +
-                          "which sends more than the ring; check: losses against the single device and data-parallel replicas bitwise equal; " +
+                          "the hidden state per layer and the vocabulary-parallel embedding, head and cross-entropy's; PP activations and their gradients across each boundary; " +
+                          "EP the shared gradients' all-reduce and four all-to-alls of the routed rows per MoE layer, at an even spread over the experts); all-reduces up to 64 KiB go one-shot, " +
+                          "which sends more than the ring; check: losses against the single device and data-parallel replicas bitwise equal (under ep, all but each rank's own experts); " +
                           "timings on shared cores say little.");
         JsonReport.Write(json, "train", line, new
         {
@@ -331,6 +356,7 @@ internal static class TrainCommand
             Sequence = seq,
             Steps = steps,
             Device = device.Name,
+            Skipped = skipped,
             Layouts = results.Select(r => new
             {
                 r.Layout.Name, r.Layout.Ranks, r.MemoryPerRank, r.ActivationsPerRank, r.SentPerRankPerStep, r.PredictedPerRankPerStep, r.MsPerStep, r.Bubble, r.Losses,

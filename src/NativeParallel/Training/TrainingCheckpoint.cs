@@ -20,7 +20,12 @@ public static class TrainingCheckpoint
     /// <param name="Position">The data loader's position in that shard.</param>
     /// <param name="Batch">B of the run (a resume must keep it, or the data position means something else).</param>
     /// <param name="Sequence">T of the run.</param>
-    public sealed record State(int Step, int Shard, long Position, int Batch, int Sequence);
+    /// <param name="CapacityFactor">
+    /// A mixture-of-experts model's capacity factor (0: no cap), which decides the routings dropped and so the run:
+    /// Mixtral's config.json has no field for it, so state.json keeps it. <see cref="Save(string, LlamaTrainer, State?)"/>
+    /// writes the trainer's own, whatever this says; <see cref="ReadState"/> reads it back (0 for a checkpoint without it).
+    /// </param>
+    public sealed record State(int Step, int Shard, long Position, int Batch, int Sequence, double CapacityFactor = 0);
 
     private const string StateFolder = "training";
 
@@ -63,6 +68,7 @@ public static class TrainingCheckpoint
         {
             ["step"] = state.Step, ["shard"] = state.Shard, ["position"] = state.Position, ["batch"] = state.Batch, ["sequence"] = state.Sequence,
         };
+        if (config.Experts > 0) json["capacity_factor"] = config.CapacityFactor;
         string path = Path.Combine(training, "state.json");
         File.WriteAllText(path + ".tmp", json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         File.Move(path + ".tmp", path, overwrite: true);
@@ -190,8 +196,16 @@ public static class TrainingCheckpoint
                 throw new InvalidDataException($"{path}: field '{key}' is {(shown.Length <= 40 ? shown : shown[..40] + "...")}, not an integer");
             return n >= minimum && n <= maximum ? n : throw new InvalidDataException($"{path}: field '{key}' is {n}, outside {minimum}..{maximum}");
         }
+        // Optional: a dense model's checkpoint, and one written before it was kept, has none (no cap).
+        double capacity = 0;
+        if (root["capacity_factor"] is { } factor)
+        {
+            string shown = factor.ToJsonString();
+            if (factor.GetValueKind() != JsonValueKind.Number || !factor.AsValue().TryGetValue(out capacity) || !double.IsFinite(capacity) || capacity < 0)
+                throw new InvalidDataException($"{path}: field 'capacity_factor' is {(shown.Length <= 40 ? shown : shown[..40] + "...")}, not a number of 0 or more");
+        }
         return new State((int)Number("step", 0, int.MaxValue), (int)Number("shard", 0, int.MaxValue), Number("position", 0, long.MaxValue),
-            (int)Number("batch", 1, int.MaxValue), (int)Number("sequence", 1, int.MaxValue));
+            (int)Number("batch", 1, int.MaxValue), (int)Number("sequence", 1, int.MaxValue), capacity);
     }
 
     /// <summary>Loads AdamW's moments of a checkpoint into <paramref name="trainer"/> (whose weights came from the same folder).</summary>

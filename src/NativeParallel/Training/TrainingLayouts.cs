@@ -115,16 +115,20 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
     /// rank's gradients (2(n−1)/n of them), ZeRO-1 reduce-scatters them and all-gathers the weights ((n−1)/n of each,
     /// the f32 masters and, in bf16, their copy); TP all-reduces the hidden state of its tokens twice per layer
     /// forward and twice backward (and the vocabulary-parallel embedding, head and cross-entropy's); PP sends each micro-batch's activations forward and their gradients back across
-    /// every stage boundary. The loss and norm all-reduce (8 bytes) is left out.
+    /// every stage boundary; EP all-reduces the gradients its ranks share and all-to-alls the routed rows (at an even
+    /// spread over the experts). The loss and norm all-reduce (8 bytes) and EP's row counts are left out.
     /// </summary>
     public double PredictedBytesPerRank(LlamaConfig c, int batch, int sequence, DType dtype)
     {
         int es = dtype.SizeOf(), h = c.Hidden, d = c.HeadDim;
         double replicaTokens = (double)batch / Dp * sequence, hidden = replicaTokens * h * es;
-        // Parameters per rank on average: tensor-parallel shards split tp ways, the rest whole on every tp rank;
-        // the stages' parameters disjoint.
-        double split = c.Layers * (2.0 * c.Heads * d * h + 2.0 * c.KvHeads * d * h + 3.0 * c.Ffn * h) + (Tp > 1 ? 2.0 * c.Vocab * h : 0);
-        double whole = c.Layers * 2.0 * h + h + (Tp > 1 ? 0 : 2.0 * c.Vocab * h);
+        // The parameters a rank synchronises with its replicas, on average: tensor-parallel shards split tp ways, the
+        // rest whole on every tp rank; the stages' parameters disjoint. A mixture of experts has a router and E
+        // experts per layer in place of the MLP, whole (tp does not split them); under ep each rank's experts are its
+        // own and never summed.
+        double split = c.Layers * (2.0 * c.Heads * d * h + 2.0 * c.KvHeads * d * h + (c.Experts == 0 ? 3.0 * c.Ffn * h : 0)) + (Tp > 1 ? 2.0 * c.Vocab * h : 0);
+        double experts = c.Layers * (double)c.Experts * (3.0 * c.Ffn * h + h);
+        double whole = c.Layers * 2.0 * h + h + (Tp > 1 ? 0 : 2.0 * c.Vocab * h) + (Ep > 1 ? c.Layers * (double)c.Experts * h : experts);
         double local = (split / Tp + whole) / Pp;
         double bytes = 0;
         if (Dp > 1)
@@ -142,6 +146,10 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
             bytes += (10.0 * c.Layers + 5.0) / Pp * tpShare * hidden + 2.0 * tpShare * replicaTokens * 12 / Pp
                      + 2.0 * tpShare * (2.0 * c.Layers + 1) / Pp * h * es;
         if (Pp > 1) bytes += 2.0 * (Pp - 1) / Pp * hidden;
+        // EP: per MoE layer each of the replica's k routings per token travels to its expert's rank and back, and
+        // backward sends both gradients the other way: four rows of the hidden size, and the expert id (4 bytes) once,
+        // of which (ep−1)/ep leave the rank when the router spreads the routings evenly (dropped ones travel too).
+        if (Ep > 1) bytes += c.Layers * (Ep - 1.0) / Ep * replicaTokens * c.ExpertsPerToken * (4.0 * h * es + 4);
         return bytes;
     }
 }
@@ -156,7 +164,7 @@ public sealed record TrainingLayout(int Dp = 1, int Zero = 0, int Tp = 1, int Pp
 /// <param name="PredictedPerRankPerStep">The ring formulas' payload (<see cref="TrainingLayout.PredictedBytesPerRank"/>).</param>
 /// <param name="MsPerStep">Median wall time of a step.</param>
 /// <param name="Bubble">A pipeline's idle fraction, 0 otherwise.</param>
-/// <param name="ReplicasIdentical">Whether every data-parallel replica ended with bitwise the same weights.</param>
+/// <param name="ReplicasIdentical">Whether every data-parallel replica ended with bitwise the same weights (under expert parallelism, the weights they share: all but each rank's own experts).</param>
 public sealed record TrainingLayoutResult(TrainingLayout Layout, double[] Losses, double MaxLossError, long MemoryPerRank, long ActivationsPerRank,
     double SentPerRankPerStep, double PredictedPerRankPerStep, double MsPerStep, double Bubble, bool ReplicasIdentical);
 
@@ -166,6 +174,27 @@ public static class TrainingLayouts
     /// <summary>The seed's training table: each axis alone, both pipeline schedules, and the compositions.</summary>
     public static readonly string[] All =
         ["dp=2", "dp=2,zero=1", "tp=2", "tp=2,sp", "pp=2,mb=4,gpipe", "pp=2,mb=4,1f1b", "dp=2,tp=2", "dp=2,pp=2,mb=2,1f1b", "tp=2,pp=2,mb=2,1f1b", "dp=2,tp=2,pp=2,mb=2,1f1b"];
+
+    /// <summary>
+    /// Expert parallelism's rows, which join <see cref="All"/> for a mixture-of-experts model: ep alone and with
+    /// micro-batches (the only axis it composes with yet), and ep=4 where four ranks divide the experts.
+    /// </summary>
+    public static readonly string[] ExpertParallel = ["ep=2", "ep=2,mb=2", "ep=4"];
+
+    /// <summary>The table for <paramref name="c"/>: <see cref="All"/>, and for a mixture-of-experts model <see cref="ExpertParallel"/> too.</summary>
+    public static IEnumerable<string> AllFor(LlamaConfig c) => c.Experts == 0 ? All : All.Concat(ExpertParallel);
+
+    /// <summary>
+    /// Why <paramref name="layout"/>'s losses cannot be held to one device's on <paramref name="c"/>, or null when
+    /// they can: with a capacity cap, each data-parallel replica and each micro-batch caps its own routings, so
+    /// other routings drop than on one device (expert parallelism alone caps every rank's routings together, as one
+    /// device does).
+    /// </summary>
+    public static string? Incomparable(TrainingLayout layout, LlamaConfig c) =>
+        c.Experts > 0 && c.CapacityFactor > 0 && (layout.Dp > 1 && layout.Ep == 1 || layout.MicroBatches > 1)
+            ? $"{layout.Name}: with --capacity {c.CapacityFactor:G} each {(layout.MicroBatches > 1 ? "micro-batch" : "data-parallel replica")} caps its own routings, " +
+              "so other routings drop than on one device; compare it at --capacity 0"
+            : null;
 
     /// <summary>
     /// Trains <paramref name="layout"/> from <paramref name="weights"/> on <paramref name="batches"/> (global B·T each)
@@ -200,7 +229,8 @@ public static class TrainingLayouts
                 losses[s] = result.Loss;
             }
             Interlocked.Add(ref sentTotal, mesh.BytesSent - before);
-            replicaWeights[world.Rank] = t.Masters.ToBytes();
+            // Under expert parallelism each rank's own experts differ by design: the replicas share the rest.
+            replicaWeights[world.Rank] = t.Parameters.Where(p => !p.IsExpertShard).SelectMany(p => p.Value.ToBytes()).ToArray();
         }, layout.Name);
         double sent = (double)sentTotal / ranks / batches.Count;
         double error = reference is null ? 0 : losses.Zip(reference).Max(p => Math.Abs(p.First - p.Second) / Math.Abs(p.Second));

@@ -222,6 +222,102 @@ public sealed class MoeTrainerTests
             if (!expert) Assert.True(values.AsSpan().SequenceEqual(shared[name]), $"{text}: {name} differs between the ranks");
     }
 
+    // bf16 too at ep=2: the checkpoint keeps the f32 masters, and the resumed run rounds its bf16 copy from them.
+    public static TheoryData<string, string, string> CheckpointLayouts => new()
+    {
+        { "ep=2", "ep=2", "f32" }, { "ep=2", "single", "f32" }, { "single", "ep=2", "f32" }, { "ep=2", "ep=2", "bf16" },
+    };
+
+    [Theory]
+    [MemberData(nameof(CheckpointLayouts))]
+    public void ACheckpointResumesAndContinuesTheUninterruptedRun(string savedAt, string resumedAt, string dtypeName)
+    {
+        // Six steps straight through in the saving layout, with a checkpoint after step 3; steps 4..6 again from that
+        // checkpoint in the resuming layout. The same layout must continue bit for bit (losses, norms, the final
+        // weights and AdamW moments); another layout to the tolerance every layout keeps against one device. The
+        // capacity cap drops routings here, so an expert that lost its moments or its routings shows.
+        var weights = new LlamaWeights(TinyMoe, seed: 15);
+        var dtype = NativeParallel.Tensors.DTypes.Parse(dtypeName);
+        const int batch = 4, saveAfter = 3;
+        var batches = Enumerable.Range(0, 6).Select(i => TrainerTests.RandomBatch(900 + (ulong)i, TinyMoe.Vocab, batch * Sequence)).ToArray();
+        string folder = Directory.CreateTempSubdirectory("np-moe-resume-").FullName;
+        try
+        {
+            string checkpoint = Path.Combine(folder, "step3"), straightEnd = Path.Combine(folder, "straight"), resumedEnd = Path.Combine(folder, "resumed");
+            var straight = TrainInLayout(savedAt, dtype, weights, batches, batch, firstStep: 0, resumeFrom: null, (saveAfter, checkpoint), straightEnd);
+            Assert.True(straight.Dropped > 0, "the capacity must drop some routings here");
+            // The Hugging Face folder has no capacity factor (Mixtral's config has none): the resuming run gives it again.
+            var saved = HuggingFaceCheckpoint.Load(checkpoint);
+            var resumedWeights = new LlamaWeights(saved.Config with { CapacityFactor = TinyMoe.CapacityFactor }, saved.Embedding, saved.Layers, saved.FinalNorm, saved.LmHead);
+            var resumed = TrainInLayout(resumedAt, dtype, resumedWeights, batches, batch, firstStep: saveAfter, resumeFrom: checkpoint, null, resumedEnd);
+
+            bool bitwise = savedAt == resumedAt;
+            string what = $"{dtypeName} saved at {savedAt} after step {saveAfter}, resumed at {resumedAt}";
+            for (int s = saveAfter; s < batches.Length; s++)
+            {
+                var (expected, got) = (straight.Results[s], resumed.Results[s - saveAfter]);
+                if (bitwise)
+                {
+                    Assert.True(expected.Loss == got.Loss && expected.GradNorm == got.GradNorm,
+                        $"{what}, step {s + 1}: loss {got.Loss:R} and norm {got.GradNorm:R} against the uninterrupted run's {expected.Loss:R} and {expected.GradNorm:R}");
+                    continue;
+                }
+                Assert.True(Math.Abs(got.Loss - expected.Loss) <= 1e-5 * expected.Loss, $"{what}, step {s + 1}: loss {got.Loss} vs the uninterrupted run's {expected.Loss}");
+                Assert.True(Math.Abs(got.GradNorm - expected.GradNorm) <= 1e-5 * expected.GradNorm,
+                    $"{what}, step {s + 1}: gradient norm {got.GradNorm} vs the uninterrupted run's {expected.GradNorm}");
+            }
+            // Every tensor of the two final checkpoints, each expert's on its own: weights, and both moments.
+            foreach (string file in new[] { "model.safetensors", Path.Combine("training", "optimizer.safetensors") })
+            {
+                var a = Safetensors.Read(Path.Combine(straightEnd, file));
+                var b = Safetensors.Read(Path.Combine(resumedEnd, file));
+                Assert.Equal(a.Keys.Order(), b.Keys.Order());
+                foreach (var (name, entry) in a)
+                {
+                    if (bitwise)
+                    {
+                        Assert.True(entry.Values.AsSpan().SequenceEqual(b[name].Values), $"{what}: {name} after step 6 differs from the uninterrupted run's");
+                        continue;
+                    }
+                    double error = FiniteDifference.RelativeError(Array.ConvertAll(b[name].Values, v => (double)v), Array.ConvertAll(entry.Values, v => (double)v));
+                    Assert.True(error <= 1e-5, $"{what}: {name} after step 6 is {error:E2} from the uninterrupted run's (bound 1e-5)");
+                }
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    // Trains `layoutText` on thread ranks over batches[firstStep..] (AdamW step numbers continuing from firstStep),
+    // after the checkpoint's moments when resuming; writes a checkpoint after step `checkpoint.After` and another at
+    // the end. Returns rank 0's step results and the routings dropped over the run by every rank.
+    private static (StepResult[] Results, long Dropped) TrainInLayout(string layoutText, NativeParallel.Tensors.DType dtype, LlamaWeights weights, (int[] Inputs, int[] Targets)[] batches, int batch,
+        int firstStep, string? resumeFrom, (int After, string Folder)? checkpoint, string endFolder)
+    {
+        var layout = TrainingLayout.Parse(layoutText);
+        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        var results = new StepResult[batches.Length - firstStep];
+        long dropped = 0;
+        NativeParallel.Comm.ProcessGroup.RunOnThreadRanks(layout.Ranks, world =>
+        {
+            using var mesh = NativeParallel.Comm.DeviceMesh.Create(world, layout.Tp, layout.Pp, layout.Dp);
+            using var trainer = new ParallelTrainer(mesh, CpuDevice.Instance, weights, batch, Sequence, layout.Options(dtype));
+            if (resumeFrom is not null) TrainingCheckpoint.LoadMoments(resumeFrom, trainer);
+            for (int s = firstStep; s < batches.Length; s++)
+            {
+                var result = trainer.Step(batches[s].Inputs, batches[s].Targets, settings, s + 1, 1f);
+                Interlocked.Add(ref dropped, trainer.Trainer.DroppedRoutings);
+                if (world.Rank == 0) results[s - firstStep] = result;
+                // The data position is the CLI's business; here the batches are indexed by step.
+                if (checkpoint is { } c && s + 1 == c.After) TrainingCheckpoint.Save(c.Folder, trainer, new TrainingCheckpoint.State(s + 1, 0, 0, batch, Sequence));
+            }
+            TrainingCheckpoint.Save(endFolder, trainer, new TrainingCheckpoint.State(batches.Length, 0, 0, batch, Sequence));
+        }, timeout: TimeSpan.FromSeconds(60));
+        return (results, dropped);
+    }
+
     [Fact]
     public void TensorParallelismIsRefusedWithItsReason()
     {

@@ -287,7 +287,7 @@ public sealed class ParallelTrainerTests
     {
         Assert.Equal("dp=2,tp=2,pp=2,mb=4,gpipe", TrainingLayout.Parse("pp=2, tp=2, dp=2, mb=4, schedule=gpipe").Name);
         Assert.Equal("single", TrainingLayout.Parse("single").Name);
-        foreach (string name in TrainingLayouts.All) Assert.Equal(name, TrainingLayout.Parse(name).Name);
+        foreach (string name in TrainingLayouts.All.Concat(TrainingLayouts.ExpertParallel)) Assert.Equal(name, TrainingLayout.Parse(name).Name);
         Assert.Equal(8, TrainingLayout.Parse("dp=2,tp=2,pp=2").Ranks);
         Assert.Contains("unknown axis", Assert.Throws<ArgumentException>(() => TrainingLayout.Parse("dp=2,cp=2")).Message);
         // Expert parallelism trains over the data-parallel ranks: ep=N alone, or with the same dp.

@@ -137,6 +137,42 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("needs --experts N", refused);
     }
 
+    [Fact]
+    public void AnExpertParallelCheckpointResumesAtEp2AndOnOneDevice()
+    {
+        // Capped experts (factor 1 drops routings here): the checkpoint must bring its capacity factor back, or the
+        // resumed run routes differently. Saved at ep=2 after step 3; steps 4..6 resumed at ep=2 print the
+        // uninterrupted run's losses as printed, and on one device the same losses to the layouts' tolerance.
+        string shard = RandomShard();
+        string[] common = ["--data", shard, "--batch", "2", "--seq", "8", "--device", "cpu"];
+        var (code, straight) = Run(["train", .. common, "--steps", "6", "--experts", "4", "--capacity", "1", "--strategy", "ep=2"]);
+        Assert.True(code == 0, straight);
+        string checkpoint = Path.Combine(_folder, "moe-ep");
+        (code, string first) = Run(["train", .. common, "--steps", "3", "--experts", "4", "--capacity", "1", "--strategy", "ep=2", "--checkpoint", checkpoint]);
+        Assert.True(code == 0, first);
+        Assert.Contains("\"capacity_factor\": 1", File.ReadAllText(TrainingCheckpoint.StatePath(checkpoint)));
+
+        (code, string resumed) = Run(["train", .. common, "--steps", "6", "--resume", checkpoint, "--strategy", "ep=2"]);
+        Assert.True(code == 0, resumed);
+        Assert.Contains("resumed at step 3", resumed);
+        Assert.Equal(Losses(straight)[3..], Losses(resumed));
+        Assert.Contains("in each of 4 experts (top-2, capacity factor 1)", resumed);
+
+        (code, string single) = Run(["train", .. common, "--steps", "6", "--resume", checkpoint]);
+        Assert.True(code == 0, single);
+        Assert.Contains("capacity factor 1", single);
+        AssertSameLosses(Losses(straight)[3..], Losses(single), "saved at ep=2, resumed on one device");
+
+        // A capacity factor on a dense model's checkpoint is the state file's error, named.
+        string dense = Path.Combine(_folder, "dense");
+        Assert.Equal(0, Run(["train", .. common, "--steps", "1", "--checkpoint", dense]).Code);
+        string state = TrainingCheckpoint.StatePath(dense);
+        File.WriteAllText(state, File.ReadAllText(state).Replace("\"step\": 1", "\"step\": 1, \"capacity_factor\": 2"));
+        (code, string refused) = Run(["train", .. common, "--steps", "2", "--resume", dense]);
+        Assert.Equal(1, code);
+        Assert.Contains("field 'capacity_factor' is 2", refused);
+    }
+
     private string RandomShard(int count = 5000)
     {
         string shard = Path.Combine(_folder, $"random_{count}.bin");
@@ -251,8 +287,51 @@ public sealed class TrainCommandTests : IDisposable
             if (name is "dp=2" or "dp=2,zero=1")
                 Assert.True(Math.Abs(sent - predicted) <= 0.1 * predicted, $"{name}: sent {sent} bytes per rank and step, the formula says {predicted}");
         }
+        Assert.DoesNotContain("skipped", output); // a dense model fits every default layout at this batch
         Assert.Equal(2, Run("train", "--data", shard, "--strategy", "dp=2;dp=2,ep=2").Code);
         Assert.Equal(2, Run("train", "--data", shard, "--strategy", "zp=2").Code);
+    }
+
+    [Fact]
+    public void TheTrainingTableOfAMixtureOfExpertsHasItsEpRowsAndSaysWhatItLeftOut()
+    {
+        string shard = RandomShard();
+        string json = Path.Combine(_folder, "moe-table.json");
+        string[] moe = ["train", "--data", shard, "--steps", "2", "--batch", "4", "--seq", "8", "--device", "cpu", "--experts", "4"];
+        var (code, output) = Run([.. moe, "--strategy", "all", "--json", json]);
+        Assert.True(code == 0, output);
+        Assert.DoesNotContain("FAIL", output);
+        foreach (string layout in TrainingLayouts.ExpertParallel)
+            Assert.Matches($@"(?m)^{System.Text.RegularExpressions.Regex.Escape(layout)} .* ok \(loss rel err", output);
+        // Tensor parallelism does not split experts: each tp row is left out with the reason a lone --strategy gets.
+        foreach (string layout in TrainingLayouts.All.Where(l => TrainingLayout.Parse(l).Tp > 1))
+            Assert.Contains($"skipped {layout}: tensor parallelism does not split a mixture-of-experts model's experts", output);
+
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+        var rows = report.RootElement.GetProperty("layouts").EnumerateArray().ToDictionary(r => r.GetProperty("name").GetString()!);
+        Assert.Equal(5, report.RootElement.GetProperty("skipped").GetArrayLength());
+        var single = rows["single"].GetProperty("losses").EnumerateArray().Select(l => l.GetDouble()).ToArray();
+        foreach (string layout in TrainingLayouts.ExpertParallel)
+        {
+            var row = rows[layout];
+            // The table's own verdict, and the losses held to one device's here too (the table's f32 tolerance).
+            Assert.True(row.GetProperty("replicas_identical").GetBoolean(), $"{layout}: the weights the ranks share differ");
+            var losses = row.GetProperty("losses").EnumerateArray().Select(l => l.GetDouble()).ToArray();
+            Assert.Equal(single.Length, losses.Length);
+            for (int s = 0; s < single.Length; s++)
+                Assert.True(Math.Abs(losses[s] - single[s]) <= 1e-4 * single[s], $"{layout} step {s + 1}: loss {losses[s]} vs one device {single[s]}");
+            double sent = row.GetProperty("sent_per_rank_per_step").GetDouble(), predicted = row.GetProperty("predicted_per_rank_per_step").GetDouble();
+            Assert.True(Math.Abs(sent - predicted) <= 0.1 * predicted, $"{layout}: sent {sent} bytes per rank and step, the formula says {predicted}");
+        }
+
+        // With a capacity cap, replicas and micro-batches cap their own routings: such a layout is refused by name
+        // (and left out of "all"); ep alone caps every rank's routings together and stays.
+        (code, output) = Run([.. moe, "--capacity", "1", "--strategy", "ep=2;ep=2,mb=2"]);
+        Assert.Equal(2, code);
+        Assert.Contains("ep=2,mb=2: with --capacity 1 each micro-batch caps its own routings", output);
+        (code, output) = Run([.. moe[..^2], "--experts", "6", "--strategy", "ep=4"]);
+        Assert.Equal(2, code);
+        Assert.Contains("ep=4 must divide the 6 experts", output);
     }
 
     [Theory]

@@ -61,6 +61,10 @@ public sealed class TrainingInputValidationTests : IDisposable
     {
         var state = TrainingCheckpoint.ReadState(WriteState(ValidState.ToJsonString()));
         Assert.Equal(new TrainingCheckpoint.State(4, 0, 32, 1, 8), state);
+        // A mixture of experts' capacity factor is optional (none: no cap) and read back when present.
+        var capped = ValidState.DeepClone().AsObject();
+        capped["capacity_factor"] = 1.25;
+        Assert.Equal(new TrainingCheckpoint.State(4, 0, 32, 1, 8, 1.25), TrainingCheckpoint.ReadState(WriteState(capped.ToJsonString())));
     }
 
     [Theory]
@@ -71,6 +75,8 @@ public sealed class TrainingInputValidationTests : IDisposable
     [InlineData("shard", "99999999999", "field 'shard' is 99999999999, outside 0..2147483647")]
     [InlineData("batch", "0", "field 'batch' is 0, outside 1..")]
     [InlineData("sequence", null, "field 'sequence' is missing")]
+    [InlineData("capacity_factor", "\"none\"", "field 'capacity_factor' is \"none\", not a number of 0 or more")]
+    [InlineData("capacity_factor", "-0.5", "field 'capacity_factor' is -0.5, not a number of 0 or more")]
     public void ABrokenStateFieldNamesTheFileAndTheField(string field, string? value, string expected)
     {
         var state = ValidState.DeepClone().AsObject();
