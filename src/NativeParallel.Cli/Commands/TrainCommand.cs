@@ -170,7 +170,7 @@ internal static class TrainCommand
         else if (layout.Unfit(config, batch, seq) is { } why) throw new UsageException(why);
 
         int startStep = 0;
-        if (resumedState is { } state)
+        if (resume is not null && resumedState is { } state)
         {
             if (state.Batch != batch || state.Sequence != seq)
                 throw new UsageException($"{resume} was trained with --batch {state.Batch} --seq {state.Sequence}; resume with the same values");
