@@ -99,6 +99,35 @@ public sealed class VectorExpTests
         }
     }
 
+    [Fact]
+    public void TheBf16SigmoidIsWithinAThirteenthOfBf16Rounding()
+    {
+        var random = new Random(24680);
+        var xs = Enumerable.Range(0, 100_000).Select(_ => (float)((random.NextDouble() - 0.5) * 240))
+            .Concat(Enumerable.Range(0, 20_000).Select(_ => (float)((random.NextDouble() - 0.5) * 8)))
+            .Concat(new[] { 0f, -0f, 87f, 88f, -87f, -88f, -90f, 100f, -1e30f, 1e30f, float.NegativeInfinity, float.PositiveInfinity }).ToArray();
+        var widths = new List<(string, Func<float[], float[]>)>
+        {
+            ("Vector256", x => Map(x, 8, (v, o) => VectorExp.SigmoidForBf16(Vector256.Create(v.AsSpan(o, 8))).CopyTo(v.AsSpan(o, 8)))),
+        };
+        if (Vector512.IsHardwareAccelerated)
+            widths.Add(("Vector512", x => Map(x, 16, (v, o) => VectorExp.SigmoidForBf16(Vector512.Create(v.AsSpan(o, 16))).CopyTo(v.AsSpan(o, 16)))));
+        foreach (var (name, sigmoid) in widths)
+        {
+            float[] ys = sigmoid(xs);
+            for (int i = 0; i < xs.Length; i++)
+            {
+                double expected = 1.0 / (1.0 + Math.Exp(-(double)xs[i]));
+                // 7.5e-5 from the polynomial, 2^−14 from vrcp14ps, the rounding of −x·log2 e (6e-8·|x·log2 e|);
+                // bf16's own rounding is up to 2^−9 = 2e-3.
+                double bound = (1.5e-4 + 1e-7 * Math.Min(Math.Abs(xs[i]), 200)) * expected;
+                Assert.True(Math.Abs(ys[i] - expected) <= Math.Max(bound, 1e-37) && ys[i] >= 0f && ys[i] <= 1.0001f,
+                    $"{name}: sigmoid({xs[i]:R}) = {ys[i]:R}, expected {expected:R} (relative {Math.Abs(ys[i] - expected) / expected:E2})");
+            }
+            Assert.True(float.IsNaN(sigmoid([float.NaN])[0]), $"{name}: sigmoid(NaN) is not NaN");
+        }
+    }
+
     private static IEnumerable<(string, Func<float[], float[]>)> SigmoidWidths()
     {
         yield return ("scalar", xs => Array.ConvertAll(xs, VectorExp.Sigmoid));

@@ -419,12 +419,12 @@ internal static unsafe partial class CpuRowKernels
                 var x1 = TE.LoadSecond<TV>(g, i);
                 var u0 = TE.LoadFirst<TV>(u, i);
                 var u1 = TE.LoadSecond<TV>(u, i);
-                TE.StorePair(TV.Multiply(TV.Multiply(x0, u0), TV.Sigmoid(x0)), TV.Multiply(TV.Multiply(x1, u1), TV.Sigmoid(x1)), o, i);
+                TE.StorePair(TV.Multiply(TV.Multiply(x0, u0), Gate<TV, TE>(x0)), TV.Multiply(TV.Multiply(x1, u1), Gate<TV, TE>(x1)), o, i);
             }
             for (; i + TV.Count <= stop; i += TV.Count)
             {
                 var x = TE.Load<TV>(g, i);
-                TE.Store(TV.Multiply(TV.Multiply(x, TE.Load<TV>(u, i)), TV.Sigmoid(x)), o, i);
+                TE.Store(TV.Multiply(TV.Multiply(x, TE.Load<TV>(u, i)), Gate<TV, TE>(x)), o, i);
             }
             for (; i < stop; i++)
             {
@@ -433,4 +433,9 @@ internal static unsafe partial class CpuRowKernels
             }
         });
     }
+
+    /// <summary>SwiGLU's gate σ(x): to bf16's precision for a bf16 output (<see cref="IVec{TV}.SigmoidForBf16"/>), full f32 otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV Gate<TV, TE>(TV x) where TV : struct, IVec<TV> where TE : struct, IElement =>
+        typeof(TE) == typeof(Bf16Element) ? TV.SigmoidForBf16(x) : TV.Sigmoid(x);
 }

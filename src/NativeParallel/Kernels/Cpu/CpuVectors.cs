@@ -59,6 +59,8 @@ internal unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract TV Exp2NonPositive(TV t);
     /// <summary>1 / (1 + e^−x) per lane: see <see cref="VectorExp.Sigmoid(float)"/>.</summary>
     static abstract TV Sigmoid(TV x);
+    /// <summary>The sigmoid to the precision a bf16 result keeps: see <see cref="VectorExp.SigmoidForBf16(Vector512{float})"/>.</summary>
+    static abstract TV SigmoidForBf16(TV x);
 }
 
 /// <summary>Element type of a tensor row: loads widen to f32 and stores narrow from it.</summary>
@@ -277,6 +279,43 @@ internal static class VectorExp
         return r - error * r;
     }
 
+    // 2^f on |f| ≤ 1/2, degree 3: least squares on the relative error, reweighted to near minimax, 7.5e-5.
+    internal const float C0 = 0.9999281167984009f, C1 = 0.6932609677314758f, C2 = 0.24261033535003662f, C3 = 0.05517134442925453f;
+
+    /// <summary>
+    /// The sigmoid for results rounded to bf16 (SwiGLU's bf16 gate): 2^(−x·log2 e) by a degree-3 polynomial (7.5e-5)
+    /// and the reciprocal as vrcp14ps alone (2^−14), within 1.5e-4 relative of the exact value, a thirteenth of what
+    /// bf16's rounding adds (2^−9), for four operations fewer than <see cref="Sigmoid(Vector512{float})"/>'s fifteen.
+    /// NaN stays NaN. <c>VectorExpTests</c> checks it against Math.Exp.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> SigmoidForBf16(Vector512<float> x)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return Sigmoid(x);
+        // x second: vminps/vmaxps return their second operand when either is NaN, so NaN passes through.
+        var t = Vector512.MaxNative(Vector512.Create(-150f), Vector512.MinNative(Vector512.Create(SigmoidTop), x * Vector512.Create(-Log2E)));
+        var n = Vector512.Round(t);
+        var f = t - n;
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(C3), f, Vector512.Create(C2));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C1));
+        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C0));
+        return System.Runtime.Intrinsics.X86.Avx512F.Reciprocal14(Vector512<float>.One + System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n));
+    }
+
+    /// <inheritdoc cref="SigmoidForBf16(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> SigmoidForBf16(Vector256<float> x)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported) return Sigmoid(x);
+        var t = Vector256.MaxNative(Vector256.Create(-150f), Vector256.MinNative(Vector256.Create(SigmoidTop), x * Vector256.Create(-Log2E)));
+        var n = Vector256.Round(t);
+        var f = t - n;
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C3), f, Vector256.Create(C2));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C1));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C0));
+        return System.Runtime.Intrinsics.X86.Avx512F.VL.Reciprocal14(Vector256<float>.One + System.Runtime.Intrinsics.X86.Avx512F.VL.Scale(p, n));
+    }
+
     /// <summary>The same on one float, for tails (so a tail element agrees with its vector neighbours to rounding).</summary>
     public static float Sigmoid(float x)
     {
@@ -478,6 +517,8 @@ internal unsafe struct V512 : IVec<V512>
     public static V512 Exp2NonPositive(V512 t) => new(VectorExp.Exp2NonPositive(t.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 Sigmoid(V512 x) => new(VectorExp.Sigmoid(x.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 SigmoidForBf16(V512 x) => new(VectorExp.SigmoidForBf16(x.V));
 }
 
 internal unsafe struct V256 : IVec<V256>
@@ -553,4 +594,6 @@ internal unsafe struct V256 : IVec<V256>
     public static V256 Exp2NonPositive(V256 t) => new(VectorExp.Exp2NonPositive(t.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 Sigmoid(V256 x) => new(VectorExp.Sigmoid(x.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 SigmoidForBf16(V256 x) => new(VectorExp.SigmoidForBf16(x.V));
 }
