@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -42,15 +41,7 @@ public static unsafe class Add
     }
 
     // Apart from Run: a lambda's captured locals would be allocated at Run's entry, on the device path too.
-    private static void Cpu(Tensor a, Tensor b, Tensor output, long count)
-    {
-        using var av = F32View.Input(a);
-        using var bv = F32View.Input(b);
-        using var ov = F32View.Output(output);
-        float* ap = av.Pointer, bp = bv.Pointer, op = ov.Pointer;
-        CpuParallel.Chunks(count, 4, (offset, length) =>
-            TensorPrimitives.Add(new ReadOnlySpan<float>(ap + offset, length), new ReadOnlySpan<float>(bp + offset, length), new Span<float>(op + offset, length)));
-    }
+    private static void Cpu(Tensor a, Tensor b, Tensor output, long count) => CpuRowKernels.Add(a, b, output, count);
 
     /// <summary>The float64 reference: a + b.</summary>
     public static double[] Reference(float[] a, float[] b)

@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -18,7 +17,6 @@ namespace NativeParallel.Kernels.Ops;
 public static unsafe class RmsNormBackward
 {
     private const string Op = "rmsnorm_bwd";
-    private const int CpuRowGroup = 64;
     private static readonly EntryPoints RowEntry = new("rmsnorm_bwd"), WeightEntry = new("rmsnorm_bwd_weight");
 
     /// <summary>kernels/rmsnorm.cu RmsNormBwdArgs.</summary>
@@ -91,64 +89,11 @@ public static unsafe class RmsNormBackward
         return threads <= V2MaxThreads ? (uint)threads : 0;
     }
 
-    private static void Cpu(Tensor x, Tensor weight, Tensor dY, Tensor dX, Tensor dWeight, float eps, int rows, int d)
-    {
-        using var xv = F32View.Input(x);
-        using var wv = F32View.Input(weight);
-        using var dyv = F32View.Input(dY);
-        using var dxv = F32View.Output(dX);
-        using var dwv = F32View.InOut(dWeight);
-        float* xp = xv.Pointer, wp = wv.Pointer, dyp = dyv.Pointer, dxp = dxv.Pointer, dwp = dwv.Pointer;
-        // Fixed groups of rows, each summing its dWeight partial in row order; the partials are then added in group
-        // order, so the result does not depend on the number of threads.
-        int groups = (rows + CpuRowGroup - 1) / CpuRowGroup;
-        long partialBytes = (long)groups * d * sizeof(float);
-        float* partials = (float*)ScratchPool.Rent(partialBytes);
-        try
-        {
-            CpuParallel.For(groups, 6L * CpuRowGroup * d, (start, end) =>
-            {
-                var w = new ReadOnlySpan<float>(wp, d);
-                var g = new float[d];
-                for (int grp = start; grp < end; grp++)
-                {
-                    var partial = new Span<float>(partials + (long)grp * d, d);
-                    partial.Clear();
-                    int r1 = Math.Min(rows, (grp + 1) * CpuRowGroup);
-                    for (int r = grp * CpuRowGroup; r < r1; r++)
-                    {
-                        var xr = new ReadOnlySpan<float>(xp + (long)r * d, d);
-                        var dyr = new ReadOnlySpan<float>(dyp + (long)r * d, d);
-                        var dxr = new Span<float>(dxp + (long)r * d, d);
-                        float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xr) / d + eps);
-                        TensorPrimitives.Multiply(dyr, w, g);
-                        float coef = inv * inv * inv * TensorPrimitives.Dot(g, xr) / d;
-                        // dX = g·inv − x·coef
-                        TensorPrimitives.Multiply(xr, -coef, dxr);
-                        TensorPrimitives.FusedMultiplyAdd(g, inv, dxr, dxr);
-                        // partial += dY·x·inv
-                        TensorPrimitives.Multiply(dyr, xr, g);
-                        TensorPrimitives.FusedMultiplyAdd(g, inv, partial, partial);
-                    }
-                }
-            });
-            const int columns = 1024;
-            CpuParallel.For((d + columns - 1) / columns, (long)groups * columns, (start, end) =>
-            {
-                for (int c = start; c < end; c++)
-                {
-                    int j0 = c * columns, len = Math.Min(columns, d - j0);
-                    var target = new Span<float>(dwp + j0, len);
-                    for (int grp = 0; grp < groups; grp++)
-                        TensorPrimitives.Add(target, new ReadOnlySpan<float>(partials + (long)grp * d + j0, len), target);
-                }
-            });
-        }
-        finally
-        {
-            ScratchPool.Return(partials, partialBytes);
-        }
-    }
+    // Apart from Run: a lambda's captured locals would be allocated at Run's entry, on the device path too. Fixed
+    // groups of rows sum their dWeight partials in row order, then the partials are added in group order
+    // (CpuRowKernels.RmsNormBackward), so the result does not depend on the number of threads.
+    private static void Cpu(Tensor x, Tensor weight, Tensor dY, Tensor dX, Tensor dWeight, float eps, int rows, int d) =>
+        CpuRowKernels.RmsNormBackward(x, weight, dY, dX, dWeight, rows, d, eps);
 
     /// <summary>The float64 reference: (dX, dWeight0 + Σ rows).</summary>
     public static (double[] DX, double[] DWeight) Reference(float[] x, float[] weight, float[] dY, float[] dWeight0, int rows, int d, float eps)

@@ -54,40 +54,12 @@ public static unsafe class Rope
         return (x.Dim(0), x.Dim(1), x.Dim(2));
     }
 
-    /// <summary>The CPU rotation in place: sign +1 by +angle (forward), −1 by −angle (backward, the transpose).</summary>
-    internal static void Rotate(Tensor x, Tensor positions, float theta, int tokens, int heads, int d, float sign)
-    {
-        int half = d / 2;
-        // f64 frequencies: an f32-rounded frequency times position 4096 is already ~2e-4 rad off.
-        var frequencies = new double[half];
-        for (int i = 0; i < half; i++) frequencies[i] = Math.Pow(theta, -2.0 * i / d);
-        int* pos = (int*)positions.Pointer;
-        using var xv = F32View.InOut(x);
-        float* xp = xv.Pointer;
-        CpuParallel.For(tokens, 6L * heads * d, (start, end) =>
-        {
-            Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
-            for (int t = start; t < end; t++)
-            {
-                for (int i = 0; i < half; i++)
-                {
-                    double angle = pos[t] * frequencies[i];
-                    cos[i] = (float)Math.Cos(angle);
-                    sin[i] = sign * (float)Math.Sin(angle);
-                }
-                for (int h = 0; h < heads; h++)
-                {
-                    float* row = xp + ((long)t * heads + h) * d;
-                    for (int i = 0; i < half; i++)
-                    {
-                        float x1 = row[i], x2 = row[i + half];
-                        row[i] = x1 * cos[i] - x2 * sin[i];
-                        row[i + half] = x2 * cos[i] + x1 * sin[i];
-                    }
-                }
-            }
-        });
-    }
+    /// <summary>
+    /// The CPU rotation in place: sign +1 by +angle (forward), −1 by −angle (backward, the transpose). Apart from Run:
+    /// a lambda's captured locals would be allocated at Run's entry, on the device path too.
+    /// </summary>
+    internal static void Rotate(Tensor x, Tensor positions, float theta, int tokens, int heads, int d, float sign) =>
+        CpuRowKernels.Rope(x, positions, theta, tokens, heads, d, sign);
 
     /// <summary>The float64 reference: (x_i, x_{i+d/2}) rotated by pos · theta^(−2i/d).</summary>
     public static double[] Reference(float[] x, int[] positions, int tokens, int heads, int d, float theta)

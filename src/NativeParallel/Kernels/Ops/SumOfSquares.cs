@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using NativeParallel.Devices;
 using NativeParallel.Diagnostics;
 using NativeParallel.Kernels.Check;
@@ -26,9 +25,6 @@ public static unsafe class SumOfSquares
 
     /// <summary>The most partial sums: the finishing block reads each once.</summary>
     private const int MaxBlocks = 1024;
-
-    /// <summary>CPU partial sums cover this many elements each, in a fixed order.</summary>
-    private const int CpuChunk = 1 << 16;
 
     /// <summary>kernels/sum_squares.cu SumSquaresArgs.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -67,41 +63,13 @@ public static unsafe class SumOfSquares
     /// <summary>The partial kernel's grid: a function of count only, so the reduction order never depends on the device.</summary>
     internal static int BlocksFor(long count) => (int)Math.Clamp((count + ElementsPerBlock - 1) / ElementsPerBlock, 1, MaxBlocks);
 
+    // Fixed chunks of 65536 elements (CpuRowKernels.SumOfSquares), each summed in double, the partials added in chunk
+    // order: bitwise the same whatever the thread count.
     private static void Cpu(Tensor x, Tensor total, long count)
     {
-        using var xv = F32View.Input(x);
-        float* p = xv.Pointer;
-        int chunks = (int)((count + CpuChunk - 1) / CpuChunk);
-        var partials = new double[chunks];
-        CpuParallel.For(chunks, CpuChunk * 2L, (start, end) =>
-        {
-            for (int c = start; c < end; c++)
-            {
-                long offset = (long)c * CpuChunk;
-                partials[c] = SumSquares(p + offset, (int)Math.Min(CpuChunk, count - offset));
-            }
-        });
-        double sum = 0;
-        foreach (double partial in partials) sum += partial;
+        double sum = CpuRowKernels.SumOfSquares(x, count);
         float* t = (float*)total.Pointer;
         t[0] = (float)(t[0] + sum);
-    }
-
-    /// <summary>Σ x² in double, four vectors of four lanes at a time.</summary>
-    private static double SumSquares(float* x, int n)
-    {
-        var a0 = Vector256<double>.Zero;
-        var a1 = Vector256<double>.Zero;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var (lo, hi) = Vector256.Widen(Vector256.Load(x + i));
-            a0 += lo * lo;
-            a1 += hi * hi;
-        }
-        double sum = Vector256.Sum(a0 + a1);
-        for (; i < n; i++) sum += (double)x[i] * x[i];
-        return sum;
     }
 
     /// <summary>The float64 reference: total + Σ x².</summary>

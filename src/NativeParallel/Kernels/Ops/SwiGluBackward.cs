@@ -4,7 +4,6 @@ using NativeParallel.Kernels.Check;
 using NativeParallel.Kernels.Cpu;
 using NativeParallel.Tensors;
 using static NativeParallel.Kernels.Check.CaseKit;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace NativeParallel.Kernels.Ops;
 
@@ -42,42 +41,9 @@ public static unsafe class SwiGluBackward
         Cpu(gate, up, dOut, dGate, dUp, count);
     }
 
-    private static void Cpu(Tensor gate, Tensor up, Tensor dOut, Tensor dGate, Tensor dUp, long count)
-    {
-        // Outputs may alias inputs, so the inputs are widened first and the outputs written from separate views.
-        using var gv = F32View.Input(gate);
-        using var uv = F32View.Input(up);
-        using var dv = F32View.Input(dOut);
-        using var dgv = F32View.Output(dGate);
-        using var duv = F32View.Output(dUp);
-        float* g = gv.Pointer, u = uv.Pointer, dy = dv.Pointer, dg = dgv.Pointer, du = duv.Pointer;
-        const int chunk = 2048;
-        CpuParallel.For((int)((count + chunk - 1) / chunk), chunk * 12L, (start, end) =>
-        {
-            Span<float> s = stackalloc float[chunk];
-            Span<float> t = stackalloc float[chunk];
-            for (int c = start; c < end; c++)
-            {
-                long offset = (long)c * chunk;
-                int n = (int)Math.Min(chunk, count - offset);
-                var gs = new ReadOnlySpan<float>(g + offset, n);
-                var us = new ReadOnlySpan<float>(u + offset, n);
-                var dys = new ReadOnlySpan<float>(dy + offset, n);
-                var sig = s[..n];
-                var tmp = t[..n];
-                TensorPrimitives.Sigmoid(gs, sig);
-                // tmp = 1 + g·(1 − s): (1 − s)·g + 1
-                TensorPrimitives.Subtract(1f, sig, tmp);
-                TensorPrimitives.FusedMultiplyAdd(tmp, gs, 1f, tmp);
-                TensorPrimitives.Multiply(tmp, sig, tmp);      // silu′(g)
-                TensorPrimitives.Multiply(tmp, us, tmp);
-                TensorPrimitives.Multiply(sig, gs, sig);       // silu(g)
-                // Read everything before writing: dGate may be gate and dUp may be up.
-                TensorPrimitives.Multiply(sig, dys, new Span<float>(du + offset, n));
-                TensorPrimitives.Multiply(tmp, dys, new Span<float>(dg + offset, n));
-            }
-        });
-    }
+    // Apart from Run: a lambda's captured locals would be allocated at Run's entry, on the device path too.
+    private static void Cpu(Tensor gate, Tensor up, Tensor dOut, Tensor dGate, Tensor dUp, long count) =>
+        CpuRowKernels.SwiGluBackward(gate, up, dOut, dGate, dUp, count);
 
     /// <summary>The float64 reference: (dGate, dUp).</summary>
     public static (double[] DGate, double[] DUp) Reference(float[] gate, float[] up, float[] dOut)
