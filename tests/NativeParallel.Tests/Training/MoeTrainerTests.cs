@@ -47,15 +47,8 @@ public sealed class MoeTrainerTests
 
         var got = trainer.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
         Assert.Equal(expected.Length, got.Length);
-        double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
-        Assert.True(error <= 1e-5, $"whole-model gradient on {deviceName}: relative error {error:E2} against the float64 model (bound 1e-5)");
-        // Every tensor on its own (the router and each expert too), so a wrong small tensor cannot hide behind large ones.
-        for (int i = 0; i < trainer.Parameters.Count; i++)
-        {
-            var (offset, count) = reference.Range(i);
-            double tensorError = Kernels.Ops.FiniteDifference.RelativeError(got[offset..(offset + count)], expected[offset..(offset + count)]);
-            Assert.True(tensorError <= 1e-4, $"{trainer.Parameters[i].Name} on {deviceName}: gradient relative error {tensorError:E2} (bound 1e-4)");
-        }
+        // The router and each expert are tensors of their own there.
+        TrainerTests.AssertGradientsMatch(got, expected, trainer, reference, deviceName);
     }
 
     [Fact]
@@ -84,24 +77,7 @@ public sealed class MoeTrainerTests
     }
 
     [Fact]
-    public void StepsFollowTheFloat64ReferenceTrainer()
-    {
-        var weights = new LlamaWeights(TinyMoe, seed: 6);
-        var reference = new ReferenceTrainer(weights);
-        using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
-        var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
-        for (int step = 1; step <= 4; step++)
-        {
-            var (inputs, targets) = TrainerTests.RandomBatch(100 + (ulong)step, TinyMoe.Vocab, Batch * Sequence);
-            var (refLoss, refNorm) = reference.Step(inputs, targets, Batch, Sequence, 3e-3, 0.9, 0.95, 1e-8, 0.1, step, gradClip: 2.0);
-            var result = trainer.Step(inputs, targets, settings, step, gradClip: 2f);
-            Assert.True(Math.Abs(result.Loss - refLoss) <= 1e-5 * refLoss, $"step {step}: loss {result.Loss} vs reference {refLoss}");
-            Assert.True(Math.Abs(result.GradNorm - refNorm) <= 1e-4 * refNorm, $"step {step}: gradient norm {result.GradNorm} vs reference {refNorm}");
-        }
-        var theta = trainer.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
-        double error = Kernels.Ops.FiniteDifference.RelativeError(theta, reference.Theta);
-        Assert.True(error <= 1e-5, $"weights after 4 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
-    }
+    public void StepsFollowTheFloat64ReferenceTrainer() => TrainerTests.StepsFollowTheReferenceTrainer(TinyMoe, 4);
 
     [Fact]
     public void LossFallsOverTwentySteps()

@@ -55,16 +55,24 @@ public sealed class TrainerTests
         Assert.Equal(reference.Loss(reference.Theta, inputs, targets, Batch, Sequence), loss, 1e-5);
 
         var got = trainer.Parameters.SelectMany(p => p.Grad.ToFloats()).Select(v => (double)v).ToArray();
+        AssertGradientsMatch(got, expected, trainer, reference, deviceName);
+        Assert.Equal(Math.Sqrt(expected.Sum(g => g * g)), trainer.GradientNorm(), 1e-5 * Math.Sqrt(expected.Sum(g => g * g)));
+    }
+
+    /// <summary>
+    /// The trainer's gradients <paramref name="got"/> against the float64 model's: the whole within 1e-5, and every
+    /// tensor on its own within 1e-4, so a wrong small tensor cannot hide behind large ones.
+    /// </summary>
+    internal static void AssertGradientsMatch(double[] got, double[] expected, LlamaTrainer trainer, ReferenceTrainer reference, string deviceName)
+    {
         double error = Kernels.Ops.FiniteDifference.RelativeError(got, expected);
         Assert.True(error <= 1e-5, $"whole-model gradient on {deviceName}: relative error {error:E2} against the float64 model (bound 1e-5)");
-        // Every tensor on its own too, so a wrong small tensor cannot hide behind large ones.
         for (int i = 0; i < trainer.Parameters.Count; i++)
         {
             var (offset, count) = reference.Range(i);
             double tensorError = Kernels.Ops.FiniteDifference.RelativeError(got[offset..(offset + count)], expected[offset..(offset + count)]);
             Assert.True(tensorError <= 1e-4, $"{trainer.Parameters[i].Name} on {deviceName}: gradient relative error {tensorError:E2} (bound 1e-4)");
         }
-        Assert.Equal(Math.Sqrt(expected.Sum(g => g * g)), trainer.GradientNorm(), 1e-5 * Math.Sqrt(expected.Sum(g => g * g)));
     }
 
     [Theory]
@@ -106,16 +114,22 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void TwentyStepsFollowTheFloat64ReferenceTrainer()
+    public void TwentyStepsFollowTheFloat64ReferenceTrainer() => StepsFollowTheReferenceTrainer(Tiny, 20);
+
+    /// <summary>
+    /// <paramref name="steps"/> AdamW steps of <paramref name="config"/> (seed 6, batch 2 × 5, a clip that bites on
+    /// some steps and not others) against the float64 reference trainer: each loss within 1e-5, each gradient norm
+    /// within 1e-4, and the weights after the last step within 1e-5.
+    /// </summary>
+    internal static void StepsFollowTheReferenceTrainer(LlamaConfig config, int steps)
     {
-        var weights = new LlamaWeights(Tiny, seed: 6);
+        var weights = new LlamaWeights(config, seed: 6);
         var reference = new ReferenceTrainer(weights);
         using var trainer = new LlamaTrainer(CpuDevice.Instance, weights, Batch, Sequence);
         var settings = new AdamWSettings(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
-        for (int step = 1; step <= 20; step++)
+        for (int step = 1; step <= steps; step++)
         {
-            var (inputs, targets) = RandomBatch(100 + (ulong)step, Tiny.Vocab, Batch * Sequence);
-            // A clip that bites on some steps and not others.
+            var (inputs, targets) = RandomBatch(100 + (ulong)step, config.Vocab, Batch * Sequence);
             var (refLoss, refNorm) = reference.Step(inputs, targets, Batch, Sequence, 3e-3, 0.9, 0.95, 1e-8, 0.1, step, gradClip: 2.0);
             var result = trainer.Step(inputs, targets, settings, step, gradClip: 2f);
             Assert.True(Math.Abs(result.Loss - refLoss) <= 1e-5 * refLoss, $"step {step}: loss {result.Loss} vs reference {refLoss}");
@@ -123,7 +137,7 @@ public sealed class TrainerTests
         }
         var theta = trainer.Parameters.SelectMany(p => p.Value.ToFloats()).Select(v => (double)v).ToArray();
         double error = Kernels.Ops.FiniteDifference.RelativeError(theta, reference.Theta);
-        Assert.True(error <= 1e-5, $"weights after 20 steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
+        Assert.True(error <= 1e-5, $"weights after {steps} steps: relative error {error:E2} against the reference trainer (bound 1e-5)");
     }
 
     [Theory]
